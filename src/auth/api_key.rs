@@ -1,0 +1,200 @@
+//! API keys: `wpg_<key id>_<secret>`. The key id (12 characters, public) finds the record
+//! in one lookup; the secret (43 base62 characters, > 256 bits) is stored only as an
+//! HMAC-SHA-256 under the gateway's pepper and compared in constant time. Keys are random,
+//! not human passwords, so no slow hash is needed on the request path.
+
+use super::AuthFailure;
+use crate::secret::Secret;
+use crate::store::ApiKeyRecord;
+use hmac::{Hmac, Mac};
+use rand::rngs::OsRng;
+use rand::Rng;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+pub const PREFIX: &str = "wpg_";
+pub const KEY_ID_LEN: usize = 12;
+pub const SECRET_LEN: usize = 43;
+const KEY_LEN: usize = PREFIX.len() + KEY_ID_LEN + 1 + SECRET_LEN;
+
+const KEY_ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A presented key split into its parts (borrowed, no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParsedKey<'a> {
+    pub key_id: &'a str,
+    pub secret: &'a str,
+}
+
+/// Splits `wpg_<key id>_<secret>`; `None` if it is not shaped like a key.
+pub fn parse(raw: &str) -> Option<ParsedKey<'_>> {
+    let b = raw.as_bytes();
+    if b.len() != KEY_LEN || !raw.starts_with(PREFIX) || b[PREFIX.len() + KEY_ID_LEN] != b'_' {
+        return None;
+    }
+    let key_id = &raw[PREFIX.len()..PREFIX.len() + KEY_ID_LEN];
+    let secret = &raw[PREFIX.len() + KEY_ID_LEN + 1..];
+    let ok = key_id.bytes().all(|c| KEY_ID_ALPHABET.contains(&c))
+        && secret.bytes().all(|c| c.is_ascii_alphanumeric());
+    ok.then_some(ParsedKey { key_id, secret })
+}
+
+/// True if `s` looks like a key id (for CLI input).
+pub fn is_key_id(s: &str) -> bool {
+    s.len() == KEY_ID_LEN && s.bytes().all(|c| KEY_ID_ALPHABET.contains(&c))
+}
+
+fn random_text(alphabet: &[u8], len: usize) -> String {
+    let mut rng = OsRng;
+    (0..len)
+        .map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())]))
+        .collect()
+}
+
+/// A fresh key: its id and the whole key text (shown to the operator exactly once).
+pub fn generate() -> (String, Secret) {
+    let key_id = random_text(KEY_ID_ALPHABET, KEY_ID_LEN);
+    let secret = zeroize::Zeroizing::new(random_text(SECRET_ALPHABET, SECRET_LEN));
+    let full = format!("{PREFIX}{key_id}_{}", secret.as_str());
+    (key_id, Secret::from_string(full))
+}
+
+/// A fresh random pepper (32 bytes).
+pub fn new_pepper() -> Secret {
+    let mut bytes = vec![0u8; 32];
+    OsRng.fill(bytes.as_mut_slice());
+    Secret::new(bytes)
+}
+
+/// HMAC-SHA-256 under the pepper. The keyed state is prepared once and cloned per use.
+#[derive(Clone)]
+pub struct KeyHasher {
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for KeyHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyHasher([redacted])")
+    }
+}
+
+impl KeyHasher {
+    pub fn new(pepper: &Secret) -> Self {
+        // HMAC accepts keys of any length, so this cannot fail; keep a defined fallback.
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(pepper.expose())
+            .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new(&Default::default()));
+        Self { mac }
+    }
+
+    pub fn hash(&self, secret: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(secret);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Constant-time check of a presented secret against a stored hash.
+    pub fn verify(&self, secret: &[u8], stored: &[u8]) -> bool {
+        self.hash(secret).ct_eq(stored).into()
+    }
+}
+
+/// Checks a found key against the request: right secret, right site, in its lifetime.
+pub fn check(
+    hasher: &KeyHasher,
+    presented: ParsedKey<'_>,
+    record: &ApiKeyRecord,
+    site_id: &str,
+    now: i64,
+) -> Result<(), AuthFailure> {
+    if !hasher.verify(presented.secret.as_bytes(), &record.secret_hash) {
+        return Err(AuthFailure::InvalidKey);
+    }
+    if record.site_id != site_id {
+        return Err(AuthFailure::WrongSite);
+    }
+    if record.expires_at.is_some_and(|exp| now >= exp) {
+        return Err(AuthFailure::Expired);
+    }
+    if record.revoked_at.is_some() && record.grace_until.is_none_or(|g| now >= g) {
+        return Err(AuthFailure::Revoked);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(hasher: &KeyHasher, key: &Secret) -> ApiKeyRecord {
+        let parsed = parse(key.expose_str().unwrap()).unwrap();
+        ApiKeyRecord {
+            key_id: parsed.key_id.into(),
+            site_id: "shop".into(),
+            label: None,
+            secret_hash: hasher.hash(parsed.secret.as_bytes()).to_vec(),
+            created_at: 0,
+            expires_at: None,
+            revoked_at: None,
+            grace_until: None,
+        }
+    }
+
+    #[test]
+    fn generated_keys_parse_and_carry_256_bits() {
+        let (id, key) = generate();
+        let text = key.expose_str().unwrap();
+        let p = parse(text).unwrap();
+        assert_eq!(p.key_id, id);
+        assert_eq!(p.secret.len(), SECRET_LEN);
+        // 43 characters of a 62-letter alphabet: log2(62) * 43 > 256.
+        assert!((62f64).log2() * SECRET_LEN as f64 >= 256.0);
+        assert_ne!(generate().1.expose(), key.expose());
+    }
+
+    #[test]
+    fn malformed_keys_do_not_parse() {
+        let (_, key) = generate();
+        let text = key.expose_str().unwrap();
+        assert!(parse(&text[..text.len() - 1]).is_none());
+        assert!(parse(&format!("{text}x")).is_none());
+        assert!(parse(&text.replacen("wpg_", "wpx_", 1)).is_none());
+        assert!(parse(&format!("{}-{}", &text[..16], &text[17..])).is_none());
+        assert!(parse("").is_none());
+        assert!(parse(&format!("wpg_{}_{}", "A".repeat(12), "a".repeat(43))).is_none());
+    }
+
+    #[test]
+    fn check_covers_every_outcome() {
+        let h = KeyHasher::new(&new_pepper());
+        let (_, key) = generate();
+        let rec = record(&h, &key);
+        let p = parse(key.expose_str().unwrap()).unwrap();
+        assert_eq!(check(&h, p, &rec, "shop", 100), Ok(()));
+        assert_eq!(check(&h, p, &rec, "blog", 100), Err(AuthFailure::WrongSite));
+        let other = KeyHasher::new(&new_pepper());
+        assert_eq!(
+            check(&other, p, &rec, "shop", 100),
+            Err(AuthFailure::InvalidKey)
+        );
+        let expiring = ApiKeyRecord {
+            expires_at: Some(100),
+            ..rec.clone()
+        };
+        assert_eq!(check(&h, p, &expiring, "shop", 99), Ok(()));
+        assert_eq!(
+            check(&h, p, &expiring, "shop", 100),
+            Err(AuthFailure::Expired)
+        );
+        let revoked = ApiKeyRecord {
+            revoked_at: Some(50),
+            grace_until: Some(60),
+            ..rec.clone()
+        };
+        assert_eq!(check(&h, p, &revoked, "shop", 59), Ok(()));
+        assert_eq!(
+            check(&h, p, &revoked, "shop", 60),
+            Err(AuthFailure::Revoked)
+        );
+    }
+}

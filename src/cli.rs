@@ -1,0 +1,551 @@
+//! The command line: `wpgate serve | check | site ... | key ...`. Every command works on
+//! the same store as a running gateway.
+
+use crate::config::{Config, LoadOptions};
+use crate::crypto::Keyring;
+use crate::fleet::{CredentialInput, Fleet, FleetError, NewSite};
+use crate::secret::Secret;
+use crate::site::CredentialKind;
+use crate::store::{ApiKeyRecord, SiteRecord, StoreError};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wpgate",
+    version,
+    about = "Authentication gateway for fleets of WordPress sites"
+)]
+pub struct Cli {
+    /// Configuration file (default: config/wpgate.toml if it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (store and keyring); overrides the configuration.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Validate the configuration (and the keyring, if present) and exit.
+    Check,
+    /// Manage sites.
+    #[command(subcommand)]
+    Site(SiteCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// Register a WordPress site.
+    Add {
+        id: String,
+        /// Base URL of the site, http or https, optionally with a path prefix.
+        #[arg(long)]
+        upstream: String,
+        /// Display name (default: the id).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        credential: CredentialArgs,
+    },
+    /// List sites.
+    List {
+        /// Start after this site id (pagination).
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Show one site (never its secret).
+    Show { id: String },
+    /// Delete a site and its API keys.
+    Rm { id: String },
+    /// Let requests through to a site again.
+    Enable { id: String },
+    /// Refuse requests to a site (403 site.disabled).
+    Disable { id: String },
+    /// Replace a site's upstream credential.
+    SetCredential {
+        id: String,
+        #[command(flatten)]
+        credential: CredentialArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthKind {
+    /// HTTP Basic with a WordPress Application Password (needs --username).
+    AppPassword,
+    /// Authorization: Bearer <secret>.
+    Bearer,
+    /// A plugin's own header (needs --header-name).
+    Header,
+    /// No credential.
+    None,
+}
+
+impl From<AuthKind> for CredentialKind {
+    fn from(k: AuthKind) -> Self {
+        match k {
+            AuthKind::AppPassword => CredentialKind::AppPassword,
+            AuthKind::Bearer => CredentialKind::Bearer,
+            AuthKind::Header => CredentialKind::Header,
+            AuthKind::None => CredentialKind::None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialArgs {
+    /// How wpgate authenticates to the site.
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthKind>,
+    /// WordPress user for --auth app-password.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Header name for --auth header.
+    #[arg(long)]
+    pub header_name: Option<String>,
+    /// Read the secret from standard input (never from the command line).
+    #[arg(long)]
+    pub secret_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Issue an API key for a site; prints the whole key once, alone on one line.
+    Issue {
+        site_id: String,
+        #[arg(long)]
+        label: Option<String>,
+        /// Lifetime, e.g. 30d, 12h.
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<Duration>,
+    },
+    /// List a site's keys (never the secret).
+    List { site_id: String },
+    /// Revoke a key, optionally keeping it valid for a grace period (e.g. 1h).
+    Revoke {
+        key_id: String,
+        #[arg(long, value_parser = parse_duration)]
+        grace: Option<Duration>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30d, 12h, 90s)"))
+}
+
+fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(&LoadOptions {
+        config_file: cli.config.clone(),
+        data_dir: cli.data_dir.clone(),
+    })?)
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load_config(&cli)?;
+    crate::serve::init_logging(&config);
+    match &cli.command {
+        Command::Serve => crate::serve::run(config),
+        Command::Check => check(&config, cli.json),
+        Command::Site(cmd) => block_on(site(&config, cmd, cli.json)),
+        Command::Key(cmd) => block_on(key(&config, cmd, cli.json)),
+    }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?
+        .block_on(f)
+}
+
+fn check(config: &Config, json: bool) -> anyhow::Result<()> {
+    let keyring = match std::env::var("WPGATE_KEYRING") {
+        Ok(text) => {
+            let k = Keyring::parse(&text, "from WPGATE_KEYRING")?;
+            format!(
+                "WPGATE_KEYRING ({} keys, primary {})",
+                k.key_ids().count(),
+                k.primary_id()
+            )
+        }
+        Err(_) if config.keyring_file.exists() => {
+            let k = Keyring::load_file(&config.keyring_file)?;
+            format!(
+                "{} ({} keys, primary {})",
+                config.keyring_file.display(),
+                k.key_ids().count(),
+                k.primary_id()
+            )
+        }
+        Err(_) => format!(
+            "{} (does not exist yet: generated on first start)",
+            config.keyring_file.display()
+        ),
+    };
+    let source = config
+        .source_file
+        .as_ref()
+        .map_or("built-in defaults and environment".to_string(), |p| {
+            p.display().to_string()
+        });
+    if json {
+        println!(
+            "{}",
+            json!({"ok": true, "config": source, "keyring": keyring, "listen_proxy": config.listen_proxy.to_string()})
+        );
+    } else {
+        println!("configuration OK: {source}");
+        println!("  proxy listens on {}", config.listen_proxy);
+        println!("  keyring: {keyring}");
+    }
+    Ok(())
+}
+
+async fn open_fleet(config: &Config) -> anyhow::Result<Fleet> {
+    let (fleet, source) = Fleet::open(config)
+        .await
+        .context("cannot open the store and keyring")?;
+    crate::serve::log_keyring_source(&source);
+    Ok(fleet)
+}
+
+fn read_secret(args: &CredentialArgs) -> anyhow::Result<Option<Secret>> {
+    if !args.secret_stdin {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read the secret from standard input")?;
+    let text = zeroize::Zeroizing::new(text);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        bail!("--secret-stdin: standard input was empty");
+    }
+    Ok(Some(Secret::from_string(trimmed.to_string())))
+}
+
+/// Builds the credential from flags; `current` fills in what a rotation leaves out.
+fn credential_input(
+    args: &CredentialArgs,
+    current: Option<&SiteRecord>,
+) -> anyhow::Result<CredentialInput> {
+    let kind: CredentialKind = match (args.auth, current) {
+        (Some(k), _) => k.into(),
+        (None, Some(site)) => site.credential.kind,
+        (None, None) if args.username.is_some() => CredentialKind::AppPassword,
+        (None, None) if args.header_name.is_some() => CredentialKind::Header,
+        (None, None) if args.secret_stdin => {
+            bail!("say which kind of credential the secret is: --auth app-password|bearer|header")
+        }
+        (None, None) => CredentialKind::None,
+    };
+    let keep = current
+        .filter(|s| s.credential.kind == kind)
+        .and_then(|s| s.credential.username.clone());
+    let username = match kind {
+        CredentialKind::AppPassword => {
+            if args.header_name.is_some() {
+                bail!("--header-name goes with --auth header");
+            }
+            Some(
+                args.username
+                    .clone()
+                    .or(keep)
+                    .context("--auth app-password needs --username")?,
+            )
+        }
+        CredentialKind::Header => {
+            if args.username.is_some() {
+                bail!("--username goes with --auth app-password");
+            }
+            Some(
+                args.header_name
+                    .clone()
+                    .or(keep)
+                    .context("--auth header needs --header-name")?,
+            )
+        }
+        CredentialKind::Bearer | CredentialKind::None => {
+            if args.username.is_some() || args.header_name.is_some() {
+                bail!(
+                    "--username and --header-name do not go with --auth {}",
+                    kind.as_str()
+                );
+            }
+            None
+        }
+    };
+    let secret = read_secret(args)?;
+    if kind.needs_secret() && secret.is_none() {
+        bail!(
+            "--auth {} needs the secret on standard input: add --secret-stdin",
+            kind.as_str()
+        );
+    }
+    if !kind.needs_secret() && secret.is_some() {
+        bail!("--auth none takes no secret");
+    }
+    Ok(CredentialInput {
+        kind,
+        username,
+        secret,
+    })
+}
+
+fn site_json(s: &SiteRecord) -> Value {
+    let mut credential = json!({ "kind": s.credential.kind.as_str() });
+    match s.credential.kind {
+        CredentialKind::AppPassword => credential["username"] = json!(s.credential.username),
+        CredentialKind::Header => credential["header_name"] = json!(s.credential.username),
+        _ => {}
+    }
+    if let Some(sealed) = &s.credential.sealed_secret {
+        credential["sealed_with"] = json!(crate::crypto::sealed_key_id(sealed));
+    }
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "upstream": s.upstream_url,
+        "enabled": s.enabled,
+        "credential": credential,
+        "created_at": crate::time::rfc3339(s.created_at),
+        "updated_at": crate::time::rfc3339(s.updated_at),
+        "version": s.version,
+    })
+}
+
+fn credential_text(s: &SiteRecord) -> String {
+    match (s.credential.kind, &s.credential.username) {
+        (CredentialKind::AppPassword, Some(u)) => format!("app_password (user {u})"),
+        (CredentialKind::Header, Some(h)) => format!("header ({h})"),
+        (kind, _) => kind.as_str().to_string(),
+    }
+}
+
+fn print_site(s: &SiteRecord, json: bool) {
+    if json {
+        println!("{}", site_json(s));
+    } else {
+        println!("id:         {}", s.id);
+        println!("name:       {}", s.name);
+        println!("upstream:   {}", s.upstream_url);
+        println!("enabled:    {}", s.enabled);
+        println!("credential: {}", credential_text(s));
+        println!("created:    {}", crate::time::rfc3339(s.created_at));
+        println!("updated:    {}", crate::time::rfc3339(s.updated_at));
+        println!("version:    {}", s.version);
+    }
+}
+
+async fn site(config: &Config, cmd: &SiteCommand, json: bool) -> anyhow::Result<()> {
+    let fleet = open_fleet(config).await?;
+    let actor = actor();
+    match cmd {
+        SiteCommand::Add {
+            id,
+            upstream,
+            name,
+            credential,
+        } => {
+            let credential = credential_input(credential, None)?;
+            let record = fleet
+                .add_site(
+                    NewSite {
+                        id: id.clone(),
+                        name: name.clone(),
+                        upstream_url: upstream.clone(),
+                        credential,
+                    },
+                    &actor,
+                )
+                .await
+                .map_err(explain)?;
+            if json {
+                println!("{}", site_json(&record));
+            } else {
+                println!(
+                    "site {} added: {} with {}",
+                    record.id,
+                    record.upstream_url,
+                    credential_text(&record)
+                );
+            }
+        }
+        SiteCommand::List { after, limit } => {
+            let sites = fleet.store().list_sites(after.as_deref(), *limit).await?;
+            if json {
+                println!("{}", Value::Array(sites.iter().map(site_json).collect()));
+            } else {
+                println!(
+                    "{:<24} {:<8} {:<28} UPSTREAM",
+                    "ID", "ENABLED", "CREDENTIAL"
+                );
+                for s in &sites {
+                    println!(
+                        "{:<24} {:<8} {:<28} {}",
+                        s.id,
+                        s.enabled,
+                        credential_text(s),
+                        s.upstream_url
+                    );
+                }
+            }
+        }
+        SiteCommand::Show { id } => print_site(&fleet.site(id).await.map_err(explain)?, json),
+        SiteCommand::Rm { id } => {
+            fleet.remove_site(id, &actor).await.map_err(explain)?;
+            report(
+                json,
+                json!({"id": id, "deleted": true}),
+                format!("site {id} deleted"),
+            );
+        }
+        SiteCommand::Enable { id } | SiteCommand::Disable { id } => {
+            let enable = matches!(cmd, SiteCommand::Enable { .. });
+            let s = fleet
+                .set_enabled(id, enable, &actor)
+                .await
+                .map_err(explain)?;
+            let word = if enable { "enabled" } else { "disabled" };
+            report(json, site_json(&s), format!("site {id} {word}"));
+        }
+        SiteCommand::SetCredential { id, credential } => {
+            let current = fleet.site(id).await.map_err(explain)?;
+            let input = credential_input(credential, Some(&current))?;
+            let s = fleet
+                .set_credential(id, &input, &actor)
+                .await
+                .map_err(explain)?;
+            report(
+                json,
+                site_json(&s),
+                format!("site {id}: credential set ({})", credential_text(&s)),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn report(json: bool, value: Value, text: String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
+fn key_json(k: &ApiKeyRecord) -> Value {
+    json!({
+        "key_id": k.key_id,
+        "site_id": k.site_id,
+        "label": k.label,
+        "created_at": crate::time::rfc3339(k.created_at),
+        "expires_at": k.expires_at.map(crate::time::rfc3339),
+        "revoked_at": k.revoked_at.map(crate::time::rfc3339),
+        "grace_until": k.grace_until.map(crate::time::rfc3339),
+    })
+}
+
+async fn key(config: &Config, cmd: &KeyCommand, json: bool) -> anyhow::Result<()> {
+    let fleet = open_fleet(config).await?;
+    let actor = actor();
+    match cmd {
+        KeyCommand::Issue {
+            site_id,
+            label,
+            expires_in,
+        } => {
+            let (record, key) = fleet
+                .issue_key(site_id, label.clone(), *expires_in, &actor)
+                .await
+                .map_err(explain)?;
+            let text = key.expose_str().unwrap_or_default();
+            if json {
+                let mut v = key_json(&record);
+                v["key"] = json!(text);
+                println!("{v}");
+            } else {
+                println!("{text}");
+            }
+            eprintln!(
+                "key {} issued for site {site_id}: it is shown only this once",
+                record.key_id
+            );
+        }
+        KeyCommand::List { site_id } => {
+            fleet.site(site_id).await.map_err(explain)?;
+            let keys = fleet.store().list_api_keys(site_id).await?;
+            if json {
+                println!("{}", Value::Array(keys.iter().map(key_json).collect()));
+            } else {
+                println!(
+                    "{:<14} {:<20} {:<22} {:<22} {:<22} GRACE UNTIL",
+                    "KEY ID", "LABEL", "CREATED", "EXPIRES", "REVOKED"
+                );
+                for k in &keys {
+                    let t = |v: Option<i64>| v.map_or("-".to_string(), crate::time::rfc3339);
+                    println!(
+                        "{:<14} {:<20} {:<22} {:<22} {:<22} {}",
+                        k.key_id,
+                        k.label.as_deref().unwrap_or("-"),
+                        crate::time::rfc3339(k.created_at),
+                        t(k.expires_at),
+                        t(k.revoked_at),
+                        t(k.grace_until)
+                    );
+                }
+            }
+        }
+        KeyCommand::Revoke { key_id, grace } => {
+            if !crate::auth::api_key::is_key_id(key_id) {
+                bail!("{key_id:?} is not a key id (12 characters, the part after wpg_)");
+            }
+            let k = fleet
+                .revoke_key(key_id, *grace, &actor)
+                .await
+                .map_err(explain)?;
+            let until = k.grace_until.map(crate::time::rfc3339).unwrap_or_default();
+            report(
+                json,
+                key_json(&k),
+                format!("key {key_id} revoked; accepted until {until}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Turns a fleet error into a message for the operator.
+fn explain(e: FleetError) -> anyhow::Error {
+    match e {
+        FleetError::Store(StoreError::NotFound(what)) => anyhow::anyhow!("{what} does not exist"),
+        other => anyhow::Error::new(other),
+    }
+}

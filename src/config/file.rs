@@ -1,0 +1,139 @@
+//! The serde mirror of `wpgate.toml`: exactly the keys a user may write, no more.
+//! Validation and defaults that depend on other keys happen in `model.rs`.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub data_dir: PathBuf,
+    pub listen: ListenFile,
+    pub store: StoreFile,
+    pub keyring: KeyringFile,
+    pub cache: CacheFile,
+    pub upstream: UpstreamFile,
+    pub proxy: ProxyFile,
+    pub log: LogFile,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            listen: ListenFile::default(),
+            store: StoreFile::default(),
+            keyring: KeyringFile::default(),
+            cache: CacheFile::default(),
+            upstream: UpstreamFile::default(),
+            proxy: ProxyFile::default(),
+            log: LogFile::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenFile {
+    pub proxy: String,
+    pub admin: String,
+}
+
+impl Default for ListenFile {
+    fn default() -> Self {
+        Self {
+            proxy: "127.0.0.1:8080".into(),
+            admin: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreFile {
+    /// Default: `sqlite://<data_dir>/wpgate.db`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyringFile {
+    /// Default: `<data_dir>/keyring.toml`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheFile {
+    pub capacity: u64,
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+}
+
+impl Default for CacheFile {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamFile {
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for UpstreamFile {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyFile {
+    pub threads: usize,
+    pub strip_headers: Vec<String>,
+}
+
+impl Default for ProxyFile {
+    fn default() -> Self {
+        Self {
+            threads: 2,
+            strip_headers: vec!["Authorization".into(), "X-API-Key".into(), "Cookie".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogFile {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for LogFile {
+    fn default() -> Self {
+        Self {
+            format: "pretty".into(),
+            level: "info".into(),
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The validated configuration the gateway runs on. Built from the figment layers; every
+//! error names the key and where its value came from.
+
+use super::file::FileConfig;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use http::HeaderName;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the configuration file is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "config/wpgate.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// figment's message names the key and the file or environment variable.
+    #[error("{0}")]
+    Parse(Box<figment::Error>),
+    #[error("`{key}` {problem} (from {origin})")]
+    Invalid {
+        key: &'static str,
+        problem: String,
+        origin: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+}
+
+impl StoreUrl {
+    fn parse(url: &str) -> Result<Self, String> {
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err("needs a file path, e.g. sqlite://./data/wpgate.db".into());
+            }
+            return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err("PostgreSQL is not supported by this build yet; use sqlite://".into());
+        }
+        Err("must start with sqlite://".into())
+    }
+}
+
+/// Where the settings come from besides the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--config`: must exist. Without it `config/wpgate.toml` is used if present.
+    pub config_file: Option<PathBuf>,
+    /// `--data-dir`: overrides every other source.
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen_proxy: SocketAddr,
+    pub listen_admin: SocketAddr,
+    pub store: StoreUrl,
+    pub keyring_file: PathBuf,
+    pub cache: CacheSettings,
+    pub upstream: UpstreamSettings,
+    pub proxy: ProxySettings,
+    pub log: LogSettings,
+    /// The file the configuration was read from, if any (for messages).
+    pub source_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub capacity: u64,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub threads: usize,
+    /// Client credential headers removed before forwarding.
+    pub strip_headers: Vec<HeaderName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Config {
+    /// Reads every layer and validates the result.
+    pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
+        let (figment, source_file) = figment(opts)?;
+        let file: FileConfig = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        Validator { figment: &figment }.build(file, source_file)
+    }
+}
+
+fn figment(opts: &LoadOptions) -> Result<(Figment, Option<PathBuf>), ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(FileConfig::default()));
+    let source_file = match &opts.config_file {
+        Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.clone())),
+        Some(path) => Some(path.clone()),
+        None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+    };
+    if let Some(path) = &source_file {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    // WPGATE_KEYRING carries the keyring itself (for containers), not a config key.
+    figment = figment.merge(Env::prefixed("WPGATE_").split("__").ignore(&["keyring"]));
+    if let Some(dir) = &opts.data_dir {
+        figment = figment.merge(("data_dir", dir.display().to_string()));
+    }
+    Ok((figment, source_file))
+}
+
+struct Validator<'a> {
+    figment: &'a Figment,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, key: &'static str, problem: impl Into<String>) -> ConfigError {
+        let origin = match self.figment.find_metadata(key) {
+            Some(meta) => match &meta.source {
+                Some(source) => format!("{} {}", meta.name, source),
+                None => meta.name.to_string(),
+            },
+            None => "defaults".into(),
+        };
+        ConfigError::Invalid {
+            key,
+            problem: problem.into(),
+            origin,
+        }
+    }
+
+    fn addr(&self, key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+        value
+            .parse()
+            .map_err(|_| self.invalid(key, format!("must be an IP:port address, got {value:?}")))
+    }
+
+    fn build(&self, f: FileConfig, source_file: Option<PathBuf>) -> Result<Config, ConfigError> {
+        if f.data_dir.as_os_str().is_empty() {
+            return Err(self.invalid("data_dir", "must not be empty"));
+        }
+        let listen_proxy = self.addr("listen.proxy", &f.listen.proxy)?;
+        let listen_admin = self.addr("listen.admin", &f.listen.admin)?;
+        if listen_proxy == listen_admin {
+            return Err(self.invalid("listen.admin", "must differ from listen.proxy"));
+        }
+        let store_url = f
+            .store
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", f.data_dir.join("wpgate.db").display()));
+        let store = StoreUrl::parse(&store_url).map_err(|p| self.invalid("store.url", p))?;
+        let keyring_file = f
+            .keyring
+            .file
+            .clone()
+            .unwrap_or_else(|| f.data_dir.join("keyring.toml"));
+
+        if f.cache.capacity == 0 {
+            return Err(self.invalid("cache.capacity", "must be at least 1"));
+        }
+        if f.cache.ttl.is_zero() {
+            return Err(self.invalid("cache.ttl", "must be longer than 0s"));
+        }
+        if f.cache.negative_ttl.is_zero() || f.cache.negative_ttl > f.cache.ttl {
+            return Err(self.invalid(
+                "cache.negative_ttl",
+                "must be longer than 0s and no longer than cache.ttl",
+            ));
+        }
+        if f.upstream.connect_timeout.is_zero() {
+            return Err(self.invalid("upstream.connect_timeout", "must be longer than 0s"));
+        }
+        if f.upstream.read_timeout.is_zero() {
+            return Err(self.invalid("upstream.read_timeout", "must be longer than 0s"));
+        }
+        if let Some(ca) = &f.upstream.ca_file {
+            if !ca.is_file() {
+                return Err(self.invalid(
+                    "upstream.ca_file",
+                    format!("{} is not a readable file", ca.display()),
+                ));
+            }
+        }
+        if f.proxy.threads == 0 || f.proxy.threads > 256 {
+            return Err(self.invalid("proxy.threads", "must be between 1 and 256"));
+        }
+        let mut strip_headers = Vec::with_capacity(f.proxy.strip_headers.len());
+        for name in &f.proxy.strip_headers {
+            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                self.invalid(
+                    "proxy.strip_headers",
+                    format!("{name:?} is not a header name"),
+                )
+            })?;
+            strip_headers.push(header);
+        }
+        let format = match f.log.format.as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(self.invalid(
+                    "log.format",
+                    format!("must be \"pretty\" or \"json\", got {other:?}"),
+                ))
+            }
+        };
+        if tracing_subscriber::EnvFilter::try_new(&f.log.level).is_err() {
+            return Err(self.invalid(
+                "log.level",
+                format!("{:?} is not a log filter (e.g. \"info\")", f.log.level),
+            ));
+        }
+
+        Ok(Config {
+            data_dir: f.data_dir,
+            listen_proxy,
+            listen_admin,
+            store,
+            keyring_file,
+            cache: CacheSettings {
+                capacity: f.cache.capacity,
+                ttl: f.cache.ttl,
+                negative_ttl: f.cache.negative_ttl,
+            },
+            upstream: UpstreamSettings {
+                connect_timeout: f.upstream.connect_timeout,
+                read_timeout: f.upstream.read_timeout,
+                ca_file: f.upstream.ca_file,
+            },
+            proxy: ProxySettings {
+                threads: f.proxy.threads,
+                strip_headers,
+            },
+            log: LogSettings {
+                format,
+                level: f.log.level,
+            },
+            source_file,
+        })
+    }
+}
+
+/// The directory that holds `path`, for creating it.
+pub fn parent_dir(path: &Path) -> Option<&Path> {
+    path.parent().filter(|p| !p.as_os_str().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(toml.as_bytes()).unwrap();
+        Config::load(&LoadOptions {
+            config_file: Some(f.path().to_path_buf()),
+            data_dir: None,
+        })
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = load_str("").unwrap();
+        assert_eq!(c.listen_proxy, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.store, StoreUrl::Sqlite(PathBuf::from("./data/wpgate.db")));
+        assert_eq!(c.keyring_file, PathBuf::from("./data/keyring.toml"));
+        assert_eq!(c.proxy.strip_headers.len(), 3);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load_str("[cache]\ncapacityy = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("capacityy"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_names_key_and_file() {
+        let err = load_str("[listen]\nproxy = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen.proxy"), "{err}");
+        assert!(err.contains("TOML"), "{err}");
+    }
+
+    #[test]
+    fn data_dir_drives_derived_paths_and_cli_wins() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(b"data_dir = \"/srv/a\"\n").unwrap();
+        let c = Config::load(&LoadOptions {
+            config_file: Some(f.path().to_path_buf()),
+            data_dir: Some(PathBuf::from("/srv/b")),
+        })
+        .unwrap();
+        assert_eq!(c.keyring_file, PathBuf::from("/srv/b/keyring.toml"));
+        assert_eq!(c.store, StoreUrl::Sqlite(PathBuf::from("/srv/b/wpgate.db")));
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let err = Config::load(&LoadOptions {
+            config_file: Some(PathBuf::from("/nonexistent/wpgate.toml")),
+            data_dir: None,
+        })
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+
+    #[test]
+    fn durations_and_store_urls() {
+        let c = load_str(
+            "[cache]\nttl = \"2m\"\nnegative_ttl = \"1s\"\n[store]\nurl = \"sqlite:///tmp/x.db\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.cache.ttl, Duration::from_secs(120));
+        assert_eq!(c.store, StoreUrl::Sqlite(PathBuf::from("/tmp/x.db")));
+        assert!(load_str("[store]\nurl = \"mysql://x\"\n").is_err());
+    }
+}

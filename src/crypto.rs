@@ -1,0 +1,495 @@
+//! The keyring and sealing of secrets at rest.
+//!
+//! Every secret is sealed with AES-256-GCM under the keyring's primary key, a fresh
+//! random 96-bit nonce, and associated data that binds it to its place
+//! (`wpgate/v1/<site id>/<field>`), so a ciphertext copied to another site or field does
+//! not open. Sealed text names its key: `v1.<key id>.<nonce>.<ciphertext>` (base64url).
+
+use crate::secret::Secret;
+use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
+use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const VERSION: &str = "v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("sealed value was sealed with key {0:?}, which is not in the keyring")]
+    UnknownKey(String),
+    #[error("sealed value is malformed")]
+    Malformed,
+    #[error("sealed value does not open: wrong place, wrong key or tampered")]
+    OpenFailed,
+    #[error("sealing failed")]
+    SealFailed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error("cannot read keyring file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write keyring file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "keyring file {path} is readable by group or others (mode {mode:o}); \
+         it holds the master keys: run `chmod 600 {path}`"
+    )]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("keyring {origin} is invalid: {problem}")]
+    Invalid { origin: String, problem: String },
+}
+
+/// Where a sealed secret lives: bound into the ciphertext as associated data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place(String);
+
+impl Place {
+    /// A secret that belongs to one site, e.g. `Place::site("shop", "upstream_credential")`.
+    pub fn site(site_id: &str, field: &str) -> Self {
+        Place(format!("wpgate/{VERSION}/{site_id}/{field}"))
+    }
+
+    /// A gateway-wide secret. `@` cannot occur in a site id, so no site can collide.
+    pub fn global(field: &str) -> Self {
+        Place(format!("wpgate/{VERSION}/@global/{field}"))
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// A named 256-bit key.
+struct KeyEntry {
+    cipher: Aes256Gcm,
+}
+
+/// Several named keys, one primary: seal with the primary, open with whichever key the
+/// sealed text names.
+pub struct Keyring {
+    keys: BTreeMap<String, KeyEntry>,
+    primary: String,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .field("primary", &self.primary)
+            .finish()
+    }
+}
+
+/// The keyring file, as written on disk.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyringToml {
+    primary: String,
+    keys: Vec<KeyToml>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyToml {
+    id: String,
+    /// 32 bytes, base64url.
+    secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+}
+
+/// How the keyring was obtained at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyringSource {
+    File(PathBuf),
+    Generated(PathBuf),
+    Environment,
+}
+
+fn valid_key_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Keyring {
+    /// A new keyring with one random primary key.
+    pub fn generate() -> (Keyring, String) {
+        let mut id_bytes = [0u8; 5];
+        OsRng.fill_bytes(&mut id_bytes);
+        let id = format!("k{}", hex_lower(&id_bytes));
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(secret.as_mut());
+        let file = KeyringToml {
+            primary: id.clone(),
+            keys: vec![KeyToml {
+                id: id.clone(),
+                secret: B64.encode(secret.as_ref()),
+                created_at: Some(crate::time::rfc3339(crate::time::now_unix())),
+            }],
+        };
+        let text = format!(
+            "# wpgate keyring: the master keys that seal every secret in the store.\n\
+             # Keep it secret (mode 0600) and backed up: without it the sealed data cannot be read.\n{}",
+            toml::to_string(&file).unwrap_or_default()
+        );
+        let mut keys = BTreeMap::new();
+        keys.insert(
+            id.clone(),
+            KeyEntry {
+                cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(secret.as_ref())),
+            },
+        );
+        (Keyring { keys, primary: id }, text)
+    }
+
+    /// Parses keyring text. `origin` names it in errors (a file path or the variable).
+    pub fn parse(text: &str, origin: &str) -> Result<Keyring, KeyringError> {
+        let invalid = |problem: String| KeyringError::Invalid {
+            origin: origin.to_string(),
+            problem,
+        };
+        // toml's message may quote the offending line, which can hold a key: keep only its kind.
+        let file: KeyringToml = toml::from_str(text).map_err(|e| {
+            invalid(format!(
+                "not a keyring TOML document ({})",
+                e.message().lines().next().unwrap_or("parse error")
+            ))
+        })?;
+        let mut keys = BTreeMap::new();
+        for k in &file.keys {
+            if !valid_key_id(&k.id) {
+                return Err(invalid(format!(
+                    "key id {:?} must be 1-32 characters [A-Za-z0-9_-]",
+                    k.id
+                )));
+            }
+            let bytes = zeroize::Zeroizing::new(
+                B64.decode(k.secret.trim())
+                    .map_err(|_| invalid(format!("key {:?}: secret is not base64url", k.id)))?,
+            );
+            if bytes.len() != 32 {
+                return Err(invalid(format!(
+                    "key {:?}: secret must be 32 bytes, found {}",
+                    k.id,
+                    bytes.len()
+                )));
+            }
+            let entry = KeyEntry {
+                cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
+            };
+            if keys.insert(k.id.clone(), entry).is_some() {
+                return Err(invalid(format!("key id {:?} appears twice", k.id)));
+            }
+        }
+        if !keys.contains_key(&file.primary) {
+            return Err(invalid(format!(
+                "primary {:?} is not one of the keys",
+                file.primary
+            )));
+        }
+        Ok(Keyring {
+            keys,
+            primary: file.primary,
+        })
+    }
+
+    /// Loads the keyring: from `env_text` (the `WPGATE_KEYRING` variable) if given, else
+    /// from `path`, generating the file (mode 0600) if it does not exist yet.
+    pub fn load_or_create(
+        path: &Path,
+        env_text: Option<&str>,
+    ) -> Result<(Keyring, KeyringSource), KeyringError> {
+        if let Some(text) = env_text {
+            return Ok((
+                Keyring::parse(text, "from WPGATE_KEYRING")?,
+                KeyringSource::Environment,
+            ));
+        }
+        match Keyring::load_file(path) {
+            Err(KeyringError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                let (keyring, text) = Keyring::generate();
+                write_new_private_file(path, &text).map_err(|source| KeyringError::Write {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Ok((keyring, KeyringSource::Generated(path.to_path_buf())))
+            }
+            Err(e) => Err(e),
+            Ok(k) => Ok((k, KeyringSource::File(path.to_path_buf()))),
+        }
+    }
+
+    /// Loads an existing keyring file, refusing one that group or others can read.
+    pub fn load_file(path: &Path) -> Result<Keyring, KeyringError> {
+        let read_err = |source| KeyringError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyringError::Permissions {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(read_err)?);
+        Keyring::parse(&text, &format!("file {}", path.display()))
+    }
+
+    pub fn primary_id(&self) -> &str {
+        &self.primary
+    }
+
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
+    pub fn contains(&self, key_id: &str) -> bool {
+        self.keys.contains_key(key_id)
+    }
+
+    /// Seals `plaintext` for `place` with the primary key.
+    pub fn seal(&self, place: &Place, plaintext: &[u8]) -> Result<String, CryptoError> {
+        let entry = self
+            .keys
+            .get(&self.primary)
+            .ok_or(CryptoError::SealFailed)?;
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let ct = entry
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: place.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::SealFailed)?;
+        Ok(format!(
+            "{VERSION}.{}.{}.{}",
+            self.primary,
+            B64.encode(nonce),
+            B64.encode(ct)
+        ))
+    }
+
+    /// Opens sealed text that was sealed for `place`.
+    pub fn open(&self, place: &Place, sealed: &str) -> Result<Secret, CryptoError> {
+        let parts = SealedParts::parse(sealed)?;
+        let entry = self
+            .keys
+            .get(parts.key_id)
+            .ok_or_else(|| CryptoError::UnknownKey(parts.key_id.to_string()))?;
+        let nonce_bytes = B64
+            .decode(parts.nonce)
+            .map_err(|_| CryptoError::Malformed)?;
+        if nonce_bytes.len() != 12 {
+            return Err(CryptoError::Malformed);
+        }
+        let ct = B64
+            .decode(parts.ciphertext)
+            .map_err(|_| CryptoError::Malformed)?;
+        let pt = entry
+            .cipher
+            .decrypt(
+                Nonce::from_slice(&nonce_bytes),
+                Payload {
+                    msg: &ct,
+                    aad: place.as_bytes(),
+                },
+            )
+            .map_err(|_| CryptoError::OpenFailed)?;
+        Ok(Secret::new(pt))
+    }
+}
+
+/// The id of the key that sealed `sealed`, without opening it.
+pub fn sealed_key_id(sealed: &str) -> Option<&str> {
+    SealedParts::parse(sealed).ok().map(|p| p.key_id)
+}
+
+struct SealedParts<'a> {
+    key_id: &'a str,
+    nonce: &'a str,
+    ciphertext: &'a str,
+}
+
+impl<'a> SealedParts<'a> {
+    fn parse(sealed: &'a str) -> Result<Self, CryptoError> {
+        let mut it = sealed.split('.');
+        match (it.next(), it.next(), it.next(), it.next(), it.next()) {
+            (Some(VERSION), Some(key_id), Some(nonce), Some(ciphertext), None)
+                if valid_key_id(key_id) =>
+            {
+                Ok(SealedParts {
+                    key_id,
+                    nonce,
+                    ciphertext,
+                })
+            }
+            _ => Err(CryptoError::Malformed),
+        }
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Creates `path` (and its directory) with mode 0600; fails if it already exists.
+pub fn write_new_private_file(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = crate::config::model::parent_dir(path) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let (k, _) = Keyring::generate();
+        let place = Place::site("shop", "upstream_credential");
+        let sealed = k.seal(&place, b"abcd efgh ijkl").unwrap();
+        assert!(sealed.starts_with(&format!("v1.{}.", k.primary_id())));
+        assert_eq!(k.open(&place, &sealed).unwrap().expose(), b"abcd efgh ijkl");
+        // A fresh nonce each time: sealing twice never gives the same text.
+        assert_ne!(sealed, k.seal(&place, b"abcd efgh ijkl").unwrap());
+    }
+
+    #[test]
+    fn wrong_site_or_field_fails() {
+        let (k, _) = Keyring::generate();
+        let sealed = k
+            .seal(&Place::site("shop", "upstream_credential"), b"s")
+            .unwrap();
+        assert!(matches!(
+            k.open(&Place::site("blog", "upstream_credential"), &sealed),
+            Err(CryptoError::OpenFailed)
+        ));
+        assert!(matches!(
+            k.open(&Place::site("shop", "jwt_secret"), &sealed),
+            Err(CryptoError::OpenFailed)
+        ));
+        assert!(matches!(
+            k.open(&Place::global("upstream_credential"), &sealed),
+            Err(CryptoError::OpenFailed)
+        ));
+    }
+
+    #[test]
+    fn one_flipped_bit_fails() {
+        let (k, _) = Keyring::generate();
+        let place = Place::site("shop", "f");
+        let sealed = k.seal(&place, b"secret value").unwrap();
+        let (head, ct) = sealed.rsplit_once('.').unwrap();
+        let mut bytes = B64.decode(ct).unwrap();
+        for i in 0..bytes.len() * 8 {
+            bytes[i / 8] ^= 1 << (i % 8);
+            let tampered = format!("{head}.{}", B64.encode(&bytes));
+            assert!(k.open(&place, &tampered).is_err(), "bit {i}");
+            bytes[i / 8] ^= 1 << (i % 8);
+        }
+        // Tampering with the nonce fails too.
+        let parts: Vec<&str> = sealed.split('.').collect();
+        let mut nonce = B64.decode(parts[2]).unwrap();
+        nonce[0] ^= 1;
+        let tampered = format!("v1.{}.{}.{}", parts[1], B64.encode(&nonce), parts[3]);
+        assert!(k.open(&place, &tampered).is_err());
+    }
+
+    #[test]
+    fn unknown_key_id_is_named() {
+        let (a, _) = Keyring::generate();
+        let (b, _) = Keyring::generate();
+        let sealed = a.seal(&Place::global("pepper"), b"x").unwrap();
+        let err = b.open(&Place::global("pepper"), &sealed).unwrap_err();
+        assert!(err.to_string().contains(a.primary_id()), "{err}");
+        assert_eq!(sealed_key_id(&sealed), Some(a.primary_id()));
+    }
+
+    #[test]
+    fn malformed_sealed_text() {
+        let (k, _) = Keyring::generate();
+        let place = Place::global("f");
+        for bad in [
+            "",
+            "v1",
+            "v2.k.a.b",
+            "v1.k.a",
+            "v1.k.!!.b",
+            "v1.bad id.AAAA.AAAA",
+        ] {
+            assert!(k.open(&place, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_text_parses_back() {
+        let (k, text) = Keyring::generate();
+        let k2 = Keyring::parse(&text, "test").unwrap();
+        let sealed = k.seal(&Place::global("x"), b"v").unwrap();
+        assert_eq!(
+            k2.open(&Place::global("x"), &sealed).unwrap().expose(),
+            b"v"
+        );
+    }
+
+    #[test]
+    fn invalid_keyrings_are_refused_without_echoing_secrets() {
+        let short = "primary = \"a\"\n[[keys]]\nid = \"a\"\nsecret = \"c2hvcnQ\"\n";
+        let err = Keyring::parse(short, "test").unwrap_err().to_string();
+        assert!(err.contains("32 bytes"), "{err}");
+        assert!(!err.contains("c2hvcnQ"), "{err}");
+        let no_primary = "primary = \"b\"\nkeys = []\n";
+        assert!(Keyring::parse(no_primary, "test").is_err());
+    }
+
+    #[test]
+    fn file_is_created_private_and_loose_modes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/keyring.toml");
+        let (_, src) = Keyring::load_or_create(&path, None).unwrap();
+        assert_eq!(src, KeyringSource::Generated(path.clone()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (_, src) = Keyring::load_or_create(&path, None).unwrap();
+        assert_eq!(src, KeyringSource::File(path.clone()));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Keyring::load_or_create(&path, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+    }
+}

@@ -1,0 +1,198 @@
+//! The one mapping from a client-facing error to its HTTP status and stable code.
+//!
+//! Clients see the code and a short message; the exact internal reason (unknown key,
+//! revoked, ...) goes to logs only, so a rejection never helps an attacker enumerate.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// Every error a client can receive from the gateway itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    MalformedRequest,
+    MissingSiteId,
+    InvalidSiteId,
+    AmbiguousCredentials,
+    MissingCredentials,
+    InvalidCredentials,
+    SiteDisabled,
+    StoreUnavailable,
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    UpstreamError,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::MalformedRequest,
+        ErrorCode::MissingSiteId,
+        ErrorCode::InvalidSiteId,
+        ErrorCode::AmbiguousCredentials,
+        ErrorCode::MissingCredentials,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::SiteDisabled,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::UpstreamUnreachable,
+        ErrorCode::UpstreamTimeout,
+        ErrorCode::UpstreamError,
+        ErrorCode::Internal,
+    ];
+
+    /// The stable, documented code. Never change one: clients match on it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedRequest => "request.malformed",
+            ErrorCode::MissingSiteId => "request.missing_site_id",
+            ErrorCode::InvalidSiteId => "request.invalid_site_id",
+            ErrorCode::AmbiguousCredentials => "request.ambiguous_credentials",
+            ErrorCode::MissingCredentials => "auth.missing_credentials",
+            ErrorCode::InvalidCredentials => "auth.invalid_credentials",
+            ErrorCode::SiteDisabled => "site.disabled",
+            ErrorCode::StoreUnavailable => "store.unavailable",
+            ErrorCode::UpstreamUnreachable => "upstream.unreachable",
+            ErrorCode::UpstreamTimeout => "upstream.timeout",
+            ErrorCode::UpstreamError => "upstream.error",
+            ErrorCode::Internal => "internal.error",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::MalformedRequest
+            | ErrorCode::MissingSiteId
+            | ErrorCode::InvalidSiteId
+            | ErrorCode::AmbiguousCredentials => 400,
+            ErrorCode::MissingCredentials | ErrorCode::InvalidCredentials => 401,
+            ErrorCode::SiteDisabled => 403,
+            ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamError => 502,
+            ErrorCode::StoreUnavailable => 503,
+            ErrorCode::UpstreamTimeout => 504,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The short, public message. It says what the client can do, never why exactly.
+    pub fn message(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedRequest => "the request is not valid HTTP",
+            ErrorCode::MissingSiteId => "the X-Website-ID header is required",
+            ErrorCode::InvalidSiteId => {
+                "send exactly one X-Website-ID header of 1-64 characters [A-Za-z0-9_-]"
+            }
+            ErrorCode::AmbiguousCredentials => {
+                "send one credential: either X-API-Key or Authorization, not both"
+            }
+            ErrorCode::MissingCredentials => {
+                "an API key is required (X-API-Key or Authorization: Bearer)"
+            }
+            ErrorCode::InvalidCredentials => "the credential is not valid for this site",
+            ErrorCode::SiteDisabled => "this site is disabled",
+            ErrorCode::StoreUnavailable => "the gateway cannot reach its store; try again",
+            ErrorCode::UpstreamUnreachable => "the site could not be reached",
+            ErrorCode::UpstreamTimeout => "the site did not answer in time",
+            ErrorCode::UpstreamError => "the site's answer could not be relayed",
+            ErrorCode::Internal => "internal error",
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge that goes with a 401 (RFC 6750 style).
+    pub fn www_authenticate(self) -> Option<&'static str> {
+        match self {
+            ErrorCode::MissingCredentials => Some(r#"Bearer realm="wpgate""#),
+            ErrorCode::InvalidCredentials => {
+                Some(r#"Bearer realm="wpgate", error="invalid_token""#)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'static str,
+    message: &'static str,
+    request_id: &'a str,
+}
+
+/// The JSON body of a rejection: `{"error":{"code","message","request_id"}}`.
+pub fn error_body(code: ErrorCode, request_id: &str) -> Bytes {
+    let env = Envelope {
+        error: Body {
+            code: code.as_str(),
+            message: code.message(),
+            request_id,
+        },
+    };
+    // Serializing three strings cannot fail; fall back to a fixed body rather than panic.
+    serde_json::to_vec(&env)
+        .map(Bytes::from)
+        .unwrap_or_else(|_| Bytes::from_static(br#"{"error":{"code":"internal.error"}}"#))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_code_is_unique_and_mapped_to_its_class() {
+        let mut seen = HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "duplicate {}", code.as_str());
+            let (prefix, _) = code.as_str().split_once('.').unwrap();
+            let status = code.status();
+            match prefix {
+                "request" => assert_eq!(status, 400, "{code:?}"),
+                "auth" => assert_eq!(status, 401, "{code:?}"),
+                "site" => assert_eq!(status, 403, "{code:?}"),
+                "store" => assert_eq!(status, 503, "{code:?}"),
+                "upstream" => assert!(status == 502 || status == 504, "{code:?}"),
+                "internal" => assert_eq!(status, 500, "{code:?}"),
+                other => panic!("unknown prefix {other}"),
+            }
+            // A 401 always carries a challenge, nothing else does.
+            assert_eq!(code.www_authenticate().is_some(), status == 401, "{code:?}");
+            assert!(!code.message().is_empty());
+        }
+    }
+
+    #[test]
+    fn the_full_table() {
+        let table: Vec<(&str, u16)> = ErrorCode::ALL
+            .iter()
+            .map(|c| (c.as_str(), c.status()))
+            .collect();
+        assert_eq!(
+            table,
+            vec![
+                ("request.malformed", 400),
+                ("request.missing_site_id", 400),
+                ("request.invalid_site_id", 400),
+                ("request.ambiguous_credentials", 400),
+                ("auth.missing_credentials", 401),
+                ("auth.invalid_credentials", 401),
+                ("site.disabled", 403),
+                ("store.unavailable", 503),
+                ("upstream.unreachable", 502),
+                ("upstream.timeout", 504),
+                ("upstream.error", 502),
+                ("internal.error", 500),
+            ]
+        );
+    }
+
+    #[test]
+    fn body_is_the_documented_json() {
+        let body = error_body(ErrorCode::InvalidCredentials, "req-1\"x");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "auth.invalid_credentials");
+        assert_eq!(v["error"]["request_id"], "req-1\"x");
+        assert!(v["error"]["message"].is_string());
+    }
+}

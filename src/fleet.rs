@@ -1,0 +1,415 @@
+//! The fleet: sites and their API keys as the gateway uses them. Lookups go through the
+//! caches; writes seal secrets, write their audit record in the same transaction, and
+//! invalidate the cache entry at once. The proxy, the CLI and (later) the admin API all
+//! go through here, so there is one way to change a site.
+
+use crate::auth::api_key::{self, KeyHasher};
+use crate::cache::LookupCache;
+use crate::config::Config;
+use crate::crypto::{CryptoError, Keyring, KeyringError, KeyringSource, Place};
+use crate::proxy::inject::{credential_header, InvalidCredential};
+use crate::secret::Secret;
+use crate::site::{CredentialKind, InvalidSiteId, InvalidUpstream, SiteId, UpstreamTarget};
+use crate::store::{
+    self, ApiKeyRecord, AuditEntry, SiteRecord, Store, StoreError, StoredCredential,
+    UPSTREAM_CREDENTIAL_FIELD,
+};
+use arc_swap::ArcSwap;
+use http::{HeaderName, HeaderValue};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The name of the sealed API-key pepper in the settings table.
+const PEPPER_SETTING: &str = "api_key_pepper";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    #[error("a sealed value could not be opened: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    SiteId(#[from] InvalidSiteId),
+    #[error(transparent)]
+    Upstream(#[from] InvalidUpstream),
+    #[error(transparent)]
+    Credential(#[from] InvalidCredential),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A site ready for the request path: upstream parsed and resolved, credential opened
+/// and rendered as the header to inject.
+pub struct ResolvedSite {
+    pub id: String,
+    pub enabled: bool,
+    pub upstream: UpstreamTarget,
+    /// `None` when the host name did not resolve at load time.
+    pub addr: Option<SocketAddr>,
+    pub inject: Option<(HeaderName, HeaderValue)>,
+}
+
+impl std::fmt::Debug for ResolvedSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedSite")
+            .field("id", &self.id)
+            .field("enabled", &self.enabled)
+            .field("upstream", &self.upstream)
+            .field("addr", &self.addr)
+            .field("inject", &self.inject.as_ref().map(|(n, _)| n))
+            .finish()
+    }
+}
+
+/// A new or replacement upstream credential, as an operator gives it.
+#[derive(Debug, Clone)]
+pub struct CredentialInput {
+    pub kind: CredentialKind,
+    /// WordPress user (app_password) or header name (header).
+    pub username: Option<String>,
+    pub secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSite {
+    pub id: String,
+    pub name: Option<String>,
+    pub upstream_url: String,
+    pub credential: CredentialInput,
+}
+
+pub struct Fleet {
+    store: Arc<dyn Store>,
+    keyring: ArcSwap<Keyring>,
+    hasher: KeyHasher,
+    sites: LookupCache<ResolvedSite>,
+    keys: LookupCache<ApiKeyRecord>,
+}
+
+impl Fleet {
+    /// Opens the store and keyring named by `config` (generating the keyring on first
+    /// start), and loads or creates the API-key pepper.
+    pub async fn open(config: &Config) -> Result<(Fleet, KeyringSource), FleetError> {
+        let env_keyring = std::env::var("WPGATE_KEYRING").ok();
+        let (keyring, source) =
+            Keyring::load_or_create(&config.keyring_file, env_keyring.as_deref())?;
+        let store = store::open(&config.store).await?;
+        let fleet = Fleet::with_parts(store, keyring, config).await?;
+        Ok((fleet, source))
+    }
+
+    pub async fn with_parts(
+        store: Arc<dyn Store>,
+        keyring: Keyring,
+        config: &Config,
+    ) -> Result<Fleet, FleetError> {
+        let pepper = load_or_create_pepper(store.as_ref(), &keyring).await?;
+        let c = &config.cache;
+        Ok(Fleet {
+            store,
+            keyring: ArcSwap::from_pointee(keyring),
+            hasher: KeyHasher::new(&pepper),
+            sites: LookupCache::new("sites", c.capacity, c.ttl, c.negative_ttl),
+            keys: LookupCache::new("api_keys", c.capacity, c.ttl, c.negative_ttl),
+        })
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub fn hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keyring.load_full()
+    }
+
+    // ---- the request path ----
+
+    /// The site for `id`, from the cache or the store (single-flight).
+    pub async fn resolve_site(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<ResolvedSite>>, Arc<FleetError>> {
+        self.sites
+            .get_or_load(id, async {
+                match self.store.get_site(id).await? {
+                    None => Ok(None),
+                    Some(record) => resolve(&record, &self.keyring.load()).await.map(Some),
+                }
+            })
+            .await
+    }
+
+    /// The API key record for `key_id`, from the cache or the store.
+    pub async fn find_key(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<Arc<ApiKeyRecord>>, Arc<StoreError>> {
+        self.keys
+            .get_or_load(key_id, self.store.get_api_key(key_id))
+            .await
+    }
+
+    // ---- operator operations ----
+
+    pub async fn add_site(&self, new: NewSite, actor: &str) -> Result<SiteRecord, FleetError> {
+        let id: SiteId = new.id.parse()?;
+        UpstreamTarget::parse(&new.upstream_url)?;
+        let credential = self.seal_credential(&id, &new.credential)?;
+        let now = crate::time::now_unix();
+        let record = SiteRecord {
+            id: id.to_string(),
+            name: new.name.unwrap_or_else(|| id.to_string()),
+            upstream_url: new.upstream_url,
+            enabled: true,
+            credential,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let audit = audit(
+            actor,
+            "site.create",
+            &id,
+            Some(format!(
+                "upstream={} credential={}",
+                record.upstream_url,
+                record.credential.kind.as_str()
+            )),
+        );
+        self.store.create_site(&record, &audit).await?;
+        self.sites.invalidate(id.as_str()).await;
+        Ok(record)
+    }
+
+    pub async fn site(&self, id: &str) -> Result<SiteRecord, FleetError> {
+        self.store
+            .get_site(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("site {id}")).into())
+    }
+
+    pub async fn set_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        actor: &str,
+    ) -> Result<SiteRecord, FleetError> {
+        let mut record = self.site(id).await?;
+        record.enabled = enabled;
+        let action = if enabled {
+            "site.enable"
+        } else {
+            "site.disable"
+        };
+        self.update(record, action, None, actor).await
+    }
+
+    pub async fn set_credential(
+        &self,
+        id: &str,
+        credential: &CredentialInput,
+        actor: &str,
+    ) -> Result<SiteRecord, FleetError> {
+        let mut record = self.site(id).await?;
+        let site_id: SiteId = record.id.parse()?;
+        record.credential = self.seal_credential(&site_id, credential)?;
+        let detail = Some(format!("credential={}", credential.kind.as_str()));
+        self.update(record, "site.set_credential", detail, actor)
+            .await
+    }
+
+    /// Writes `record` (optimistic concurrency on its version) and forgets the cached copy.
+    pub async fn update(
+        &self,
+        record: SiteRecord,
+        action: &str,
+        detail: Option<String>,
+        actor: &str,
+    ) -> Result<SiteRecord, FleetError> {
+        UpstreamTarget::parse(&record.upstream_url)?;
+        let site_id: SiteId = record.id.parse()?;
+        let updated = self
+            .store
+            .update_site(&record, &audit(actor, action, &site_id, detail))
+            .await?;
+        self.sites.invalidate(&record.id).await;
+        Ok(updated)
+    }
+
+    pub async fn remove_site(&self, id: &str, actor: &str) -> Result<(), FleetError> {
+        let site_id: SiteId = id.parse()?;
+        let keys = self.store.list_api_keys(id).await?;
+        self.store
+            .delete_site(id, &audit(actor, "site.delete", &site_id, None))
+            .await?;
+        self.sites.invalidate(id).await;
+        for k in keys {
+            self.keys.invalidate(&k.key_id).await;
+        }
+        Ok(())
+    }
+
+    /// Issues a key for `site_id`. The returned secret is the whole key: show it once.
+    pub async fn issue_key(
+        &self,
+        site_id: &str,
+        label: Option<String>,
+        expires_in: Option<Duration>,
+        actor: &str,
+    ) -> Result<(ApiKeyRecord, Secret), FleetError> {
+        let site = self.site(site_id).await?;
+        let (key_id, key) = api_key::generate();
+        let text = key.expose_str().unwrap_or_default();
+        let parsed = api_key::parse(text)
+            .ok_or_else(|| FleetError::Invalid("generated key does not parse".into()))?;
+        let now = crate::time::now_unix();
+        let record = ApiKeyRecord {
+            key_id: key_id.clone(),
+            site_id: site.id.clone(),
+            label,
+            secret_hash: self.hasher.hash(parsed.secret.as_bytes()).to_vec(),
+            created_at: now,
+            expires_at: expires_in.map(|d| crate::time::unix_after(now, d)),
+            revoked_at: None,
+            grace_until: None,
+        };
+        let entry = AuditEntry {
+            actor: actor.to_string(),
+            action: "key.issue".into(),
+            target: format!("key:{key_id}"),
+            request_id: None,
+            detail: Some(format!("site={}", site.id)),
+        };
+        self.store.insert_api_key(&record, &entry).await?;
+        self.keys.invalidate(&key_id).await;
+        Ok((record, key))
+    }
+
+    /// Revokes a key; with `grace` it keeps working that much longer.
+    pub async fn revoke_key(
+        &self,
+        key_id: &str,
+        grace: Option<Duration>,
+        actor: &str,
+    ) -> Result<ApiKeyRecord, FleetError> {
+        let now = crate::time::now_unix();
+        let grace_until = crate::time::unix_after(now, grace.unwrap_or_default());
+        let entry = AuditEntry {
+            actor: actor.to_string(),
+            action: "key.revoke".into(),
+            target: format!("key:{key_id}"),
+            request_id: None,
+            detail: grace.map(|g| format!("grace={}", humantime::format_duration(g))),
+        };
+        let record = self
+            .store
+            .revoke_api_key(key_id, now, grace_until, &entry)
+            .await?;
+        self.keys.invalidate(key_id).await;
+        Ok(record)
+    }
+
+    fn seal_credential(
+        &self,
+        site: &SiteId,
+        input: &CredentialInput,
+    ) -> Result<StoredCredential, FleetError> {
+        // Render the header once now: a credential that cannot be sent is refused here,
+        // not discovered on the first request.
+        if input.kind.needs_secret() {
+            let secret = input.secret.as_ref().ok_or_else(|| {
+                FleetError::Invalid(format!(
+                    "credential kind {} needs a secret (--secret-stdin)",
+                    input.kind.as_str()
+                ))
+            })?;
+            credential_header(input.kind, input.username.as_deref(), secret)?;
+        } else if input.secret.is_some() || input.username.is_some() {
+            return Err(FleetError::Invalid(
+                "credential kind none takes no secret or user name".into(),
+            ));
+        }
+        let sealed_secret = match &input.secret {
+            Some(secret) => Some(self.keyring.load().seal(
+                &Place::site(site.as_str(), UPSTREAM_CREDENTIAL_FIELD),
+                secret.expose(),
+            )?),
+            None => None,
+        };
+        Ok(StoredCredential {
+            kind: input.kind,
+            username: input.username.clone(),
+            sealed_secret,
+        })
+    }
+}
+
+fn audit(actor: &str, action: &str, site: &SiteId, detail: Option<String>) -> AuditEntry {
+    AuditEntry {
+        actor: actor.to_string(),
+        action: action.to_string(),
+        target: format!("site:{site}"),
+        request_id: None,
+        detail,
+    }
+}
+
+/// Builds the request-path view of a site record.
+async fn resolve(record: &SiteRecord, keyring: &Keyring) -> Result<ResolvedSite, FleetError> {
+    let upstream = UpstreamTarget::parse(&record.upstream_url)?;
+    let inject = match (&record.credential.kind, &record.credential.sealed_secret) {
+        (CredentialKind::None, _) => None,
+        (kind, Some(sealed)) => {
+            let secret =
+                keyring.open(&Place::site(&record.id, UPSTREAM_CREDENTIAL_FIELD), sealed)?;
+            Some(credential_header(
+                *kind,
+                record.credential.username.as_deref(),
+                &secret,
+            )?)
+        }
+        (kind, None) => {
+            return Err(FleetError::Invalid(format!(
+                "site {} has credential kind {} but no secret",
+                record.id,
+                kind.as_str()
+            )))
+        }
+    };
+    let addr = match tokio::net::lookup_host((upstream.host.as_str(), upstream.port)).await {
+        Ok(mut addrs) => addrs.next(),
+        Err(e) => {
+            tracing::warn!(site = %record.id, host = %upstream.host, error = %e, "upstream host does not resolve");
+            None
+        }
+    };
+    Ok(ResolvedSite {
+        id: record.id.clone(),
+        enabled: record.enabled,
+        upstream,
+        addr,
+        inject,
+    })
+}
+
+async fn load_or_create_pepper(store: &dyn Store, keyring: &Keyring) -> Result<Secret, FleetError> {
+    let place = Place::global(PEPPER_SETTING);
+    let sealed = match store.get_setting(PEPPER_SETTING).await? {
+        Some(sealed) => sealed,
+        None => {
+            let fresh = keyring.seal(&place, api_key::new_pepper().expose())?;
+            // If another process created one first, everyone uses that one.
+            store
+                .insert_setting_if_absent(PEPPER_SETTING, &fresh)
+                .await?
+        }
+    };
+    Ok(keyring.open(&place, &sealed)?)
+}

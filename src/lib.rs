@@ -1,0 +1,19 @@
+//! wpgate: an authentication gateway for fleets of WordPress sites.
+//!
+//! Clients call a site's REST API through wpgate with a per-site API key; wpgate checks
+//! the key, drops it, and forwards the request with the site's own WordPress credential,
+//! which it keeps sealed at rest and which clients never see. See `README.md`.
+
+pub mod auth;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod fleet;
+pub mod proxy;
+pub mod secret;
+pub mod serve;
+pub mod site;
+pub mod store;
+pub mod time;

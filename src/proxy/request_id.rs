@@ -1,0 +1,43 @@
+//! X-Request-ID: keep a sane one from the client, otherwise mint one.
+
+use http::HeaderMap;
+
+pub const HEADER: &str = "x-request-id";
+
+/// A client's id is kept if it is 1-128 characters of `[A-Za-z0-9._:-]`: safe to log and
+/// to forward, and enough for UUIDs, ULIDs and trace ids.
+fn is_sane(v: &[u8]) -> bool {
+    (1..=128).contains(&v.len())
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+pub fn take_or_mint(headers: &HeaderMap) -> String {
+    let mut values = headers.get_all(HEADER).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) if is_sane(v.as_bytes()) => {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        }
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_sane_ids_and_mints_others() {
+        let mut h = HeaderMap::new();
+        assert_eq!(take_or_mint(&h).len(), 32);
+        h.insert(HEADER, "abc-123:x.y_z".parse().unwrap());
+        assert_eq!(take_or_mint(&h), "abc-123:x.y_z");
+        h.insert(HEADER, "has space".parse().unwrap());
+        assert_ne!(take_or_mint(&h), "has space");
+        h.insert(HEADER, "x".repeat(129).parse().unwrap());
+        assert_eq!(take_or_mint(&h).len(), 32);
+        h.insert(HEADER, "a".parse().unwrap());
+        h.append(HEADER, "b".parse().unwrap());
+        assert_eq!(take_or_mint(&h).len(), 32);
+    }
+}

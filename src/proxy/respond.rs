@@ -1,0 +1,134 @@
+//! What the gateway itself sends: rejections, upstream failures, the upstream peer, and
+//! the one access-log line per request.
+
+use super::ctx::{Rejection, RequestCtx};
+use super::request_id;
+use crate::error::{error_body, ErrorCode};
+use pingora::http::ResponseHeader;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, Session};
+use pingora::{ErrorSource, ErrorType};
+
+/// Writes the JSON rejection for `code`.
+pub async fn reject(
+    session: &mut Session,
+    code: ErrorCode,
+    request_id: &str,
+) -> pingora::Result<()> {
+    let body = error_body(code, request_id);
+    let mut resp = ResponseHeader::build(code.status(), Some(6))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header(request_id::HEADER, request_id)?;
+    if let Some(challenge) = code.www_authenticate() {
+        resp.insert_header("www-authenticate", challenge)?;
+    }
+    // The client may still be sending a body we will not read: do not reuse the connection.
+    session.set_keepalive(None);
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// The upstream connection for the admitted site.
+pub fn peer(ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
+    let Some(site) = ctx.site.as_ref() else {
+        return Err(pingora::Error::explain(
+            ErrorType::InternalError,
+            "no site admitted",
+        ));
+    };
+    let Some(addr) = site.addr else {
+        return Err(pingora::Error::explain(
+            ErrorType::ConnectNoRoute,
+            "upstream host did not resolve",
+        ));
+    };
+    let mut peer = HttpPeer::new(addr, site.upstream.tls, site.upstream.host.clone());
+    let up = &ctx.config.upstream;
+    peer.options.connection_timeout = Some(up.connect_timeout);
+    peer.options.total_connection_timeout = Some(up.connect_timeout);
+    peer.options.read_timeout = Some(up.read_timeout);
+    peer.options.write_timeout = Some(up.read_timeout);
+    Ok(Box::new(peer))
+}
+
+/// Maps a proxy error to what the client hears.
+fn classify(e: &pingora::Error) -> Option<Rejection> {
+    use ErrorType::*;
+    let r = match (e.esource(), e.etype()) {
+        (_, ConnectTimedout | TLSHandshakeTimedout) => {
+            (ErrorCode::UpstreamTimeout, "connect_timeout")
+        }
+        (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => {
+            (ErrorCode::UpstreamTimeout, "read_timeout")
+        }
+        (_, ConnectRefused) => (ErrorCode::UpstreamUnreachable, "connect_refused"),
+        (_, ConnectNoRoute) => (ErrorCode::UpstreamUnreachable, "no_route"),
+        (_, TLSHandshakeFailure | InvalidCert | HandshakeError | TLSWantX509Lookup) => {
+            (ErrorCode::UpstreamUnreachable, "tls_failed")
+        }
+        (_, ConnectError | SocketError | ConnectProxyFailure) => {
+            (ErrorCode::UpstreamUnreachable, "connect_failed")
+        }
+        (ErrorSource::Upstream, _) => (ErrorCode::UpstreamError, "upstream_error"),
+        // The client went away or sent something unusable: nobody to answer, or a 400.
+        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => return None,
+        (ErrorSource::Downstream, _) => (ErrorCode::MalformedRequest, "bad_request"),
+        _ => (ErrorCode::Internal, "internal"),
+    };
+    Some(Rejection::new(r.0, r.1))
+}
+
+pub async fn failure(
+    session: &mut Session,
+    e: &pingora::Error,
+    ctx: &mut RequestCtx,
+) -> FailToProxy {
+    let Some(rejection) = classify(e) else {
+        return FailToProxy {
+            error_code: 0,
+            can_reuse_downstream: false,
+        };
+    };
+    if ctx.request_id.is_empty() {
+        ctx.request_id = request_id::take_or_mint(&session.req_header().headers);
+    }
+    ctx.rejection = Some(rejection);
+    // Once the upstream's header is on its way there is no error to send, only a cut.
+    if session.response_written().is_none() {
+        if let Err(err) = reject(session, rejection.code, &ctx.request_id).await {
+            tracing::debug!(error = %err, "could not send the error response");
+        }
+    }
+    FailToProxy {
+        error_code: rejection.code.status(),
+        can_reuse_downstream: false,
+    }
+}
+
+/// One structured line per request. Never a header value, never the query string.
+pub fn access_log(session: &Session, e: Option<&pingora::Error>, ctx: &RequestCtx) {
+    let req = session.req_header();
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    let duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+    let reason = ctx.rejection.map_or("-", |r| r.reason);
+    let code = ctx.rejection.map_or("-", |r| r.code.as_str());
+    let key_id = ctx.principal.as_ref().map_or("-", |p| p.key_id.as_str());
+    let site = ctx.site_id.as_deref().unwrap_or("-");
+    let error = e.map(|e| e.etype().as_str());
+    tracing::info!(
+        target: "wpgate::access",
+        request_id = %ctx.request_id,
+        site,
+        key_id,
+        method = %req.method,
+        path = req.uri.path(),
+        status,
+        code,
+        reason,
+        error,
+        duration_ms,
+        "request"
+    );
+}

@@ -1,0 +1,90 @@
+//! `wpgate serve`: logging, the store and keyring, and the Pingora server.
+
+use crate::config::{self, Config, LogFormat};
+use crate::crypto::KeyringSource;
+use crate::fleet::Fleet;
+use crate::proxy::Gateway;
+use anyhow::Context;
+use pingora::apps::HttpServerOptions;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use std::sync::Arc;
+
+/// Installs the global tracing subscriber (stderr). `RUST_LOG`, when set, wins over
+/// `log.level`.
+pub fn init_logging(config: &Config) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::EnvFilter::try_new(&config.log.level)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests, repeated commands) is harmless: keep the first.
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+pub fn log_keyring_source(source: &KeyringSource) {
+    match source {
+        KeyringSource::Generated(path) => tracing::warn!(
+            path = %path.display(),
+            "generated a new keyring (mode 0600): it seals every secret in the store; back it up"
+        ),
+        KeyringSource::File(path) => tracing::debug!(path = %path.display(), "keyring loaded"),
+        KeyringSource::Environment => tracing::info!("keyring loaded from WPGATE_KEYRING"),
+    }
+}
+
+/// Runs the gateway until it is told to stop. Never returns on success.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    // Start-up work and background tasks run on their own small runtime; Pingora builds
+    // one runtime per service for the request path.
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("wpgate-control")
+        .enable_all()
+        .build()
+        .context("cannot start the control runtime")?;
+    let (fleet, source) = control
+        .block_on(Fleet::open(&config))
+        .context("cannot open the store and keyring")?;
+    log_keyring_source(&source);
+
+    let data_dir = &config.data_dir;
+    let server_conf = ServerConf {
+        threads: config.proxy.threads,
+        pid_file: data_dir.join("wpgate.pid").display().to_string(),
+        upgrade_sock: data_dir.join("wpgate-upgrade.sock").display().to_string(),
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(10),
+        ca_file: config
+            .upstream
+            .ca_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    server.bootstrap();
+
+    let listen = config.listen_proxy;
+    let live = config::live(config);
+    let gateway = Gateway::new(Arc::new(fleet), live);
+    let mut service = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    if let Some(proxy) = service.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        proxy.server_options = Some(options);
+    }
+    service.add_tcp(&listen.to_string());
+    server.add_service(service);
+    tracing::info!(listen = %listen, version = env!("CARGO_PKG_VERSION"), "wpgate serving");
+    // `control` stays alive: run_forever never returns.
+    server.run_forever();
+}

@@ -1,0 +1,195 @@
+//! Sites: their ids, upstreams and upstream credentials, as validated values.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A site id: `[A-Za-z0-9_-]{1,64}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SiteId(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("site id must be 1-64 characters of [A-Za-z0-9_-]")]
+pub struct InvalidSiteId;
+
+/// True when `s` is a well-formed site id; used on the request path without allocating.
+pub fn is_valid_site_id(s: &[u8]) -> bool {
+    (1..=64).contains(&s.len())
+        && s.iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+}
+
+impl SiteId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for SiteId {
+    type Err = InvalidSiteId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if is_valid_site_id(s.as_bytes()) {
+            Ok(SiteId(s.to_string()))
+        } else {
+            Err(InvalidSiteId)
+        }
+    }
+}
+
+impl fmt::Display for SiteId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How wpgate authenticates to a site's WordPress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// HTTP Basic `user:application password` (WordPress core Application Passwords).
+    AppPassword,
+    /// `Authorization: Bearer <token>` (e.g. a JWT-auth plugin's token).
+    Bearer,
+    /// A plugin's own header, `<name>: <value>`.
+    Header,
+    /// Nothing is added.
+    None,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::AppPassword => "app_password",
+            CredentialKind::Bearer => "bearer",
+            CredentialKind::Header => "header",
+            CredentialKind::None => "none",
+        }
+    }
+
+    pub fn needs_secret(self) -> bool {
+        !matches!(self, CredentialKind::None)
+    }
+}
+
+impl FromStr for CredentialKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "app_password" | "app-password" => Ok(CredentialKind::AppPassword),
+            "bearer" => Ok(CredentialKind::Bearer),
+            "header" => Ok(CredentialKind::Header),
+            "none" => Ok(CredentialKind::None),
+            other => Err(format!(
+                "unknown credential kind {other:?} (app-password, bearer, header, none)"
+            )),
+        }
+    }
+}
+
+/// A site's upstream, parsed from its base URL: `http(s)://host[:port][/prefix]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    pub tls: bool,
+    /// Host name or IP literal (without brackets), also the TLS SNI.
+    pub host: String,
+    pub port: u16,
+    /// The value for the `Host` header: `host[:port]` as the URL wrote it.
+    pub authority: String,
+    /// Path prefix without a trailing slash ("" for none), e.g. "/blog".
+    pub path_prefix: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidUpstream {
+    #[error("upstream URL is not a valid URL")]
+    Unparsable,
+    #[error("upstream URL must use http or https")]
+    Scheme,
+    #[error("upstream URL must name a host")]
+    NoHost,
+    #[error("upstream URL must not carry a user or password: set the credential instead")]
+    UserInfo,
+    #[error("upstream URL must not carry a query or fragment")]
+    QueryOrFragment,
+}
+
+impl UpstreamTarget {
+    pub fn parse(raw: &str) -> Result<Self, InvalidUpstream> {
+        let url = url::Url::parse(raw).map_err(|_| InvalidUpstream::Unparsable)?;
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => return Err(InvalidUpstream::Scheme),
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(InvalidUpstream::UserInfo);
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(InvalidUpstream::QueryOrFragment);
+        }
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(InvalidUpstream::NoHost),
+        };
+        let port = url.port_or_known_default().ok_or(InvalidUpstream::Scheme)?;
+        let host_text = url.host_str().ok_or(InvalidUpstream::NoHost)?;
+        let authority = match url.port() {
+            Some(p) => format!("{host_text}:{p}"),
+            None => host_text.to_string(),
+        };
+        let path_prefix = url.path().trim_end_matches('/').to_string();
+        Ok(UpstreamTarget {
+            tls,
+            host,
+            port,
+            authority,
+            path_prefix,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_ids() {
+        for ok in ["shop", "a", "A-b_9", &"x".repeat(64)] {
+            assert!(ok.parse::<SiteId>().is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "a.b", "ä", "a/b", &"x".repeat(65), "@global"] {
+            assert!(bad.parse::<SiteId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn upstreams() {
+        let t = UpstreamTarget::parse("http://127.0.0.1:8081").unwrap();
+        assert_eq!((t.tls, t.port, t.path_prefix.as_str()), (false, 8081, ""));
+        assert_eq!(t.authority, "127.0.0.1:8081");
+        let t = UpstreamTarget::parse("https://shop.example.com/blog/").unwrap();
+        assert_eq!((t.tls, t.port), (true, 443));
+        assert_eq!(t.path_prefix, "/blog");
+        assert_eq!(t.authority, "shop.example.com");
+        assert_eq!(t.host, "shop.example.com");
+        let t = UpstreamTarget::parse("http://[::1]:9000/x").unwrap();
+        assert_eq!(t.host, "::1");
+        assert_eq!(t.authority, "[::1]:9000");
+        assert_eq!(
+            UpstreamTarget::parse("ftp://x"),
+            Err(InvalidUpstream::Scheme)
+        );
+        assert_eq!(
+            UpstreamTarget::parse("nope"),
+            Err(InvalidUpstream::Unparsable)
+        );
+        assert_eq!(
+            UpstreamTarget::parse("http://u:p@x/"),
+            Err(InvalidUpstream::UserInfo)
+        );
+        assert_eq!(
+            UpstreamTarget::parse("http://x/?a=1"),
+            Err(InvalidUpstream::QueryOrFragment)
+        );
+    }
+}
