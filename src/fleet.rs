@@ -93,6 +93,7 @@ impl Fleet {
     /// Opens the store and keyring named by `config` (generating the keyring on first
     /// start), and loads or creates the API-key pepper.
     pub async fn open(config: &Config) -> Result<(Fleet, KeyringSource), FleetError> {
+        create_private_dir(&config.data_dir)?;
         let env_keyring = std::env::var("WPGATE_KEYRING").ok();
         let (keyring, source) =
             Keyring::load_or_create(&config.keyring_file, env_keyring.as_deref())?;
@@ -276,7 +277,7 @@ impl Fleet {
             label,
             secret_hash: self.hasher.hash(parsed.secret.as_bytes()).to_vec(),
             created_at: now,
-            expires_at: expires_in.map(|d| crate::time::unix_after(now, d)),
+            expires_at: expires_in.map(crate::time::unix_after),
             revoked_at: None,
             grace_until: None,
         };
@@ -300,7 +301,11 @@ impl Fleet {
         actor: &str,
     ) -> Result<ApiKeyRecord, FleetError> {
         let now = crate::time::now_unix();
-        let grace_until = crate::time::unix_after(now, grace.unwrap_or_default());
+        // No grace: refused from this second on. A grace: accepted for at least that long.
+        let grace_until = match grace.filter(|g| !g.is_zero()) {
+            None => now,
+            Some(g) => crate::time::unix_after(g),
+        };
         let entry = AuditEntry {
             actor: actor.to_string(),
             action: "key.revoke".into(),
@@ -349,6 +354,25 @@ impl Fleet {
             sealed_secret,
         })
     }
+}
+
+/// Creates the data directory readable by its owner only (it holds the store and,
+/// by default, the keyring). An existing directory is left as it is.
+fn create_private_dir(dir: &std::path::Path) -> Result<(), FleetError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| {
+            FleetError::Invalid(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })
 }
 
 fn audit(actor: &str, action: &str, site: &SiteId, detail: Option<String>) -> AuditEntry {

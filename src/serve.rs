@@ -11,8 +11,12 @@ use pingora::server::Server;
 use std::sync::Arc;
 
 /// Installs the global tracing subscriber (stderr). `RUST_LOG`, when set, wins over
-/// `log.level`.
+/// `log.level`. Trace-level events are kept only from wpgate itself: other crates
+/// (Pingora's HTTP code) dump whole header sets at trace, credentials included.
 pub fn init_logging(config: &Config) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
@@ -20,14 +24,20 @@ pub fn init_logging(config: &Config) {
             tracing_subscriber::EnvFilter::try_new(&config.log.level)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let no_foreign_trace = tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() < tracing::Level::TRACE || meta.target().starts_with("wpgate")
+    });
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    // A second init (tests, repeated commands) is harmless: keep the first.
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Pretty => builder.try_init(),
+    let fmt = match config.log.format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Pretty => fmt.boxed(),
     };
+    // A second init (tests, repeated commands) is harmless: keep the first.
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter).with_filter(no_foreign_trace))
+        .try_init();
 }
 
 pub fn log_keyring_source(source: &KeyringSource) {

@@ -30,7 +30,8 @@ impl Gateway {
     }
 
     /// Steps 2-6 of the request path: site id, credential, site, key, site state.
-    async fn admit(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), Rejection> {
+    /// Public for the benchmark of the auth path.
+    pub async fn admit(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), Rejection> {
         let site_id = site_id(req)?;
         ctx.site_id = Some(site_id.to_string());
         // A request without a credential is refused before any lookup.

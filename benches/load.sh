@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# Load benchmark of wpgate against its baselines, all in one run on this machine:
+#   a  direct to a static nginx upstream (small JSON body)
+#   b  nginx as a plain reverse proxy (1 worker, keepalive upstream)
+#   c  bare Pingora proxy (benches/bare_pingora.rs): the framework's floor
+#   d  wpgate with API-key auth + credential injection, set up through its CLI
+# Proxy and upstream share core 0, wrk runs on core 1. Reports requests/s, p50/p99
+# latency and the proxy's CPU time per request (utime+stime from /proc), which varies
+# far less between runs than requests/s on shared machines.
+#
+# Env: TARGETS="a b c d"  DURATION=10 (s)  WARMUP=2 (s)  OUT=target/load-results.json
+#      PORT_BASE=18180 (uses PORT_BASE..PORT_BASE+4 on 127.0.0.1)
+#      BARE_PINGORA=/path, WPGATE=/path: use these binaries instead of building them.
+# Only loopback traffic; every wait is bounded; everything started is stopped on exit.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+TARGETS=${TARGETS:-"a b c d"}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+OUT=${OUT:-target/load-results.json}
+PORT_BASE=${PORT_BASE:-18180}
+CONNS=64
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+P_STATIC=$PORT_BASE
+P_NGINX=$((PORT_BASE + 1))
+P_BARE=$((PORT_BASE + 2))
+P_WPGATE=$((PORT_BASE + 3))
+P_ADMIN=$((PORT_BASE + 4))
+
+wants() { [[ " $TARGETS " == *" $1 "* ]]; }
+die() { echo "load.sh: $*" >&2; exit 1; }
+
+# --- tools ------------------------------------------------------------------
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+    echo "installing wrk and nginx-light" >&2
+    apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null
+fi
+for tool in wrk nginx curl taskset getconf; do
+    command -v "$tool" >/dev/null || die "missing tool: $tool"
+done
+[[ $(nproc) -ge 2 ]] || die "needs 2 cores (proxy on core 0, wrk on core 1)"
+CLK_TCK=$(getconf CLK_TCK)
+# Other load on this 2-core machine skews everything: record it with the results.
+LOADAVG_START=$(cut -d' ' -f1 /proc/loadavg)
+
+# --- build (before starting anything, so the build does not compete for CPU) --
+if wants c && [[ -z ${BARE_PINGORA:-} ]]; then
+    cargo build --release --example bare_pingora
+    BARE_PINGORA=$TARGET_DIR/release/examples/bare_pingora
+fi
+if wants d && [[ -z ${WPGATE:-} ]]; then
+    cargo build --release --bin wpgate
+    WPGATE=$TARGET_DIR/release/wpgate
+fi
+
+# --- process bookkeeping ----------------------------------------------------
+tmp=$(mktemp -d /tmp/wpgate-load.XXXXXX)
+pids=()
+
+cleanup() {
+    local pid i
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    # Bounded wait (5 s), then force.
+    for pid in "${pids[@]}"; do
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Poll until the port accepts connections: at most 20 s, and stop early if the
+# process died.
+wait_port() {
+    local port=$1 pid=$2 log=$3 i
+    for ((i = 0; i < 200; i++)); do
+        port_open "$port" && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "process $pid exited before listening on $port"; }
+        sleep 0.1
+    done
+    cat "$log" >&2
+    die "nothing listening on port $port after 20 s"
+}
+
+for port in "$P_STATIC" "$P_NGINX" "$P_BARE" "$P_WPGATE" "$P_ADMIN"; do
+    ! port_open "$port" || die "port $port already in use (set PORT_BASE)"
+done
+
+# CPU ticks (utime+stime, /proc/<pid>/stat fields 14 and 15) of a process and its
+# direct children: nginx does its work in the worker, a child of the master.
+cpu_ticks() {
+    local pid=$1 total=0 p stat rest f
+    for p in "$pid" $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+        stat=$(cat /proc/"$p"/stat 2>/dev/null) || continue
+        rest=${stat##*) } # drop "pid (comm) ": comm may contain spaces
+        read -r -a f <<<"$rest"
+        # f[0] is field 3 (state), so fields 14 and 15 are f[11] and f[12].
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# --- nginx instances, each with its own prefix, config, pid and logs ---------
+# $1 name, $2 port, $3 http-block body (server/upstream blocks); sets started_pid.
+# (Not called in $(...): a subshell would lose the pid bookkeeping.)
+started_pid=""
+start_nginx() {
+    local name=$1 port=$2 body=$3 dir=$tmp/$1
+    mkdir -p "$dir"
+    cat >"$dir/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    # wrk and the proxies keep their connections: don't recycle them every 1000
+    # requests (nginx's default), Pingora doesn't either.
+    keepalive_requests 10000000;
+    $body
+}
+EOF
+    # -e: nginx opens its error log before reading the config; keep it off /var/log.
+    taskset -c 0 nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
+    started_pid=$!
+    pids+=("$started_pid")
+    wait_port "$port" "$started_pid" "$dir/error.log"
+}
+
+BODY='{"id":1,"name":"bench","status":"publish","link":"http://127.0.0.1/bench","tags":[1,2,3]}'
+
+# Static upstream: always needed.
+start_nginx static "$P_STATIC" "
+    server {
+        listen 127.0.0.1:$P_STATIC;
+        location / { default_type application/json; return 200 '$BODY'; }
+    }"
+
+# --- measurement ------------------------------------------------------------
+results=()   # lines: name|rps|p50_us|p99_us|cpu_us_per_req
+
+# wrk prints latencies like 812.00us, 1.23ms, 1.01s: convert to µs.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000;
+        else if (v ~ /m$/) print n * 60e6; else if (v ~ /s$/) print n * 1e6; else print "null" }'
+}
+
+# $1 target letter, $2 url, $3 proxy pid ("" for none), rest: wrk args (headers)
+measure() {
+    local name=$1 url=$2 pid=$3 out=$tmp/wrk-$1.txt before after
+    shift 3
+    echo "== $name: warm-up ${WARMUP}s, run ${DURATION}s at $CONNS connections" >&2
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$@" "$url" >/dev/null
+    before=0 after=0
+    if [[ -n $pid ]]; then before=$(cpu_ticks "$pid"); fi
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$out"
+    if [[ -n $pid ]]; then after=$(cpu_ticks "$pid"); fi
+
+    # A fast error path would look like a fast proxy: refuse non-2xx and errors.
+    if grep -qE 'Non-2xx|Socket errors' "$out"; then
+        cat "$out" >&2
+        die "target $name: errors or non-2xx responses during the run"
+    fi
+    local reqs rps p50 p99 cpu="-"
+    reqs=$(awk '/requests in/ {print $1}' "$out")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    p50=$(to_us "$(awk '$1 == "50%" {print $2}' "$out")")
+    p99=$(to_us "$(awk '$1 == "99%" {print $2}' "$out")")
+    [[ -n $reqs && -n $rps ]] || { cat "$out" >&2; die "target $name: cannot parse wrk output"; }
+    if [[ -n $pid ]]; then
+        cpu=$(awk -v d=$((after - before)) -v t="$CLK_TCK" -v r="$reqs" 'BEGIN { printf "%.2f", d / t * 1e6 / r }')
+    fi
+    results+=("$name|$rps|$p50|$p99|$cpu")
+}
+
+check_200() { # $1 name, $2 url, $3 log file, rest: curl args
+    local name=$1 url=$2 log=$3 code
+    shift 3
+    code=$(curl -s -o "$tmp/check-$name.body" -w '%{http_code}' --max-time 5 "$@" "$url") || true
+    if [[ $code != 200 ]]; then
+        echo "--- response body:" >&2; cat "$tmp/check-$name.body" >&2 || true
+        echo "--- log ($log):" >&2; cat "$log" >&2 || true
+        die "target $name answered HTTP $code instead of 200"
+    fi
+}
+
+if wants a; then
+    check_200 a "http://127.0.0.1:$P_STATIC/" "$tmp/static/error.log"
+    measure a "http://127.0.0.1:$P_STATIC/" ""
+fi
+
+if wants b; then
+    start_nginx proxy "$P_NGINX" "
+    upstream static { server 127.0.0.1:$P_STATIC; keepalive 64; keepalive_requests 10000000; }
+    server {
+        listen 127.0.0.1:$P_NGINX;
+        location / {
+            proxy_pass http://static;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header X-Bench 1;
+        }
+    }"
+    nginx_pid=$started_pid
+    check_200 b "http://127.0.0.1:$P_NGINX/" "$tmp/proxy/error.log"
+    measure b "http://127.0.0.1:$P_NGINX/" "$nginx_pid"
+fi
+
+if wants c; then
+    taskset -c 0 "$BARE_PINGORA" --listen "127.0.0.1:$P_BARE" --upstream "127.0.0.1:$P_STATIC" \
+        >"$tmp/bare.log" 2>&1 &
+    bare_pid=$!
+    pids+=("$bare_pid")
+    wait_port "$P_BARE" "$bare_pid" "$tmp/bare.log"
+    check_200 c "http://127.0.0.1:$P_BARE/" "$tmp/bare.log"
+    measure c "http://127.0.0.1:$P_BARE/" "$bare_pid"
+fi
+
+if wants d; then
+    # Set wpgate up exactly as a user would: config file, then the CLI.
+    cat >"$tmp/wpgate.toml" <<EOF
+data_dir = "$tmp/data"
+[listen]
+proxy = "127.0.0.1:$P_WPGATE"
+admin = "127.0.0.1:$P_ADMIN"
+[proxy]
+threads = 1
+[log]
+format = "json"
+level = "warn"
+EOF
+    wpg() { "$WPGATE" --config "$tmp/wpgate.toml" "$@"; }
+    echo -n 'abcd efgh ijkl mnop qrst uvwx' |
+        wpg site add bench --upstream "http://127.0.0.1:$P_STATIC" --auth app-password \
+            --username api --secret-stdin >/dev/null
+    KEY=$(wpg key issue bench)
+    [[ -n $KEY ]] || die "wpgate key issue printed no key"
+    taskset -c 0 "$WPGATE" --config "$tmp/wpgate.toml" serve >"$tmp/wpgate.log" 2>&1 &
+    wpgate_pid=$!
+    pids+=("$wpgate_pid")
+    wait_port "$P_WPGATE" "$wpgate_pid" "$tmp/wpgate.log"
+    auth=(-H "X-Website-ID: bench" -H "X-API-Key: $KEY")
+    check_200 d "http://127.0.0.1:$P_WPGATE/" "$tmp/wpgate.log" "${auth[@]}"
+    measure d "http://127.0.0.1:$P_WPGATE/" "$wpgate_pid" "${auth[@]}"
+fi
+
+# --- report -----------------------------------------------------------------
+declare -A label=([a]="direct (static nginx)" [b]="nginx proxy" [c]="bare Pingora" [d]="wpgate (api key)")
+declare -A cpu_of=()
+
+printf '\n%-24s %12s %10s %10s %15s\n' target "req/s" "p50 ms" "p99 ms" "CPU µs/req"
+for r in "${results[@]}"; do
+    IFS='|' read -r name rps p50 p99 cpu <<<"$r"
+    cpu_of[$name]=$cpu
+    printf '%-24s %12s %10s %10s %14s\n' "$name ${label[$name]}" "$rps" \
+        "$(awk -v v="$p50" 'BEGIN { printf "%.3f", v / 1000 }')" \
+        "$(awk -v v="$p99" 'BEGIN { printf "%.3f", v / 1000 }')" "$cpu"
+done
+
+ratios_json=""
+ratio() { # $1 numerator target, $2 denominator target
+    local n=${cpu_of[$1]:-} d=${cpu_of[$2]:-} v
+    [[ -n $n && -n $d && $n != "-" && $d != "-" ]] || return 0
+    v=$(awk -v n="$n" -v d="$d" 'BEGIN { printf "%.2f", n / d }')
+    printf 'CPU/request %s / %s: %sx\n' "$1" "$2" "$v"
+    ratios_json+="${ratios_json:+, }\"$1/$2\": $v"
+}
+echo "load average (1 min): $LOADAVG_START at start, $(cut -d' ' -f1 /proc/loadavg) at end"
+echo
+ratio c b
+ratio d b
+ratio d c
+
+mkdir -p "$(dirname "$OUT")"
+{
+    printf '{\n  "duration_s": %s, "connections": %s, "nproc": %s, "loadavg_start": %s, "loadavg_end": %s,\n  "targets": {\n' \
+        "$DURATION" "$CONNS" "$(nproc)" "$LOADAVG_START" "$(cut -d' ' -f1 /proc/loadavg)"
+    sep=""
+    for r in "${results[@]}"; do
+        IFS='|' read -r name rps p50 p99 cpu <<<"$r"
+        [[ $cpu == "-" ]] && cpu=null
+        printf '%s    "%s": {"label": "%s", "rps": %s, "p50_us": %s, "p99_us": %s, "cpu_us_per_req": %s}' \
+            "$sep" "$name" "${label[$name]}" "$rps" "$p50" "$p99" "$cpu"
+        sep=$',\n'
+    done
+    printf '\n  },\n  "cpu_ratios": {%s}\n}\n' "$ratios_json"
+} >"$OUT"
+echo "results written to $OUT"
