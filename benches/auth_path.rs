@@ -58,7 +58,7 @@ async fn setup() -> Setup {
         .unwrap();
     let fleet = Arc::new(fleet);
     let live = config::live(config.clone());
-    let gateway = Gateway::new(Arc::clone(&fleet), live);
+    let gateway = Gateway::new(Arc::clone(&fleet), live).unwrap();
     Setup {
         _dir: dir,
         gateway,
@@ -78,15 +78,17 @@ fn auth_path(c: &mut Criterion) {
     // Warm the caches: the benchmark is the cache-hit path.
     rt.block_on(async {
         let mut ctx = RequestCtx::new(Arc::clone(&s.config));
-        s.gateway.admit(&s.request, &mut ctx).await.unwrap();
+        s.gateway.admit(&s.request, None, &mut ctx).await.unwrap();
     });
 
+    // A client address, so the failure-limit check runs as in production.
+    let peer = std::net::IpAddr::from([127, 0, 0, 1]);
     let mut g = c.benchmark_group("auth_path");
     g.bench_function("admit_cache_hit", |b| {
         b.to_async(&rt).iter(|| async {
             let mut ctx = RequestCtx::new(Arc::clone(&s.config));
             s.gateway
-                .admit(black_box(&s.request), &mut ctx)
+                .admit(black_box(&s.request), Some(peer), &mut ctx)
                 .await
                 .unwrap();
             ctx

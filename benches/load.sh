@@ -9,7 +9,7 @@
 # far less between runs than requests/s on shared machines.
 #
 # Env: TARGETS="a b c d"  DURATION=10 (s)  WARMUP=2 (s)  OUT=target/load-results.json
-#      PORT_BASE=18180 (uses PORT_BASE..PORT_BASE+4 on 127.0.0.1)
+#      PORT_BASE=27180 (uses PORT_BASE..PORT_BASE+4 on 127.0.0.1)
 #      BARE_PINGORA=/path, WPGATE=/path: use these binaries instead of building them.
 # Only loopback traffic; every wait is bounded; everything started is stopped on exit.
 set -euo pipefail
@@ -20,7 +20,7 @@ TARGETS=${TARGETS:-"a b c d"}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 OUT=${OUT:-target/load-results.json}
-PORT_BASE=${PORT_BASE:-18180}
+PORT_BASE=${PORT_BASE:-27180}
 CONNS=64
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 

@@ -50,6 +50,9 @@ impl<V> Expiry<String, Entry<V>> for FoundOrMissing {
 /// A cache of `id -> Option<V>` over a loader.
 pub struct LookupCache<V> {
     inner: Cache<String, Entry<V>>,
+    /// `wpgate_cache_requests_total{cache=<name>, result=hit|miss}`, resolved once.
+    hits: Option<prometheus::IntCounter>,
+    misses: Option<prometheus::IntCounter>,
 }
 
 impl<V: Send + Sync + 'static> LookupCache<V> {
@@ -59,7 +62,14 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
             .max_capacity(capacity)
             .expire_after(FoundOrMissing { ttl, negative_ttl })
             .build();
-        Self { inner }
+        let counter = |result: &str| {
+            crate::metrics::get().map(|m| m.cache_requests.with_label_values(&[name, result]))
+        };
+        Self {
+            inner,
+            hits: counter("hit"),
+            misses: counter("miss"),
+        }
     }
 
     /// The cached value for `id`, or the loader's result (shared by every concurrent
@@ -71,7 +81,13 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
     {
         // The hit path borrows `id`: no allocation.
         if let Some(entry) = self.inner.get(id).await {
+            if let Some(c) = &self.hits {
+                c.inc();
+            }
             return Ok(entry_value(entry));
+        }
+        if let Some(c) = &self.misses {
+            c.inc();
         }
         let entry = self
             .inner

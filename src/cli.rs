@@ -1,6 +1,7 @@
 //! The command line: `wpgate serve | check | site ... | key ...`. Every command works on
 //! the same store as a running gateway.
 
+use crate::auth::policy::{AuthPolicy, JwtPolicy, JwtVerify, Method};
 use crate::config::{Config, LoadOptions};
 use crate::crypto::Keyring;
 use crate::fleet::{CredentialInput, Fleet, FleetError, NewSite};
@@ -84,6 +85,49 @@ pub enum SiteCommand {
         #[command(flatten)]
         credential: CredentialArgs,
     },
+    /// Set how clients authenticate to a site (replaces its whole auth policy).
+    SetAuth {
+        id: String,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// Accepted methods, comma-separated: api_key, jwt.
+    #[arg(long, value_delimiter = ',', default_value = "api_key")]
+    pub methods: Vec<String>,
+    /// Who verifies JWTs: local (wpgate, with the keys below) or wordpress (the site).
+    #[arg(long, default_value = "local")]
+    pub jwt_verify: String,
+    /// Allowed algorithms (repeat or comma-separate): HS256/384/512, RS*, PS*, ES256/384, EdDSA.
+    #[arg(long, value_delimiter = ',')]
+    pub jwt_alg: Vec<String>,
+    /// JWKS URL the verification keys are fetched from.
+    #[arg(long)]
+    pub jwt_jwks_url: Option<String>,
+    /// PEM file with a public key (repeatable).
+    #[arg(long)]
+    pub jwt_public_key_file: Vec<PathBuf>,
+    /// Required `iss`.
+    #[arg(long)]
+    pub jwt_issuer: Option<String>,
+    /// Accepted `aud` values (repeatable); the token must name one of them.
+    #[arg(long)]
+    pub jwt_audience: Vec<String>,
+    /// Clock leeway for exp/nbf/iat.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub jwt_leeway: Duration,
+    /// Longest accepted token lifetime (exp - iat).
+    #[arg(long, value_parser = parse_duration)]
+    pub jwt_max_lifetime: Option<Duration>,
+    /// Copy a verified claim into an upstream header: CLAIM=HEADER, e.g. sub=X-Auth-Subject.
+    #[arg(long)]
+    pub jwt_claim_header: Vec<String>,
+    /// Read the HMAC secret for HS* algorithms from standard input.
+    #[arg(long)]
+    pub jwt_secret_stdin: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -319,6 +363,88 @@ fn credential_input(
     })
 }
 
+fn auth_policy(args: &AuthArgs) -> anyhow::Result<(AuthPolicy, Option<Secret>)> {
+    let methods = args
+        .methods
+        .iter()
+        .map(|m| match m.trim() {
+            "api_key" | "api-key" => Ok(Method::ApiKey),
+            "jwt" => Ok(Method::Jwt),
+            other => bail!("unknown method {other:?} (api_key, jwt)"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let verify = match args.jwt_verify.as_str() {
+        "local" => JwtVerify::Local,
+        "wordpress" => JwtVerify::Wordpress,
+        other => bail!("--jwt-verify must be local or wordpress, got {other:?}"),
+    };
+    let mut public_keys = Vec::new();
+    for path in &args.jwt_public_key_file {
+        public_keys.push(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        );
+    }
+    let mut claim_headers = std::collections::BTreeMap::new();
+    for pair in &args.jwt_claim_header {
+        let (claim, header) = pair
+            .split_once('=')
+            .context("--jwt-claim-header takes CLAIM=HEADER, e.g. sub=X-Auth-Subject")?;
+        claim_headers.insert(claim.trim().to_string(), header.trim().to_string());
+    }
+    let jwt = methods.contains(&Method::Jwt).then(|| JwtPolicy {
+        verify,
+        algorithms: args.jwt_alg.clone(),
+        jwks_url: args.jwt_jwks_url.clone(),
+        public_keys,
+        issuer: args.jwt_issuer.clone(),
+        audiences: args.jwt_audience.clone(),
+        leeway: args.jwt_leeway,
+        max_lifetime: args.jwt_max_lifetime,
+        claim_headers,
+    });
+    let secret = if args.jwt_secret_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the JWT secret from standard input")?;
+        let text = zeroize::Zeroizing::new(text);
+        let trimmed = text.trim_end_matches(['\r', '\n']);
+        if trimmed.is_empty() {
+            bail!("--jwt-secret-stdin: standard input was empty");
+        }
+        Some(Secret::from_string(trimmed.to_string()))
+    } else {
+        None
+    };
+    Ok((AuthPolicy { methods, jwt }, secret))
+}
+
+fn auth_text(s: &SiteRecord) -> String {
+    match AuthPolicy::from_json(s.auth_policy.as_deref()) {
+        Ok(p) => {
+            let mut parts: Vec<String> = p
+                .methods
+                .iter()
+                .map(|m| match m {
+                    Method::ApiKey => "api_key".to_string(),
+                    Method::Jwt => "jwt".to_string(),
+                })
+                .collect();
+            if let Some(j) = &p.jwt {
+                match j.verify {
+                    JwtVerify::Wordpress => parts.push("verified by WordPress".into()),
+                    JwtVerify::Local => {
+                        parts.push(format!("algorithms {}", j.algorithms.join(",")))
+                    }
+                }
+            }
+            parts.join(", ")
+        }
+        Err(e) => format!("invalid: {e}"),
+    }
+}
+
 fn site_json(s: &SiteRecord) -> Value {
     let mut credential = json!({ "kind": s.credential.kind.as_str() });
     match s.credential.kind {
@@ -335,6 +461,9 @@ fn site_json(s: &SiteRecord) -> Value {
         "upstream": s.upstream_url,
         "enabled": s.enabled,
         "credential": credential,
+        "auth": AuthPolicy::from_json(s.auth_policy.as_deref())
+            .ok()
+            .and_then(|p| serde_json::to_value(p).ok()),
         "created_at": crate::time::rfc3339(s.created_at),
         "updated_at": crate::time::rfc3339(s.updated_at),
         "version": s.version,
@@ -358,6 +487,7 @@ fn print_site(s: &SiteRecord, json: bool) {
         println!("upstream:   {}", s.upstream_url);
         println!("enabled:    {}", s.enabled);
         println!("credential: {}", credential_text(s));
+        println!("auth:       {}", auth_text(s));
         println!("created:    {}", crate::time::rfc3339(s.created_at));
         println!("updated:    {}", crate::time::rfc3339(s.updated_at));
         println!("version:    {}", s.version);
@@ -435,6 +565,18 @@ async fn site(config: &Config, cmd: &SiteCommand, json: bool) -> anyhow::Result<
                 .map_err(explain)?;
             let word = if enable { "enabled" } else { "disabled" };
             report(json, site_json(&s), format!("site {id} {word}"));
+        }
+        SiteCommand::SetAuth { id, auth } => {
+            let (policy, secret) = auth_policy(auth)?;
+            let s = fleet
+                .set_auth_policy(id, &policy, secret, &actor)
+                .await
+                .map_err(explain)?;
+            report(
+                json,
+                site_json(&s),
+                format!("site {id}: auth policy set ({})", auth_text(&s)),
+            );
         }
         SiteCommand::SetCredential { id, credential } => {
             let current = fleet.site(id).await.map_err(explain)?;

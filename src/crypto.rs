@@ -34,12 +34,12 @@ pub enum CryptoError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
-    #[error("cannot read keyring file {path}: {source}")]
+    #[error("cannot read keyring file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write keyring file {path}: {source}")]
+    #[error("cannot write keyring file {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,

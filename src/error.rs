@@ -15,7 +15,10 @@ pub enum ErrorCode {
     AmbiguousCredentials,
     MissingCredentials,
     InvalidCredentials,
+    RateLimited,
     SiteDisabled,
+    JwksUnavailable,
+    VerifierUnavailable,
     StoreUnavailable,
     UpstreamUnreachable,
     UpstreamTimeout,
@@ -24,14 +27,17 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::MalformedRequest,
         ErrorCode::MissingSiteId,
         ErrorCode::InvalidSiteId,
         ErrorCode::AmbiguousCredentials,
         ErrorCode::MissingCredentials,
         ErrorCode::InvalidCredentials,
+        ErrorCode::RateLimited,
         ErrorCode::SiteDisabled,
+        ErrorCode::JwksUnavailable,
+        ErrorCode::VerifierUnavailable,
         ErrorCode::StoreUnavailable,
         ErrorCode::UpstreamUnreachable,
         ErrorCode::UpstreamTimeout,
@@ -48,6 +54,9 @@ impl ErrorCode {
             ErrorCode::AmbiguousCredentials => "request.ambiguous_credentials",
             ErrorCode::MissingCredentials => "auth.missing_credentials",
             ErrorCode::InvalidCredentials => "auth.invalid_credentials",
+            ErrorCode::RateLimited => "auth.rate_limited",
+            ErrorCode::JwksUnavailable => "auth.jwks_unavailable",
+            ErrorCode::VerifierUnavailable => "auth.verifier_unavailable",
             ErrorCode::SiteDisabled => "site.disabled",
             ErrorCode::StoreUnavailable => "store.unavailable",
             ErrorCode::UpstreamUnreachable => "upstream.unreachable",
@@ -65,6 +74,8 @@ impl ErrorCode {
             | ErrorCode::AmbiguousCredentials => 400,
             ErrorCode::MissingCredentials | ErrorCode::InvalidCredentials => 401,
             ErrorCode::SiteDisabled => 403,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::JwksUnavailable | ErrorCode::VerifierUnavailable => 503,
             ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamError => 502,
             ErrorCode::StoreUnavailable => 503,
             ErrorCode::UpstreamTimeout => 504,
@@ -87,6 +98,13 @@ impl ErrorCode {
                 "an API key is required (X-API-Key or Authorization: Bearer)"
             }
             ErrorCode::InvalidCredentials => "the credential is not valid for this site",
+            ErrorCode::RateLimited => "too many failed authentications; retry later",
+            ErrorCode::JwksUnavailable => {
+                "the keys to verify this token cannot be fetched right now; retry later"
+            }
+            ErrorCode::VerifierUnavailable => {
+                "the site cannot be asked to verify this token right now; retry later"
+            }
             ErrorCode::SiteDisabled => "this site is disabled",
             ErrorCode::StoreUnavailable => "the gateway cannot reach its store; try again",
             ErrorCode::UpstreamUnreachable => "the site could not be reached",
@@ -149,7 +167,7 @@ mod tests {
             let status = code.status();
             match prefix {
                 "request" => assert_eq!(status, 400, "{code:?}"),
-                "auth" => assert_eq!(status, 401, "{code:?}"),
+                "auth" => assert!(matches!(status, 401 | 429 | 503), "{code:?}"),
                 "site" => assert_eq!(status, 403, "{code:?}"),
                 "store" => assert_eq!(status, 503, "{code:?}"),
                 "upstream" => assert!(status == 502 || status == 504, "{code:?}"),
@@ -177,7 +195,10 @@ mod tests {
                 ("request.ambiguous_credentials", 400),
                 ("auth.missing_credentials", 401),
                 ("auth.invalid_credentials", 401),
+                ("auth.rate_limited", 429),
                 ("site.disabled", 403),
+                ("auth.jwks_unavailable", 503),
+                ("auth.verifier_unavailable", 503),
                 ("store.unavailable", 503),
                 ("upstream.unreachable", 502),
                 ("upstream.timeout", 504),

@@ -4,6 +4,7 @@
 //! go through here, so there is one way to change a site.
 
 use crate::auth::api_key::{self, KeyHasher};
+use crate::auth::policy::{AuthPolicy, InvalidPolicy, SiteAuth};
 use crate::cache::LookupCache;
 use crate::config::Config;
 use crate::crypto::{CryptoError, Keyring, KeyringError, KeyringSource, Place};
@@ -12,7 +13,7 @@ use crate::secret::Secret;
 use crate::site::{CredentialKind, InvalidSiteId, InvalidUpstream, SiteId, UpstreamTarget};
 use crate::store::{
     self, ApiKeyRecord, AuditEntry, SiteRecord, Store, StoreError, StoredCredential,
-    UPSTREAM_CREDENTIAL_FIELD,
+    JWT_SECRET_FIELD, UPSTREAM_CREDENTIAL_FIELD,
 };
 use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
@@ -29,7 +30,7 @@ pub enum FleetError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Keyring(#[from] KeyringError),
-    #[error("a sealed value could not be opened: {0}")]
+    #[error("a sealed value could not be opened")]
     Crypto(#[from] CryptoError),
     #[error(transparent)]
     SiteId(#[from] InvalidSiteId),
@@ -37,6 +38,8 @@ pub enum FleetError {
     Upstream(#[from] InvalidUpstream),
     #[error(transparent)]
     Credential(#[from] InvalidCredential),
+    #[error(transparent)]
+    Policy(#[from] InvalidPolicy),
     #[error("{0}")]
     Invalid(String),
 }
@@ -46,10 +49,13 @@ pub enum FleetError {
 pub struct ResolvedSite {
     pub id: String,
     pub enabled: bool,
+    /// The upstream base URL as configured (for calls wpgate makes itself).
+    pub upstream_url: String,
     pub upstream: UpstreamTarget,
     /// `None` when the host name did not resolve at load time.
     pub addr: Option<SocketAddr>,
     pub inject: Option<(HeaderName, HeaderValue)>,
+    pub auth: SiteAuth,
 }
 
 impl std::fmt::Debug for ResolvedSite {
@@ -139,7 +145,12 @@ impl Fleet {
     ) -> Result<Option<Arc<ResolvedSite>>, Arc<FleetError>> {
         self.sites
             .get_or_load(id, async {
-                match self.store.get_site(id).await? {
+                let found = self
+                    .store
+                    .get_site(id)
+                    .await
+                    .inspect_err(|_| store_error("get_site"))?;
+                match found {
                     None => Ok(None),
                     Some(record) => resolve(&record, &self.keyring.load()).await.map(Some),
                 }
@@ -153,7 +164,12 @@ impl Fleet {
         key_id: &str,
     ) -> Result<Option<Arc<ApiKeyRecord>>, Arc<StoreError>> {
         self.keys
-            .get_or_load(key_id, self.store.get_api_key(key_id))
+            .get_or_load(key_id, async {
+                self.store
+                    .get_api_key(key_id)
+                    .await
+                    .inspect_err(|_| store_error("get_api_key"))
+            })
             .await
     }
 
@@ -170,6 +186,8 @@ impl Fleet {
             upstream_url: new.upstream_url,
             enabled: true,
             credential,
+            auth_policy: None,
+            jwt_secret_sealed: None,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -224,6 +242,48 @@ impl Fleet {
         let detail = Some(format!("credential={}", credential.kind.as_str()));
         self.update(record, "site.set_credential", detail, actor)
             .await
+    }
+
+    /// Replaces a site's client authentication policy. `hmac_secret` replaces the JWT
+    /// HMAC secret; without it a secret already stored is kept if the policy needs one.
+    pub async fn set_auth_policy(
+        &self,
+        id: &str,
+        policy: &AuthPolicy,
+        hmac_secret: Option<Secret>,
+        actor: &str,
+    ) -> Result<SiteRecord, FleetError> {
+        let mut record = self.site(id).await?;
+        let place = Place::site(&record.id, JWT_SECRET_FIELD);
+        let keyring = self.keyring.load();
+        let sealed = match (&hmac_secret, policy.needs_hmac_secret()) {
+            (Some(secret), true) => Some(keyring.seal(&place, secret.expose())?),
+            (Some(_), false) => {
+                return Err(FleetError::Invalid(
+                    "an HMAC secret was given but the policy allows no HS* algorithm".into(),
+                ))
+            }
+            (None, true) => record.jwt_secret_sealed.clone(),
+            (None, false) => None,
+        };
+        // Validate now, with the secret the site will use.
+        let secret = match &sealed {
+            Some(s) => Some(keyring.open(&place, s)?),
+            None => None,
+        };
+        policy.build(secret)?;
+        record.auth_policy = Some(policy.to_json());
+        record.jwt_secret_sealed = sealed;
+        let detail = Some(format!(
+            "methods={}",
+            policy
+                .methods
+                .iter()
+                .map(|m| format!("{m:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        self.update(record, "site.set_auth", detail, actor).await
     }
 
     /// Writes `record` (optimistic concurrency on its version) and forgets the cached copy.
@@ -375,6 +435,12 @@ fn create_private_dir(dir: &std::path::Path) -> Result<(), FleetError> {
         })
 }
 
+fn store_error(op: &str) {
+    if let Some(m) = crate::metrics::get() {
+        m.store_errors.with_label_values(&[op]).inc();
+    }
+}
+
 fn audit(actor: &str, action: &str, site: &SiteId, detail: Option<String>) -> AuditEntry {
     AuditEntry {
         actor: actor.to_string(),
@@ -407,6 +473,12 @@ async fn resolve(record: &SiteRecord, keyring: &Keyring) -> Result<ResolvedSite,
             )))
         }
     };
+    let policy = AuthPolicy::from_json(record.auth_policy.as_deref())?;
+    let jwt_secret = match &record.jwt_secret_sealed {
+        Some(sealed) => Some(keyring.open(&Place::site(&record.id, JWT_SECRET_FIELD), sealed)?),
+        None => None,
+    };
+    let auth = policy.build(jwt_secret)?;
     let addr = match tokio::net::lookup_host((upstream.host.as_str(), upstream.port)).await {
         Ok(mut addrs) => addrs.next(),
         Err(e) => {
@@ -417,9 +489,11 @@ async fn resolve(record: &SiteRecord, keyring: &Keyring) -> Result<ResolvedSite,
     Ok(ResolvedSite {
         id: record.id.clone(),
         enabled: record.enabled,
+        upstream_url: record.upstream_url.trim_end_matches('/').to_string(),
         upstream,
         addr,
         inject,
+        auth,
     })
 }
 

@@ -4,6 +4,7 @@
 //! the key, drops it, and forwards the request with the site's own WordPress credential,
 //! which it keeps sealed at rest and which clients never see. See `README.md`.
 
+pub mod admin;
 pub mod auth;
 pub mod cache;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod fleet;
+pub mod metrics;
 pub mod proxy;
 pub mod secret;
 pub mod serve;

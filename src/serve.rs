@@ -84,8 +84,30 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     server.bootstrap();
 
     let listen = config.listen_proxy;
+    let listen_admin = config.listen_admin;
+    if let Some(m) = crate::metrics::get() {
+        m.set_per_site_labels(config.metrics_per_site_labels);
+    }
+    let refresh_every = (config.auth.jwks_min_ttl / 2).max(std::time::Duration::from_secs(1));
     let live = config::live(config);
-    let gateway = Gateway::new(Arc::new(fleet), live);
+    let fleet = Arc::new(fleet);
+    let gateway = Gateway::new(Arc::clone(&fleet), live).context("cannot set up the proxy")?;
+    // The admin listener runs on the control runtime; failing to bind it is fatal.
+    let admin_state = crate::admin::AdminState { fleet };
+    let admin_listener = control
+        .block_on(tokio::net::TcpListener::bind(listen_admin))
+        .with_context(|| format!("cannot listen on {listen_admin} (listen.admin)"))?;
+    control.spawn(async move {
+        if let Err(e) = axum::serve(admin_listener, crate::admin::router(admin_state)).await {
+            tracing::error!(error = %e, "admin listener stopped");
+        }
+    });
+    tracing::info!(listen = %listen_admin, "admin listener serving /healthz /readyz /metrics");
+    {
+        // Refresh JWKS sets before they expire, on the control runtime.
+        let _guard = control.enter();
+        gateway.jwks().spawn_refresher(refresh_every);
+    }
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     if let Some(proxy) = service.app_logic_mut() {
         let mut options = HttpServerOptions::default();

@@ -15,6 +15,8 @@ fn gateway_with_store_debug() -> Gateway {
         ttl: "30s".into(),
         negative_ttl: "30s".into(),
         log_level: "info,wpgate::store=debug".into(),
+        // These tests send bursts of failing requests on purpose: no failure limit.
+        extra_toml: "[auth]\nmax_failures = 0\n".into(),
         ..GatewayConfig::default()
     })
 }

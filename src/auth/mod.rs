@@ -2,6 +2,11 @@
 //! client is, and the exact reason when it proves nothing.
 
 pub mod api_key;
+pub mod jwks;
+pub mod jwt;
+pub mod policy;
+pub mod ratelimit;
+pub mod wordpress;
 
 use crate::error::ErrorCode;
 use http::HeaderMap;
@@ -21,6 +26,24 @@ pub enum AuthFailure {
     Revoked,
     Expired,
     SiteDisabled,
+    /// JWT: `nbf` (or `iat`) is in the future beyond the leeway.
+    NotYetValid,
+    /// JWT: the signature does not verify with the site's key.
+    BadSignature,
+    /// JWT: `alg` is not in the site's allowlist, does not fit the key, or is `none`.
+    AlgNotAllowed,
+    WrongIssuer,
+    WrongAudience,
+    /// JWT: `exp - iat` exceeds the site's maximum token lifetime.
+    LifetimeExceeded,
+    /// JWT: the JWKS could not be fetched and no usable copy is cached.
+    JwksUnavailable,
+    /// The site does not accept this kind of credential (its auth methods).
+    MethodNotAllowed,
+    /// Too many failed authentications from this client.
+    RateLimited,
+    /// Delegated verification: the site could not be asked.
+    VerifierUnavailable,
 }
 
 impl AuthFailure {
@@ -37,6 +60,16 @@ impl AuthFailure {
             AuthFailure::Revoked => "revoked",
             AuthFailure::Expired => "expired",
             AuthFailure::SiteDisabled => "site_disabled",
+            AuthFailure::NotYetValid => "not_yet_valid",
+            AuthFailure::BadSignature => "bad_signature",
+            AuthFailure::AlgNotAllowed => "alg_not_allowed",
+            AuthFailure::WrongIssuer => "wrong_issuer",
+            AuthFailure::WrongAudience => "wrong_audience",
+            AuthFailure::LifetimeExceeded => "lifetime_exceeded",
+            AuthFailure::JwksUnavailable => "jwks_unavailable",
+            AuthFailure::MethodNotAllowed => "method_not_allowed",
+            AuthFailure::RateLimited => "rate_limited",
+            AuthFailure::VerifierUnavailable => "verifier_unavailable",
         }
     }
 
@@ -45,6 +78,9 @@ impl AuthFailure {
             AuthFailure::MissingCredentials => ErrorCode::MissingCredentials,
             AuthFailure::Ambiguous => ErrorCode::AmbiguousCredentials,
             AuthFailure::SiteDisabled => ErrorCode::SiteDisabled,
+            AuthFailure::JwksUnavailable => ErrorCode::JwksUnavailable,
+            AuthFailure::RateLimited => ErrorCode::RateLimited,
+            AuthFailure::VerifierUnavailable => ErrorCode::VerifierUnavailable,
             // One public answer for every bad credential, so none can be told apart.
             AuthFailure::Malformed
             | AuthFailure::UnsupportedScheme
@@ -53,27 +89,54 @@ impl AuthFailure {
             | AuthFailure::InvalidKey
             | AuthFailure::WrongSite
             | AuthFailure::Revoked
-            | AuthFailure::Expired => ErrorCode::InvalidCredentials,
+            | AuthFailure::Expired
+            | AuthFailure::NotYetValid
+            | AuthFailure::BadSignature
+            | AuthFailure::AlgNotAllowed
+            | AuthFailure::WrongIssuer
+            | AuthFailure::WrongAudience
+            | AuthFailure::LifetimeExceeded
+            | AuthFailure::MethodNotAllowed => ErrorCode::InvalidCredentials,
         }
     }
 }
 
 /// Who an accepted request acts as.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub key_id: String,
+pub enum Principal {
+    ApiKey {
+        key_id: String,
+    },
+    /// A verified JWT; `subject` is its `sub` (or the WordPress user id when the site
+    /// verified the token itself).
+    Jwt {
+        subject: Option<String>,
+    },
+}
+
+impl Principal {
+    /// For logs: the key id or the token subject (both public).
+    pub fn log_id(&self) -> &str {
+        match self {
+            Principal::ApiKey { key_id } => key_id,
+            Principal::Jwt { subject } => subject.as_deref().unwrap_or("-"),
+        }
+    }
 }
 
 /// The credential a request presents, borrowed from its headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presented<'a> {
     ApiKey(&'a str),
+    Jwt(&'a str),
     Refused(AuthFailure),
 }
 
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-/// Finds the client's credential: `X-API-Key: wpg_...` or `Authorization: Bearer wpg_...`.
+/// Finds the client's credential: `X-API-Key: wpg_...`, `Authorization: Bearer wpg_...`
+/// (an API key) or `Authorization: Bearer <compact JWS>` (a JWT). Tokens over 8 KiB are
+/// refused before any parsing.
 pub fn presented(headers: &HeaderMap) -> Presented<'_> {
     let mut api_keys = headers.get_all(API_KEY_HEADER).iter();
     let api_key = api_keys.next();
@@ -102,10 +165,24 @@ pub fn presented(headers: &HeaderMap) -> Presented<'_> {
             Err(_) => Presented::Refused(AuthFailure::Malformed),
         },
         (None, Some(token)) if token.starts_with(api_key::PREFIX) => Presented::ApiKey(token),
-        (None, Some(_)) => Presented::Refused(AuthFailure::UnsupportedScheme),
+        (None, Some(token)) if token.len() > jwt::MAX_TOKEN_BYTES => {
+            Presented::Refused(AuthFailure::Malformed)
+        }
+        // Shaped like a JWS (three parts): the verifier judges it, so an `alg: none`
+        // token with its empty signature is reported as such, not as malformed.
+        (None, Some(token)) if jws_shaped(token) => Presented::Jwt(token),
+        (None, Some(_)) => Presented::Refused(AuthFailure::Malformed),
         (None, None) if auth.is_some() => Presented::Refused(AuthFailure::UnsupportedScheme),
         (None, None) => Presented::Refused(AuthFailure::MissingCredentials),
     }
+}
+
+fn jws_shaped(token: &str) -> bool {
+    let mut parts = token.split('.');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(h), Some(p), Some(_), None) if !h.is_empty() && !p.is_empty()
+    )
 }
 
 #[cfg(test)]
@@ -153,6 +230,34 @@ mod tests {
             Presented::Refused(AuthFailure::Ambiguous)
         );
         assert_eq!(
+            presented(&headers(&[(
+                "Authorization",
+                "Bearer aGVhZA.cGF5bG9hZA.c2ln"
+            )])),
+            Presented::Jwt("aGVhZA.cGF5bG9hZA.c2ln")
+        );
+        assert_eq!(
+            presented(&headers(&[
+                ("X-API-Key", "wpg_k"),
+                ("Authorization", "Bearer a.b.c")
+            ])),
+            Presented::Refused(AuthFailure::Ambiguous)
+        );
+        let huge = format!(
+            "Bearer {}.{}.{}",
+            "a".repeat(3000),
+            "b".repeat(3000),
+            "c".repeat(3000)
+        );
+        assert_eq!(
+            presented(&headers(&[("Authorization", huge.as_str())])),
+            Presented::Refused(AuthFailure::Malformed)
+        );
+        assert_eq!(
+            presented(&headers(&[("Authorization", "Bearer opaque")])),
+            Presented::Refused(AuthFailure::Malformed)
+        );
+        assert_eq!(
             presented(&headers(&[("Authorization", "Basic dTpw")])),
             Presented::Refused(AuthFailure::UnsupportedScheme)
         );
@@ -181,9 +286,19 @@ mod tests {
             Revoked,
             Expired,
             SiteDisabled,
+            NotYetValid,
+            BadSignature,
+            AlgNotAllowed,
+            WrongIssuer,
+            WrongAudience,
+            LifetimeExceeded,
+            JwksUnavailable,
+            MethodNotAllowed,
+            RateLimited,
+            VerifierUnavailable,
         ] {
             let status = f.code().status();
-            assert!(matches!(status, 400 | 401 | 403), "{f:?}");
+            assert!(matches!(status, 400 | 401 | 403 | 429 | 503), "{f:?}");
             assert!(!f.reason().is_empty());
         }
         assert_eq!(UnknownSite.code(), UnknownKey.code());

@@ -15,6 +15,8 @@ pub struct FileConfig {
     pub cache: CacheFile,
     pub upstream: UpstreamFile,
     pub proxy: ProxyFile,
+    pub auth: AuthFile,
+    pub metrics: MetricsFile,
     pub log: LogFile,
 }
 
@@ -28,6 +30,8 @@ impl Default for FileConfig {
             cache: CacheFile::default(),
             upstream: UpstreamFile::default(),
             proxy: ProxyFile::default(),
+            auth: AuthFile::default(),
+            metrics: MetricsFile::default(),
             log: LogFile::default(),
         }
     }
@@ -111,6 +115,7 @@ impl Default for UpstreamFile {
 pub struct ProxyFile {
     pub threads: usize,
     pub strip_headers: Vec<String>,
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ProxyFile {
@@ -118,6 +123,59 @@ impl Default for ProxyFile {
         Self {
             threads: 2,
             strip_headers: vec!["Authorization".into(), "X-API-Key".into(), "Cookie".into()],
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthFile {
+    pub max_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub jwks_min_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub jwks_max_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub jwks_refetch_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub jwks_max_stale: Duration,
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub wordpress_cache_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub wordpress_negative_ttl: Duration,
+}
+
+impl Default for AuthFile {
+    fn default() -> Self {
+        Self {
+            max_failures: 20,
+            failure_window: Duration::from_secs(60),
+            jwks_min_ttl: Duration::from_secs(60),
+            jwks_max_ttl: Duration::from_secs(24 * 3600),
+            jwks_refetch_interval: Duration::from_secs(30),
+            jwks_max_stale: Duration::from_secs(3600),
+            fetch_timeout: Duration::from_secs(5),
+            wordpress_cache_ttl: Duration::from_secs(300),
+            wordpress_negative_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsFile {
+    pub per_site_labels: bool,
+}
+
+impl Default for MetricsFile {
+    fn default() -> Self {
+        Self {
+            per_site_labels: true,
         }
     }
 }

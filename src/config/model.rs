@@ -76,6 +76,9 @@ pub struct Config {
     pub cache: CacheSettings,
     pub upstream: UpstreamSettings,
     pub proxy: ProxySettings,
+    pub auth: AuthSettings,
+    /// `metrics.per_site_labels`: false counts every site under `site="_all"`.
+    pub metrics_per_site_labels: bool,
     pub log: LogSettings,
     /// The file the configuration was read from, if any (for messages).
     pub source_file: Option<PathBuf>,
@@ -100,6 +103,29 @@ pub struct ProxySettings {
     pub threads: usize,
     /// Client credential headers removed before forwarding.
     pub strip_headers: Vec<HeaderName>,
+    /// Peers whose X-Forwarded-For is believed (load balancers in front of wpgate).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl ProxySettings {
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Client authentication settings shared by all sites (per-site policies are in the store).
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Failed authentications per client IP per window before 429 (0 = no limit).
+    pub max_failures: u32,
+    pub failure_window: Duration,
+    pub jwks_min_ttl: Duration,
+    pub jwks_max_ttl: Duration,
+    pub jwks_refetch_interval: Duration,
+    pub jwks_max_stale: Duration,
+    pub fetch_timeout: Duration,
+    pub wordpress_cache_ttl: Duration,
+    pub wordpress_negative_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -223,6 +249,38 @@ impl Validator<'_> {
             })?;
             strip_headers.push(header);
         }
+        let mut trusted_proxies = Vec::with_capacity(f.proxy.trusted_proxies.len());
+        for t in &f.proxy.trusted_proxies {
+            let net = t
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    self.invalid(
+                        "proxy.trusted_proxies",
+                        format!("{t:?} is not an IP address or CIDR range"),
+                    )
+                })?;
+            trusted_proxies.push(net);
+        }
+        let a = &f.auth;
+        if a.failure_window.is_zero() {
+            return Err(self.invalid("auth.failure_window", "must be longer than 0s"));
+        }
+        if a.jwks_min_ttl.is_zero() || a.jwks_min_ttl > a.jwks_max_ttl {
+            return Err(self.invalid(
+                "auth.jwks_min_ttl",
+                "must be longer than 0s and no longer than auth.jwks_max_ttl",
+            ));
+        }
+        if a.fetch_timeout.is_zero() {
+            return Err(self.invalid("auth.fetch_timeout", "must be longer than 0s"));
+        }
+        if a.wordpress_negative_ttl.is_zero() || a.wordpress_cache_ttl.is_zero() {
+            return Err(self.invalid(
+                "auth.wordpress_cache_ttl",
+                "auth.wordpress_cache_ttl and auth.wordpress_negative_ttl must be longer than 0s",
+            ));
+        }
         let format = match f.log.format.as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -259,7 +317,20 @@ impl Validator<'_> {
             proxy: ProxySettings {
                 threads: f.proxy.threads,
                 strip_headers,
+                trusted_proxies,
             },
+            auth: AuthSettings {
+                max_failures: f.auth.max_failures,
+                failure_window: f.auth.failure_window,
+                jwks_min_ttl: f.auth.jwks_min_ttl,
+                jwks_max_ttl: f.auth.jwks_max_ttl,
+                jwks_refetch_interval: f.auth.jwks_refetch_interval,
+                jwks_max_stale: f.auth.jwks_max_stale,
+                fetch_timeout: f.auth.fetch_timeout,
+                wordpress_cache_ttl: f.auth.wordpress_cache_ttl,
+                wordpress_negative_ttl: f.auth.wordpress_negative_ttl,
+            },
+            metrics_per_site_labels: f.metrics.per_site_labels,
             log: LogSettings {
                 format,
                 level: f.log.level,

@@ -33,9 +33,22 @@ pub struct RequestCtx {
     pub request_id: String,
     /// The X-Website-ID, once it is known to be well-formed.
     pub site_id: Option<String>,
+    /// The site, once found (also when the request is then refused). Only an admitted
+    /// request is forwarded.
     pub site: Option<Arc<ResolvedSite>>,
+    /// True once every check passed: only then is the request forwarded.
+    pub admitted: bool,
     pub principal: Option<Principal>,
     pub rejection: Option<Rejection>,
+    /// The client's address (see `client.rs`) and the X-Forwarded-For to send upstream.
+    pub client_ip: Option<std::net::IpAddr>,
+    pub forwarded_for: Option<String>,
+    /// Verified claims to pass upstream (the site's claim -> header mapping).
+    pub identity_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Seconds for Retry-After on a 429.
+    pub retry_after: Option<u64>,
+    /// When the upstream phase began (for the upstream latency histogram).
+    pub upstream_started: Option<Instant>,
 }
 
 impl RequestCtx {
@@ -46,8 +59,14 @@ impl RequestCtx {
             request_id: String::new(),
             site_id: None,
             site: None,
+            admitted: false,
             principal: None,
             rejection: None,
+            client_ip: None,
+            forwarded_for: None,
+            identity_headers: Vec::new(),
+            retry_after: None,
+            upstream_started: None,
         }
     }
 }

@@ -8,7 +8,6 @@ use base64::Engine;
 use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
-use std::net::IpAddr;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidCredential {
@@ -88,7 +87,13 @@ pub struct Forwarding<'a> {
     pub credential: Option<&'a (HeaderName, HeaderValue)>,
     pub upstream: &'a UpstreamTarget,
     pub request_id: &'a str,
-    pub client_ip: Option<IpAddr>,
+    /// The X-Forwarded-For chain to send (see `client.rs`).
+    pub forwarded_for: Option<&'a str>,
+    /// Headers the site fills from verified claims: always removed from the client's
+    /// request, so a client cannot set them itself.
+    pub claim_headers: &'a [(String, HeaderName)],
+    /// The verified identity to add (a subset of `claim_headers`' names).
+    pub identity: &'a [(HeaderName, HeaderValue)],
 }
 
 /// Rewrites the client's request into the one the site receives.
@@ -96,7 +101,13 @@ pub fn prepare(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<(
     for name in f.strip {
         req.remove_header(name);
     }
+    for (_, name) in f.claim_headers {
+        req.remove_header(name);
+    }
     if let Some((name, value)) = f.credential {
+        req.insert_header(name, value.clone())?;
+    }
+    for (name, value) in f.identity {
         req.insert_header(name, value.clone())?;
     }
     req.insert_header("x-request-id", f.request_id)?;
@@ -108,9 +119,8 @@ pub fn prepare(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<(
     if let Some(host) = original_host {
         req.insert_header("x-forwarded-host", host)?;
     }
-    // The gateway is the edge for now: the client address is the one that connected.
-    match f.client_ip {
-        Some(ip) => req.insert_header("x-forwarded-for", ip.to_string())?,
+    match f.forwarded_for {
+        Some(chain) => req.insert_header("x-forwarded-for", chain)?,
         None => {
             req.remove_header("x-forwarded-for");
         }
@@ -208,7 +218,9 @@ mod tests {
                 credential: Some(&cred),
                 upstream: &upstream,
                 request_id: "rid",
-                client_ip: Some("10.1.2.3".parse().unwrap()),
+                forwarded_for: Some("10.1.2.3"),
+                claim_headers: &[],
+                identity: &[],
             },
         )
         .unwrap();

@@ -1,20 +1,27 @@
 //! The Pingora proxy: each phase reads like a table of contents and calls the module
 //! that owns the concern.
 
+mod client;
 pub mod ctx;
 pub mod inject;
 pub mod request_id;
 mod respond;
 
+use crate::auth::jwks::{JwksCache, JwksSettings};
+use crate::auth::policy::JwtAuth;
+use crate::auth::ratelimit::{retry_after_secs, FailureLimiter};
+use crate::auth::wordpress::DelegatedVerifier;
 use crate::auth::{self, api_key, AuthFailure, Presented, Principal};
-use crate::config::Live;
+use crate::config::{Config, Live};
 use crate::error::ErrorCode;
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, ResolvedSite};
 use async_trait::async_trait;
 use ctx::{Rejection, RequestCtx};
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 pub const SITE_HEADER: &str = "x-website-id";
@@ -22,22 +29,96 @@ pub const SITE_HEADER: &str = "x-website-id";
 pub struct Gateway {
     fleet: Arc<Fleet>,
     config: Live,
+    limiter: FailureLimiter,
+    jwks: Arc<JwksCache>,
+    delegated: DelegatedVerifier,
 }
 
 impl Gateway {
-    pub fn new(fleet: Arc<Fleet>, config: Live) -> Self {
-        Self { fleet, config }
+    pub fn new(fleet: Arc<Fleet>, config: Live) -> anyhow::Result<Self> {
+        let c = config.load_full();
+        let a = &c.auth;
+        let limiter = FailureLimiter::new(a.max_failures, a.failure_window, 1_000_000);
+        let jwks_client = reqwest::Client::builder()
+            .timeout(a.fetch_timeout)
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()?;
+        let jwks = Arc::new(JwksCache::new(
+            jwks_client,
+            JwksSettings {
+                min_ttl: a.jwks_min_ttl,
+                max_ttl: a.jwks_max_ttl,
+                default_ttl: a.jwks_min_ttl,
+                refetch_interval: a.jwks_refetch_interval,
+                max_stale: a.jwks_max_stale,
+                fetch_timeout: a.fetch_timeout,
+            },
+        ));
+        let delegated = DelegatedVerifier::new(
+            upstream_client(&c)?,
+            a.wordpress_cache_ttl,
+            a.wordpress_negative_ttl,
+            c.cache.capacity,
+        );
+        Ok(Self {
+            fleet,
+            config,
+            limiter,
+            jwks,
+            delegated,
+        })
     }
 
-    /// Steps 2-6 of the request path: site id, credential, site, key, site state.
-    /// Public for the benchmark of the auth path.
-    pub async fn admit(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), Rejection> {
+    /// The JWKS cache, for the background refresher.
+    pub fn jwks(&self) -> &Arc<JwksCache> {
+        &self.jwks
+    }
+
+    /// Steps 2-6 of the request path: site id, rate limit, credential, site, key or
+    /// token, site state. Public for the benchmark of the auth path.
+    pub async fn admit(
+        &self,
+        req: &RequestHeader,
+        peer: Option<IpAddr>,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), Rejection> {
         let site_id = site_id(req)?;
         ctx.site_id = Some(site_id.to_string());
-        // A request without a credential is refused before any lookup.
-        let key_text = match auth::presented(&req.headers) {
-            Presented::ApiKey(k) => k,
+        let client = client::identify(peer, &req.headers, &ctx.config.proxy);
+        ctx.client_ip = client.ip;
+        ctx.forwarded_for = client.forwarded_for;
+        // Over the failure limit: refused before any lookup or crypto.
+        if let Some(retry) = client.ip.and_then(|ip| self.limiter.blocked(ip)) {
+            ctx.retry_after = Some(retry_after_secs(retry));
+            return Err(AuthFailure::RateLimited.into());
+        }
+        let result = self.authenticate(req, site_id, ctx).await;
+        if let (Err(rejection), Some(ip)) = (&result, client.ip) {
+            if matches!(
+                rejection.code,
+                ErrorCode::InvalidCredentials | ErrorCode::MissingCredentials
+            ) {
+                self.limiter.record_failure(ip);
+            }
+        }
+        let site = result?;
+        if !site.enabled {
+            return Err(AuthFailure::SiteDisabled.into());
+        }
+        ctx.admitted = true;
+        Ok(())
+    }
+
+    async fn authenticate(
+        &self,
+        req: &RequestHeader,
+        site_id: &str,
+        ctx: &mut RequestCtx,
+    ) -> Result<Arc<ResolvedSite>, Rejection> {
+        // A request without a usable credential is refused before any lookup.
+        let presented = match auth::presented(&req.headers) {
             Presented::Refused(f) => return Err(f.into()),
+            p => p,
         };
         let site = self
             .fleet
@@ -45,32 +126,93 @@ impl Gateway {
             .await
             .map_err(|e| lookup_failed(&e, site_id))?
             .ok_or(AuthFailure::UnknownSite)?;
-        let parsed = api_key::parse(key_text).ok_or(AuthFailure::Malformed)?;
-        let key = self
-            .fleet
-            .find_key(parsed.key_id)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "store lookup of an API key failed");
-                Rejection::new(ErrorCode::StoreUnavailable, "store_unavailable")
-            })?
-            .ok_or(AuthFailure::UnknownKey)?;
-        api_key::check(
-            self.fleet.hasher(),
-            parsed,
-            &key,
-            site_id,
-            crate::time::now_unix(),
-        )?;
-        ctx.principal = Some(Principal {
-            key_id: key.key_id.clone(),
-        });
-        if !site.enabled {
-            return Err(AuthFailure::SiteDisabled.into());
+        ctx.site = Some(Arc::clone(&site));
+        let now = crate::time::now_unix();
+        match presented {
+            Presented::ApiKey(text) => {
+                if !site.auth.api_key {
+                    return Err(AuthFailure::MethodNotAllowed.into());
+                }
+                let parsed = api_key::parse(text).ok_or(AuthFailure::Malformed)?;
+                let key = self
+                    .fleet
+                    .find_key(parsed.key_id)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "store lookup of an API key failed");
+                        Rejection::new(ErrorCode::StoreUnavailable, "store_unavailable")
+                    })?
+                    .ok_or(AuthFailure::UnknownKey)?;
+                api_key::check(self.fleet.hasher(), parsed, &key, site_id, now)?;
+                ctx.principal = Some(Principal::ApiKey {
+                    key_id: key.key_id.clone(),
+                });
+            }
+            Presented::Jwt(token) => {
+                let now = u64::try_from(now).unwrap_or(0);
+                match &site.auth.jwt {
+                    None => return Err(AuthFailure::MethodNotAllowed.into()),
+                    Some(JwtAuth::Local(verifier)) => {
+                        let verified = verifier.verify(token, &self.jwks, now).await?;
+                        for (claim, header) in &site.auth.claim_headers {
+                            if let Some(value) = verified.claims.get(claim).and_then(claim_value) {
+                                ctx.identity_headers.push((header.clone(), value));
+                            }
+                        }
+                        ctx.principal = Some(Principal::Jwt {
+                            subject: verified.sub,
+                        });
+                    }
+                    Some(JwtAuth::Wordpress) => {
+                        let subject = self
+                            .delegated
+                            .verify(&site.id, &site.upstream_url, token, now)
+                            .await?;
+                        for (claim, header) in &site.auth.claim_headers {
+                            if claim == "sub" {
+                                if let Ok(v) = HeaderValue::from_str(&subject) {
+                                    ctx.identity_headers.push((header.clone(), v));
+                                }
+                            }
+                        }
+                        ctx.principal = Some(Principal::Jwt {
+                            subject: Some(subject),
+                        });
+                    }
+                }
+            }
+            Presented::Refused(f) => return Err(f.into()),
         }
-        ctx.site = Some(site);
-        Ok(())
+        Ok(site)
     }
+}
+
+/// A claim as a header value: strings as they are, numbers and booleans as text.
+fn claim_value(v: &serde_json::Value) -> Option<HeaderValue> {
+    let text = match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        _ => return None,
+    };
+    HeaderValue::from_str(&text).ok()
+}
+
+/// The client wpgate uses for its own calls to sites (delegated token checks): the same
+/// trust roots as the proxy (`upstream.ca_file`, else the system's).
+fn upstream_client(c: &Config) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .timeout(c.auth.fetch_timeout)
+        .connect_timeout(c.upstream.connect_timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = &c.upstream.ca_file {
+        let pem = std::fs::read(ca)?;
+        b = b.tls_built_in_root_certs(false);
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    Ok(b.build()?)
 }
 
 /// Exactly one well-formed X-Website-ID.
@@ -114,11 +256,15 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         ctx.request_id = request_id::take_or_mint(&session.req_header().headers);
-        match self.admit(session.req_header(), ctx).await {
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        match self.admit(session.req_header(), peer, ctx).await {
             Ok(()) => Ok(false),
             Err(rejection) => {
                 ctx.rejection = Some(rejection);
-                respond::reject(session, rejection.code, &ctx.request_id).await?;
+                respond::reject(session, rejection.code, &ctx.request_id, ctx.retry_after).await?;
                 Ok(true)
             }
         }
@@ -129,25 +275,22 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
+        ctx.upstream_started = Some(std::time::Instant::now());
         respond::peer(ctx)
     }
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        let Some(site) = ctx.site.as_ref() else {
+        let Some(site) = ctx.site.as_ref().filter(|_| ctx.admitted) else {
             return Err(pingora::Error::explain(
                 pingora::ErrorType::InternalError,
                 "no site admitted",
             ));
         };
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
         inject::prepare(
             upstream_request,
             &inject::Forwarding {
@@ -155,7 +298,9 @@ impl ProxyHttp for Gateway {
                 credential: site.inject.as_ref(),
                 upstream: &site.upstream,
                 request_id: &ctx.request_id,
-                client_ip,
+                forwarded_for: ctx.forwarded_for.as_deref(),
+                claim_headers: &site.auth.claim_headers,
+                identity: &ctx.identity_headers,
             },
         )
     }

@@ -14,6 +14,7 @@ pub async fn reject(
     session: &mut Session,
     code: ErrorCode,
     request_id: &str,
+    retry_after: Option<u64>,
 ) -> pingora::Result<()> {
     let body = error_body(code, request_id);
     let mut resp = ResponseHeader::build(code.status(), Some(6))?;
@@ -24,6 +25,9 @@ pub async fn reject(
     if let Some(challenge) = code.www_authenticate() {
         resp.insert_header("www-authenticate", challenge)?;
     }
+    if let Some(secs) = retry_after {
+        resp.insert_header("retry-after", secs.to_string())?;
+    }
     // The client may still be sending a body we will not read: do not reuse the connection.
     session.set_keepalive(None);
     session.write_response_header(Box::new(resp), false).await?;
@@ -32,7 +36,7 @@ pub async fn reject(
 
 /// The upstream connection for the admitted site.
 pub fn peer(ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
-    let Some(site) = ctx.site.as_ref() else {
+    let Some(site) = ctx.site.as_ref().filter(|_| ctx.admitted) else {
         return Err(pingora::Error::explain(
             ErrorType::InternalError,
             "no site admitted",
@@ -97,7 +101,7 @@ pub async fn failure(
     ctx.rejection = Some(rejection);
     // Once the upstream's header is on its way there is no error to send, only a cut.
     if session.response_written().is_none() {
-        if let Err(err) = reject(session, rejection.code, &ctx.request_id).await {
+        if let Err(err) = reject(session, rejection.code, &ctx.request_id, None).await {
             tracing::debug!(error = %err, "could not send the error response");
         }
     }
@@ -114,14 +118,16 @@ pub fn access_log(session: &Session, e: Option<&pingora::Error>, ctx: &RequestCt
     let duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
     let reason = ctx.rejection.map_or("-", |r| r.reason);
     let code = ctx.rejection.map_or("-", |r| r.code.as_str());
-    let key_id = ctx.principal.as_ref().map_or("-", |p| p.key_id.as_str());
+    let principal = ctx.principal.as_ref().map_or("-", |p| p.log_id());
+    let client = ctx.client_ip.map(|ip| ip.to_string());
     let site = ctx.site_id.as_deref().unwrap_or("-");
     let error = e.map(|e| e.etype().as_str());
     tracing::info!(
         target: "wpgate::access",
         request_id = %ctx.request_id,
         site,
-        key_id,
+        principal,
+        client = client.as_deref().unwrap_or("-"),
         method = %req.method,
         path = req.uri.path(),
         status,

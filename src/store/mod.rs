@@ -34,6 +34,8 @@ pub struct StoredCredential {
 
 /// The field name a site's upstream credential is sealed under.
 pub const UPSTREAM_CREDENTIAL_FIELD: &str = "upstream_credential";
+/// The field name a site's JWT HMAC secret is sealed under.
+pub const JWT_SECRET_FIELD: &str = "jwt_hmac_secret";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteRecord {
@@ -42,6 +44,11 @@ pub struct SiteRecord {
     pub upstream_url: String,
     pub enabled: bool,
     pub credential: StoredCredential,
+    /// Client authentication policy as JSON (`auth::policy::AuthPolicy`); `None` means
+    /// API keys only.
+    pub auth_policy: Option<String>,
+    /// The JWT HMAC secret, sealed for `Place::site(id, JWT_SECRET_FIELD)`.
+    pub jwt_secret_sealed: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     /// Bumped on every update; updates name the version they expect.

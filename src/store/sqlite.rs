@@ -29,7 +29,8 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 const SITE_COLUMNS: &str = "id, name, upstream_url, enabled, credential_kind, \
-    credential_username, credential_sealed, created_at, updated_at, version";
+    credential_username, credential_sealed, auth_policy, jwt_secret_sealed, created_at, \
+    updated_at, version";
 const KEY_COLUMNS: &str =
     "key_id, site_id, label, secret_hash, created_at, expires_at, revoked_at, grace_until";
 
@@ -46,6 +47,8 @@ fn site_from_row(row: &SqliteRow) -> Result<SiteRecord, StoreError> {
             username: row.try_get("credential_username").map_err(unavailable)?,
             sealed_secret: row.try_get("credential_sealed").map_err(unavailable)?,
         },
+        auth_policy: row.try_get("auth_policy").map_err(unavailable)?,
+        jwt_secret_sealed: row.try_get("jwt_secret_sealed").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
         updated_at: row.try_get("updated_at").map_err(unavailable)?,
         version: row.try_get("version").map_err(unavailable)?,
@@ -157,7 +160,7 @@ impl Store for SqliteStore {
     async fn create_site(&self, site: &SiteRecord, audit: &AuditEntry) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let res = sqlx::query(&format!(
-            "INSERT INTO sites ({SITE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO sites ({SITE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&site.id)
         .bind(&site.name)
@@ -166,6 +169,8 @@ impl Store for SqliteStore {
         .bind(site.credential.kind.as_str())
         .bind(&site.credential.username)
         .bind(&site.credential.sealed_secret)
+        .bind(&site.auth_policy)
+        .bind(&site.jwt_secret_sealed)
         .bind(site.created_at)
         .bind(site.updated_at)
         .bind(site.version)
@@ -191,7 +196,8 @@ impl Store for SqliteStore {
         let now = crate::time::now_unix();
         let done = sqlx::query(
             "UPDATE sites SET name = ?, upstream_url = ?, enabled = ?, credential_kind = ?, \
-             credential_username = ?, credential_sealed = ?, updated_at = ?, version = version + 1 \
+             credential_username = ?, credential_sealed = ?, auth_policy = ?, \
+             jwt_secret_sealed = ?, updated_at = ?, version = version + 1 \
              WHERE id = ? AND version = ?",
         )
         .bind(&site.name)
@@ -200,6 +206,8 @@ impl Store for SqliteStore {
         .bind(site.credential.kind.as_str())
         .bind(&site.credential.username)
         .bind(&site.credential.sealed_secret)
+        .bind(&site.auth_policy)
+        .bind(&site.jwt_secret_sealed)
         .bind(now)
         .bind(&site.id)
         .bind(site.version)
@@ -426,6 +434,8 @@ mod tests {
                 username: None,
                 sealed_secret: None,
             },
+            auth_policy: None,
+            jwt_secret_sealed: None,
             created_at: 1,
             updated_at: 1,
             version: 1,

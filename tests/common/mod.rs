@@ -1019,6 +1019,8 @@ pub struct GatewayConfig {
     pub ca_file: Option<PathBuf>,
     /// Extra TOML appended verbatim (must not repeat a table written above).
     pub extra_toml: String,
+    /// Extra lines written inside the `[proxy]` table (e.g. `trusted_proxies = [...]`).
+    pub proxy_toml: String,
 }
 
 impl Default for GatewayConfig {
@@ -1031,6 +1033,7 @@ impl Default for GatewayConfig {
             log_level: "info".into(),
             ca_file: None,
             extra_toml: String::new(),
+            proxy_toml: String::new(),
         }
     }
 }
@@ -1053,6 +1056,9 @@ impl GatewayConfig {
         }
         writeln!(s, "\n[proxy]").unwrap();
         writeln!(s, "threads = 2").unwrap();
+        if !self.proxy_toml.is_empty() {
+            writeln!(s, "{}", self.proxy_toml.trim_end()).unwrap();
+        }
         writeln!(s, "\n[log]").unwrap();
         writeln!(s, "format = \"json\"").unwrap();
         writeln!(s, "level = {}", toml_str(&self.log_level)).unwrap();
@@ -1334,5 +1340,316 @@ impl Drop for Gateway {
                 eprintln!("{l}");
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Access log lines
+// ---------------------------------------------------------------------------------
+
+/// A field of a JSON log line: under `fields` (tracing's JSON layout) or at the top
+/// level (a flattened event); numbers and booleans as text.
+pub fn log_field(line: &serde_json::Value, key: &str) -> Option<String> {
+    let v = line
+        .get("fields")
+        .and_then(|f| f.get(key))
+        .or_else(|| line.get(key))?;
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+impl Gateway {
+    /// The access-log line (target `wpgate::access`) of request `request_id`, waiting
+    /// up to 5 s for it to be written; panics unless exactly one is found.
+    pub async fn access_line(&self, request_id: &str) -> serde_json::Value {
+        let find = || -> Vec<serde_json::Value> {
+            self.log_json()
+                .into_iter()
+                .filter(|l| {
+                    l.get("target").and_then(|t| t.as_str()) == Some("wpgate::access")
+                        && log_field(l, "request_id").as_deref() == Some(request_id)
+                })
+                .collect()
+        };
+        poll_until(
+            &format!("the access log line of request {request_id}"),
+            Duration::from_secs(5),
+            || async {
+                if find().is_empty() {
+                    Err("none yet".to_owned())
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .await;
+        let mut found = find();
+        assert_eq!(
+            found.len(),
+            1,
+            "request {request_id} should have one access log line, got {found:#?}"
+        );
+        found.remove(0)
+    }
+
+    /// The `reason` the access log gives for the request that got `answer`.
+    pub async fn logged_reason(&self, answer: &Answer) -> String {
+        let rid = answer
+            .request_id()
+            .unwrap_or_else(|| panic!("no X-Request-ID on {}", answer.summary()))
+            .to_owned();
+        let line = self.access_line(&rid).await;
+        log_field(&line, "reason").unwrap_or_else(|| panic!("no reason in {line}"))
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Small local servers on their own thread (JWKS endpoint, WordPress mimic)
+// ---------------------------------------------------------------------------------
+
+/// An axum app served on 127.0.0.1 by its own thread and runtime; stopping it (or
+/// dropping it) closes the listener and every open connection.
+struct ServerThread {
+    port: u16,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    fn start(app: Router) -> Self {
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+                tokio::select! {
+                    r = axum::serve(listener, app) => r.unwrap(),
+                    _ = stop_rx => {}
+                }
+            });
+            // Dropping the runtime here cancels the connection tasks too.
+        });
+        ServerThread {
+            port: port_rx.recv().unwrap(),
+            shutdown: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(Default)]
+struct JwksServed {
+    keys: Vec<serde_json::Value>,
+    status: u16,
+}
+
+/// A JWKS endpoint (`GET /jwks.json`) on loopback serving the keys a test generated.
+/// It counts requests, can be switched to fail (any status) or stopped, and its keys
+/// can be replaced (rotation).
+pub struct JwksServer {
+    server: ServerThread,
+    served: Arc<Mutex<JwksServed>>,
+    hits: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl JwksServer {
+    pub fn start(keys: Vec<serde_json::Value>) -> Self {
+        let served = Arc::new(Mutex::new(JwksServed { keys, status: 200 }));
+        let hits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (s, h) = (served.clone(), hits.clone());
+        let app = Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let (s, h) = (s.clone(), h.clone());
+                async move {
+                    h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let (status, body) = {
+                        let st = s.lock().unwrap();
+                        (st.status, serde_json::json!({ "keys": st.keys }))
+                    };
+                    if status == 200 {
+                        json_response(StatusCode::OK, body)
+                    } else {
+                        json_response(
+                            StatusCode::from_u16(status).unwrap(),
+                            serde_json::json!({"error": "failing on purpose"}),
+                        )
+                    }
+                }
+            }),
+        );
+        JwksServer {
+            server: ServerThread::start(app),
+            served,
+            hits,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/jwks.json", self.server.port)
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Answer `status` from now on (200 serves the keys again).
+    pub fn set_status(&self, status: u16) {
+        self.served.lock().unwrap().status = status;
+    }
+
+    /// Serve these keys from now on.
+    pub fn set_keys(&self, keys: Vec<serde_json::Value>) {
+        self.served.lock().unwrap().keys = keys;
+    }
+
+    /// Close the listener and every connection: the URL refuses connections.
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+}
+
+#[derive(Clone, Default)]
+struct WpState {
+    /// token -> (user id, name)
+    tokens: Arc<Mutex<std::collections::HashMap<String, (u64, String)>>>,
+    /// The Authorization header of every `/wp-json/wp/v2/users/me` call.
+    users_me: Arc<Mutex<Vec<String>>>,
+    records: Arc<Mutex<Vec<Recorded>>>,
+}
+
+/// A WordPress mimic: `GET .../wp-json/wp/v2/users/me` answers 200
+/// `{"id":<id>,"name":<name>}` for a known `Authorization: Bearer <token>` and 401
+/// otherwise, counting those calls; every other request is recorded (like
+/// [`Upstream`]) and answered 200 JSON.
+pub struct WpMimic {
+    server: ServerThread,
+    state: WpState,
+}
+
+async fn handle_wp(State(state): State<WpState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let auth = parts
+        .headers
+        .get("authorization")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if path.ends_with("/wp-json/wp/v2/users/me") {
+        let auth = auth.unwrap_or_default();
+        state.users_me.lock().unwrap().push(auth.clone());
+        let user = auth
+            .strip_prefix("Bearer ")
+            .and_then(|t| state.tokens.lock().unwrap().get(t).cloned());
+        return match user {
+            Some((id, name)) => {
+                json_response(StatusCode::OK, serde_json::json!({"id": id, "name": name}))
+            }
+            None => json_response(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"code": "rest_not_logged_in", "data": {"status": 401}}),
+            ),
+        };
+    }
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let uri = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| path.clone());
+    state.records.lock().unwrap().push(Recorded {
+        method: parts.method.as_str().to_owned(),
+        uri,
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body_len: bytes.len() as u64,
+        body_sha256: sha256_hex(&bytes),
+    });
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({"ok": true, "path": path}),
+    )
+}
+
+impl WpMimic {
+    pub fn start() -> Self {
+        let state = WpState::default();
+        let app = Router::new().fallback(handle_wp).with_state(state.clone());
+        WpMimic {
+            server: ServerThread::start(app),
+            state,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.server.port)
+    }
+
+    /// `users/me` answers 200 with this user for `Authorization: Bearer <token>`.
+    pub fn accept_token(&self, token: &str, id: u64, name: &str) {
+        self.state
+            .tokens
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), (id, name.to_owned()));
+    }
+
+    /// The Authorization header of every `users/me` call so far.
+    pub fn users_me_calls(&self) -> Vec<String> {
+        self.state.users_me.lock().unwrap().clone()
+    }
+
+    /// Every other request recorded so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.records.lock().unwrap().clone()
+    }
+
+    /// The one recorded request whose path+query contains `needle`.
+    pub fn one_with(&self, needle: &str) -> Recorded {
+        let mut found: Vec<Recorded> = self
+            .requests()
+            .into_iter()
+            .filter(|r| r.uri.contains(needle))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected exactly one request containing {needle:?}, got {found:#?}"
+        );
+        found.remove(0)
     }
 }

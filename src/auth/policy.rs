@@ -1,0 +1,337 @@
+//! A site's client authentication policy: which methods it accepts and how it checks
+//! JWTs. Stored as JSON beside the site (the HMAC secret sealed separately); validated
+//! when an operator sets it and turned into a ready verifier when the site is loaded.
+
+use super::jwt::{JwtKeys, JwtSettings, JwtVerifier};
+use crate::secret::Secret;
+use http::HeaderName;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidPolicy {
+    #[error("auth policy: {0}")]
+    Invalid(String),
+    // The inner error is the source: anyhow's `{:#}` prints it after this prefix.
+    #[error("auth policy")]
+    Jwt(#[from] super::jwt::InvalidJwtSettings),
+    #[error("stored auth policy is not valid JSON")]
+    Json(#[from] serde_json::Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    ApiKey,
+    Jwt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JwtVerify {
+    /// Signature and claims checked by wpgate with the site's keys.
+    #[default]
+    Local,
+    /// The token is WordPress's own: wpgate asks the site (`/wp/v2/users/me`).
+    Wordpress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtPolicy {
+    #[serde(default)]
+    pub verify: JwtVerify,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub algorithms: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// PEM public keys (public material, stored as is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    #[serde(with = "humantime_serde", default = "default_leeway")]
+    pub leeway: Duration,
+    #[serde(
+        with = "humantime_serde",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_lifetime: Option<Duration>,
+    /// Claim name -> upstream header, e.g. `sub` -> `X-Auth-Subject`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claim_headers: BTreeMap<String, String>,
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthPolicy {
+    pub methods: Vec<Method>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtPolicy>,
+}
+
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        AuthPolicy {
+            methods: vec![Method::ApiKey],
+            jwt: None,
+        }
+    }
+}
+
+/// How a loaded site checks JWTs.
+pub enum JwtAuth {
+    Local(JwtVerifier),
+    Wordpress,
+}
+
+/// A site's policy, ready for the request path.
+pub struct SiteAuth {
+    pub api_key: bool,
+    pub jwt: Option<JwtAuth>,
+    /// Verified claims copied into upstream headers (stripped from client requests).
+    pub claim_headers: Vec<(String, HeaderName)>,
+}
+
+impl SiteAuth {
+    pub fn api_keys_only() -> Self {
+        SiteAuth {
+            api_key: true,
+            jwt: None,
+            claim_headers: Vec::new(),
+        }
+    }
+}
+
+/// Headers wpgate owns: a claim may not be copied into them.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "host",
+    "cookie",
+    "x-api-key",
+    "x-website-id",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
+
+impl AuthPolicy {
+    pub fn from_json(text: Option<&str>) -> Result<AuthPolicy, InvalidPolicy> {
+        match text {
+            None => Ok(AuthPolicy::default()),
+            Some(t) => Ok(serde_json::from_str(t)?),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn accepts(&self, m: Method) -> bool {
+        self.methods.contains(&m)
+    }
+
+    /// True when the policy verifies HMAC tokens, so it needs a secret.
+    pub fn needs_hmac_secret(&self) -> bool {
+        self.jwt.as_ref().is_some_and(|j| {
+            j.verify == JwtVerify::Local && j.algorithms.iter().any(|a| a.starts_with("HS"))
+        })
+    }
+
+    /// Validates the policy and builds what the request path uses.
+    pub fn build(&self, hmac_secret: Option<Secret>) -> Result<SiteAuth, InvalidPolicy> {
+        let bad = |m: &str| InvalidPolicy::Invalid(m.to_string());
+        if self.methods.is_empty() {
+            return Err(bad("at least one method (api_key, jwt) is required"));
+        }
+        let wants_jwt = self.accepts(Method::Jwt);
+        let jwt = match (&self.jwt, wants_jwt) {
+            (None, true) => return Err(bad("method jwt needs JWT settings")),
+            (Some(_), false) | (None, false) => None,
+            (Some(j), true) => Some(j),
+        };
+        let Some(j) = jwt else {
+            return Ok(SiteAuth {
+                api_key: self.accepts(Method::ApiKey),
+                jwt: None,
+                claim_headers: Vec::new(),
+            });
+        };
+        let mut claim_headers = Vec::new();
+        for (claim, header) in &j.claim_headers {
+            let name = HeaderName::from_bytes(header.as_bytes())
+                .map_err(|_| InvalidPolicy::Invalid(format!("{header:?} is not a header name")))?;
+            if RESERVED_HEADERS.contains(&name.as_str()) {
+                return Err(InvalidPolicy::Invalid(format!(
+                    "claim {claim:?} cannot be copied into {header}: the gateway owns that header"
+                )));
+            }
+            claim_headers.push((claim.clone(), name));
+        }
+        let auth = match j.verify {
+            JwtVerify::Wordpress => {
+                if !j.algorithms.is_empty() || j.jwks_url.is_some() || !j.public_keys.is_empty() {
+                    return Err(bad(
+                        "verify=wordpress takes no algorithms or keys: the site checks its own tokens",
+                    ));
+                }
+                JwtAuth::Wordpress
+            }
+            JwtVerify::Local => {
+                let algorithms = j
+                    .algorithms
+                    .iter()
+                    .map(|a| parse_algorithm(a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let keys = match (&j.jwks_url, j.public_keys.is_empty(), hmac_secret) {
+                    (Some(url), true, None) => JwtKeys::Jwks { url: url.clone() },
+                    (None, false, None) => JwtKeys::PublicPems(j.public_keys.clone()),
+                    (None, true, Some(secret)) => JwtKeys::Hmac(secret),
+                    (None, true, None) => {
+                        return Err(bad(
+                            "jwt needs exactly one key source: a JWKS URL, public keys, or an HMAC secret",
+                        ))
+                    }
+                    _ => {
+                        return Err(bad(
+                            "jwt takes exactly one key source: a JWKS URL, public keys, or an HMAC secret",
+                        ))
+                    }
+                };
+                JwtAuth::Local(JwtVerifier::new(JwtSettings {
+                    algorithms,
+                    keys,
+                    issuer: j.issuer.clone(),
+                    audiences: j.audiences.clone(),
+                    leeway: j.leeway,
+                    max_lifetime: j.max_lifetime,
+                })?)
+            }
+        };
+        Ok(SiteAuth {
+            api_key: self.accepts(Method::ApiKey),
+            jwt: Some(auth),
+            claim_headers,
+        })
+    }
+}
+
+pub fn parse_algorithm(a: &str) -> Result<jsonwebtoken::Algorithm, InvalidPolicy> {
+    use jsonwebtoken::Algorithm::*;
+    Ok(match a.to_ascii_uppercase().as_str() {
+        "HS256" => HS256,
+        "HS384" => HS384,
+        "HS512" => HS512,
+        "RS256" => RS256,
+        "RS384" => RS384,
+        "RS512" => RS512,
+        "PS256" => PS256,
+        "PS384" => PS384,
+        "PS512" => PS512,
+        "ES256" => ES256,
+        "ES384" => ES384,
+        "EDDSA" => EdDSA,
+        other => {
+            return Err(InvalidPolicy::Invalid(format!(
+                "unknown algorithm {other:?} (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)"
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(verify: JwtVerify) -> JwtPolicy {
+        JwtPolicy {
+            verify,
+            algorithms: vec![],
+            jwks_url: None,
+            public_keys: vec![],
+            issuer: None,
+            audiences: vec![],
+            leeway: default_leeway(),
+            max_lifetime: None,
+            claim_headers: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn default_is_api_keys_only() {
+        let p = AuthPolicy::from_json(None).unwrap();
+        let a = p.build(None).unwrap();
+        assert!(a.api_key && a.jwt.is_none());
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let mut j = jwt(JwtVerify::Local);
+        j.algorithms = vec!["HS256".into()];
+        j.claim_headers
+            .insert("sub".into(), "X-Auth-Subject".into());
+        j.max_lifetime = Some(Duration::from_secs(3600));
+        let p = AuthPolicy {
+            methods: vec![Method::ApiKey, Method::Jwt],
+            jwt: Some(j),
+        };
+        let text = p.to_json();
+        assert!(text.contains("\"max_lifetime\":\"1h\""), "{text}");
+        assert_eq!(AuthPolicy::from_json(Some(&text)).unwrap(), p);
+        assert!(p.needs_hmac_secret());
+        let built = p.build(Some(Secret::new(vec![7u8; 32]))).unwrap();
+        assert!(built.api_key);
+        assert_eq!(built.claim_headers[0].1.as_str(), "x-auth-subject");
+    }
+
+    #[test]
+    fn refuses_bad_policies() {
+        let only_jwt_without_settings = AuthPolicy {
+            methods: vec![Method::Jwt],
+            jwt: None,
+        };
+        assert!(only_jwt_without_settings.build(None).is_err());
+        let no_methods = AuthPolicy {
+            methods: vec![],
+            jwt: None,
+        };
+        assert!(no_methods.build(None).is_err());
+        let mut j = jwt(JwtVerify::Local);
+        j.algorithms = vec!["HS256".into()];
+        let no_key = AuthPolicy {
+            methods: vec![Method::Jwt],
+            jwt: Some(j.clone()),
+        };
+        assert!(no_key.build(None).is_err());
+        let mut reserved = j.clone();
+        reserved
+            .claim_headers
+            .insert("sub".into(), "Authorization".into());
+        let p = AuthPolicy {
+            methods: vec![Method::Jwt],
+            jwt: Some(reserved),
+        };
+        assert!(p.build(Some(Secret::new(vec![1; 32]))).is_err());
+        let mut wp = jwt(JwtVerify::Wordpress);
+        wp.algorithms = vec!["RS256".into()];
+        let p = AuthPolicy {
+            methods: vec![Method::Jwt],
+            jwt: Some(wp),
+        };
+        assert!(p.build(None).is_err());
+        assert!(parse_algorithm("none").is_err());
+        assert!(AuthPolicy::from_json(Some("{\"methods\":[\"api_key\"],\"x\":1}")).is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! Failed-authentication limiting per client IP: after `max_failures` failures within
+//! `window`, the client gets 429 with `Retry-After` before any lookup or crypto, until
+//! the window that counted them has passed. Successful requests only pay one cache read.
+
+use moka::sync::Cache;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Window {
+    started: Instant,
+    failures: AtomicU32,
+}
+
+pub struct FailureLimiter {
+    max_failures: u32,
+    window: Duration,
+    windows: Cache<IpAddr, Arc<Window>>,
+}
+
+impl FailureLimiter {
+    /// `capacity` bounds how many client addresses are tracked at once.
+    pub fn new(max_failures: u32, window: Duration, capacity: u64) -> Self {
+        Self {
+            max_failures,
+            window,
+            windows: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(window)
+                .build(),
+        }
+    }
+
+    /// `Some(retry_after)` while `ip` is over the limit.
+    pub fn blocked(&self, ip: IpAddr) -> Option<Duration> {
+        if self.max_failures == 0 {
+            return None;
+        }
+        let w = self.windows.get(&ip)?;
+        let elapsed = w.started.elapsed();
+        if elapsed >= self.window || w.failures.load(Ordering::Relaxed) < self.max_failures {
+            return None;
+        }
+        Some(self.window - elapsed)
+    }
+
+    /// Counts one failed authentication from `ip`.
+    pub fn record_failure(&self, ip: IpAddr) {
+        if self.max_failures == 0 {
+            return;
+        }
+        let w = self.windows.get_with(ip, || {
+            Arc::new(Window {
+                started: Instant::now(),
+                failures: AtomicU32::new(0),
+            })
+        });
+        if w.started.elapsed() >= self.window {
+            // The old window is over (the cache has not evicted it yet): start anew.
+            self.windows.insert(
+                ip,
+                Arc::new(Window {
+                    started: Instant::now(),
+                    failures: AtomicU32::new(1),
+                }),
+            );
+            return;
+        }
+        w.failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Seconds for a `Retry-After` header: rounded up, at least 1.
+pub fn retry_after_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_after_the_limit_per_ip_and_recovers() {
+        let l = FailureLimiter::new(3, Duration::from_millis(300), 100);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..2 {
+            l.record_failure(a);
+        }
+        assert!(l.blocked(a).is_none());
+        l.record_failure(a);
+        let retry = l.blocked(a).unwrap();
+        assert!(retry <= Duration::from_millis(300));
+        assert!(l.blocked(b).is_none(), "another client is unaffected");
+        std::thread::sleep(Duration::from_millis(350));
+        assert!(l.blocked(a).is_none(), "the window passed");
+        l.record_failure(a);
+        assert!(l.blocked(a).is_none(), "a new window counts from zero");
+    }
+
+    #[test]
+    fn zero_disables() {
+        let l = FailureLimiter::new(0, Duration::from_secs(60), 10);
+        let a: IpAddr = "::1".parse().unwrap();
+        for _ in 0..100 {
+            l.record_failure(a);
+        }
+        assert!(l.blocked(a).is_none());
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(60)), 60);
+    }
+}

@@ -1,0 +1,207 @@
+//! Every metric family wpgate exports, defined and registered once per process.
+//! Names follow Prometheus conventions (`wpgate_` prefix, `_total`, `_seconds`).
+//!
+//! Site labels: requests for unknown sites are counted under `site="unknown"` (an
+//! attacker cannot create label values), and with `metrics.per_site_labels = false`
+//! every site is counted under `site="_all"` so fleets of 100k sites stay cheap.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+/// Label value for requests whose site id is not a known site.
+pub const UNKNOWN_SITE: &str = "unknown";
+/// Label value for every site when per-site labels are off.
+pub const ALL_SITES: &str = "_all";
+
+pub struct Metrics {
+    registry: Registry,
+    per_site: AtomicBool,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub auth_failures: IntCounterVec,
+    pub site_health: IntGaugeVec,
+    pub health_check_duration: HistogramVec,
+    pub cache_requests: IntCounterVec,
+    pub store_errors: IntCounterVec,
+    pub build_info: IntGaugeVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new();
+    let requests = IntCounterVec::new(
+        Opts::new(
+            "wpgate_requests_total",
+            "Requests answered, by site and status class (2xx, 4xx, ...).",
+        ),
+        &["site", "status_class"],
+    )?;
+    let request_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "wpgate_request_duration_seconds",
+            "Time from request start to the end of the response, as wpgate saw it.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
+        &[],
+    )?;
+    let upstream_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "wpgate_upstream_duration_seconds",
+            "Time from forwarding a request to the end of the site's response.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
+        &[],
+    )?;
+    let auth_failures = IntCounterVec::new(
+        Opts::new(
+            "wpgate_auth_failures_total",
+            "Refused authentications, by site and exact reason.",
+        ),
+        &["site", "reason"],
+    )?;
+    let site_health = IntGaugeVec::new(
+        Opts::new(
+            "wpgate_site_health",
+            "1 for the site's current health state, 0 for the others.",
+        ),
+        &["site", "state"],
+    )?;
+    let health_check_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "wpgate_site_health_check_duration_seconds",
+            "Duration of one health check of a site.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
+        &[],
+    )?;
+    let cache_requests = IntCounterVec::new(
+        Opts::new(
+            "wpgate_cache_requests_total",
+            "Cache lookups by cache (sites, api_keys) and result (hit, miss).",
+        ),
+        &["cache", "result"],
+    )?;
+    let store_errors = IntCounterVec::new(
+        Opts::new(
+            "wpgate_store_errors_total",
+            "Failed store operations, by operation.",
+        ),
+        &["op"],
+    )?;
+    let build_info = IntGaugeVec::new(
+        Opts::new(
+            "wpgate_build_info",
+            "Always 1; the labels say which build runs.",
+        ),
+        &["version"],
+    )?;
+    registry.register(Box::new(requests.clone()))?;
+    registry.register(Box::new(request_duration.clone()))?;
+    registry.register(Box::new(upstream_duration.clone()))?;
+    registry.register(Box::new(auth_failures.clone()))?;
+    registry.register(Box::new(site_health.clone()))?;
+    registry.register(Box::new(health_check_duration.clone()))?;
+    registry.register(Box::new(cache_requests.clone()))?;
+    registry.register(Box::new(store_errors.clone()))?;
+    registry.register(Box::new(build_info.clone()))?;
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    Ok(Metrics {
+        registry,
+        per_site: AtomicBool::new(true),
+        requests,
+        request_duration,
+        upstream_duration,
+        auth_failures,
+        site_health,
+        health_check_duration,
+        cache_requests,
+        store_errors,
+        build_info,
+    })
+}
+
+static METRICS: OnceLock<Option<Metrics>> = OnceLock::new();
+
+/// The process's metrics. `None` only if the families could not be built (a bug that
+/// the tests catch); callers then skip recording rather than fail a request.
+pub fn get() -> Option<&'static Metrics> {
+    METRICS
+        .get_or_init(|| match build() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(error = %e, "metrics could not be registered");
+                None
+            }
+        })
+        .as_ref()
+}
+
+impl Metrics {
+    pub fn set_per_site_labels(&self, on: bool) {
+        self.per_site.store(on, Ordering::Relaxed);
+    }
+
+    /// The `site` label for a known site id.
+    pub fn site_label<'a>(&self, site: &'a str) -> &'a str {
+        if self.per_site.load(Ordering::Relaxed) {
+            site
+        } else {
+            ALL_SITES
+        }
+    }
+
+    /// The text exposition of every family.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "metrics could not be encoded");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// `2xx`, `4xx`, ... for a status code; `none` when no response was sent.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_register_once_and_render() {
+        let m = get().expect("metrics");
+        m.requests.with_label_values(&["shop", "2xx"]).inc();
+        assert!(std::ptr::eq(m, get().unwrap()));
+        let text = m.render();
+        assert!(
+            text.contains("wpgate_requests_total{site=\"shop\",status_class=\"2xx\"}"),
+            "{text}"
+        );
+        assert!(text.contains("wpgate_build_info{version="), "{text}");
+    }
+
+    #[test]
+    fn classes() {
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(429), "4xx");
+        assert_eq!(status_class(0), "none");
+    }
+}

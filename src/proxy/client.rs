@@ -1,0 +1,119 @@
+//! Who the client is: its address, believing X-Forwarded-For only from trusted proxies.
+
+use crate::config::model::ProxySettings;
+use http::HeaderMap;
+use std::net::IpAddr;
+
+pub struct Client {
+    /// The client's address: the peer, or the first untrusted hop of X-Forwarded-For
+    /// when the peer is a trusted proxy.
+    pub ip: Option<IpAddr>,
+    /// The X-Forwarded-For to send upstream.
+    pub forwarded_for: Option<String>,
+}
+
+pub fn identify(peer: Option<IpAddr>, headers: &HeaderMap, proxy: &ProxySettings) -> Client {
+    let Some(peer) = peer else {
+        return Client {
+            ip: None,
+            forwarded_for: None,
+        };
+    };
+    if proxy.trusted_proxies.is_empty() || !proxy.is_trusted(peer) {
+        return Client {
+            ip: Some(peer),
+            forwarded_for: Some(peer.to_string()),
+        };
+    }
+    // All X-Forwarded-For headers, in order, as one chain.
+    let chain: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    // Walk back from the nearest hop; the first address not in a trusted range is the
+    // client. A malformed entry ends the walk: nothing before it can be believed.
+    let mut ip = peer;
+    for hop in chain.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(addr) => {
+                ip = addr;
+                if !proxy.is_trusted(addr) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let mut forwarded = chain.join(", ");
+    if !forwarded.is_empty() {
+        forwarded.push_str(", ");
+    }
+    forwarded.push_str(&peer.to_string());
+    Client {
+        ip: Some(ip),
+        forwarded_for: Some(forwarded),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(trusted: &[&str]) -> ProxySettings {
+        ProxySettings {
+            threads: 1,
+            strip_headers: vec![],
+            trusted_proxies: trusted.iter().map(|t| t.parse().unwrap()).collect(),
+        }
+    }
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_and_its_xff_is_ignored() {
+        let c = identify(
+            Some("1.2.3.4".parse().unwrap()),
+            &xff("9.9.9.9"),
+            &settings(&[]),
+        );
+        assert_eq!(c.ip, Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(c.forwarded_for.as_deref(), Some("1.2.3.4"));
+        let c = identify(
+            Some("1.2.3.4".parse().unwrap()),
+            &xff("9.9.9.9"),
+            &settings(&["10.0.0.0/8"]),
+        );
+        assert_eq!(c.ip, Some("1.2.3.4".parse().unwrap()));
+    }
+
+    #[test]
+    fn trusted_peer_hands_over_the_first_untrusted_hop() {
+        let s = settings(&["10.0.0.0/8"]);
+        let c = identify(
+            Some("10.0.0.5".parse().unwrap()),
+            &xff("6.6.6.6, 7.7.7.7, 10.0.0.9"),
+            &s,
+        );
+        assert_eq!(c.ip, Some("7.7.7.7".parse().unwrap()));
+        assert_eq!(
+            c.forwarded_for.as_deref(),
+            Some("6.6.6.6, 7.7.7.7, 10.0.0.9, 10.0.0.5")
+        );
+        let c = identify(Some("10.0.0.5".parse().unwrap()), &HeaderMap::new(), &s);
+        assert_eq!(c.ip, Some("10.0.0.5".parse().unwrap()));
+        let c = identify(
+            Some("10.0.0.5".parse().unwrap()),
+            &xff("garbage, 7.7.7.7"),
+            &s,
+        );
+        assert_eq!(c.ip, Some("7.7.7.7".parse().unwrap()));
+    }
+}
