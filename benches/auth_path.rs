@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use wpgate::auth::api_key::{self, KeyHasher};
 use wpgate::config::{self, Config, LoadOptions};
-use wpgate::fleet::{CredentialInput, Fleet, NewSite};
+use wpgate::fleet::{Actor, CredentialInput, Fleet, NewSite};
 use wpgate::proxy::ctx::RequestCtx;
 use wpgate::proxy::Gateway;
 use wpgate::secret::Secret;
@@ -46,11 +46,14 @@ async fn setup() -> Setup {
                     secret: Some(Secret::from_string("abcd efgh ijkl mnop".into())),
                 },
             },
-            "bench",
+            &Actor::new("bench"),
         )
         .await
         .unwrap();
-    let (_, key) = fleet.issue_key("shop", None, None, "bench").await.unwrap();
+    let (_, key) = fleet
+        .issue_key("shop", None, None, &Actor::new("bench"))
+        .await
+        .unwrap();
     let mut request = RequestHeader::build("GET", b"/wp-json/wp/v2/posts", None).unwrap();
     request.insert_header("X-Website-ID", "shop").unwrap();
     request

@@ -4,11 +4,12 @@
 #   b  nginx as a plain reverse proxy (1 worker, keepalive upstream)
 #   c  bare Pingora proxy (benches/bare_pingora.rs): the framework's floor
 #   d  wpgate with API-key auth + credential injection, set up through its CLI
+#   e  the same wpgate, a site that takes HS256 JWTs (iss/aud/lifetime checked)
 # Proxy and upstream share core 0, wrk runs on core 1. Reports requests/s, p50/p99
 # latency and the proxy's CPU time per request (utime+stime from /proc), which varies
 # far less between runs than requests/s on shared machines.
 #
-# Env: TARGETS="a b c d"  DURATION=10 (s)  WARMUP=2 (s)  OUT=target/load-results.json
+# Env: TARGETS="a b c d e"  DURATION=10 (s)  WARMUP=2 (s)  OUT=target/load-results.json
 #      PORT_BASE=27180 (uses PORT_BASE..PORT_BASE+4 on 127.0.0.1)
 #      BARE_PINGORA=/path, WPGATE=/path: use these binaries instead of building them.
 # Only loopback traffic; every wait is bounded; everything started is stopped on exit.
@@ -16,7 +17,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-TARGETS=${TARGETS:-"a b c d"}
+TARGETS=${TARGETS:-"a b c d e"}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 OUT=${OUT:-target/load-results.json}
@@ -232,7 +233,7 @@ if wants c; then
     measure c "http://127.0.0.1:$P_BARE/" "$bare_pid"
 fi
 
-if wants d; then
+if wants d || wants e; then
     # Set wpgate up exactly as a user would: config file, then the CLI.
     cat >"$tmp/wpgate.toml" <<EOF
 data_dir = "$tmp/data"
@@ -251,17 +252,44 @@ EOF
             --username api --secret-stdin >/dev/null
     KEY=$(wpg key issue bench)
     [[ -n $KEY ]] || die "wpgate key issue printed no key"
+    # (e): a second site that takes HS256 JWTs (iss and aud checked, lifetime capped).
+    JWT_SECRET=0123456789abcdef0123456789abcdef-load-test
+    echo -n 'abcd efgh ijkl mnop qrst uvwx' |
+        wpg site add benchjwt --upstream "http://127.0.0.1:$P_STATIC" --auth app-password \
+            --username api --secret-stdin >/dev/null
+    printf '%s' "$JWT_SECRET" | wpg site set-auth benchjwt --methods jwt --jwt-alg HS256 \
+        --jwt-secret-stdin --jwt-issuer load-test --jwt-audience wordpress \
+        --jwt-max-lifetime 2h >/dev/null
+    JWT=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
+import base64, hashlib, hmac, json, os, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+now = int(time.time())
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "load", "iss": "load-test", "aud": "wordpress",
+                       "iat": now, "exp": now + 3600}).encode())
+sig = hmac.new(os.environ["JWT_SECRET"].encode(), f"{head}.{body}".encode(), hashlib.sha256)
+print(f"{head}.{body}.{b64(sig.digest())}")
+PY
+    )
     taskset -c 0 "$WPGATE" --config "$tmp/wpgate.toml" serve >"$tmp/wpgate.log" 2>&1 &
     wpgate_pid=$!
     pids+=("$wpgate_pid")
     wait_port "$P_WPGATE" "$wpgate_pid" "$tmp/wpgate.log"
-    auth=(-H "X-Website-ID: bench" -H "X-API-Key: $KEY")
-    check_200 d "http://127.0.0.1:$P_WPGATE/" "$tmp/wpgate.log" "${auth[@]}"
-    measure d "http://127.0.0.1:$P_WPGATE/" "$wpgate_pid" "${auth[@]}"
+    if wants d; then
+        auth=(-H "X-Website-ID: bench" -H "X-API-Key: $KEY")
+        check_200 d "http://127.0.0.1:$P_WPGATE/" "$tmp/wpgate.log" "${auth[@]}"
+        measure d "http://127.0.0.1:$P_WPGATE/" "$wpgate_pid" "${auth[@]}"
+    fi
+    if wants e; then
+        auth=(-H "X-Website-ID: benchjwt" -H "Authorization: Bearer $JWT")
+        check_200 e "http://127.0.0.1:$P_WPGATE/" "$tmp/wpgate.log" "${auth[@]}"
+        measure e "http://127.0.0.1:$P_WPGATE/" "$wpgate_pid" "${auth[@]}"
+    fi
 fi
 
 # --- report -----------------------------------------------------------------
-declare -A label=([a]="direct (static nginx)" [b]="nginx proxy" [c]="bare Pingora" [d]="wpgate (api key)")
+declare -A label=([a]="direct (static nginx)" [b]="nginx proxy" [c]="bare Pingora" [d]="wpgate (api key)"
+    [e]="wpgate (jwt hs256)")
 declare -A cpu_of=()
 
 printf '\n%-24s %12s %10s %10s %15s\n' target "req/s" "p50 ms" "p99 ms" "CPU µs/req"
@@ -286,6 +314,8 @@ echo
 ratio c b
 ratio d b
 ratio d c
+ratio e c
+ratio e d
 
 mkdir -p "$(dirname "$OUT")"
 {

@@ -101,6 +101,11 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
         Ok(entry_value(entry))
     }
 
+    /// The cached value for `id`, if any, without loading it (not counted as a lookup).
+    pub async fn peek(&self, id: &str) -> Option<Arc<V>> {
+        self.inner.get(id).await.and_then(entry_value)
+    }
+
     /// Forgets `id`: the next lookup goes to the store.
     pub async fn invalidate(&self, id: &str) {
         self.inner.invalidate(id).await;

@@ -1,13 +1,15 @@
 //! The command line: `wpgate serve | check | site ... | key ...`. Every command works on
 //! the same store as a running gateway.
 
+use crate::admin::token::AdminTokens;
+use crate::admin::views::{AdminTokenView, KeyView, SiteView};
 use crate::auth::policy::{AuthPolicy, JwtPolicy, JwtVerify, Method};
 use crate::config::{Config, LoadOptions};
 use crate::crypto::Keyring;
-use crate::fleet::{CredentialInput, Fleet, FleetError, NewSite};
+use crate::fleet::{Actor, CredentialInput, Fleet, FleetError, NewSite};
 use crate::secret::Secret;
 use crate::site::CredentialKind;
-use crate::store::{ApiKeyRecord, SiteRecord, StoreError};
+use crate::store::{AdminScope, ApiKeyRecord, SiteRecord, StoreError};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -47,6 +49,40 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage the admin API.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Admin API tokens (`Authorization: Bearer wpgat_...` on /admin/v1).
+    #[command(subcommand)]
+    Token(AdminTokenCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    /// GET requests only.
+    Read,
+    /// Everything.
+    Write,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCommand {
+    /// Create a token; prints the whole token once, alone on one line.
+    Create {
+        #[arg(long, value_enum)]
+        scope: ScopeArg,
+        /// Names the token in the audit log (`admin:<label>`): [A-Za-z0-9._@:-]{1,64}.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List tokens (never a secret or hash).
+    List,
+    /// Revoke a token. A running gateway may accept it for up to a minute more.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +120,17 @@ pub enum SiteCommand {
         id: String,
         #[command(flatten)]
         credential: CredentialArgs,
+    },
+    /// Set a site's health settings (replaces them): REST namespaces it must offer, and
+    /// whether proxy requests fail fast (503 site.unavailable) while it is unreachable.
+    SetHealth {
+        id: String,
+        /// A REST namespace the site must offer, e.g. myplugin/v1 (repeatable).
+        #[arg(long)]
+        require_namespace: Vec<String>,
+        /// Answer 503 at once while the health check finds the site unreachable.
+        #[arg(long)]
+        fail_fast: bool,
     },
     /// Set how clients authenticate to a site (replaces its whole auth policy).
     SetAuth {
@@ -194,11 +241,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30d, 12h, 90s)"))
 }
 
-fn actor() -> String {
-    format!(
+fn actor() -> Actor {
+    Actor::new(format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
+    ))
 }
 
 pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
@@ -217,6 +264,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check => check(&config, cli.json),
         Command::Site(cmd) => block_on(site(&config, cmd, cli.json)),
         Command::Key(cmd) => block_on(key(&config, cmd, cli.json)),
+        Command::Admin(AdminCommand::Token(cmd)) => block_on(admin_token(&config, cmd, cli.json)),
     }
 }
 
@@ -445,29 +493,9 @@ fn auth_text(s: &SiteRecord) -> String {
     }
 }
 
+/// The site as the admin API shows it (never a secret).
 fn site_json(s: &SiteRecord) -> Value {
-    let mut credential = json!({ "kind": s.credential.kind.as_str() });
-    match s.credential.kind {
-        CredentialKind::AppPassword => credential["username"] = json!(s.credential.username),
-        CredentialKind::Header => credential["header_name"] = json!(s.credential.username),
-        _ => {}
-    }
-    if let Some(sealed) = &s.credential.sealed_secret {
-        credential["sealed_with"] = json!(crate::crypto::sealed_key_id(sealed));
-    }
-    json!({
-        "id": s.id,
-        "name": s.name,
-        "upstream": s.upstream_url,
-        "enabled": s.enabled,
-        "credential": credential,
-        "auth": AuthPolicy::from_json(s.auth_policy.as_deref())
-            .ok()
-            .and_then(|p| serde_json::to_value(p).ok()),
-        "created_at": crate::time::rfc3339(s.created_at),
-        "updated_at": crate::time::rfc3339(s.updated_at),
-        "version": s.version,
-    })
+    serde_json::to_value(SiteView::from(s)).unwrap_or(Value::Null)
 }
 
 fn credential_text(s: &SiteRecord) -> String {
@@ -566,6 +594,25 @@ async fn site(config: &Config, cmd: &SiteCommand, json: bool) -> anyhow::Result<
             let word = if enable { "enabled" } else { "disabled" };
             report(json, site_json(&s), format!("site {id} {word}"));
         }
+        SiteCommand::SetHealth {
+            id,
+            require_namespace,
+            fail_fast,
+        } => {
+            let s = fleet
+                .set_health(id, require_namespace.clone(), *fail_fast, &actor)
+                .await
+                .map_err(explain)?;
+            report(
+                json,
+                site_json(&s),
+                format!(
+                    "site {id}: required namespaces [{}], fail fast {}",
+                    s.required_namespaces.join(", "),
+                    s.health_fail_fast
+                ),
+            );
+        }
         SiteCommand::SetAuth { id, auth } => {
             let (policy, secret) = auth_policy(auth)?;
             let s = fleet
@@ -604,15 +651,7 @@ fn report(json: bool, value: Value, text: String) {
 }
 
 fn key_json(k: &ApiKeyRecord) -> Value {
-    json!({
-        "key_id": k.key_id,
-        "site_id": k.site_id,
-        "label": k.label,
-        "created_at": crate::time::rfc3339(k.created_at),
-        "expires_at": k.expires_at.map(crate::time::rfc3339),
-        "revoked_at": k.revoked_at.map(crate::time::rfc3339),
-        "grace_until": k.grace_until.map(crate::time::rfc3339),
-    })
+    serde_json::to_value(KeyView::from(k)).unwrap_or(Value::Null)
 }
 
 async fn key(config: &Config, cmd: &KeyCommand, json: bool) -> anyhow::Result<()> {
@@ -678,6 +717,72 @@ async fn key(config: &Config, cmd: &KeyCommand, json: bool) -> anyhow::Result<()
                 json,
                 key_json(&k),
                 format!("key {key_id} revoked; accepted until {until}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn admin_token(config: &Config, cmd: &AdminTokenCommand, json: bool) -> anyhow::Result<()> {
+    let fleet = open_fleet(config).await?;
+    let store = fleet.store();
+    let tokens = AdminTokens::new();
+    let actor = actor();
+    match cmd {
+        AdminTokenCommand::Create { scope, label } => {
+            let scope = match scope {
+                ScopeArg::Read => AdminScope::Read,
+                ScopeArg::Write => AdminScope::Write,
+            };
+            let (record, token) = tokens.create(store, scope, label.clone(), &actor).await?;
+            println!("{}", token.expose_str().unwrap_or_default());
+            eprintln!(
+                "admin token {} ({}) created: it is shown only this once",
+                record.id,
+                scope.as_str()
+            );
+        }
+        AdminTokenCommand::List => {
+            let all = store.list_admin_tokens().await?;
+            if json {
+                let views: Vec<AdminTokenView> = all.iter().map(AdminTokenView::from).collect();
+                println!("{}", serde_json::to_value(views)?);
+            } else {
+                println!(
+                    "{:<14} {:<6} {:<24} {:<22} {:<22} LAST USED",
+                    "ID", "SCOPE", "LABEL", "CREATED", "REVOKED"
+                );
+                let t = |v: Option<i64>| v.map_or("-".to_string(), crate::time::rfc3339);
+                for r in &all {
+                    println!(
+                        "{:<14} {:<6} {:<24} {:<22} {:<22} {}",
+                        r.id,
+                        r.scope.as_str(),
+                        r.label.as_deref().unwrap_or("-"),
+                        crate::time::rfc3339(r.created_at),
+                        t(r.revoked_at),
+                        t(r.last_used_at)
+                    );
+                }
+            }
+        }
+        AdminTokenCommand::Revoke { id } => {
+            if !crate::admin::token::is_token_id(id) {
+                bail!("{id:?} is not a token id (12 characters, the part after wpgat_)");
+            }
+            let r = tokens
+                .revoke(store, id, &actor)
+                .await
+                .map_err(|e| match e {
+                    crate::admin::token::TokenError::Store(StoreError::NotFound(what)) => {
+                        anyhow::anyhow!("{what} does not exist")
+                    }
+                    other => anyhow::Error::new(other),
+                })?;
+            report(
+                json,
+                serde_json::to_value(AdminTokenView::from(&r))?,
+                format!("admin token {id} revoked"),
             );
         }
     }

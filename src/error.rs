@@ -17,6 +17,7 @@ pub enum ErrorCode {
     InvalidCredentials,
     RateLimited,
     SiteDisabled,
+    SiteUnavailable,
     JwksUnavailable,
     VerifierUnavailable,
     StoreUnavailable,
@@ -24,10 +25,19 @@ pub enum ErrorCode {
     UpstreamTimeout,
     UpstreamError,
     Internal,
+    // The admin API (`/admin/v1`).
+    AdminUnauthorized,
+    AdminForbidden,
+    AdminInvalidRequest,
+    AdminNotFound,
+    AdminConflict,
+    AdminVersionConflict,
+    AdminBodyTooLarge,
+    AdminPreconditionRequired,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::MalformedRequest,
         ErrorCode::MissingSiteId,
         ErrorCode::InvalidSiteId,
@@ -36,6 +46,7 @@ impl ErrorCode {
         ErrorCode::InvalidCredentials,
         ErrorCode::RateLimited,
         ErrorCode::SiteDisabled,
+        ErrorCode::SiteUnavailable,
         ErrorCode::JwksUnavailable,
         ErrorCode::VerifierUnavailable,
         ErrorCode::StoreUnavailable,
@@ -43,6 +54,14 @@ impl ErrorCode {
         ErrorCode::UpstreamTimeout,
         ErrorCode::UpstreamError,
         ErrorCode::Internal,
+        ErrorCode::AdminUnauthorized,
+        ErrorCode::AdminForbidden,
+        ErrorCode::AdminInvalidRequest,
+        ErrorCode::AdminNotFound,
+        ErrorCode::AdminConflict,
+        ErrorCode::AdminVersionConflict,
+        ErrorCode::AdminBodyTooLarge,
+        ErrorCode::AdminPreconditionRequired,
     ];
 
     /// The stable, documented code. Never change one: clients match on it.
@@ -58,11 +77,20 @@ impl ErrorCode {
             ErrorCode::JwksUnavailable => "auth.jwks_unavailable",
             ErrorCode::VerifierUnavailable => "auth.verifier_unavailable",
             ErrorCode::SiteDisabled => "site.disabled",
+            ErrorCode::SiteUnavailable => "site.unavailable",
             ErrorCode::StoreUnavailable => "store.unavailable",
             ErrorCode::UpstreamUnreachable => "upstream.unreachable",
             ErrorCode::UpstreamTimeout => "upstream.timeout",
             ErrorCode::UpstreamError => "upstream.error",
             ErrorCode::Internal => "internal.error",
+            ErrorCode::AdminUnauthorized => "admin.unauthorized",
+            ErrorCode::AdminForbidden => "admin.forbidden",
+            ErrorCode::AdminInvalidRequest => "admin.invalid_request",
+            ErrorCode::AdminNotFound => "admin.not_found",
+            ErrorCode::AdminConflict => "admin.conflict",
+            ErrorCode::AdminVersionConflict => "admin.version_conflict",
+            ErrorCode::AdminBodyTooLarge => "admin.body_too_large",
+            ErrorCode::AdminPreconditionRequired => "admin.precondition_required",
         }
     }
 
@@ -77,9 +105,17 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::JwksUnavailable | ErrorCode::VerifierUnavailable => 503,
             ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamError => 502,
-            ErrorCode::StoreUnavailable => 503,
+            ErrorCode::StoreUnavailable | ErrorCode::SiteUnavailable => 503,
             ErrorCode::UpstreamTimeout => 504,
             ErrorCode::Internal => 500,
+            ErrorCode::AdminUnauthorized => 401,
+            ErrorCode::AdminForbidden => 403,
+            ErrorCode::AdminInvalidRequest => 400,
+            ErrorCode::AdminNotFound => 404,
+            ErrorCode::AdminConflict => 409,
+            ErrorCode::AdminVersionConflict => 412,
+            ErrorCode::AdminBodyTooLarge => 413,
+            ErrorCode::AdminPreconditionRequired => 428,
         }
     }
 
@@ -106,11 +142,26 @@ impl ErrorCode {
                 "the site cannot be asked to verify this token right now; retry later"
             }
             ErrorCode::SiteDisabled => "this site is disabled",
+            ErrorCode::SiteUnavailable => "this site is unreachable right now; retry later",
             ErrorCode::StoreUnavailable => "the gateway cannot reach its store; try again",
             ErrorCode::UpstreamUnreachable => "the site could not be reached",
             ErrorCode::UpstreamTimeout => "the site did not answer in time",
             ErrorCode::UpstreamError => "the site's answer could not be relayed",
             ErrorCode::Internal => "internal error",
+            ErrorCode::AdminUnauthorized => {
+                "an admin token is required: Authorization: Bearer wpgat_..."
+            }
+            ErrorCode::AdminForbidden => "this admin token's scope does not allow this",
+            ErrorCode::AdminInvalidRequest => "the request is not valid",
+            ErrorCode::AdminNotFound => "no such resource",
+            ErrorCode::AdminConflict => "it already exists",
+            ErrorCode::AdminVersionConflict => {
+                "the resource was changed since you read it: read it again and retry"
+            }
+            ErrorCode::AdminBodyTooLarge => "the request body is larger than 64 KiB",
+            ErrorCode::AdminPreconditionRequired => {
+                "send If-Match with the ETag of the version you read"
+            }
         }
     }
 
@@ -121,6 +172,7 @@ impl ErrorCode {
             ErrorCode::InvalidCredentials => {
                 Some(r#"Bearer realm="wpgate", error="invalid_token""#)
             }
+            ErrorCode::AdminUnauthorized => Some(r#"Bearer realm="wpgate-admin""#),
             _ => None,
         }
     }
@@ -134,16 +186,22 @@ struct Envelope<'a> {
 #[derive(Serialize)]
 struct Body<'a> {
     code: &'static str,
-    message: &'static str,
+    message: &'a str,
     request_id: &'a str,
 }
 
 /// The JSON body of a rejection: `{"error":{"code","message","request_id"}}`.
 pub fn error_body(code: ErrorCode, request_id: &str) -> Bytes {
+    error_body_with(code, code.message(), request_id)
+}
+
+/// Like [`error_body`] with a message of its own: the admin API says which field of a
+/// request is wrong (operators are not attackers to keep in the dark).
+pub fn error_body_with(code: ErrorCode, message: &str, request_id: &str) -> Bytes {
     let env = Envelope {
         error: Body {
             code: code.as_str(),
-            message: code.message(),
+            message,
             request_id,
         },
     };
@@ -168,10 +226,14 @@ mod tests {
             match prefix {
                 "request" => assert_eq!(status, 400, "{code:?}"),
                 "auth" => assert!(matches!(status, 401 | 429 | 503), "{code:?}"),
-                "site" => assert_eq!(status, 403, "{code:?}"),
+                "site" => assert!(status == 403 || status == 503, "{code:?}"),
                 "store" => assert_eq!(status, 503, "{code:?}"),
                 "upstream" => assert!(status == 502 || status == 504, "{code:?}"),
                 "internal" => assert_eq!(status, 500, "{code:?}"),
+                "admin" => assert!(
+                    matches!(status, 400 | 401 | 403 | 404 | 409 | 412 | 413 | 428),
+                    "{code:?}"
+                ),
                 other => panic!("unknown prefix {other}"),
             }
             // A 401 always carries a challenge, nothing else does.
@@ -197,6 +259,7 @@ mod tests {
                 ("auth.invalid_credentials", 401),
                 ("auth.rate_limited", 429),
                 ("site.disabled", 403),
+                ("site.unavailable", 503),
                 ("auth.jwks_unavailable", 503),
                 ("auth.verifier_unavailable", 503),
                 ("store.unavailable", 503),
@@ -204,6 +267,14 @@ mod tests {
                 ("upstream.timeout", 504),
                 ("upstream.error", 502),
                 ("internal.error", 500),
+                ("admin.unauthorized", 401),
+                ("admin.forbidden", 403),
+                ("admin.invalid_request", 400),
+                ("admin.not_found", 404),
+                ("admin.conflict", 409),
+                ("admin.version_conflict", 412),
+                ("admin.body_too_large", 413),
+                ("admin.precondition_required", 428),
             ]
         );
     }

@@ -56,6 +56,11 @@ pub struct ResolvedSite {
     pub addr: Option<SocketAddr>,
     pub inject: Option<(HeaderName, HeaderValue)>,
     pub auth: SiteAuth,
+    /// For the health check: the credential kind and its user or header name.
+    pub credential_kind: CredentialKind,
+    pub credential_username: Option<String>,
+    pub required_namespaces: Vec<String>,
+    pub health_fail_fast: bool,
 }
 
 impl std::fmt::Debug for ResolvedSite {
@@ -77,6 +82,24 @@ pub struct CredentialInput {
     /// WordPress user (app_password) or header name (header).
     pub username: Option<String>,
     pub secret: Option<Secret>,
+}
+
+/// Who makes a change, as the audit log records it: `cli:<user>` or `admin:<token>`,
+/// and the request id of the admin API call that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    /// An actor outside any request (the CLI).
+    pub fn new(name: impl Into<String>) -> Self {
+        Actor {
+            name: name.into(),
+            request_id: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +181,11 @@ impl Fleet {
             .await
     }
 
+    /// The site for `id` if it is cached; never reads the store.
+    pub async fn cached_site(&self, id: &str) -> Option<Arc<ResolvedSite>> {
+        self.sites.peek(id).await
+    }
+
     /// The API key record for `key_id`, from the cache or the store.
     pub async fn find_key(
         &self,
@@ -175,7 +203,7 @@ impl Fleet {
 
     // ---- operator operations ----
 
-    pub async fn add_site(&self, new: NewSite, actor: &str) -> Result<SiteRecord, FleetError> {
+    pub async fn add_site(&self, new: NewSite, actor: &Actor) -> Result<SiteRecord, FleetError> {
         let id: SiteId = new.id.parse()?;
         UpstreamTarget::parse(&new.upstream_url)?;
         let credential = self.seal_credential(&id, &new.credential)?;
@@ -188,6 +216,8 @@ impl Fleet {
             credential,
             auth_policy: None,
             jwt_secret_sealed: None,
+            required_namespaces: Vec::new(),
+            health_fail_fast: false,
             created_at: now,
             updated_at: now,
             version: 1,
@@ -218,7 +248,7 @@ impl Fleet {
         &self,
         id: &str,
         enabled: bool,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<SiteRecord, FleetError> {
         let mut record = self.site(id).await?;
         record.enabled = enabled;
@@ -234,7 +264,7 @@ impl Fleet {
         &self,
         id: &str,
         credential: &CredentialInput,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<SiteRecord, FleetError> {
         let mut record = self.site(id).await?;
         let site_id: SiteId = record.id.parse()?;
@@ -251,7 +281,7 @@ impl Fleet {
         id: &str,
         policy: &AuthPolicy,
         hmac_secret: Option<Secret>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<SiteRecord, FleetError> {
         let mut record = self.site(id).await?;
         let place = Place::site(&record.id, JWT_SECRET_FIELD);
@@ -286,13 +316,43 @@ impl Fleet {
         self.update(record, "site.set_auth", detail, actor).await
     }
 
+    /// Sets a site's health settings.
+    pub async fn set_health(
+        &self,
+        id: &str,
+        required_namespaces: Vec<String>,
+        fail_fast: bool,
+        actor: &Actor,
+    ) -> Result<SiteRecord, FleetError> {
+        for ns in &required_namespaces {
+            let ok = !ns.is_empty()
+                && ns.len() <= 128
+                && ns
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
+            if !ok {
+                return Err(FleetError::Invalid(format!(
+                    "{ns:?} is not a REST namespace (e.g. myplugin/v1)"
+                )));
+            }
+        }
+        let mut record = self.site(id).await?;
+        record.required_namespaces = required_namespaces;
+        record.health_fail_fast = fail_fast;
+        let detail = Some(format!(
+            "required_namespaces={} fail_fast={fail_fast}",
+            record.required_namespaces.join(",")
+        ));
+        self.update(record, "site.set_health", detail, actor).await
+    }
+
     /// Writes `record` (optimistic concurrency on its version) and forgets the cached copy.
     pub async fn update(
         &self,
         record: SiteRecord,
         action: &str,
         detail: Option<String>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<SiteRecord, FleetError> {
         UpstreamTarget::parse(&record.upstream_url)?;
         let site_id: SiteId = record.id.parse()?;
@@ -304,7 +364,7 @@ impl Fleet {
         Ok(updated)
     }
 
-    pub async fn remove_site(&self, id: &str, actor: &str) -> Result<(), FleetError> {
+    pub async fn remove_site(&self, id: &str, actor: &Actor) -> Result<(), FleetError> {
         let site_id: SiteId = id.parse()?;
         let keys = self.store.list_api_keys(id).await?;
         self.store
@@ -323,7 +383,7 @@ impl Fleet {
         site_id: &str,
         label: Option<String>,
         expires_in: Option<Duration>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(ApiKeyRecord, Secret), FleetError> {
         let site = self.site(site_id).await?;
         let (key_id, key) = api_key::generate();
@@ -342,10 +402,11 @@ impl Fleet {
             grace_until: None,
         };
         let entry = AuditEntry {
-            actor: actor.to_string(),
+            actor: actor.name.clone(),
             action: "key.issue".into(),
             target: format!("key:{key_id}"),
-            request_id: None,
+            site_id: Some(site.id.clone()),
+            request_id: actor.request_id.clone(),
             detail: Some(format!("site={}", site.id)),
         };
         self.store.insert_api_key(&record, &entry).await?;
@@ -358,7 +419,7 @@ impl Fleet {
         &self,
         key_id: &str,
         grace: Option<Duration>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<ApiKeyRecord, FleetError> {
         let now = crate::time::now_unix();
         // No grace: refused from this second on. A grace: accepted for at least that long.
@@ -366,11 +427,18 @@ impl Fleet {
             None => now,
             Some(g) => crate::time::unix_after(g),
         };
+        // Found first: a key that does not exist is an error, and the entry names its site.
+        let key = self
+            .store
+            .get_api_key(key_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("key {key_id}")))?;
         let entry = AuditEntry {
-            actor: actor.to_string(),
+            actor: actor.name.clone(),
             action: "key.revoke".into(),
             target: format!("key:{key_id}"),
-            request_id: None,
+            site_id: Some(key.site_id.clone()),
+            request_id: actor.request_id.clone(),
             detail: grace.map(|g| format!("grace={}", humantime::format_duration(g))),
         };
         let record = self
@@ -441,12 +509,13 @@ fn store_error(op: &str) {
     }
 }
 
-fn audit(actor: &str, action: &str, site: &SiteId, detail: Option<String>) -> AuditEntry {
+fn audit(actor: &Actor, action: &str, site: &SiteId, detail: Option<String>) -> AuditEntry {
     AuditEntry {
-        actor: actor.to_string(),
+        actor: actor.name.clone(),
         action: action.to_string(),
         target: format!("site:{site}"),
-        request_id: None,
+        site_id: Some(site.to_string()),
+        request_id: actor.request_id.clone(),
         detail,
     }
 }
@@ -494,6 +563,10 @@ async fn resolve(record: &SiteRecord, keyring: &Keyring) -> Result<ResolvedSite,
         addr,
         inject,
         auth,
+        credential_kind: record.credential.kind,
+        credential_username: record.credential.username.clone(),
+        required_namespaces: record.required_namespaces.clone(),
+        health_fail_fast: record.health_fail_fast,
     })
 }
 

@@ -12,6 +12,8 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod fleet;
+pub mod health;
+pub mod health_targets;
 pub mod metrics;
 pub mod proxy;
 pub mod secret;

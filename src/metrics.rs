@@ -6,7 +6,7 @@
 //! every site is counted under `site="_all"` so fleets of 100k sites stay cheap.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -20,11 +20,11 @@ pub struct Metrics {
     registry: Registry,
     per_site: AtomicBool,
     pub requests: IntCounterVec,
-    pub request_duration: HistogramVec,
-    pub upstream_duration: HistogramVec,
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
     pub auth_failures: IntCounterVec,
     pub site_health: IntGaugeVec,
-    pub health_check_duration: HistogramVec,
+    pub health_check_duration: Histogram,
     pub cache_requests: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub build_info: IntGaugeVec,
@@ -43,21 +43,19 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["site", "status_class"],
     )?;
-    let request_duration = HistogramVec::new(
+    let request_duration = Histogram::with_opts(
         HistogramOpts::new(
             "wpgate_request_duration_seconds",
             "Time from request start to the end of the response, as wpgate saw it.",
         )
         .buckets(LATENCY_BUCKETS.to_vec()),
-        &[],
     )?;
-    let upstream_duration = HistogramVec::new(
+    let upstream_duration = Histogram::with_opts(
         HistogramOpts::new(
             "wpgate_upstream_duration_seconds",
             "Time from forwarding a request to the end of the site's response.",
         )
         .buckets(LATENCY_BUCKETS.to_vec()),
-        &[],
     )?;
     let auth_failures = IntCounterVec::new(
         Opts::new(
@@ -73,13 +71,12 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["site", "state"],
     )?;
-    let health_check_duration = HistogramVec::new(
+    let health_check_duration = Histogram::with_opts(
         HistogramOpts::new(
             "wpgate_site_health_check_duration_seconds",
             "Duration of one health check of a site.",
         )
         .buckets(LATENCY_BUCKETS.to_vec()),
-        &[],
     )?;
     let cache_requests = IntCounterVec::new(
         Opts::new(

@@ -34,10 +34,22 @@ pub fn init_logging(config: &Config) {
         LogFormat::Json => fmt.json().boxed(),
         LogFormat::Pretty => fmt.boxed(),
     };
+    // Pingora logs through the `log` crate. Without a ceiling every one of its per-request
+    // debug/trace records would be built and handed to tracing only to be dropped: set
+    // `log`'s max level from the filter (never above debug: foreign trace is dropped).
+    let log_ceiling = match filter.max_level_hint() {
+        Some(l) if l >= tracing_subscriber::filter::LevelFilter::DEBUG => log::LevelFilter::Debug,
+        Some(l) if l == tracing_subscriber::filter::LevelFilter::INFO => log::LevelFilter::Info,
+        Some(l) if l == tracing_subscriber::filter::LevelFilter::WARN => log::LevelFilter::Warn,
+        Some(l) if l == tracing_subscriber::filter::LevelFilter::ERROR => log::LevelFilter::Error,
+        Some(_) => log::LevelFilter::Off,
+        None => log::LevelFilter::Debug,
+    };
     // A second init (tests, repeated commands) is harmless: keep the first.
     let _ = tracing_subscriber::registry()
         .with(fmt.with_filter(filter).with_filter(no_foreign_trace))
         .try_init();
+    log::set_max_level(log_ceiling);
 }
 
 pub fn log_keyring_source(source: &KeyringSource) {
@@ -85,6 +97,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let listen = config.listen_proxy;
     let listen_admin = config.listen_admin;
+    let health = config.health.clone();
+    let health_ca = config.upstream.ca_file.clone();
     if let Some(m) = crate::metrics::get() {
         m.set_per_site_labels(config.metrics_per_site_labels);
     }
@@ -92,8 +106,33 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let live = config::live(config);
     let fleet = Arc::new(fleet);
     let gateway = Gateway::new(Arc::clone(&fleet), live).context("cannot set up the proxy")?;
+    let health_client = crate::health::client(health_ca.as_deref(), health.timeout)
+        .context("cannot set up the health checks")?;
+    if health.enabled {
+        let client = health_client.clone();
+        let mut settings = crate::health::ProberSettings::with_interval(health.interval);
+        settings.concurrency = health.concurrency;
+        settings.timeout = health.timeout;
+        let board = Arc::clone(gateway.health());
+        let _guard = control.enter();
+        crate::health::spawn_prober(
+            Arc::new(crate::health_targets::FleetTargets {
+                fleet: Arc::clone(&fleet),
+            }),
+            Arc::clone(&board),
+            client,
+            settings,
+            Some(crate::health_targets::metrics_hook(board)),
+        );
+    }
     // The admin listener runs on the control runtime; failing to bind it is fatal.
-    let admin_state = crate::admin::AdminState { fleet };
+    let admin_state = crate::admin::AdminState {
+        fleet,
+        tokens: Arc::new(crate::admin::token::AdminTokens::new()),
+        health: Arc::clone(gateway.health()),
+        health_client: Some(health_client),
+        health_timeout: health.timeout,
+    };
     let admin_listener = control
         .block_on(tokio::net::TcpListener::bind(listen_admin))
         .with_context(|| format!("cannot listen on {listen_admin} (listen.admin)"))?;

@@ -26,45 +26,8 @@ use common::{
 
 /// A 2048-bit RSA key pair made for these tests with `openssl genpkey` (RSA key
 /// generation is too slow in a debug build to do per test). Test material only.
-const RSA_PRIVATE_PEM: &str = "-----BEGIN PRIVATE KEY-----
-MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCTZPKUJAoTWeI3
-RHxJ82vkeHUvgeEOeVNviLb4ve0MVrFSLVJyoZaEQmLD4I5+LaAnKLPJOXSadlj+
-AnCkBzCFxjhf1mDL8l2sQ5+40MkUkQPuAP84CFiHxvrqZvNRunrb7Z/rsq7+FEMi
-URGGsWZHGnDPPhKYAA4VaVdjOwMfWtd2QHYoyKoWc/4PPMc/pt1r8iX10VqWonvt
-LfDCg/SQuyt/KpUFpPGYjN/8bPxOTBinlbOAM9dJ+1J1dhEJuHIVX1Grr2dkpIL9
-wXntdkkLF4tB4iO6mXR8x5F/RhFBd+PnopESsdRiWr4v91AE+8yrX0OeaxuXBE58
-85HUtDYRAgMBAAECggEABJ0B/7OCEjl7vF2bI0hobdn8VvyScfzHqQPHMFFngD2d
-ZrRO8pIOrzyRsU5Pv3DHpLogKHHxLZ17KxYh9uxXrzQ1UwCXfoKrPmdOcj8ssAVa
-8WHcGyGdvcAzXc9TmdEDo+sT2JF66y5wrHwLl6LpT9vqwH3RoKrNxgtKRiuUbTCD
-RXcUZEFPLMqTyEpkjgvBuzo15ebt4LNYMn3/ji4iyhQ8mFuBPBwtwSW8npcmbVYB
-9LZ7szuSedBkAI6mq+3KNxKaEfm8p+2iOl0fJ6PXoMd7njEaDrl5PwCdWTMCZcog
-ErS7ktsIe4h+dH94Rs+DXR8+BlMmydBk3q3rVj1nzQKBgQDMYff9mrhV5ONuG49p
-IX+ueWjT7KJvolTusqcOwCaV8G5hDbD/zCbjijEIKml1eqtN8nSIv1uoTu9u4eU9
-T7IbJn8npTr4nFMgacT67xtOJUnKRguBkbvxg8FPdzGGu/NlvXRFMhinS9lg6BsR
-zbbNJfvzoV03vTm+E0LsCQCnbQKBgQC4nn0XwqyG+bct57yc3p8FY+0deu48RxzM
-TiCqA2bTwdZU/i05Symkrrr4ojZRoa8rhr31125LUyxcRDQqDGYba3NpoiNbgtxV
-IYfNzfa7C9q+/w5LkZn3WoMcFXOox6jjxk0Wa31Vk+8pDVZry8dk99lrT86h7aym
-rkuGW2FutQKBgHx42dhopwUgveXsAP4s+Z7fsBkJD7BfM8yfnyBbo+RDJmYTOY2/
-3ptLKSto8QssJzH0jEZQDFlHoYhtKPibFcR1QJF7jpukUPf3kpCkmIOSMAtxd0Z0
-4/plnJBx7ga5ZrW6mRofNWaFyiC7mujP2Rm9nWE2EBiHNKhvAJ3RqcVNAoGAYYCy
-qD3USGTR7ZiZ8G9SpNIlhJBMCeG0v+HzNlcdk3Cn9bNXxw5/K85sSKvC7FHr5Zz/
-7jqcsYN3xjLvKdXqh0i0Z3GOIuJ14zAWPQct65NTL9QchKSdIBnZbJeXwefQtpsg
-U1rpkqzSfmfg4IV7BUQwu5AmnTadHFqo4IiaaJECgYB0YKiAfyfxwNjRnkw/wnAv
-Jei52zcZZO/7hDXIbTiyqHW1Q+PYx7mZvdB6wuY0cc+vgAlquXabJBcw2wl2xrHZ
-vLwMmu/KFlMQUpazoZ+4XQXwCr1VNEcXIa6o624+gyEE4rH29EaLE+b+87NJAB52
-PaXSibCKVbRQ7DKh4WiP8Q==
------END PRIVATE KEY-----
-";
-const RSA_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----
-MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAk2TylCQKE1niN0R8SfNr
-5Hh1L4HhDnlTb4i2+L3tDFaxUi1ScqGWhEJiw+COfi2gJyizyTl0mnZY/gJwpAcw
-hcY4X9Zgy/JdrEOfuNDJFJED7gD/OAhYh8b66mbzUbp62+2f67Ku/hRDIlERhrFm
-Rxpwzz4SmAAOFWlXYzsDH1rXdkB2KMiqFnP+DzzHP6bda/Il9dFalqJ77S3wwoP0
-kLsrfyqVBaTxmIzf/Gz8TkwYp5WzgDPXSftSdXYRCbhyFV9Rq69nZKSC/cF57XZJ
-CxeLQeIjupl0fMeRf0YRQXfj56KRErHUYlq+L/dQBPvMq19DnmsblwROfPOR1LQ2
-EQIDAQAB
------END PUBLIC KEY-----
-";
+const RSA_PRIVATE_PEM: &str = include_str!("fixtures/rsa-test-private.pem");
+const RSA_PUBLIC_PEM: &str = include_str!("fixtures/rsa-test-public.pem");
 
 /// A signing key, with its public half as PEM and as a JWK (asymmetric keys only).
 struct TestKey {

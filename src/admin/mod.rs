@@ -1,6 +1,14 @@
 //! The admin listener (default 127.0.0.1:9090), separate from the proxy:
 //! `/healthz` (the process answers), `/readyz` (the store answers and the keyring is
-//! loaded; 503 otherwise) and `/metrics` (Prometheus text format).
+//! loaded; 503 otherwise) and `/metrics` (Prometheus text format), and the
+//! authenticated admin API under `/admin/v1` (`api`).
+
+pub mod api;
+pub mod health;
+pub mod keys;
+pub mod sites;
+pub mod token;
+pub mod views;
 
 use crate::fleet::Fleet;
 use axum::extract::State;
@@ -15,6 +23,13 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct AdminState {
     pub fleet: Arc<Fleet>,
+    /// Admin API tokens (verification and its short-lived cache).
+    pub tokens: Arc<token::AdminTokens>,
+    /// The latest health report of each site (for `/sites/{id}/health` and `/test`).
+    pub health: Arc<crate::health::HealthBoard>,
+    /// The client health checks use (for running a check on demand).
+    pub health_client: Option<reqwest::Client>,
+    pub health_timeout: Duration,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -22,7 +37,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(api::router(state))
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -608,45 +608,8 @@ pub(crate) mod testing {
     use std::time::Duration;
 
     /// A 2048-bit RSA test key pair (generated once with `openssl genpkey`; test only).
-    pub const RSA_PRIVATE_PEM: &str = "-----BEGIN PRIVATE KEY-----
-MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCY+GhhCfKKuo5P
-c6eOv1s52LHktdJCDmL1zAnCqsm70y7ZR/F9lwaqJeyD6ubVhYe/HpDo/pcAUdMp
-46c8Spw5EGuJWlPEy6XAv3FZILvQuyozxbqMjH+ZiY3Eq+MrMIPtuyEh5blLuLZn
-zUBQifJ+3sNx91/KCaNOiyHPXYZfuZd3UG3fIRNg278gdGVRvaYjF+K+7cwrLHUQ
-pUMJB5ilPDz0jjXh/URevRGxuWJSd9SwH9/nLMgBwAJbu4Yh36mM518OXFg8PdyB
-1Fa5AqurdcxXrq9Ra2q7AhRudlCJF1XeLAoqEXxcLZjhkPGGFamPRld17LbVaQzp
-F0kKKHuJAgMBAAECggEAF2rhycc00N2F1y5onn73V3fvpcha339l0WSSsvEj0GPg
-NmWf177Ux5vmJPzDKTlXol+qxexhj+w21CEUczOlzkuP9tcz3zrgzUzRbJhJAEeC
-yqmwqP8CMq4+3HaG4I/9BloBFLgfAXNNwz7F4352t8rg5zO8P4jxrd65Ro41+bXK
-XctM7TZVKsgKJuTD0ScApPpGOpXIaIBblEKzxD14w25fVyFYhOk38/8kUFjjZ9NL
-KHk+2r+FmpiaqLQ+qv2jpo/SYqyeKRo4RSP/e0Me8br6Wveqnfitb8Z0AUJ9raT4
-aHI12Eo6IizjXj/avoTvGMUYE6/bZjgFnnU0Hwm2nQKBgQDHU9EJfSc2X/3tknmM
-5dZ2/msq5dn3ltTiCCBlK4XbXPGurCZ3LlCwBCF9cUBqvvfxtCV/c4WaLHzdiI3g
-dXGDNTzmP9yG39T+wl75Igj4zNvj/ZJlL4HOdeKKjTbitC4SH5yJ3iykm9rXb1k8
-tD1kdVmRn+bxvAHqOFDxmGFlFQKBgQDEdnXF7oUy6G3hMqiepEK+B4fV07S5dGHh
-hNCs4AvFO7VKXUkj+fWfryKHEQakASA2lQJI7P/lpoLIHagnorAbLIMOhj/aMmF4
-PZ4cugnqXx+CbZD0dsKKbclUnyQkCoR16w7ltIQN9QBbCE5TqaiDUWFHQs6iEdHz
-kY22U9hBpQKBgD4pP2lsJExqxy/NnCZ6jtVxJk6se7sgyKbszd1/IzFz3NMSULSe
-Nv+NajxKk0I25+/ytDb4+dNIyG/14/j55zp54dIUXFubdjs0tpWPLakZigGh1IPF
-uv999/Ypb9JnSm7QeOrt5JI5IJhK21N5CiRIDHTDnywH67j1cxjE4qq5AoGAeW6v
-BRSVCA5aPGPPjZ8CEesdrrEYd7jT90zcnr4tCFALklduqeoKRBVARjPj4uM/Qf2A
-WAsFcLEnDQInubf5GhK9PvED7p5NWMDdRexHzLHXDAslGbV+MYoCc2eaMxy9GxWb
-M6gMJ4RUH/BWWaf4HJLkieNlTQ+usdo5uYTBmnECgYBZczDWLxh64nsPdcl0Ru0Y
-uY8Syk7NB+bDTf6TePRshb2enqTfBuHkEU34IB+ezdgyG1MxFrWyrR3QYsS679Av
-k32vJi3mA18i2V1/wvk6b6Vl2NWIMFY13O/Lt7iDwf0L6iPlwpxKUqsOCW011xVi
-ZJ+l5BpjJWBkqK1eg28hWA==
------END PRIVATE KEY-----
-";
-    pub const RSA_PUBLIC_PEM: &str = "-----BEGIN PUBLIC KEY-----
-MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAmPhoYQnyirqOT3Onjr9b
-Odix5LXSQg5i9cwJwqrJu9Mu2UfxfZcGqiXsg+rm1YWHvx6Q6P6XAFHTKeOnPEqc
-ORBriVpTxMulwL9xWSC70LsqM8W6jIx/mYmNxKvjKzCD7bshIeW5S7i2Z81AUIny
-ft7DcfdfygmjToshz12GX7mXd1Bt3yETYNu/IHRlUb2mIxfivu3MKyx1EKVDCQeY
-pTw89I414f1EXr0RsbliUnfUsB/f5yzIAcACW7uGId+pjOdfDlxYPD3cgdRWuQKr
-q3XMV66vUWtquwIUbnZQiRdV3iwKKhF8XC2Y4ZDxhhWpj0ZXdey21WkM6RdJCih7
-iQIDAQAB
------END PUBLIC KEY-----
-";
+    pub const RSA_PRIVATE_PEM: &str = include_str!("../../tests/fixtures/rsa-test-private.pem");
+    pub const RSA_PUBLIC_PEM: &str = include_str!("../../tests/fixtures/rsa-test-public.pem");
 
     /// A signing key with its public half as PEM and as a JWK (without `kid`).
     pub struct TestKey {

@@ -17,6 +17,7 @@ pub struct FileConfig {
     pub proxy: ProxyFile,
     pub auth: AuthFile,
     pub metrics: MetricsFile,
+    pub health: HealthFile,
     pub log: LogFile,
 }
 
@@ -32,6 +33,7 @@ impl Default for FileConfig {
             proxy: ProxyFile::default(),
             auth: AuthFile::default(),
             metrics: MetricsFile::default(),
+            health: HealthFile::default(),
             log: LogFile::default(),
         }
     }
@@ -162,6 +164,28 @@ impl Default for AuthFile {
             fetch_timeout: Duration::from_secs(5),
             wordpress_cache_ttl: Duration::from_secs(300),
             wordpress_negative_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthFile {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub concurrency: usize,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for HealthFile {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(300),
+            concurrency: 16,
+            timeout: Duration::from_secs(10),
         }
     }
 }

@@ -9,6 +9,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The configuration file's top-level keys (see `file.rs`).
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "data_dir", "listen", "store", "keyring", "cache", "upstream", "proxy", "auth", "metrics",
+    "health", "log",
+];
+
 /// Where the configuration file is looked for when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "config/wpgate.toml";
 
@@ -79,6 +85,7 @@ pub struct Config {
     pub auth: AuthSettings,
     /// `metrics.per_site_labels`: false counts every site under `site="_all"`.
     pub metrics_per_site_labels: bool,
+    pub health: HealthSettings,
     pub log: LogSettings,
     /// The file the configuration was read from, if any (for messages).
     pub source_file: Option<PathBuf>,
@@ -128,6 +135,15 @@ pub struct AuthSettings {
     pub wordpress_negative_ttl: Duration,
 }
 
+/// The background health prober.
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    pub enabled: bool,
+    pub interval: Duration,
+    pub concurrency: usize,
+    pub timeout: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct LogSettings {
     pub format: LogFormat,
@@ -155,8 +171,18 @@ fn figment(opts: &LoadOptions) -> Result<(Figment, Option<PathBuf>), ConfigError
     if let Some(path) = &source_file {
         figment = figment.merge(Toml::file_exact(path));
     }
-    // WPGATE_KEYRING carries the keyring itself (for containers), not a config key.
-    figment = figment.merge(Env::prefixed("WPGATE_").split("__").ignore(&["keyring"]));
+    // Only variables for the file's top-level keys are configuration: WPGATE_KEYRING
+    // carries the keyring itself (for containers), and other WPGATE_* variables (tools,
+    // scripts) are none of ours.
+    figment = figment.merge(
+        Env::prefixed("WPGATE_")
+            .split("__")
+            .ignore(&["keyring"])
+            .filter(|key| {
+                let top = key.as_str().split('.').next().unwrap_or_default();
+                TOP_LEVEL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+            }),
+    );
     if let Some(dir) = &opts.data_dir {
         figment = figment.merge(("data_dir", dir.display().to_string()));
     }
@@ -281,6 +307,15 @@ impl Validator<'_> {
                 "auth.wordpress_cache_ttl and auth.wordpress_negative_ttl must be longer than 0s",
             ));
         }
+        if f.health.interval < Duration::from_secs(1) {
+            return Err(self.invalid("health.interval", "must be at least 1s"));
+        }
+        if f.health.concurrency == 0 {
+            return Err(self.invalid("health.concurrency", "must be at least 1"));
+        }
+        if f.health.timeout.is_zero() {
+            return Err(self.invalid("health.timeout", "must be longer than 0s"));
+        }
         let format = match f.log.format.as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -331,6 +366,12 @@ impl Validator<'_> {
                 wordpress_negative_ttl: f.auth.wordpress_negative_ttl,
             },
             metrics_per_site_labels: f.metrics.per_site_labels,
+            health: HealthSettings {
+                enabled: f.health.enabled,
+                interval: f.health.interval,
+                concurrency: f.health.concurrency,
+                timeout: f.health.timeout,
+            },
             log: LogSettings {
                 format,
                 level: f.log.level,

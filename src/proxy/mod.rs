@@ -15,6 +15,7 @@ use crate::auth::{self, api_key, AuthFailure, Presented, Principal};
 use crate::config::{Config, Live};
 use crate::error::ErrorCode;
 use crate::fleet::{Fleet, ResolvedSite};
+use crate::health::{HealthBoard, HealthState};
 use async_trait::async_trait;
 use ctx::{Rejection, RequestCtx};
 use http::HeaderValue;
@@ -29,6 +30,7 @@ pub const SITE_HEADER: &str = "x-website-id";
 pub struct Gateway {
     fleet: Arc<Fleet>,
     config: Live,
+    health: Arc<HealthBoard>,
     limiter: FailureLimiter,
     jwks: Arc<JwksCache>,
     delegated: DelegatedVerifier,
@@ -63,10 +65,16 @@ impl Gateway {
         Ok(Self {
             fleet,
             config,
+            health: Arc::new(HealthBoard::new()),
             limiter,
             jwks,
             delegated,
         })
+    }
+
+    /// The latest health report of each site (written by the prober).
+    pub fn health(&self) -> &Arc<HealthBoard> {
+        &self.health
     }
 
     /// The JWKS cache, for the background refresher.
@@ -105,6 +113,12 @@ impl Gateway {
         if !site.enabled {
             return Err(AuthFailure::SiteDisabled.into());
         }
+        if site.health_fail_fast && self.health.state(&site.id) == HealthState::Unreachable {
+            return Err(Rejection::new(
+                ErrorCode::SiteUnavailable,
+                "site_unreachable",
+            ));
+        }
         ctx.admitted = true;
         Ok(())
     }
@@ -117,7 +131,11 @@ impl Gateway {
     ) -> Result<Arc<ResolvedSite>, Rejection> {
         // A request without a usable credential is refused before any lookup.
         let presented = match auth::presented(&req.headers) {
-            Presented::Refused(f) => return Err(f.into()),
+            Presented::Refused(f) => {
+                // Label metrics with the site when it is already known; no store read.
+                ctx.site = self.fleet.cached_site(site_id).await;
+                return Err(f.into());
+            }
             p => p,
         };
         let site = self

@@ -111,15 +111,46 @@ pub async fn failure(
     }
 }
 
-/// One structured line per request. Never a header value, never the query string.
+/// Metrics for one finished request.
+fn record_metrics(status: u16, ctx: &RequestCtx) {
+    let Some(m) = crate::metrics::get() else {
+        return;
+    };
+    // Only a site found in the store becomes a label value.
+    let site = ctx
+        .site
+        .as_ref()
+        .map_or(crate::metrics::UNKNOWN_SITE, |s| m.site_label(&s.id));
+    m.requests
+        .with_label_values(&[site, crate::metrics::status_class(status)])
+        .inc();
+    m.request_duration
+        .observe(ctx.started.elapsed().as_secs_f64());
+    if let Some(t) = ctx.upstream_started {
+        m.upstream_duration.observe(t.elapsed().as_secs_f64());
+    }
+    if let Some(r) = ctx.rejection {
+        let auth = matches!(r.code.status(), 401 | 403 | 429)
+            || matches!(
+                r.code,
+                ErrorCode::JwksUnavailable | ErrorCode::VerifierUnavailable
+            );
+        if auth {
+            m.auth_failures.with_label_values(&[site, r.reason]).inc();
+        }
+    }
+}
+
+/// One structured line and the metrics per request. Never a header value, never the
+/// query string.
 pub fn access_log(session: &Session, e: Option<&pingora::Error>, ctx: &RequestCtx) {
     let req = session.req_header();
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    record_metrics(status, ctx);
     let duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
     let reason = ctx.rejection.map_or("-", |r| r.reason);
     let code = ctx.rejection.map_or("-", |r| r.code.as_str());
     let principal = ctx.principal.as_ref().map_or("-", |p| p.log_id());
-    let client = ctx.client_ip.map(|ip| ip.to_string());
     let site = ctx.site_id.as_deref().unwrap_or("-");
     let error = e.map(|e| e.etype().as_str());
     tracing::info!(
@@ -127,7 +158,7 @@ pub fn access_log(session: &Session, e: Option<&pingora::Error>, ctx: &RequestCt
         request_id = %ctx.request_id,
         site,
         principal,
-        client = client.as_deref().unwrap_or("-"),
+        client = ctx.client_ip.map(tracing::field::display),
         method = %req.method,
         path = req.uri.path(),
         status,

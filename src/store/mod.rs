@@ -49,6 +49,10 @@ pub struct SiteRecord {
     pub auth_policy: Option<String>,
     /// The JWT HMAC secret, sealed for `Place::site(id, JWT_SECRET_FIELD)`.
     pub jwt_secret_sealed: Option<String>,
+    /// REST namespaces the health check requires in the site's index.
+    pub required_namespaces: Vec<String>,
+    /// Proxy requests get 503 `site.unavailable` at once while the site is unreachable.
+    pub health_fail_fast: bool,
     pub created_at: i64,
     pub updated_at: i64,
     /// Bumped on every update; updates name the version they expect.
@@ -75,8 +79,51 @@ pub struct AuditEntry {
     pub actor: String,
     pub action: String,
     pub target: String,
+    /// The site the change concerns (also for key events, whose target is the key), so a
+    /// site's history can be listed in one query.
+    pub site_id: Option<String>,
     pub request_id: Option<String>,
     pub detail: Option<String>,
+}
+
+/// What an admin API token may do: `read` (GET) or `write` (everything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminScope {
+    Read,
+    Write,
+}
+
+impl AdminScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminScope::Read => "read",
+            AdminScope::Write => "write",
+        }
+    }
+}
+
+impl std::str::FromStr for AdminScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "read" => Ok(AdminScope::Read),
+            "write" => Ok(AdminScope::Write),
+            other => Err(format!("unknown admin token scope {other:?} (read, write)")),
+        }
+    }
+}
+
+/// An admin API token as stored: only an argon2id hash (PHC string) of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTokenRecord {
+    /// Public part of the token (`wpgat_<id>_<secret>`): finds the record.
+    pub id: String,
+    pub label: Option<String>,
+    pub scope: AdminScope,
+    pub secret_hash: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,12 +173,30 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> Result<ApiKeyRecord, StoreError>;
 
-    /// Newest first, optionally only for one target.
+    /// Newest first, optionally only the entries about one site (its keys included).
     async fn list_audit(
         &self,
-        target: Option<&str>,
+        site_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError>;
+
+    async fn create_admin_token(
+        &self,
+        token: &AdminTokenRecord,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    async fn get_admin_token(&self, id: &str) -> Result<Option<AdminTokenRecord>, StoreError>;
+    /// Every admin token, revoked ones included, oldest first.
+    async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError>;
+    /// Marks the token revoked at `at` (an earlier revocation time is kept).
+    async fn revoke_admin_token(
+        &self,
+        id: &str,
+        at: i64,
+        audit: &AuditEntry,
+    ) -> Result<AdminTokenRecord, StoreError>;
+    /// Records that the token was just used (not audited: it is not a change).
+    async fn touch_admin_token(&self, id: &str, at: i64) -> Result<(), StoreError>;
 
     async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError>;
     /// Stores `value` unless the setting exists; returns the value that is stored (so

@@ -1,8 +1,8 @@
 //! The embedded default store: one SQLite file (WAL mode), migrated on open.
 
 use super::{
-    trace_query, ApiKeyRecord, AuditEntry, AuditRecord, SiteRecord, Store, StoreError,
-    StoredCredential,
+    trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, SiteRecord, Store,
+    StoreError, StoredCredential,
 };
 use crate::site::CredentialKind;
 use async_trait::async_trait;
@@ -29,8 +29,8 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 const SITE_COLUMNS: &str = "id, name, upstream_url, enabled, credential_kind, \
-    credential_username, credential_sealed, auth_policy, jwt_secret_sealed, created_at, \
-    updated_at, version";
+    credential_username, credential_sealed, auth_policy, jwt_secret_sealed, \
+    required_namespaces, health_fail_fast, created_at, updated_at, version";
 const KEY_COLUMNS: &str =
     "key_id, site_id, label, secret_hash, created_at, expires_at, revoked_at, grace_until";
 
@@ -49,9 +49,34 @@ fn site_from_row(row: &SqliteRow) -> Result<SiteRecord, StoreError> {
         },
         auth_policy: row.try_get("auth_policy").map_err(unavailable)?,
         jwt_secret_sealed: row.try_get("jwt_secret_sealed").map_err(unavailable)?,
+        required_namespaces: match row
+            .try_get::<Option<String>, _>("required_namespaces")
+            .map_err(unavailable)?
+        {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("required_namespaces: {e}")))?,
+            None => Vec::new(),
+        },
+        health_fail_fast: row.try_get("health_fail_fast").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
         updated_at: row.try_get("updated_at").map_err(unavailable)?,
         version: row.try_get("version").map_err(unavailable)?,
+    })
+}
+
+const ADMIN_TOKEN_COLUMNS: &str =
+    "id, label, scope, secret_hash, created_at, revoked_at, last_used_at";
+
+fn admin_token_from_row(row: &SqliteRow) -> Result<AdminTokenRecord, StoreError> {
+    let scope: String = row.try_get("scope").map_err(unavailable)?;
+    Ok(AdminTokenRecord {
+        id: row.try_get("id").map_err(unavailable)?,
+        label: row.try_get("label").map_err(unavailable)?,
+        scope: scope.parse().map_err(StoreError::Corrupt)?,
+        secret_hash: row.try_get("secret_hash").map_err(unavailable)?,
+        created_at: row.try_get("created_at").map_err(unavailable)?,
+        revoked_at: row.try_get("revoked_at").map_err(unavailable)?,
+        last_used_at: row.try_get("last_used_at").map_err(unavailable)?,
     })
 }
 
@@ -68,18 +93,23 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
     })
 }
 
+fn namespaces_json(ns: &[String]) -> Option<String> {
+    (!ns.is_empty()).then(|| serde_json::to_string(ns).unwrap_or_default())
+}
+
 async fn write_audit(
     tx: &mut Transaction<'_, Sqlite>,
     audit: &AuditEntry,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, target, request_id, detail) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at, actor, action, target, site_id, request_id, detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(crate::time::now_unix())
     .bind(&audit.actor)
     .bind(&audit.action)
     .bind(&audit.target)
+    .bind(&audit.site_id)
     .bind(&audit.request_id)
     .bind(&audit.detail)
     .execute(&mut **tx)
@@ -160,7 +190,7 @@ impl Store for SqliteStore {
     async fn create_site(&self, site: &SiteRecord, audit: &AuditEntry) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let res = sqlx::query(&format!(
-            "INSERT INTO sites ({SITE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO sites ({SITE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&site.id)
         .bind(&site.name)
@@ -171,6 +201,8 @@ impl Store for SqliteStore {
         .bind(&site.credential.sealed_secret)
         .bind(&site.auth_policy)
         .bind(&site.jwt_secret_sealed)
+        .bind(namespaces_json(&site.required_namespaces))
+        .bind(site.health_fail_fast)
         .bind(site.created_at)
         .bind(site.updated_at)
         .bind(site.version)
@@ -197,7 +229,8 @@ impl Store for SqliteStore {
         let done = sqlx::query(
             "UPDATE sites SET name = ?, upstream_url = ?, enabled = ?, credential_kind = ?, \
              credential_username = ?, credential_sealed = ?, auth_policy = ?, \
-             jwt_secret_sealed = ?, updated_at = ?, version = version + 1 \
+             jwt_secret_sealed = ?, required_namespaces = ?, health_fail_fast = ?, \
+             updated_at = ?, version = version + 1 \
              WHERE id = ? AND version = ?",
         )
         .bind(&site.name)
@@ -208,6 +241,8 @@ impl Store for SqliteStore {
         .bind(&site.credential.sealed_secret)
         .bind(&site.auth_policy)
         .bind(&site.jwt_secret_sealed)
+        .bind(namespaces_json(&site.required_namespaces))
+        .bind(site.health_fail_fast)
         .bind(now)
         .bind(&site.id)
         .bind(site.version)
@@ -348,15 +383,15 @@ impl Store for SqliteStore {
 
     async fn list_audit(
         &self,
-        target: Option<&str>,
+        site_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, request_id, detail FROM audit_log \
-             WHERE (? IS NULL OR target = ?) ORDER BY id DESC LIMIT ?",
+            "SELECT id, at, actor, action, target, site_id, request_id, detail FROM audit_log \
+             WHERE (? IS NULL OR site_id = ?) ORDER BY id DESC LIMIT ?",
         )
-        .bind(target)
-        .bind(target)
+        .bind(site_id)
+        .bind(site_id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
@@ -370,12 +405,109 @@ impl Store for SqliteStore {
                         actor: r.try_get("actor").map_err(unavailable)?,
                         action: r.try_get("action").map_err(unavailable)?,
                         target: r.try_get("target").map_err(unavailable)?,
+                        site_id: r.try_get("site_id").map_err(unavailable)?,
                         request_id: r.try_get("request_id").map_err(unavailable)?,
                         detail: r.try_get("detail").map_err(unavailable)?,
                     },
                 })
             })
             .collect()
+    }
+
+    async fn create_admin_token(
+        &self,
+        token: &AdminTokenRecord,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let res = sqlx::query(&format!(
+            "INSERT INTO admin_tokens ({ADMIN_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&token.id)
+        .bind(&token.label)
+        .bind(token.scope.as_str())
+        .bind(&token.secret_hash)
+        .bind(token.created_at)
+        .bind(token.revoked_at)
+        .bind(token.last_used_at)
+        .execute(&mut *tx)
+        .await;
+        match res {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::AlreadyExists(format!(
+                    "admin token {}",
+                    token.id
+                )))
+            }
+            Err(e) => return Err(unavailable(e)),
+            Ok(_) => {}
+        }
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn get_admin_token(&self, id: &str) -> Result<Option<AdminTokenRecord>, StoreError> {
+        trace_query("get_admin_token", id);
+        let row = sqlx::query(&format!(
+            "SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.as_ref().map(admin_token_from_row).transpose()
+    }
+
+    async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(admin_token_from_row).collect()
+    }
+
+    async fn revoke_admin_token(
+        &self,
+        id: &str,
+        at: i64,
+        audit: &AuditEntry,
+    ) -> Result<AdminTokenRecord, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE admin_tokens SET revoked_at = MIN(COALESCE(revoked_at, ?), ?) WHERE id = ?",
+        )
+        .bind(at)
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("admin token {id}")));
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {ADMIN_TOKEN_COLUMNS} FROM admin_tokens WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let token = admin_token_from_row(&row)?;
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(token)
+    }
+
+    async fn touch_admin_token(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE admin_tokens SET last_used_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
@@ -418,6 +550,7 @@ mod tests {
             actor: "test".into(),
             action: action.into(),
             target: target.into(),
+            site_id: target.strip_prefix("site:").map(str::to_string),
             request_id: None,
             detail: None,
         }
@@ -436,6 +569,8 @@ mod tests {
             },
             auth_policy: None,
             jwt_secret_sealed: None,
+            required_namespaces: vec!["myplugin/v1".into()],
+            health_fail_fast: false,
             created_at: 1,
             updated_at: 1,
             version: 1,
@@ -481,7 +616,7 @@ mod tests {
         let page = s.list_sites(Some("blog"), 10).await.unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].id, "shop");
-        let log = s.list_audit(Some("site:shop"), 10).await.unwrap();
+        let log = s.list_audit(Some("shop"), 10).await.unwrap();
         let actions: Vec<_> = log.iter().map(|r| r.entry.action.as_str()).collect();
         assert_eq!(actions, vec!["site.disable", "site.create"]);
     }
@@ -535,6 +670,57 @@ mod tests {
             .await
             .unwrap();
         assert!(s.get_api_key("abc").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn admin_tokens_create_revoke_touch() {
+        use crate::store::AdminScope;
+        let (_d, s) = store().await;
+        let token = AdminTokenRecord {
+            id: "tok1".into(),
+            label: Some("ops".into()),
+            scope: AdminScope::Write,
+            secret_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            created_at: 10,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        s.create_admin_token(&token, &audit("admin_token.create", "admin_token:tok1"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.create_admin_token(&token, &audit("admin_token.create", "admin_token:tok1"))
+                .await,
+            Err(StoreError::AlreadyExists(_))
+        ));
+        assert_eq!(
+            s.get_admin_token("tok1").await.unwrap(),
+            Some(token.clone())
+        );
+        assert!(s.get_admin_token("nope").await.unwrap().is_none());
+        s.touch_admin_token("tok1", 20).await.unwrap();
+        let r = s
+            .revoke_admin_token("tok1", 30, &audit("admin_token.revoke", "admin_token:tok1"))
+            .await
+            .unwrap();
+        assert_eq!((r.revoked_at, r.last_used_at), (Some(30), Some(20)));
+        // Revoking again keeps the first time.
+        let r = s
+            .revoke_admin_token("tok1", 40, &audit("admin_token.revoke", "admin_token:tok1"))
+            .await
+            .unwrap();
+        assert_eq!(r.revoked_at, Some(30));
+        assert!(matches!(
+            s.revoke_admin_token("nope", 40, &audit("admin_token.revoke", "admin_token:nope"))
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+        let all = s.list_admin_tokens().await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].scope, AdminScope::Write);
+        let log = s.list_audit(None, 10).await.unwrap();
+        assert_eq!(log.len(), 3);
+        assert!(log.iter().all(|r| r.entry.site_id.is_none()));
     }
 
     #[tokio::test]

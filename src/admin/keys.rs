@@ -1,0 +1,219 @@
+//! `/admin/v1/sites/{id}/keys`, `/admin/v1/keys/{key_id}/revoke` and `/admin/v1/audit`.
+
+use super::api::{json_reply, ApiError, ApiJson, ApiPath, ApiQuery, Caller, ErrorEnvelope};
+use super::views::{AuditEntryView, IssuedKeyView, KeyView};
+use super::AdminState;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+
+const DEFAULT_AUDIT_LIMIT: u32 = 100;
+const MAX_AUDIT_LIMIT: u32 = 1000;
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueKey {
+    /// A note for operators, e.g. who the key is for.
+    label: Option<String>,
+    /// Lifetime, e.g. `30d`, `12h` (default: no expiry).
+    expires_in: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeKey {
+    /// Keep accepting the key this much longer, e.g. `1h` (default: refused at once).
+    grace: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyView>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only the entries about this site (its keys included).
+    site: Option<String>,
+    /// How many, newest first: 1-1000 (default 100).
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditList {
+    pub entries: Vec<AuditEntryView>,
+}
+
+fn duration(field: &str, raw: &str) -> Result<Duration, ApiError> {
+    humantime::parse_duration(raw)
+        .map_err(|e| ApiError::invalid(format!("{field}: {e} (examples: 30d, 12h, 90s)")))
+}
+
+fn check_site_id(raw: &str) -> Result<(), ApiError> {
+    if crate::site::is_valid_site_id(raw.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "id: site id must be 1-64 characters of [A-Za-z0-9_-]",
+        ))
+    }
+}
+
+/// Issue an API key for a site. The answer holds the whole key: the only time it is shown.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/sites/{id}/keys",
+    tag = "keys",
+    params(("id" = String, Path, description = "Site id")),
+    request_body(content = Option<IssueKey>, description = "Optional"),
+    responses(
+        (status = 201, body = IssuedKeyView),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+    )
+)]
+pub async fn issue_key(
+    State(state): State<AdminState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<IssueKey>,
+) -> Result<Response, ApiError> {
+    check_site_id(&id)?;
+    if let Some(l) = &body.label {
+        if l.is_empty() || l.chars().count() > 200 || l.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                "label: 1-200 characters without control characters",
+            ));
+        }
+    }
+    let expires_in = body
+        .expires_in
+        .as_deref()
+        .map(|d| duration("expires_in", d))
+        .transpose()?;
+    let (record, key) = state
+        .fleet
+        .issue_key(&id, body.label, expires_in, &caller.actor)
+        .await?;
+    let view = IssuedKeyView {
+        key: key.expose_str().unwrap_or_default().to_string(),
+        record: KeyView::from(&record),
+    };
+    let mut resp = json_reply(StatusCode::CREATED, &view);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// List a site's API keys (never their secrets).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/sites/{id}/keys",
+    tag = "keys",
+    params(("id" = String, Path, description = "Site id")),
+    responses(
+        (status = 200, body = KeyList),
+        (status = 401, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+    )
+)]
+pub async fn list_keys(
+    State(state): State<AdminState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    check_site_id(&id)?;
+    state.fleet.site(&id).await?;
+    let keys = state.fleet.store().list_api_keys(&id).await?;
+    Ok(json_reply(
+        StatusCode::OK,
+        &KeyList {
+            keys: keys.iter().map(KeyView::from).collect(),
+        },
+    ))
+}
+
+/// Revoke a key: refused from now on, or after `grace`.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/keys/{key_id}/revoke",
+    tag = "keys",
+    params(("key_id" = String, Path, description = "Key id (the 12 characters after wpg_)")),
+    request_body(content = Option<RevokeKey>, description = "Optional"),
+    responses(
+        (status = 200, body = KeyView),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+    )
+)]
+pub async fn revoke_key(
+    State(state): State<AdminState>,
+    caller: Caller,
+    ApiPath(key_id): ApiPath<String>,
+    ApiJson(body): ApiJson<RevokeKey>,
+) -> Result<Response, ApiError> {
+    if !crate::auth::api_key::is_key_id(&key_id) {
+        return Err(ApiError::invalid(
+            "key_id: 12 characters of [a-z0-9], the part after wpg_",
+        ));
+    }
+    let grace = body
+        .grace
+        .as_deref()
+        .map(|g| duration("grace", g))
+        .transpose()?;
+    let record = state
+        .fleet
+        .revoke_key(&key_id, grace, &caller.actor)
+        .await?;
+    Ok(json_reply(StatusCode::OK, &KeyView::from(&record)))
+}
+
+/// The audit log, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/audit",
+    tag = "audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, body = AuditList),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+    )
+)]
+pub async fn list_audit(
+    State(state): State<AdminState>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_AUDIT_LIMIT);
+    if !(1..=MAX_AUDIT_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit: must be 1-{MAX_AUDIT_LIMIT}"
+        )));
+    }
+    if let Some(site) = &q.site {
+        if !crate::site::is_valid_site_id(site.as_bytes()) {
+            return Err(ApiError::invalid(
+                "site: site id must be 1-64 characters of [A-Za-z0-9_-]",
+            ));
+        }
+    }
+    let records = state
+        .fleet
+        .store()
+        .list_audit(q.site.as_deref(), limit)
+        .await?;
+    Ok(json_reply(
+        StatusCode::OK,
+        &AuditList {
+            entries: records.iter().map(AuditEntryView::from).collect(),
+        },
+    ))
+}

@@ -1,0 +1,572 @@
+//! `/admin/v1/sites...`: list, create, show, update (If-Match), delete, enable,
+//! disable, and the write-only upstream credential.
+
+use super::api::{json_reply, ApiError, ApiJson, ApiPath, ApiQuery, Caller, ErrorEnvelope};
+use super::views::SiteView;
+use super::AdminState;
+use crate::error::ErrorCode;
+use crate::fleet::{CredentialInput, NewSite};
+use crate::secret::Secret;
+use crate::site::{CredentialKind, SiteId, UpstreamTarget};
+use crate::store::SiteRecord;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Page size when `limit` is not given, and the largest accepted.
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListSitesQuery {
+    /// Page size, 1-1000 (default 100).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page: the last site id it held.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SiteList {
+    pub sites: Vec<SiteView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The kind of upstream credential.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKindBody {
+    /// HTTP Basic with a WordPress Application Password (needs `username`).
+    AppPassword,
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+    /// A plugin's own header (needs `header_name`).
+    Header,
+    /// No credential.
+    None,
+}
+
+impl From<CredentialKindBody> for CredentialKind {
+    fn from(k: CredentialKindBody) -> Self {
+        match k {
+            CredentialKindBody::AppPassword => CredentialKind::AppPassword,
+            CredentialKindBody::Bearer => CredentialKind::Bearer,
+            CredentialKindBody::Header => CredentialKind::Header,
+            CredentialKindBody::None => CredentialKind::None,
+        }
+    }
+}
+
+/// A secret in a request body: never printed, never returned.
+pub struct SecretText(Secret);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = zeroize::Zeroizing::new(String::deserialize(d)?);
+        Ok(SecretText(Secret::from_string(text.to_string())))
+    }
+}
+
+/// An upstream credential. The secret is write-only: no endpoint returns it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialBody {
+    kind: CredentialKindBody,
+    /// WordPress user name (`app_password`).
+    username: Option<String>,
+    /// Header name (`header`), e.g. `X-Plugin-Auth`.
+    header_name: Option<String>,
+    /// The application password, token or header value (not for `none`).
+    #[schema(value_type = Option<String>, format = Password)]
+    secret: Option<SecretText>,
+}
+
+impl CredentialBody {
+    fn into_input(self) -> Result<CredentialInput, ApiError> {
+        let kind: CredentialKind = self.kind.into();
+        let name = kind.as_str();
+        let username = match kind {
+            CredentialKind::AppPassword => {
+                if self.header_name.is_some() {
+                    return Err(ApiError::invalid(
+                        "credential.header_name: goes with kind header, not app_password",
+                    ));
+                }
+                Some(self.username.ok_or_else(|| {
+                    ApiError::invalid("credential.username: required for kind app_password")
+                })?)
+            }
+            CredentialKind::Header => {
+                if self.username.is_some() {
+                    return Err(ApiError::invalid(
+                        "credential.username: goes with kind app_password, not header",
+                    ));
+                }
+                Some(self.header_name.ok_or_else(|| {
+                    ApiError::invalid("credential.header_name: required for kind header")
+                })?)
+            }
+            CredentialKind::Bearer | CredentialKind::None => {
+                if self.username.is_some() || self.header_name.is_some() {
+                    return Err(ApiError::invalid(format!(
+                        "credential.username, credential.header_name: not used with kind {name}"
+                    )));
+                }
+                None
+            }
+        };
+        let secret = self.secret.map(|s| s.0).filter(|s| !s.is_empty());
+        match (kind.needs_secret(), &secret) {
+            (true, None) => Err(ApiError::invalid(format!(
+                "credential.secret: required for kind {name}"
+            ))),
+            (false, Some(_)) => Err(ApiError::invalid(
+                "credential.secret: kind none takes no secret",
+            )),
+            _ => Ok(CredentialInput {
+                kind,
+                username,
+                secret,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSite {
+    /// `[A-Za-z0-9_-]{1,64}`: what clients send as X-Website-ID.
+    id: String,
+    /// Display name (default: the id).
+    name: Option<String>,
+    /// Base URL of the WordPress site, http or https, optionally with a path prefix.
+    upstream: String,
+    /// How wpgate authenticates to the site (default: none).
+    credential: Option<CredentialBody>,
+}
+
+/// The fields to change; at least one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSite {
+    name: Option<String>,
+    upstream: Option<String>,
+    enabled: Option<bool>,
+}
+
+fn check_site_id(raw: &str, field: &str) -> Result<SiteId, ApiError> {
+    raw.parse::<SiteId>()
+        .map_err(|e| ApiError::invalid(format!("{field}: {e}")))
+}
+
+fn check_upstream(raw: &str) -> Result<(), ApiError> {
+    UpstreamTarget::parse(raw)
+        .map(|_| ())
+        .map_err(|e| ApiError::invalid(format!("upstream: {e}")))
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name: 1-200 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The site as JSON with `ETag: "<version>"`.
+fn site_reply(status: StatusCode, record: &SiteRecord) -> Response {
+    let mut resp = json_reply(status, &SiteView::from(record));
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", record.version)) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+/// The version named by `If-Match` (`"3"`, `W/"3"` or `3`).
+fn if_match(headers: &HeaderMap) -> Result<i64, ApiError> {
+    let mut values = headers.get_all(header::IF_MATCH).iter();
+    let raw = match (values.next(), values.next()) {
+        (None, _) => return Err(ApiError::with(
+            ErrorCode::AdminPreconditionRequired,
+            "If-Match is required: send the ETag of the site as you read it, e.g. If-Match: \"3\"",
+        )),
+        (Some(v), None) => v.to_str().unwrap_or(""),
+        (Some(_), Some(_)) => return Err(ApiError::invalid("If-Match: send one ETag")),
+    };
+    let tag = raw.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    let tag = tag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(tag);
+    tag.parse::<i64>().map_err(|_| {
+        ApiError::invalid(format!(
+            "If-Match: {raw:?} is not an ETag of this API (e.g. \"3\")"
+        ))
+    })
+}
+
+/// List sites, ordered by id.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/sites",
+    tag = "sites",
+    params(ListSitesQuery),
+    responses(
+        (status = 200, body = SiteList),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope),
+    )
+)]
+pub async fn list_sites(
+    State(state): State<AdminState>,
+    ApiQuery(q): ApiQuery<ListSitesQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(format!("limit: must be 1-{MAX_LIMIT}")));
+    }
+    if let Some(c) = &q.cursor {
+        check_site_id(c, "cursor")?;
+    }
+    // One more than asked tells whether another page follows.
+    let mut sites = state
+        .fleet
+        .store()
+        .list_sites(q.cursor.as_deref(), limit + 1)
+        .await?;
+    let more = sites.len() > limit as usize;
+    sites.truncate(limit as usize);
+    let next_cursor = more.then(|| sites.last().map(|s| s.id.clone())).flatten();
+    Ok(json_reply(
+        StatusCode::OK,
+        &SiteList {
+            sites: sites.iter().map(SiteView::from).collect(),
+            next_cursor,
+        },
+    ))
+}
+
+/// Register a site.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/sites",
+    tag = "sites",
+    request_body = CreateSite,
+    responses(
+        (status = 201, body = SiteView, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 409, description = "A site with this id exists", body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope),
+    )
+)]
+pub async fn create_site(
+    State(state): State<AdminState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateSite>,
+) -> Result<Response, ApiError> {
+    check_site_id(&body.id, "id")?;
+    if let Some(n) = &body.name {
+        check_name(n)?;
+    }
+    check_upstream(&body.upstream)?;
+    let credential = match body.credential {
+        Some(c) => c.into_input()?,
+        None => CredentialInput {
+            kind: CredentialKind::None,
+            username: None,
+            secret: None,
+        },
+    };
+    let record = state
+        .fleet
+        .add_site(
+            NewSite {
+                id: body.id,
+                name: body.name,
+                upstream_url: body.upstream,
+                credential,
+            },
+            &caller.actor,
+        )
+        .await?;
+    Ok(site_reply(StatusCode::CREATED, &record))
+}
+
+/// Show a site (never its secret).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/sites/{id}",
+    tag = "sites",
+    params(("id" = String, Path, description = "Site id")),
+    responses(
+        (status = 200, body = SiteView, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 401, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+    )
+)]
+pub async fn get_site(
+    State(state): State<AdminState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    check_site_id(&id, "id")?;
+    let record = state.fleet.site(&id).await?;
+    Ok(site_reply(StatusCode::OK, &record))
+}
+
+/// Change a site's name, upstream or enabled flag. Needs `If-Match: "<version>"`.
+#[utoipa::path(
+    patch,
+    path = "/admin/v1/sites/{id}",
+    tag = "sites",
+    params(
+        ("id" = String, Path, description = "Site id"),
+        ("If-Match" = String, Header, description = "The ETag of the site as read, e.g. \"3\""),
+    ),
+    request_body = UpdateSite,
+    responses(
+        (status = 200, body = SiteView, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+        (status = 412, description = "The site changed since that version", body = ErrorEnvelope),
+        (status = 428, description = "If-Match is missing", body = ErrorEnvelope),
+    )
+)]
+pub async fn update_site(
+    State(state): State<AdminState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<UpdateSite>,
+) -> Result<Response, ApiError> {
+    check_site_id(&id, "id")?;
+    let expected = if_match(&headers)?;
+    let mut changed = Vec::new();
+    if let Some(n) = &body.name {
+        check_name(n)?;
+        changed.push("name");
+    }
+    if let Some(u) = &body.upstream {
+        check_upstream(u)?;
+        changed.push("upstream");
+    }
+    if body.enabled.is_some() {
+        changed.push("enabled");
+    }
+    if changed.is_empty() {
+        return Err(ApiError::invalid(
+            "body: give at least one of name, upstream, enabled",
+        ));
+    }
+    let mut record = state.fleet.site(&id).await?;
+    if record.version != expected {
+        return Err(ApiError::with(
+            ErrorCode::AdminVersionConflict,
+            format!(
+                "site {id} is at version {}, not {expected}: read it again and retry",
+                record.version
+            ),
+        ));
+    }
+    if let Some(n) = body.name {
+        record.name = n;
+    }
+    if let Some(u) = body.upstream {
+        record.upstream_url = u;
+    }
+    if let Some(e) = body.enabled {
+        record.enabled = e;
+    }
+    let detail = Some(format!("fields={}", changed.join(",")));
+    // The store re-checks the version in the same statement that writes.
+    let updated = state
+        .fleet
+        .update(record, "site.update", detail, &caller.actor)
+        .await?;
+    Ok(site_reply(StatusCode::OK, &updated))
+}
+
+/// Delete a site and its API keys.
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/sites/{id}",
+    tag = "sites",
+    params(("id" = String, Path, description = "Site id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+    )
+)]
+pub async fn delete_site(
+    State(state): State<AdminState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    check_site_id(&id, "id")?;
+    state.fleet.remove_site(&id, &caller.actor).await?;
+    state.health.remove(&id);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_enabled(
+    state: AdminState,
+    caller: Caller,
+    id: String,
+    enabled: bool,
+) -> Result<Response, ApiError> {
+    check_site_id(&id, "id")?;
+    let record = state.fleet.set_enabled(&id, enabled, &caller.actor).await?;
+    Ok(site_reply(StatusCode::OK, &record))
+}
+
+/// Let requests through to a site again.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/sites/{id}/enable",
+    tag = "sites",
+    params(("id" = String, Path, description = "Site id")),
+    responses(
+        (status = 200, body = SiteView),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+    )
+)]
+pub async fn enable_site(
+    State(state): State<AdminState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    set_enabled(state, caller, id, true).await
+}
+
+/// Refuse requests to a site (403 `site.disabled`).
+#[utoipa::path(
+    post,
+    path = "/admin/v1/sites/{id}/disable",
+    tag = "sites",
+    params(("id" = String, Path, description = "Site id")),
+    responses(
+        (status = 200, body = SiteView),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+    )
+)]
+pub async fn disable_site(
+    State(state): State<AdminState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    set_enabled(state, caller, id, false).await
+}
+
+/// Replace a site's upstream credential. Write-only: the answer shows its kind and user
+/// or header name, never the secret.
+#[utoipa::path(
+    put,
+    path = "/admin/v1/sites/{id}/credential",
+    tag = "sites",
+    params(("id" = String, Path, description = "Site id")),
+    request_body = CredentialBody,
+    responses(
+        (status = 200, body = SiteView),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+    )
+)]
+pub async fn set_credential(
+    State(state): State<AdminState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<CredentialBody>,
+) -> Result<Response, ApiError> {
+    check_site_id(&id, "id")?;
+    let input = body.into_input()?;
+    let record = state
+        .fleet
+        .set_credential(&id, &input, &caller.actor)
+        .await?;
+    Ok(site_reply(StatusCode::OK, &record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: &str) -> Result<CredentialInput, String> {
+        let b: CredentialBody = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        b.into_input().map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn credential_bodies() {
+        let ok = body(r#"{"kind":"app_password","username":"api","secret":"a b c"}"#).unwrap();
+        assert_eq!(ok.kind, CredentialKind::AppPassword);
+        assert_eq!(format!("{:?}", ok.secret), "Some([redacted])");
+        assert!(body(r#"{"kind":"none"}"#).is_ok());
+        assert!(body(r#"{"kind":"header","header_name":"X-A","secret":"s"}"#).is_ok());
+        for (bad, field) in [
+            (
+                r#"{"kind":"app_password","secret":"s"}"#,
+                "credential.username",
+            ),
+            (r#"{"kind":"bearer"}"#, "credential.secret"),
+            (r#"{"kind":"bearer","secret":""}"#, "credential.secret"),
+            (r#"{"kind":"none","secret":"s"}"#, "credential.secret"),
+            (
+                r#"{"kind":"header","secret":"s"}"#,
+                "credential.header_name",
+            ),
+            (
+                r#"{"kind":"bearer","username":"u","secret":"s"}"#,
+                "credential.username",
+            ),
+            (
+                r#"{"kind":"bearer","secret":"s","extra":1}"#,
+                "unknown field",
+            ),
+            (r#"{"kind":"nope"}"#, "unknown variant"),
+        ] {
+            let e = body(bad).unwrap_err();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn if_match_versions() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            if_match(&h).unwrap_err().code(),
+            ErrorCode::AdminPreconditionRequired
+        );
+        for (v, want) in [("\"3\"", 3), ("W/\"4\"", 4), ("5", 5)] {
+            h.insert(header::IF_MATCH, v.parse().unwrap());
+            assert_eq!(if_match(&h).unwrap(), want);
+        }
+        h.insert(header::IF_MATCH, "*".parse().unwrap());
+        assert_eq!(
+            if_match(&h).unwrap_err().code(),
+            ErrorCode::AdminInvalidRequest
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! Glue between the fleet and the health prober: which sites to check, and what a
+//! report does to the metrics.
+
+use crate::fleet::Fleet;
+use crate::health::{
+    HealthBoard, HealthReport, HealthState, ProbeTarget, ReportHook, TargetSource,
+};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Every site in the store, as the prober sees it.
+pub struct FleetTargets {
+    pub fleet: Arc<Fleet>,
+}
+
+const PAGE: u32 = 500;
+
+#[async_trait]
+impl TargetSource for FleetTargets {
+    async fn targets(&self) -> Vec<ProbeTarget> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = match self.fleet.store().list_sites(after.as_deref(), PAGE).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "health: cannot list sites");
+                    return out;
+                }
+            };
+            let Some(last) = page.last().map(|s| s.id.clone()) else {
+                break;
+            };
+            for record in &page {
+                match self.fleet.resolve_site(&record.id).await {
+                    Ok(Some(site)) => out.push(probe_target(&site)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(site = %record.id, error = %e, "health: site cannot be loaded")
+                    }
+                }
+            }
+            if page.len() < PAGE as usize {
+                break;
+            }
+            after = Some(last);
+        }
+        out
+    }
+}
+
+/// Updates `wpgate_site_health` and the check-duration histogram after each report.
+/// With per-site labels off, `site="_all"` carries the number of sites in each state.
+pub fn metrics_hook(board: Arc<HealthBoard>) -> ReportHook {
+    Arc::new(move |site: &str, report: &HealthReport| {
+        let Some(m) = crate::metrics::get() else {
+            return;
+        };
+        m.health_check_duration
+            .observe(report.duration_ms as f64 / 1000.0);
+        let label = m.site_label(site);
+        if label == crate::metrics::ALL_SITES {
+            for (state, n) in board.counts() {
+                m.site_health
+                    .with_label_values(&[label, state.as_str()])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            return;
+        }
+        for state in HealthState::ALL {
+            m.site_health
+                .with_label_values(&[label, state.as_str()])
+                .set(i64::from(state == report.state));
+        }
+    })
+}
+
+/// What the prober (and the admin API's on-demand test) checks of a resolved site.
+pub fn probe_target(site: &crate::fleet::ResolvedSite) -> ProbeTarget {
+    ProbeTarget {
+        site_id: site.id.clone(),
+        base_url: site.upstream_url.clone(),
+        credential: site.inject.clone(),
+        credential_kind: site.credential_kind,
+        username: site.credential_username.clone(),
+        required_namespaces: site.required_namespaces.clone(),
+        enabled: site.enabled,
+    }
+}
