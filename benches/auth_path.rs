@@ -5,17 +5,18 @@
 // Set-up failures should abort the benchmark loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use pingora::http::RequestHeader;
 use std::hint::black_box;
 use std::sync::Arc;
 use wpgate::auth::api_key::{self, KeyHasher};
-use wpgate::config::{self, Config, LoadOptions};
-use wpgate::fleet::{Actor, CredentialInput, Fleet, NewSite};
+use wpgate::config::{self, Config};
+use wpgate::fleet::{Actor, Fleet};
 use wpgate::proxy::ctx::RequestCtx;
 use wpgate::proxy::Gateway;
 use wpgate::secret::Secret;
-use wpgate::site::CredentialKind;
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -28,28 +29,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::load(&LoadOptions {
-        config_file: None,
-        data_dir: Some(dir.path().to_path_buf()),
-    })
-    .unwrap();
-    let (fleet, _) = Fleet::open(&config).await.unwrap();
-    fleet
-        .add_site(
-            NewSite {
-                id: "shop".into(),
-                name: None,
-                upstream_url: "http://127.0.0.1:9".into(),
-                credential: CredentialInput {
-                    kind: CredentialKind::AppPassword,
-                    username: Some("api".into()),
-                    secret: Some(Secret::from_string("abcd efgh ijkl mnop".into())),
-                },
-            },
-            &Actor::new("bench"),
-        )
-        .await
-        .unwrap();
+    let (fleet, config) = common::fleet_with_shop(dir.path()).await;
     let (_, key) = fleet
         .issue_key("shop", None, None, &Actor::new("bench"))
         .await

@@ -6,6 +6,8 @@
 // Set-up failures should abort the benchmark loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pingora::http::RequestHeader;
@@ -15,12 +17,11 @@ use std::time::Duration;
 use wpgate::auth::jwks::{JwksCache, JwksSettings};
 use wpgate::auth::jwt::{JwtKeys, JwtSettings, JwtVerifier};
 use wpgate::auth::policy::{AuthPolicy, JwtPolicy, JwtVerify, Method};
-use wpgate::config::{self, Config, LoadOptions};
-use wpgate::fleet::{Actor, CredentialInput, Fleet, NewSite};
+use wpgate::config::{self, Config};
+use wpgate::fleet::Actor;
 use wpgate::proxy::ctx::RequestCtx;
 use wpgate::proxy::Gateway;
 use wpgate::secret::Secret;
-use wpgate::site::CredentialKind;
 
 const RSA_PRIVATE_PEM: &str = include_str!("../tests/fixtures/rsa-test-private.pem");
 const RSA_PUBLIC_PEM: &str = include_str!("../tests/fixtures/rsa-test-public.pem");
@@ -51,28 +52,7 @@ fn verifier(alg: Algorithm, keys: JwtKeys) -> JwtVerifier {
 }
 
 async fn gateway_with_hs256_site(dir: &std::path::Path) -> (Gateway, Arc<Config>) {
-    let config = Config::load(&LoadOptions {
-        config_file: None,
-        data_dir: Some(dir.to_path_buf()),
-    })
-    .unwrap();
-    let (fleet, _) = Fleet::open(&config).await.unwrap();
-    fleet
-        .add_site(
-            NewSite {
-                id: "shop".into(),
-                name: None,
-                upstream_url: "http://127.0.0.1:9".into(),
-                credential: CredentialInput {
-                    kind: CredentialKind::AppPassword,
-                    username: Some("api".into()),
-                    secret: Some(Secret::from_string("abcd efgh ijkl mnop".into())),
-                },
-            },
-            &Actor::new("bench"),
-        )
-        .await
-        .unwrap();
+    let (fleet, config) = common::fleet_with_shop(dir).await;
     let policy = AuthPolicy {
         methods: vec![Method::Jwt],
         jwt: Some(JwtPolicy {

@@ -4,25 +4,21 @@
 //! is remembered for a minute, keyed by the SHA-256 of the whole token; revoking a token
 //! through this process forgets every remembered one at once.
 
+use crate::auth::api_key;
 use crate::fleet::Actor;
 use crate::secret::Secret;
 use crate::store::{AdminScope, AdminTokenRecord, AuditEntry, Store, StoreError};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rand::rngs::OsRng;
-use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub const PREFIX: &str = "wpgat_";
-pub const ID_LEN: usize = 12;
-pub const SECRET_LEN: usize = 43;
-const TOKEN_LEN: usize = PREFIX.len() + ID_LEN + 1 + SECRET_LEN;
-
-const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+pub const ID_LEN: usize = api_key::KEY_ID_LEN;
+pub const SECRET_LEN: usize = api_key::SECRET_LEN;
 
 /// How long a verified token is taken on trust without another argon2 run.
 pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
@@ -46,21 +42,15 @@ pub struct ParsedToken<'a> {
     pub secret: &'a str,
 }
 
-/// Splits `wpgat_<id>_<secret>`; `None` if it is not shaped like a token.
+/// Splits `wpgat_<id>_<secret>`; `None` if it is not shaped like a token (the shape of
+/// an API key, with its own prefix).
 pub fn parse(raw: &str) -> Option<ParsedToken<'_>> {
-    let b = raw.as_bytes();
-    if b.len() != TOKEN_LEN || !raw.starts_with(PREFIX) || b[PREFIX.len() + ID_LEN] != b'_' {
-        return None;
-    }
-    let id = &raw[PREFIX.len()..PREFIX.len() + ID_LEN];
-    let secret = &raw[PREFIX.len() + ID_LEN + 1..];
-    let ok = is_token_id(id) && secret.bytes().all(|c| c.is_ascii_alphanumeric());
-    ok.then_some(ParsedToken { id, secret })
+    api_key::split_prefixed(raw, PREFIX).map(|(id, secret)| ParsedToken { id, secret })
 }
 
 /// True if `s` looks like a token id (for CLI input).
 pub fn is_token_id(s: &str) -> bool {
-    s.len() == ID_LEN && s.bytes().all(|c| ID_ALPHABET.contains(&c))
+    api_key::is_key_id(s)
 }
 
 /// A label is part of the audit actor (`admin:<label>`): keep it short and plain.
@@ -76,13 +66,6 @@ pub fn check_label(label: &str) -> Result<(), TokenError> {
             "a label is 1-64 characters of [A-Za-z0-9._@:-]".into(),
         ))
     }
-}
-
-fn random_text(alphabet: &[u8], len: usize) -> String {
-    let mut rng = OsRng;
-    (0..len)
-        .map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())]))
-        .collect()
 }
 
 /// argon2id (the crate's defaults: 19 MiB, 2 passes, 1 lane) of `secret`, as a PHC string.
@@ -153,8 +136,7 @@ impl AdminTokens {
         if let Some(l) = &label {
             check_label(l)?;
         }
-        let id = random_text(ID_ALPHABET, ID_LEN);
-        let secret = zeroize::Zeroizing::new(random_text(SECRET_ALPHABET, SECRET_LEN));
+        let (id, secret) = api_key::random_id_and_secret();
         let secret_hash = self.hash(secret.as_bytes().to_vec()).await?;
         let record = AdminTokenRecord {
             id: id.clone(),

@@ -15,7 +15,6 @@ use subtle::ConstantTimeEq;
 pub const PREFIX: &str = "wpg_";
 pub const KEY_ID_LEN: usize = 12;
 pub const SECRET_LEN: usize = 43;
-const KEY_LEN: usize = PREFIX.len() + KEY_ID_LEN + 1 + SECRET_LEN;
 
 const KEY_ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -29,15 +28,21 @@ pub struct ParsedKey<'a> {
 
 /// Splits `wpg_<key id>_<secret>`; `None` if it is not shaped like a key.
 pub fn parse(raw: &str) -> Option<ParsedKey<'_>> {
+    split_prefixed(raw, PREFIX).map(|(key_id, secret)| ParsedKey { key_id, secret })
+}
+
+/// Splits `<prefix><12-character id>_<43-character secret>`: the shape shared by API keys
+/// and admin tokens.
+pub(crate) fn split_prefixed<'a>(raw: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
     let b = raw.as_bytes();
-    if b.len() != KEY_LEN || !raw.starts_with(PREFIX) || b[PREFIX.len() + KEY_ID_LEN] != b'_' {
+    let len = prefix.len() + KEY_ID_LEN + 1 + SECRET_LEN;
+    if b.len() != len || !raw.starts_with(prefix) || b[prefix.len() + KEY_ID_LEN] != b'_' {
         return None;
     }
-    let key_id = &raw[PREFIX.len()..PREFIX.len() + KEY_ID_LEN];
-    let secret = &raw[PREFIX.len() + KEY_ID_LEN + 1..];
-    let ok = key_id.bytes().all(|c| KEY_ID_ALPHABET.contains(&c))
-        && secret.bytes().all(|c| c.is_ascii_alphanumeric());
-    ok.then_some(ParsedKey { key_id, secret })
+    let id = &raw[prefix.len()..prefix.len() + KEY_ID_LEN];
+    let secret = &raw[prefix.len() + KEY_ID_LEN + 1..];
+    let ok = is_key_id(id) && secret.bytes().all(|c| c.is_ascii_alphanumeric());
+    ok.then_some((id, secret))
 }
 
 /// True if `s` looks like a key id (for CLI input).
@@ -52,10 +57,17 @@ fn random_text(alphabet: &[u8], len: usize) -> String {
         .collect()
 }
 
+/// A fresh random id and secret in the shape of [`split_prefixed`].
+pub(crate) fn random_id_and_secret() -> (String, zeroize::Zeroizing<String>) {
+    (
+        random_text(KEY_ID_ALPHABET, KEY_ID_LEN),
+        zeroize::Zeroizing::new(random_text(SECRET_ALPHABET, SECRET_LEN)),
+    )
+}
+
 /// A fresh key: its id and the whole key text (shown to the operator exactly once).
 pub fn generate() -> (String, Secret) {
-    let key_id = random_text(KEY_ID_ALPHABET, KEY_ID_LEN);
-    let secret = zeroize::Zeroizing::new(random_text(SECRET_ALPHABET, SECRET_LEN));
+    let (key_id, secret) = random_id_and_secret();
     let full = format!("{PREFIX}{key_id}_{}", secret.as_str());
     (key_id, Secret::from_string(full))
 }
