@@ -37,10 +37,18 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Graceful binary upgrade: take over the listening sockets of the running gateway
+    /// (same data directory) once it is sent SIGQUIT; no connection is refused.
+    #[arg(long)]
+    pub upgrade: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway.
-    Serve,
+    Serve(ServeArgs),
     /// Validate the configuration (and the keyring, if present) and exit.
     Check,
     /// Manage sites.
@@ -52,6 +60,35 @@ pub enum Command {
     /// Manage the admin API.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Rotate the master keys that seal every secret in the store.
+    #[command(subcommand)]
+    Keyring(KeyringCommand),
+    /// Work on whole stores (copy one into another).
+    #[command(subcommand)]
+    Store(crate::store::migrate::StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyringCommand {
+    /// Keys, the primary, and how many stored records each key still seals.
+    Status,
+    /// Add a new random key to the keyring file (then reload the gateways).
+    Add {
+        /// Make the new key the primary (new secrets are sealed with it).
+        #[arg(long)]
+        primary: bool,
+    },
+    /// Make an existing key the primary.
+    SetPrimary { key_id: String },
+    /// Re-seal every stored record with the primary key, batch by batch (each batch one
+    /// transaction). Safe while gateways serve; run it again to resume.
+    Rewrap {
+        /// Records per batch.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        batch: u32,
+    },
+    /// Remove a key from the keyring file; refused while any record is sealed with it.
+    Retire { key_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +157,10 @@ pub enum SiteCommand {
         id: String,
         #[command(flatten)]
         credential: CredentialArgs,
+        /// Check the new credential against the site first (users/me must accept it)
+        /// and store it only if the check passes; otherwise keep the old one.
+        #[arg(long)]
+        confirm: bool,
     },
     /// Set a site's health settings (replaces them): REST namespaces it must offer, and
     /// whether proxy requests fail fast (503 site.unavailable) while it is unreachable.
@@ -248,11 +289,15 @@ fn actor() -> Actor {
     ))
 }
 
-pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    Ok(Config::load(&LoadOptions {
+pub fn load_options(cli: &Cli) -> LoadOptions {
+    LoadOptions {
         config_file: cli.config.clone(),
         data_dir: cli.data_dir.clone(),
-    })?)
+    }
+}
+
+pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(&load_options(cli))?)
 }
 
 /// Runs the parsed command.
@@ -260,11 +305,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli)?;
     crate::serve::init_logging(&config);
     match &cli.command {
-        Command::Serve => crate::serve::run(config),
+        Command::Serve(args) => crate::serve::run(config, load_options(&cli), args),
         Command::Check => check(&config, cli.json),
         Command::Site(cmd) => block_on(site(&config, cmd, cli.json)),
         Command::Key(cmd) => block_on(key(&config, cmd, cli.json)),
         Command::Admin(AdminCommand::Token(cmd)) => block_on(admin_token(&config, cmd, cli.json)),
+        Command::Keyring(cmd) => block_on(keyring(&config, cmd, cli.json)),
+        Command::Store(cmd) => block_on(crate::store::migrate::run(cmd, cli.json)),
     }
 }
 
@@ -625,18 +672,40 @@ async fn site(config: &Config, cmd: &SiteCommand, json: bool) -> anyhow::Result<
                 format!("site {id}: auth policy set ({})", auth_text(&s)),
             );
         }
-        SiteCommand::SetCredential { id, credential } => {
+        SiteCommand::SetCredential {
+            id,
+            credential,
+            confirm,
+        } => {
             let current = fleet.site(id).await.map_err(explain)?;
             let input = credential_input(credential, Some(&current))?;
-            let s = fleet
-                .set_credential(id, &input, &actor)
-                .await
-                .map_err(explain)?;
-            report(
-                json,
-                site_json(&s),
-                format!("site {id}: credential set ({})", credential_text(&s)),
-            );
+            if *confirm {
+                let timeout = config.health.timeout;
+                let client = crate::health::client(config.upstream.ca_file.as_deref(), timeout)?;
+                let (s, checked) = fleet
+                    .set_credential_confirmed(id, &input, &client, timeout, &actor)
+                    .await
+                    .map_err(explain)?;
+                report(
+                    json,
+                    site_json(&s),
+                    format!(
+                        "site {id}: new credential confirmed ({}) and set ({}); the old one is no longer used",
+                        checked.message,
+                        credential_text(&s)
+                    ),
+                );
+            } else {
+                let s = fleet
+                    .set_credential(id, &input, &actor)
+                    .await
+                    .map_err(explain)?;
+                report(
+                    json,
+                    site_json(&s),
+                    format!("site {id}: credential set ({})", credential_text(&s)),
+                );
+            }
         }
     }
     Ok(())
@@ -790,6 +859,141 @@ async fn admin_token(config: &Config, cmd: &AdminTokenCommand, json: bool) -> an
 }
 
 /// Turns a fleet error into a message for the operator.
+/// The keyring file the CLI edits; a keyring given in `WPGATE_KEYRING` is the
+/// operator's secret store's to change, not ours.
+fn keyring_file(
+    config: &Config,
+) -> anyhow::Result<(std::path::PathBuf, zeroize::Zeroizing<String>)> {
+    if std::env::var_os("WPGATE_KEYRING").is_some() {
+        anyhow::bail!(
+            "the keyring comes from WPGATE_KEYRING: change it where that variable is kept \
+             (wpgate keyring edits only a keyring file)"
+        );
+    }
+    let path = config.keyring_file.clone();
+    // Loading checks the permissions and the content.
+    Keyring::load_file(&path)?;
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    Ok((path, text))
+}
+
+async fn keyring(config: &Config, cmd: &KeyringCommand, json: bool) -> anyhow::Result<()> {
+    let env_text = std::env::var("WPGATE_KEYRING").ok();
+    let current = || -> anyhow::Result<Keyring> {
+        Ok(match &env_text {
+            Some(text) => Keyring::parse(text, "from WPGATE_KEYRING")?,
+            None => Keyring::load_file(&config.keyring_file)?,
+        })
+    };
+    let store = crate::store::open(&config.store)
+        .await
+        .context("cannot open the store")?;
+    let origin = format!("file {}", config.keyring_file.display());
+    match cmd {
+        KeyringCommand::Status => {
+            let keyring = current()?;
+            let counts = store.sealed_key_counts().await?;
+            let view = crate::admin::ops::keyring_view(&keyring, &counts);
+            if json {
+                println!("{}", serde_json::to_value(&view)?);
+            } else {
+                for k in &view.keys {
+                    println!(
+                        "{}{}  seals {} record(s)",
+                        k.id,
+                        if k.primary { " (primary)" } else { "" },
+                        k.sealed_records
+                    );
+                }
+                for k in &view.missing {
+                    println!(
+                        "{}  MISSING from the keyring: seals {} record(s) that cannot be opened",
+                        k.id, k.sealed_records
+                    );
+                }
+            }
+            if !view.missing.is_empty() {
+                anyhow::bail!("the keyring lacks keys that stored records use");
+            }
+        }
+        KeyringCommand::Add { primary } => {
+            let (path, text) = keyring_file(config)?;
+            let (new_text, id) = crate::crypto::edit::add_key(&text, &origin, *primary)?;
+            crate::crypto::replace_private_file(&path, &new_text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            report(
+                json,
+                json!({"key_id": id, "primary": primary}),
+                format!(
+                    "added key {id}{} to {}; reload the gateways (SIGHUP or POST /admin/v1/reload){}",
+                    if *primary { " as primary" } else { "" },
+                    path.display(),
+                    if *primary { ", then run `wpgate keyring rewrap`" } else { "" }
+                ),
+            );
+        }
+        KeyringCommand::SetPrimary { key_id } => {
+            let (path, text) = keyring_file(config)?;
+            let new_text = crate::crypto::edit::set_primary(&text, &origin, key_id)?;
+            crate::crypto::replace_private_file(&path, &new_text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            report(
+                json,
+                json!({"primary": key_id}),
+                format!(
+                    "key {key_id} is now the primary in {}; reload the gateways",
+                    path.display()
+                ),
+            );
+        }
+        KeyringCommand::Rewrap { batch } => {
+            let keyring = current()?;
+            let progress =
+                crate::rotation::rewrap(store.as_ref(), &keyring, *batch, &actor(), |p| {
+                    if !json {
+                        println!("rewrapped {}/{} (batch {})", p.resealed, p.total, p.batches);
+                    }
+                })
+                .await
+                .map_err(explain)?;
+            report(
+                json,
+                serde_json::to_value(progress)?,
+                format!(
+                    "done: every stored record is sealed with {} ({} re-sealed)",
+                    keyring.primary_id(),
+                    progress.resealed
+                ),
+            );
+        }
+        KeyringCommand::Retire { key_id } => {
+            let (path, text) = keyring_file(config)?;
+            let counts = store.sealed_key_counts().await?;
+            if let Some((_, n)) = counts.iter().find(|(k, n)| k == key_id && *n > 0) {
+                anyhow::bail!(
+                    "key {key_id} still seals {n} stored record(s): run `wpgate keyring rewrap` \
+                     with another primary first"
+                );
+            }
+            let new_text = crate::crypto::edit::remove_key(&text, &origin, key_id)?;
+            crate::crypto::replace_private_file(&path, &new_text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            report(
+                json,
+                json!({"retired": key_id}),
+                format!(
+                    "retired key {key_id} from {}; reload the gateways",
+                    path.display()
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 fn explain(e: FleetError) -> anyhow::Error {
     match e {
         FleetError::Store(StoreError::NotFound(what)) => anyhow::anyhow!("{what} does not exist"),

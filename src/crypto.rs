@@ -51,6 +51,11 @@ pub enum KeyringError {
     Permissions { path: PathBuf, mode: u32 },
     #[error("keyring {origin} is invalid: {problem}")]
     Invalid { origin: String, problem: String },
+    #[error(
+        "the keyring lacks key {key_id:?}, which still seals {count} stored record(s): \
+         refusing it (run `wpgate keyring rewrap` with a keyring that has both keys first)"
+    )]
+    MissingInUse { key_id: String, count: i64 },
 }
 
 /// Where a sealed secret lives: bound into the ciphertext as associated data.
@@ -127,27 +132,128 @@ fn valid_key_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+const KEYRING_HEADER: &str =
+    "# wpgate keyring: the master keys that seal every secret in the store.\n\
+     # Keep it secret (mode 0600) and backed up: without it the sealed data cannot be read.\n";
+
+/// A new random key: its id and its TOML entry.
+fn new_key_toml() -> (String, zeroize::Zeroizing<[u8; 32]>, KeyToml) {
+    let mut id_bytes = [0u8; 5];
+    OsRng.fill_bytes(&mut id_bytes);
+    let id = format!("k{}", hex_lower(&id_bytes));
+    let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+    OsRng.fill_bytes(secret.as_mut());
+    let entry = KeyToml {
+        id: id.clone(),
+        secret: B64.encode(secret.as_ref()),
+        created_at: Some(crate::time::rfc3339(crate::time::now_unix())),
+    };
+    (id, secret, entry)
+}
+
+fn keyring_text(file: &KeyringToml) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(format!(
+        "{KEYRING_HEADER}{}",
+        toml::to_string(file).unwrap_or_default()
+    ))
+}
+
+/// Edits of a keyring file (`wpgate keyring add|retire`): the text in, the new text out.
+pub mod edit {
+    use super::*;
+
+    fn parse(text: &str, origin: &str) -> Result<KeyringToml, KeyringError> {
+        // Validates the whole keyring first (ids, secrets, primary).
+        Keyring::parse(text, origin)?;
+        toml::from_str(text).map_err(|_| KeyringError::Invalid {
+            origin: origin.to_string(),
+            problem: "not a keyring TOML document".into(),
+        })
+    }
+
+    /// Adds a new random key (made primary if asked); returns the new text and its id.
+    pub fn add_key(
+        text: &str,
+        origin: &str,
+        make_primary: bool,
+    ) -> Result<(zeroize::Zeroizing<String>, String), KeyringError> {
+        let mut file = parse(text, origin)?;
+        let (id, _secret, entry) = new_key_toml();
+        file.keys.push(entry);
+        if make_primary {
+            file.primary = id.clone();
+        }
+        Ok((keyring_text(&file), id))
+    }
+
+    /// Makes an existing key the primary.
+    pub fn set_primary(
+        text: &str,
+        origin: &str,
+        key_id: &str,
+    ) -> Result<zeroize::Zeroizing<String>, KeyringError> {
+        let mut file = parse(text, origin)?;
+        if !file.keys.iter().any(|k| k.id == key_id) {
+            return Err(KeyringError::Invalid {
+                origin: origin.to_string(),
+                problem: format!("there is no key {key_id:?}"),
+            });
+        }
+        file.primary = key_id.to_string();
+        Ok(keyring_text(&file))
+    }
+
+    /// Removes a key that is not the primary.
+    pub fn remove_key(
+        text: &str,
+        origin: &str,
+        key_id: &str,
+    ) -> Result<zeroize::Zeroizing<String>, KeyringError> {
+        let mut file = parse(text, origin)?;
+        let invalid = |problem: String| KeyringError::Invalid {
+            origin: origin.to_string(),
+            problem,
+        };
+        if file.primary == key_id {
+            return Err(invalid(format!(
+                "key {key_id:?} is the primary: make another key primary first"
+            )));
+        }
+        let before = file.keys.len();
+        file.keys.retain(|k| k.id != key_id);
+        if file.keys.len() == before {
+            return Err(invalid(format!("there is no key {key_id:?}")));
+        }
+        Ok(keyring_text(&file))
+    }
+}
+
+/// Replaces a private file atomically: a new file at mode 0600 beside it, synced, then
+/// renamed over it, so a crash leaves either the old or the new content.
+pub fn replace_private_file(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    write_new_private_file(&tmp, text)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    if let Some(dir) = crate::config::model::parent_dir(path) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
 impl Keyring {
     /// A new keyring with one random primary key.
     pub fn generate() -> (Keyring, String) {
-        let mut id_bytes = [0u8; 5];
-        OsRng.fill_bytes(&mut id_bytes);
-        let id = format!("k{}", hex_lower(&id_bytes));
-        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(secret.as_mut());
+        let (id, secret, entry) = new_key_toml();
         let file = KeyringToml {
             primary: id.clone(),
-            keys: vec![KeyToml {
-                id: id.clone(),
-                secret: B64.encode(secret.as_ref()),
-                created_at: Some(crate::time::rfc3339(crate::time::now_unix())),
-            }],
+            keys: vec![entry],
         };
-        let text = format!(
-            "# wpgate keyring: the master keys that seal every secret in the store.\n\
-             # Keep it secret (mode 0600) and backed up: without it the sealed data cannot be read.\n{}",
-            toml::to_string(&file).unwrap_or_default()
-        );
+        let text = keyring_text(&file).to_string();
         let mut keys = BTreeMap::new();
         keys.insert(
             id.clone(),

@@ -34,10 +34,12 @@ pub enum ErrorCode {
     AdminVersionConflict,
     AdminBodyTooLarge,
     AdminPreconditionRequired,
+    AdminReloadRefused,
+    AdminCredentialRejected,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::MalformedRequest,
         ErrorCode::MissingSiteId,
         ErrorCode::InvalidSiteId,
@@ -62,6 +64,8 @@ impl ErrorCode {
         ErrorCode::AdminVersionConflict,
         ErrorCode::AdminBodyTooLarge,
         ErrorCode::AdminPreconditionRequired,
+        ErrorCode::AdminReloadRefused,
+        ErrorCode::AdminCredentialRejected,
     ];
 
     /// The stable, documented code. Never change one: clients match on it.
@@ -91,6 +95,8 @@ impl ErrorCode {
             ErrorCode::AdminVersionConflict => "admin.version_conflict",
             ErrorCode::AdminBodyTooLarge => "admin.body_too_large",
             ErrorCode::AdminPreconditionRequired => "admin.precondition_required",
+            ErrorCode::AdminReloadRefused => "admin.reload_refused",
+            ErrorCode::AdminCredentialRejected => "admin.credential_rejected",
         }
     }
 
@@ -116,6 +122,7 @@ impl ErrorCode {
             ErrorCode::AdminVersionConflict => 412,
             ErrorCode::AdminBodyTooLarge => 413,
             ErrorCode::AdminPreconditionRequired => 428,
+            ErrorCode::AdminReloadRefused | ErrorCode::AdminCredentialRejected => 422,
         }
     }
 
@@ -161,6 +168,12 @@ impl ErrorCode {
             ErrorCode::AdminBodyTooLarge => "the request body is larger than 64 KiB",
             ErrorCode::AdminPreconditionRequired => {
                 "send If-Match with the ETag of the version you read"
+            }
+            ErrorCode::AdminReloadRefused => {
+                "the new configuration was refused; the previous one keeps serving"
+            }
+            ErrorCode::AdminCredentialRejected => {
+                "the new credential failed its check against the site; the old one is kept"
             }
         }
     }
@@ -231,7 +244,7 @@ mod tests {
                 "upstream" => assert!(status == 502 || status == 504, "{code:?}"),
                 "internal" => assert_eq!(status, 500, "{code:?}"),
                 "admin" => assert!(
-                    matches!(status, 400 | 401 | 403 | 404 | 409 | 412 | 413 | 428),
+                    matches!(status, 400 | 401 | 403 | 404 | 409 | 412 | 413 | 422 | 428),
                     "{code:?}"
                 ),
                 other => panic!("unknown prefix {other}"),
@@ -275,6 +288,8 @@ mod tests {
                 ("admin.version_conflict", 412),
                 ("admin.body_too_large", 413),
                 ("admin.precondition_required", 428),
+                ("admin.reload_refused", 422),
+                ("admin.credential_rejected", 422),
             ]
         );
     }

@@ -42,6 +42,9 @@ pub enum FleetError {
     Policy(#[from] InvalidPolicy),
     #[error("{0}")]
     Invalid(String),
+    /// A new credential failed its check against the site (the old one is kept).
+    #[error("{0}")]
+    Unconfirmed(String),
 }
 
 /// A site ready for the request path: upstream parsed and resolved, credential opened
@@ -136,14 +139,15 @@ impl Fleet {
         keyring: Keyring,
         config: &Config,
     ) -> Result<Fleet, FleetError> {
+        check_keyring_covers(store.as_ref(), &keyring).await?;
         let pepper = load_or_create_pepper(store.as_ref(), &keyring).await?;
         let c = &config.cache;
         Ok(Fleet {
             store,
             keyring: ArcSwap::from_pointee(keyring),
             hasher: KeyHasher::new(&pepper),
-            sites: LookupCache::new("sites", c.capacity, c.ttl, c.negative_ttl),
-            keys: LookupCache::new("api_keys", c.capacity, c.ttl, c.negative_ttl),
+            sites: LookupCache::new("sites", c.capacity, c.ttl, c.negative_ttl, c.max_stale),
+            keys: LookupCache::new("api_keys", c.capacity, c.ttl, c.negative_ttl, c.max_stale),
         })
     }
 
@@ -157,6 +161,12 @@ impl Fleet {
 
     pub fn keyring(&self) -> Arc<Keyring> {
         self.keyring.load_full()
+    }
+
+    /// Swaps in a new keyring (checked with `check_keyring_covers` first). Cached
+    /// sites keep their opened credentials; new loads open with the new keyring.
+    pub fn set_keyring(&self, keyring: Keyring) {
+        self.keyring.store(Arc::new(keyring));
     }
 
     // ---- the request path ----
@@ -179,6 +189,21 @@ impl Fleet {
                 }
             })
             .await
+    }
+
+    /// Forgets what a change made by another process touched.
+    pub async fn apply_change(&self, change: &store::Change) {
+        match change.kind {
+            store::ChangeKind::Site => self.sites.invalidate(&change.id).await,
+            store::ChangeKind::ApiKey => self.keys.invalidate(&change.id).await,
+            store::ChangeKind::AdminToken | store::ChangeKind::Setting => {}
+        }
+    }
+
+    /// Forgets every cached site and key.
+    pub fn forget_all(&self) {
+        self.sites.invalidate_all();
+        self.keys.invalidate_all();
     }
 
     /// The site for `id` if it is cached; never reads the store.
@@ -272,6 +297,42 @@ impl Fleet {
         let detail = Some(format!("credential={}", credential.kind.as_str()));
         self.update(record, "site.set_credential", detail, actor)
             .await
+    }
+
+    /// Rotation without a gap: checks the new credential against the site first (its
+    /// index answers, and `users/me` accepts the credential) and stores it only when the
+    /// check passes. Until then the old credential keeps serving; on failure it stays,
+    /// and the error says what the site answered.
+    pub async fn set_credential_confirmed(
+        &self,
+        id: &str,
+        credential: &CredentialInput,
+        client: &reqwest::Client,
+        timeout: Duration,
+        actor: &Actor,
+    ) -> Result<(SiteRecord, crate::health::HealthReport), FleetError> {
+        let mut record = self.site(id).await?;
+        let site_id: SiteId = record.id.parse()?;
+        record.credential = self.seal_credential(&site_id, credential)?;
+        let candidate = resolve(&record, &self.keyring.load()).await?;
+        let target = crate::health_targets::probe_target(&candidate);
+        let report = crate::health::probe(client, &target, timeout).await;
+        use crate::health::HealthState;
+        if !matches!(report.state, HealthState::Healthy | HealthState::Degraded) {
+            return Err(FleetError::Unconfirmed(format!(
+                "the new credential was not confirmed ({}): {}; the old credential is kept",
+                report.state.as_str(),
+                report.message
+            )));
+        }
+        let detail = Some(format!(
+            "credential={} confirmed=users/me",
+            credential.kind.as_str()
+        ));
+        let updated = self
+            .update(record, "site.set_credential", detail, actor)
+            .await?;
+        Ok((updated, report))
     }
 
     /// Replaces a site's client authentication policy. `hmac_secret` replaces the JWT
@@ -568,6 +629,23 @@ async fn resolve(record: &SiteRecord, keyring: &Keyring) -> Result<ResolvedSite,
         required_namespaces: record.required_namespaces.clone(),
         health_fail_fast: record.health_fail_fast,
     })
+}
+
+/// How many stored records each key seals, refusing a keyring that lacks a key still in
+/// use (naming the key and the count): no keyring change can make data unreadable.
+pub async fn check_keyring_covers(
+    store: &dyn Store,
+    keyring: &Keyring,
+) -> Result<Vec<(String, i64)>, FleetError> {
+    let counts = store.sealed_key_counts().await?;
+    if let Some((key_id, count)) = counts.iter().find(|(k, _)| !keyring.contains(k)) {
+        return Err(KeyringError::MissingInUse {
+            key_id: key_id.clone(),
+            count: *count,
+        }
+        .into());
+    }
+    Ok(counts)
 }
 
 async fn load_or_create_pepper(store: &dyn Store, keyring: &Keyring) -> Result<Secret, FleetError> {

@@ -6,7 +6,8 @@
 //! every site is counted under `site="_all"` so fleets of 100k sites stay cheap.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -27,6 +28,15 @@ pub struct Metrics {
     pub health_check_duration: Histogram,
     pub cache_requests: IntCounterVec,
     pub store_errors: IntCounterVec,
+    /// 1 while the store answers (last check), 0 while it does not.
+    pub store_up: IntGauge,
+    /// 1 while the change listener (PostgreSQL LISTEN) is connected.
+    pub store_listener_connected: IntGauge,
+    /// Changes other processes made, applied to this one's caches, by how they arrived.
+    pub store_changes_applied: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_success: Gauge,
+    pub keyring_sealed_records: IntGaugeVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -81,7 +91,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let cache_requests = IntCounterVec::new(
         Opts::new(
             "wpgate_cache_requests_total",
-            "Cache lookups by cache (sites, api_keys) and result (hit, miss).",
+            "Cache lookups by cache (sites, api_keys) and result (hit, miss, stale: answered past its TTL while the store fails).",
         ),
         &["cache", "result"],
     )?;
@@ -91,6 +101,39 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "Failed store operations, by operation.",
         ),
         &["op"],
+    )?;
+    let store_up = IntGauge::new(
+        "wpgate_store_up",
+        "1 when the store answered the last check, 0 when it did not.",
+    )?;
+    let store_listener_connected = IntGauge::new(
+        "wpgate_store_listener_connected",
+        "1 while the change notification listener (PostgreSQL LISTEN) is connected.",
+    )?;
+    let store_changes_applied = IntCounterVec::new(
+        Opts::new(
+            "wpgate_store_changes_applied_total",
+            "Store changes applied to this process's caches, by source (notify, poll).",
+        ),
+        &["source"],
+    )?;
+    let config_reloads = IntCounterVec::new(
+        Opts::new(
+            "wpgate_config_reloads_total",
+            "Configuration reloads by result (success, failure).",
+        ),
+        &["result"],
+    )?;
+    let config_last_reload_success = Gauge::new(
+        "wpgate_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last configuration load or reload that succeeded.",
+    )?;
+    let keyring_sealed_records = IntGaugeVec::new(
+        Opts::new(
+            "wpgate_keyring_sealed_records",
+            "Stored records sealed by each keyring key (a key at 0 can be retired).",
+        ),
+        &["key_id"],
     )?;
     let build_info = IntGaugeVec::new(
         Opts::new(
@@ -107,7 +150,16 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(health_check_duration.clone()))?;
     registry.register(Box::new(cache_requests.clone()))?;
     registry.register(Box::new(store_errors.clone()))?;
+    registry.register(Box::new(store_up.clone()))?;
+    registry.register(Box::new(store_listener_connected.clone()))?;
+    registry.register(Box::new(store_changes_applied.clone()))?;
+    registry.register(Box::new(config_reloads.clone()))?;
+    registry.register(Box::new(config_last_reload_success.clone()))?;
+    registry.register(Box::new(keyring_sealed_records.clone()))?;
     registry.register(Box::new(build_info.clone()))?;
+    for result in ["success", "failure"] {
+        config_reloads.with_label_values(&[result]);
+    }
     build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
@@ -122,6 +174,12 @@ fn build() -> Result<Metrics, prometheus::Error> {
         health_check_duration,
         cache_requests,
         store_errors,
+        store_up,
+        store_listener_connected,
+        store_changes_applied,
+        config_reloads,
+        config_last_reload_success,
+        keyring_sealed_records,
         build_info,
     })
 }

@@ -52,6 +52,30 @@ pub fn init_logging(config: &Config) {
     log::set_max_level(log_ceiling);
 }
 
+/// Binds the admin listener. During a graceful upgrade the old process holds the port
+/// until it exits (a few seconds after SIGQUIT): keep trying for up to 60 s.
+async fn bind_admin(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Records this process's id (for `kill -HUP` / `kill -QUIT`); a failure is logged.
+fn write_pid_file(path: &std::path::Path) {
+    if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the pid file");
+    }
+}
+
 pub fn log_keyring_source(source: &KeyringSource) {
     match source {
         KeyringSource::Generated(path) => tracing::warn!(
@@ -64,7 +88,11 @@ pub fn log_keyring_source(source: &KeyringSource) {
 }
 
 /// Runs the gateway until it is told to stop. Never returns on success.
-pub fn run(config: Config) -> anyhow::Result<()> {
+pub fn run(
+    config: Config,
+    options: config::LoadOptions,
+    args: &crate::cli::ServeArgs,
+) -> anyhow::Result<()> {
     // Start-up work and background tasks run on their own small runtime; Pingora builds
     // one runtime per service for the request path.
     let control = tokio::runtime::Builder::new_multi_thread()
@@ -77,6 +105,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .block_on(Fleet::open(&config))
         .context("cannot open the store and keyring")?;
     log_keyring_source(&source);
+    if let Some(m) = crate::metrics::get() {
+        m.config_last_reload_success.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default(),
+        );
+    }
 
     let data_dir = &config.data_dir;
     let server_conf = ServerConf {
@@ -92,8 +128,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .map(|p| p.display().to_string()),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade: args.upgrade,
+        ..Default::default()
+    };
+    if args.upgrade {
+        tracing::info!(
+            "graceful upgrade: waiting for the running gateway's sockets (send it SIGQUIT)"
+        );
+    }
+    let mut server = Server::new_with_opt_and_conf(Some(opt), server_conf);
     server.bootstrap();
+    write_pid_file(&data_dir.join("wpgate.pid"));
 
     let listen = config.listen_proxy;
     let listen_admin = config.listen_admin;
@@ -103,8 +149,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         m.set_per_site_labels(config.metrics_per_site_labels);
     }
     let refresh_every = (config.auth.jwks_min_ttl / 2).max(std::time::Duration::from_secs(1));
+    let poll_interval = config.store_poll_interval;
+    let keyring_from_env = source == KeyringSource::Environment;
     let live = config::live(config);
     let fleet = Arc::new(fleet);
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        options,
+        Arc::clone(&live),
+        Arc::clone(&fleet),
+        keyring_from_env,
+    ));
+    {
+        let _guard = control.enter();
+        crate::reload::spawn_triggers(Arc::clone(&reloader));
+    }
     let gateway = Gateway::new(Arc::clone(&fleet), live).context("cannot set up the proxy")?;
     let health_client = crate::health::client(health_ca.as_deref(), health.timeout)
         .context("cannot set up the health checks")?;
@@ -125,23 +183,53 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             Some(crate::health_targets::metrics_hook(board)),
         );
     }
+    let tokens = Arc::new(crate::admin::token::AdminTokens::new());
+    {
+        // Follow changes other processes make to the store (and watch that it answers).
+        let _guard = control.enter();
+        let tokens = Arc::clone(&tokens);
+        crate::follow::spawn(
+            Arc::clone(&fleet),
+            poll_interval,
+            Some(Arc::new(move || tokens.forget_all())),
+        );
+    }
     // The admin listener runs on the control runtime; failing to bind it is fatal.
     let admin_state = crate::admin::AdminState {
         fleet,
-        tokens: Arc::new(crate::admin::token::AdminTokens::new()),
+        tokens,
         health: Arc::clone(gateway.health()),
         health_client: Some(health_client),
         health_timeout: health.timeout,
+        reloader: Some(reloader),
     };
-    let admin_listener = control
-        .block_on(tokio::net::TcpListener::bind(listen_admin))
-        .with_context(|| format!("cannot listen on {listen_admin} (listen.admin)"))?;
+    // Outside an upgrade, failing to bind it is fatal. During one, the old process holds
+    // the port until it exits: bind in the background so the proxy starts at once.
+    let admin_listener = if args.upgrade {
+        None
+    } else {
+        Some(
+            control
+                .block_on(tokio::net::TcpListener::bind(listen_admin))
+                .with_context(|| format!("cannot listen on {listen_admin} (listen.admin)"))?,
+        )
+    };
     control.spawn(async move {
-        if let Err(e) = axum::serve(admin_listener, crate::admin::router(admin_state)).await {
+        let listener = match admin_listener {
+            Some(l) => l,
+            None => match bind_admin(listen_admin).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(listen = %listen_admin, error = %e, "cannot listen on listen.admin");
+                    return;
+                }
+            },
+        };
+        tracing::info!(listen = %listen_admin, "admin listener serving /healthz /readyz /metrics");
+        if let Err(e) = axum::serve(listener, crate::admin::router(admin_state)).await {
             tracing::error!(error = %e, "admin listener stopped");
         }
     });
-    tracing::info!(listen = %listen_admin, "admin listener serving /healthz /readyz /metrics");
     {
         // Refresh JWKS sets before they expire, on the control runtime.
         let _guard = control.enter();

@@ -49,6 +49,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
         (name = "keys", description = "Client API keys"),
         (name = "health", description = "Site health: the latest check, or one now"),
         (name = "audit", description = "Who changed what"),
+        (name = "operations", description = "Reload the configuration and keyring; keyring status"),
         (name = "meta", description = "This description"),
     )
 )]
@@ -83,6 +84,8 @@ fn documented() -> OpenApiRouter<AdminState> {
         .routes(routes!(keys::list_audit))
         .routes(routes!(health::site_health))
         .routes(routes!(health::test_site))
+        .routes(routes!(super::ops::reload))
+        .routes(routes!(super::ops::keyring_status))
         .routes(routes!(openapi_json))
 }
 
@@ -239,6 +242,7 @@ impl From<FleetError> for ApiError {
             FleetError::Credential(e) => Self::invalid(format!("credential: {e}")),
             FleetError::Policy(e) => Self::invalid(format!("auth: {e}")),
             FleetError::Invalid(msg) => Self::invalid(msg),
+            FleetError::Unconfirmed(msg) => Self::with(ErrorCode::AdminCredentialRejected, msg),
             e @ (FleetError::Keyring(_) | FleetError::Crypto(_)) => {
                 tracing::error!(target: "wpgate::admin", error = %e, "keyring or sealing failed");
                 Self::new(ErrorCode::Internal)
@@ -432,6 +436,7 @@ mod tests {
         .unwrap();
         let (fleet, _) = crate::fleet::Fleet::open(&config).await.unwrap();
         let state = AdminState {
+            reloader: None,
             fleet: Arc::new(fleet),
             tokens: Arc::new(crate::admin::token::AdminTokens::new()),
             health: Arc::new(crate::health::HealthBoard::new()),

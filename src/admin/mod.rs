@@ -1,11 +1,13 @@
 //! The admin listener (default 127.0.0.1:9090), separate from the proxy:
-//! `/healthz` (the process answers), `/readyz` (the store answers and the keyring is
-//! loaded; 503 otherwise) and `/metrics` (Prometheus text format), and the
+//! `/healthz` (the process answers), `/readyz` (200 `ready` when the store answers;
+//! 200 `degraded` while it does not and cached sites and keys keep serving — a shared
+//! store outage must not take every replica out of the load balancer at once) and `/metrics` (Prometheus text format), and the
 //! authenticated admin API under `/admin/v1` (`api`).
 
 pub mod api;
 pub mod health;
 pub mod keys;
+pub mod ops;
 pub mod sites;
 pub mod token;
 pub mod views;
@@ -30,6 +32,8 @@ pub struct AdminState {
     /// The client health checks use (for running a check on demand).
     pub health_client: Option<reqwest::Client>,
     pub health_timeout: Duration,
+    /// Reloads the configuration and keyring (`None` where the process cannot).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -55,17 +59,19 @@ async fn readyz(State(state): State<AdminState>) -> Response {
             "keyring": {"primary": keyring.primary_id(), "keys": keyring.key_ids().count()},
         }))
         .into_response(),
-        Ok(Err(e)) => not_ready(format!("store: {e}")),
-        Err(_) => not_ready("store: no answer within 2s".into()),
+        Ok(Err(e)) => degraded(format!("store: {e}")),
+        Err(_) => degraded("store: no answer within 2s".into()),
     }
 }
 
-fn not_ready(why: String) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"status": "not_ready", "reason": why})),
-    )
-        .into_response()
+fn degraded(why: String) -> Response {
+    Json(json!({
+        "status": "degraded",
+        "store": "unavailable",
+        "reason": why,
+        "serving": "cached sites and keys, up to cache.max_stale past their TTL",
+    }))
+    .into_response()
 }
 
 async fn metrics() -> Response {

@@ -484,7 +484,12 @@ pub async fn disable_site(
     put,
     path = "/admin/v1/sites/{id}/credential",
     tag = "sites",
-    params(("id" = String, Path, description = "Site id")),
+    params(
+        ("id" = String, Path, description = "Site id"),
+        ("confirm" = Option<bool>, Query, description = "Check the new credential against \
+            the site first (users/me must accept it); store it only if the check passes, \
+            otherwise keep the old one and answer 422 admin.credential_rejected"),
+    ),
     request_body = CredentialBody,
     responses(
         (status = 200, body = SiteView),
@@ -492,21 +497,45 @@ pub async fn disable_site(
         (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope, description = "confirm: the site refused the new credential; the old one is kept"),
     )
 )]
 pub async fn set_credential(
     State(state): State<AdminState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
+    axum::extract::Query(query): axum::extract::Query<CredentialQuery>,
     ApiJson(body): ApiJson<CredentialBody>,
 ) -> Result<Response, ApiError> {
     check_site_id(&id, "id")?;
     let input = body.into_input()?;
-    let record = state
-        .fleet
-        .set_credential(&id, &input, &caller.actor)
-        .await?;
+    let record = if query.confirm {
+        let client = match &state.health_client {
+            Some(c) => c.clone(),
+            None => crate::health::client(None, state.health_timeout).map_err(|e| {
+                tracing::error!(target: "wpgate::admin", error = %e, "cannot build the health check client");
+                ApiError::new(ErrorCode::Internal)
+            })?,
+        };
+        let (record, report) = state
+            .fleet
+            .set_credential_confirmed(&id, &input, &client, state.health_timeout, &caller.actor)
+            .await?;
+        state.health.record(&id, report);
+        record
+    } else {
+        state
+            .fleet
+            .set_credential(&id, &input, &caller.actor)
+            .await?
+    };
     Ok(site_reply(StatusCode::OK, &record))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CredentialQuery {
+    #[serde(default)]
+    confirm: bool,
 }
 
 #[cfg(test)]

@@ -125,6 +125,11 @@ impl AdminTokens {
         }
     }
 
+    /// Forgets every verified token (tokens changed in another process).
+    pub fn forget_all(&self) {
+        self.verified.invalidate_all();
+    }
+
     /// Issues a token. The returned secret is the whole token: show it once.
     pub async fn create(
         &self,

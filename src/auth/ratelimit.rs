@@ -1,10 +1,11 @@
 //! Failed-authentication limiting per client IP: after `max_failures` failures within
 //! `window`, the client gets 429 with `Retry-After` before any lookup or crypto, until
-//! the window that counted them has passed. Successful requests only pay one cache read.
+//! the window that counted them has passed. While no client has reached the limit in
+//! the last window, a request pays one clock read and no lookup.
 
 use moka::sync::Cache;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,10 @@ pub struct FailureLimiter {
     max_failures: u32,
     window: Duration,
     windows: Cache<IpAddr, Arc<Window>>,
+    /// The limiter's time origin, for `last_reached`.
+    epoch: Instant,
+    /// When (ms after `epoch`, plus one; 0 = never) some client last reached the limit.
+    last_reached: AtomicU64,
 }
 
 impl FailureLimiter {
@@ -29,12 +34,24 @@ impl FailureLimiter {
                 .max_capacity(capacity)
                 .time_to_live(window)
                 .build(),
+            epoch: Instant::now(),
+            last_reached: AtomicU64::new(0),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// `Some(retry_after)` while `ip` is over the limit.
     pub fn blocked(&self, ip: IpAddr) -> Option<Duration> {
         if self.max_failures == 0 {
+            return None;
+        }
+        // Nobody reached the limit within the last window: nobody is blocked.
+        let reached = self.last_reached.load(Ordering::Relaxed);
+        let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        if reached == 0 || self.now_ms().saturating_add(1).saturating_sub(reached) > window_ms {
             return None;
         }
         let w = self.windows.get(&ip)?;
@@ -65,9 +82,16 @@ impl FailureLimiter {
                     failures: AtomicU32::new(1),
                 }),
             );
+            if self.max_failures <= 1 {
+                self.last_reached
+                    .store(self.now_ms() + 1, Ordering::Relaxed);
+            }
             return;
         }
-        w.failures.fetch_add(1, Ordering::Relaxed);
+        if w.failures.fetch_add(1, Ordering::Relaxed) + 1 >= self.max_failures {
+            self.last_reached
+                .store(self.now_ms() + 1, Ordering::Relaxed);
+        }
     }
 }
 

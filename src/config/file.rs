@@ -55,12 +55,25 @@ impl Default for ListenFile {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreFile {
     /// Default: `sqlite://<data_dir>/wpgate.db`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// How often the change log is read (the fallback for missed notifications, and
+    /// how changes made by other processes on SQLite are seen).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for StoreFile {
+    fn default() -> Self {
+        Self {
+            url: None,
+            poll_interval: Duration::from_secs(2),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -79,6 +92,10 @@ pub struct CacheFile {
     pub ttl: Duration,
     #[serde(with = "humantime_serde")]
     pub negative_ttl: Duration,
+    /// How long past its TTL a cached site or key keeps answering while the store is
+    /// unreachable.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
 }
 
 impl Default for CacheFile {
@@ -87,6 +104,7 @@ impl Default for CacheFile {
             capacity: 100_000,
             ttl: Duration::from_secs(30),
             negative_ttl: Duration::from_secs(5),
+            max_stale: Duration::from_secs(600),
         }
     }
 }

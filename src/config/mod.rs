@@ -6,7 +6,7 @@
 pub mod file;
 pub mod model;
 
-pub use model::{Config, ConfigError, LoadOptions, LogFormat, StoreUrl};
+pub use model::{redact_url, Config, ConfigError, LoadOptions, LogFormat, StoreUrl};
 
 use arc_swap::ArcSwap;
 use std::sync::Arc;

@@ -39,13 +39,63 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the store lives. `Debug` and `Display` never show a password: a PostgreSQL URL
+/// may carry one.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     Sqlite(PathBuf),
+    /// `postgres://` or `postgresql://` URL, as sqlx takes it (may hold a password).
+    Postgres(String),
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            StoreUrl::Postgres(url) => f.debug_tuple("Postgres").field(&redact_url(url)).finish(),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            StoreUrl::Postgres(url) => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+/// `url` fit for messages and logs: a password (in the user part, or a query parameter
+/// whose name contains "password") is replaced by `redacted`; a URL that does not parse
+/// is not shown at all.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "[unparsable URL, not shown]".into();
+    };
+    if parsed.password().is_some() && parsed.set_password(Some("redacted")).is_err() {
+        return "[URL not shown]".into();
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.to_ascii_lowercase().contains("password") {
+                    "redacted".to_string()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 impl StoreUrl {
-    fn parse(url: &str) -> Result<Self, String> {
+    /// Parses `store.url`; the error never repeats the URL.
+    pub fn parse(url: &str) -> Result<Self, String> {
         if let Some(rest) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -57,9 +107,9 @@ impl StoreUrl {
             return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err("PostgreSQL is not supported by this build yet; use sqlite://".into());
+            return Ok(StoreUrl::Postgres(url.to_string()));
         }
-        Err("must start with sqlite://".into())
+        Err("must start with sqlite:// or postgres://".into())
     }
 }
 
@@ -78,6 +128,8 @@ pub struct Config {
     pub listen_proxy: SocketAddr,
     pub listen_admin: SocketAddr,
     pub store: StoreUrl,
+    /// `store.poll_interval`: how often the change log is read.
+    pub store_poll_interval: Duration,
     pub keyring_file: PathBuf,
     pub cache: CacheSettings,
     pub upstream: UpstreamSettings,
@@ -96,6 +148,8 @@ pub struct CacheSettings {
     pub capacity: u64,
     pub ttl: Duration,
     pub negative_ttl: Duration,
+    /// Past the TTL, how long a cached entry answers while the store is unreachable.
+    pub max_stale: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -248,6 +302,9 @@ impl Validator<'_> {
                 "must be longer than 0s and no longer than cache.ttl",
             ));
         }
+        if f.store.poll_interval < Duration::from_millis(100) {
+            return Err(self.invalid("store.poll_interval", "must be at least 100ms"));
+        }
         if f.upstream.connect_timeout.is_zero() {
             return Err(self.invalid("upstream.connect_timeout", "must be longer than 0s"));
         }
@@ -338,11 +395,13 @@ impl Validator<'_> {
             listen_proxy,
             listen_admin,
             store,
+            store_poll_interval: f.store.poll_interval,
             keyring_file,
             cache: CacheSettings {
                 capacity: f.cache.capacity,
                 ttl: f.cache.ttl,
                 negative_ttl: f.cache.negative_ttl,
+                max_stale: f.cache.max_stale,
             },
             upstream: UpstreamSettings {
                 connect_timeout: f.upstream.connect_timeout,
@@ -458,5 +517,33 @@ mod tests {
         assert_eq!(c.cache.ttl, Duration::from_secs(120));
         assert_eq!(c.store, StoreUrl::Sqlite(PathBuf::from("/tmp/x.db")));
         assert!(load_str("[store]\nurl = \"mysql://x\"\n").is_err());
+    }
+
+    #[test]
+    fn store_url_passwords_never_show() {
+        let c = load_str(
+            "[store]\nurl = \"postgres://gw:s3cr%40t@db.internal:5432/wpgate?sslmode=require&password=other-s3cr\"\n",
+        )
+        .unwrap();
+        let shown = [
+            format!("{c:?}"),
+            format!("{:?}", c.store),
+            c.store.to_string(),
+        ];
+        for text in &shown {
+            assert!(!text.contains("s3cr"), "{text}");
+            assert!(text.contains("db.internal:5432/wpgate"), "{text}");
+            assert!(text.contains("sslmode=require"), "{text}");
+        }
+        assert_eq!(
+            redact_url("postgresql://u:p@h/d"),
+            "postgresql://u:redacted@h/d"
+        );
+        assert_eq!(redact_url("postgres://h/d"), "postgres://h/d");
+        assert!(!redact_url("postgres://u:pw@[::1/d").contains("pw"));
+        assert_eq!(
+            StoreUrl::Sqlite(PathBuf::from("/tmp/x.db")).to_string(),
+            "sqlite:///tmp/x.db"
+        );
     }
 }

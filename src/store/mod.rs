@@ -1,6 +1,8 @@
 //! The store: sites, API keys, the audit log and gateway settings behind one trait.
 //! Every write is one transaction that also writes its audit record.
 
+pub mod migrate;
+pub mod postgres;
 pub mod sqlite;
 
 use crate::config::StoreUrl;
@@ -133,6 +135,177 @@ pub struct AuditRecord {
     pub entry: AuditEntry,
 }
 
+/// What a committed write touched: the cache entry every replica must forget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    Site,
+    ApiKey,
+    AdminToken,
+    Setting,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Site => "site",
+            ChangeKind::ApiKey => "api_key",
+            ChangeKind::AdminToken => "admin_token",
+            ChangeKind::Setting => "setting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "site" => ChangeKind::Site,
+            "api_key" => ChangeKind::ApiKey,
+            "admin_token" => ChangeKind::AdminToken,
+            "setting" => ChangeKind::Setting,
+            _ => return None,
+        })
+    }
+}
+
+/// One row of the change log: every write appends one per record it touched, in the
+/// same transaction, so `seq` order is commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: i64,
+    pub kind: ChangeKind,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangesSince {
+    /// Oldest first.
+    pub changes: Vec<Change>,
+    /// False when changes after the asked-for `seq` were already pruned: the reader
+    /// must forget everything it caches.
+    pub complete: bool,
+}
+
+/// What a backend that pushes changes (PostgreSQL LISTEN/NOTIFY) tells its listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeEvent {
+    Changed(Change),
+    /// The listening connection was (re)established: notifications may have been
+    /// missed while it was down, so read the change log now.
+    Connected,
+    Disconnected,
+}
+
+/// Where a sealed value lives, which names the place it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SealedSlot {
+    /// `sites.credential_sealed` of the site.
+    SiteCredential(String),
+    /// `sites.jwt_secret_sealed` of the site.
+    SiteJwtSecret(String),
+    /// `settings.value` of the named setting.
+    Setting(String),
+}
+
+impl SealedSlot {
+    /// The place the value is sealed for (its associated data).
+    pub fn place(&self) -> crate::crypto::Place {
+        match self {
+            SealedSlot::SiteCredential(id) => {
+                crate::crypto::Place::site(id, UPSTREAM_CREDENTIAL_FIELD)
+            }
+            SealedSlot::SiteJwtSecret(id) => crate::crypto::Place::site(id, JWT_SECRET_FIELD),
+            SealedSlot::Setting(name) => crate::crypto::Place::global(name),
+        }
+    }
+
+    /// The change a rewrite of this slot makes (what caches must forget).
+    pub fn change(&self) -> (ChangeKind, &str) {
+        match self {
+            SealedSlot::SiteCredential(id) | SealedSlot::SiteJwtSecret(id) => {
+                (ChangeKind::Site, id)
+            }
+            SealedSlot::Setting(name) => (ChangeKind::Setting, name),
+        }
+    }
+}
+
+impl std::fmt::Display for SealedSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SealedSlot::SiteCredential(id) => write!(f, "site {id} upstream credential"),
+            SealedSlot::SiteJwtSecret(id) => write!(f, "site {id} JWT secret"),
+            SealedSlot::Setting(name) => write!(f, "setting {name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    pub slot: SealedSlot,
+    pub sealed: String,
+}
+
+/// One re-seal of a rewrap batch: replaces `old.sealed` with `new_sealed` only if the
+/// slot still holds `old.sealed` (a concurrent write wins and is left alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reseal {
+    pub old: SealedValue,
+    pub new_sealed: String,
+}
+
+/// How many records of each kind a store holds (`wpgate store migrate`: the target must
+/// be empty, and the copy must match the source).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecordCounts {
+    pub sites: u64,
+    pub api_keys: u64,
+    pub admin_tokens: u64,
+    pub settings: u64,
+    pub audit: u64,
+}
+
+impl RecordCounts {
+    pub fn is_empty(&self) -> bool {
+        *self == RecordCounts::default()
+    }
+}
+
+impl std::fmt::Display for RecordCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} sites, {} API keys, {} admin tokens, {} settings, {} audit entries",
+            self.sites, self.api_keys, self.admin_tokens, self.settings, self.audit
+        )
+    }
+}
+
+/// Records copied verbatim from another store by [`Store::import`]: ids, versions,
+/// timestamps and sealed text exactly as they were (sealed values are never opened).
+#[derive(Debug, Clone, Default)]
+pub struct ImportBatch {
+    /// `(name, value)`, values as stored.
+    pub settings: Vec<(String, String)>,
+    pub admin_tokens: Vec<AdminTokenRecord>,
+    pub sites: Vec<SiteRecord>,
+    /// Their sites must be in this batch or already imported.
+    pub api_keys: Vec<ApiKeyRecord>,
+    /// Keeps each record's `id` and `at`.
+    pub audit: Vec<AuditRecord>,
+}
+
+impl ImportBatch {
+    pub fn len(&self) -> usize {
+        self.settings.len()
+            + self.admin_tokens.len()
+            + self.sites.len()
+            + self.api_keys.len()
+            + self.audit.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks the store answers.
@@ -203,12 +376,59 @@ pub trait Store: Send + Sync + 'static {
     /// two processes that race to create it agree on one).
     async fn insert_setting_if_absent(&self, name: &str, value: &str)
         -> Result<String, StoreError>;
+
+    // ---- the change log (cross-process cache invalidation) ----
+
+    /// The newest change's `seq` (0 when there is none).
+    async fn latest_change(&self) -> Result<i64, StoreError>;
+    /// Changes after `seq`, oldest first, at most `limit`.
+    async fn changes_since(&self, seq: i64, limit: u32) -> Result<ChangesSince, StoreError>;
+    /// Deletes changes recorded before `before` (unix seconds); returns how many.
+    async fn prune_changes(&self, before: i64) -> Result<u64, StoreError>;
+    /// Starts pushing committed changes to `events` (reconnecting by itself) if the
+    /// backend can; returns false when it cannot (readers poll the change log).
+    fn spawn_listener(&self, _events: tokio::sync::mpsc::UnboundedSender<ChangeEvent>) -> bool {
+        false
+    }
+
+    // ---- sealed values (keyring rotation) ----
+
+    /// How many stored values each keyring key seals, by key id.
+    async fn sealed_key_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Up to `limit` sealed values not sealed with `key_id`.
+    async fn sealed_not_by(&self, key_id: &str, limit: u32)
+        -> Result<Vec<SealedValue>, StoreError>;
+    /// Applies a batch of re-seals in one transaction (each only where the slot still
+    /// holds the old value); returns how many were replaced.
+    async fn reseal(&self, batch: &[Reseal], audit: &AuditEntry) -> Result<u64, StoreError>;
+
+    // ---- export and import (`wpgate store migrate`) ----
+    // Sites are exported with `list_sites`, admin tokens with `list_admin_tokens`.
+
+    /// How many records of each kind the store holds (the change log is not counted).
+    async fn record_counts(&self) -> Result<RecordCounts, StoreError>;
+    /// API keys of every site ordered by key id, starting after `after`.
+    async fn export_api_keys(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Every setting as `(name, value)`, ordered by name, values as stored.
+    async fn export_settings(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Audit records with `id > after`, oldest first.
+    async fn export_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Inserts the batch exactly as given, in one transaction, writing neither audit nor
+    /// change-log rows (it copies history; it makes none). `AlreadyExists` when a record
+    /// is already there, `NotFound` when a key's site is missing; nothing is written then.
+    /// Audit ids stay as given and later entries are numbered after the highest.
+    async fn import(&self, batch: &ImportBatch) -> Result<(), StoreError>;
 }
 
 /// Opens (creating if needed) the store named by the configuration and migrates it.
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
     match url {
         StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+        StoreUrl::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::open(url).await?)),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The embedded default store: one SQLite file (WAL mode), migrated on open.
 
 use super::{
-    trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, SiteRecord, Store,
+    trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, Change, ChangeKind,
+    ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot, SealedValue, SiteRecord, Store,
     StoreError, StoredCredential,
 };
 use crate::site::CredentialKind;
@@ -10,7 +11,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::path::Path;
 use std::time::Duration;
 
@@ -61,6 +62,23 @@ fn site_from_row(row: &SqliteRow) -> Result<SiteRecord, StoreError> {
         created_at: row.try_get("created_at").map_err(unavailable)?,
         updated_at: row.try_get("updated_at").map_err(unavailable)?,
         version: row.try_get("version").map_err(unavailable)?,
+    })
+}
+
+const AUDIT_COLUMNS: &str = "id, at, actor, action, target, site_id, request_id, detail";
+
+fn audit_from_row(r: &SqliteRow) -> Result<AuditRecord, StoreError> {
+    Ok(AuditRecord {
+        id: r.try_get("id").map_err(unavailable)?,
+        at: r.try_get("at").map_err(unavailable)?,
+        entry: AuditEntry {
+            actor: r.try_get("actor").map_err(unavailable)?,
+            action: r.try_get("action").map_err(unavailable)?,
+            target: r.try_get("target").map_err(unavailable)?,
+            site_id: r.try_get("site_id").map_err(unavailable)?,
+            request_id: r.try_get("request_id").map_err(unavailable)?,
+            detail: r.try_get("detail").map_err(unavailable)?,
+        },
     })
 }
 
@@ -118,6 +136,31 @@ async fn write_audit(
     Ok(())
 }
 
+/// Appends one change-log row in the write's transaction.
+async fn record_change(
+    tx: &mut Transaction<'_, Sqlite>,
+    kind: ChangeKind,
+    id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO changes (at, kind, id) VALUES (?, ?, ?)")
+        .bind(crate::time::now_unix())
+        .bind(kind.as_str())
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// The key id of sealed text `v1.<kid>.<nonce>.<ct>` in SQL.
+const SEALED_KID_SQL: &str = "substr(v, 4, instr(substr(v, 4), '.') - 1)";
+
+/// Every sealed value as `(slot kind, id, v)` rows.
+const SEALED_VALUES_SQL: &str = "SELECT 'c' AS slot, id, credential_sealed AS v FROM sites \
+      WHERE credential_sealed IS NOT NULL \
+    UNION ALL SELECT 'j', id, jwt_secret_sealed FROM sites WHERE jwt_secret_sealed IS NOT NULL \
+    UNION ALL SELECT 's', name, value FROM settings WHERE value LIKE 'v1.%'";
+
 impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = crate::config::model::parent_dir(path) {
@@ -138,10 +181,14 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        // run_direct: `run` makes the future not `Send` for every lifetime (sqlx's
+        // "Acquire is not general enough"), and `store::open` must be spawnable.
+        let mut conn = pool.acquire().await.map_err(unavailable)?;
         MIGRATOR
-            .run(&pool)
+            .run_direct(&mut *conn)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        drop(conn);
         Ok(SqliteStore { pool })
     }
 
@@ -215,6 +262,7 @@ impl Store for SqliteStore {
             Err(e) => return Err(unavailable(e)),
             Ok(_) => {}
         }
+        record_change(&mut tx, ChangeKind::Site, &site.id).await?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(unavailable)
     }
@@ -265,6 +313,7 @@ impl Store for SqliteStore {
                 StoreError::NotFound(format!("site {}", site.id))
             });
         }
+        record_change(&mut tx, ChangeKind::Site, &site.id).await?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(SiteRecord {
@@ -276,6 +325,15 @@ impl Store for SqliteStore {
 
     async fn delete_site(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        let keys: Vec<String> =
+            sqlx::query_scalar("SELECT key_id FROM api_keys WHERE site_id = ? ORDER BY key_id")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        for key in &keys {
+            record_change(&mut tx, ChangeKind::ApiKey, key).await?;
+        }
         let done = sqlx::query("DELETE FROM sites WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -284,6 +342,7 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("site {id}")));
         }
+        record_change(&mut tx, ChangeKind::Site, id).await?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(unavailable)
     }
@@ -341,6 +400,7 @@ impl Store for SqliteStore {
             Err(e) => return Err(unavailable(e)),
             Ok(_) => {}
         }
+        record_change(&mut tx, ChangeKind::ApiKey, &key.key_id).await?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(unavailable)
     }
@@ -376,6 +436,7 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?;
         let key = key_from_row(&row)?;
+        record_change(&mut tx, ChangeKind::ApiKey, key_id).await?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(key)
@@ -386,32 +447,17 @@ impl Store for SqliteStore {
         site_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, site_id, request_id, detail FROM audit_log \
-             WHERE (? IS NULL OR site_id = ?) ORDER BY id DESC LIMIT ?",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log \
+             WHERE (? IS NULL OR site_id = ?) ORDER BY id DESC LIMIT ?"
+        ))
         .bind(site_id)
         .bind(site_id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    id: r.try_get("id").map_err(unavailable)?,
-                    at: r.try_get("at").map_err(unavailable)?,
-                    entry: AuditEntry {
-                        actor: r.try_get("actor").map_err(unavailable)?,
-                        action: r.try_get("action").map_err(unavailable)?,
-                        target: r.try_get("target").map_err(unavailable)?,
-                        site_id: r.try_get("site_id").map_err(unavailable)?,
-                        request_id: r.try_get("request_id").map_err(unavailable)?,
-                        detail: r.try_get("detail").map_err(unavailable)?,
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(audit_from_row).collect()
     }
 
     async fn create_admin_token(
@@ -442,6 +488,7 @@ impl Store for SqliteStore {
             Err(e) => return Err(unavailable(e)),
             Ok(_) => {}
         }
+        record_change(&mut tx, ChangeKind::AdminToken, &token.id).await?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(unavailable)
     }
@@ -495,6 +542,7 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?;
         let token = admin_token_from_row(&row)?;
+        record_change(&mut tx, ChangeKind::AdminToken, id).await?;
         write_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(token)
@@ -525,12 +573,15 @@ impl Store for SqliteStore {
         value: &str,
     ) -> Result<String, StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)")
+        let inserted = sqlx::query("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)")
             .bind(name)
             .bind(value)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        if inserted.rows_affected() > 0 {
+            record_change(&mut tx, ChangeKind::Setting, name).await?;
+        }
         let stored: String = sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
             .bind(name)
             .fetch_one(&mut *tx)
@@ -538,6 +589,298 @@ impl Store for SqliteStore {
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(stored)
+    }
+
+    async fn latest_change(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM changes")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn changes_since(&self, seq: i64, limit: u32) -> Result<ChangesSince, StoreError> {
+        let mut tx = self.begin().await?;
+        // Pruned past `seq`: the oldest kept row is not the next one after it.
+        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM changes")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let rows =
+            sqlx::query("SELECT seq, kind, id FROM changes WHERE seq > ? ORDER BY seq LIMIT ?")
+                .bind(seq)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let changes = rows
+            .iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind").map_err(unavailable)?;
+                Ok(Change {
+                    seq: r.try_get("seq").map_err(unavailable)?,
+                    kind: ChangeKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("change kind {kind:?}")))?,
+                    id: r.try_get("id").map_err(unavailable)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let complete = match (oldest, changes.first()) {
+            (Some(oldest), Some(_)) => oldest <= seq + 1,
+            _ => true,
+        };
+        Ok(ChangesSince { changes, complete })
+    }
+
+    async fn prune_changes(&self, before: i64) -> Result<u64, StoreError> {
+        // Keep the newest row so the sequence (and `complete`) stays meaningful.
+        let done = sqlx::query(
+            "DELETE FROM changes WHERE at < ? AND seq < (SELECT MAX(seq) FROM changes)",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn sealed_key_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        // Kept by triggers (migration 0006): no scan of the sites.
+        let rows = sqlx::query("SELECT kid, n FROM sealed_counts WHERE n > 0 ORDER BY kid")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("kid").map_err(unavailable)?,
+                    r.try_get("n").map_err(unavailable)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn sealed_not_by(
+        &self,
+        key_id: &str,
+        limit: u32,
+    ) -> Result<Vec<SealedValue>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT slot, id, v FROM ({SEALED_VALUES_SQL}) WHERE {SEALED_KID_SQL} <> ? \
+             ORDER BY slot, id LIMIT ?"
+        ))
+        .bind(key_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                let slot: String = r.try_get("slot").map_err(unavailable)?;
+                let id: String = r.try_get("id").map_err(unavailable)?;
+                let slot = match slot.as_str() {
+                    "c" => SealedSlot::SiteCredential(id),
+                    "j" => SealedSlot::SiteJwtSecret(id),
+                    _ => SealedSlot::Setting(id),
+                };
+                Ok(SealedValue {
+                    slot,
+                    sealed: r.try_get("v").map_err(unavailable)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn reseal(&self, batch: &[Reseal], audit: &AuditEntry) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut replaced = 0;
+        for r in batch {
+            let sql = match &r.old.slot {
+                SealedSlot::SiteCredential(_) => {
+                    "UPDATE sites SET credential_sealed = ? WHERE id = ? AND credential_sealed = ?"
+                }
+                SealedSlot::SiteJwtSecret(_) => {
+                    "UPDATE sites SET jwt_secret_sealed = ? WHERE id = ? AND jwt_secret_sealed = ?"
+                }
+                SealedSlot::Setting(_) => {
+                    "UPDATE settings SET value = ? WHERE name = ? AND value = ?"
+                }
+            };
+            let (kind, id) = r.old.slot.change();
+            let done = sqlx::query(sql)
+                .bind(&r.new_sealed)
+                .bind(id)
+                .bind(&r.old.sealed)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            if done.rows_affected() > 0 {
+                replaced += done.rows_affected();
+                record_change(&mut tx, kind, id).await?;
+            }
+        }
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(replaced)
+    }
+
+    async fn record_counts(&self) -> Result<RecordCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM sites) AS sites, \
+             (SELECT COUNT(*) FROM api_keys) AS api_keys, \
+             (SELECT COUNT(*) FROM admin_tokens) AS admin_tokens, \
+             (SELECT COUNT(*) FROM settings) AS settings, \
+             (SELECT COUNT(*) FROM audit_log) AS audit",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let n = |col: &str| -> Result<u64, StoreError> {
+            let v: i64 = row.try_get(col).map_err(unavailable)?;
+            Ok(u64::try_from(v).unwrap_or_default())
+        };
+        Ok(RecordCounts {
+            sites: n("sites")?,
+            api_keys: n("api_keys")?,
+            admin_tokens: n("admin_tokens")?,
+            settings: n("settings")?,
+            audit: n("audit")?,
+        })
+    }
+
+    async fn export_api_keys(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id > ? ORDER BY key_id LIMIT ?"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn export_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT name, value FROM settings ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("name").map_err(unavailable)?,
+                    r.try_get("value").map_err(unavailable)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn export_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?"
+        ))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn import(&self, batch: &ImportBatch) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        // Multi-row INSERTs, each under SQLite's limit of 32766 bound parameters.
+        for chunk in batch.settings.chunks(1000) {
+            let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO settings (name, value) ");
+            q.push_values(chunk, |mut b, (name, value)| {
+                b.push_bind(name).push_bind(value);
+            });
+            q.build().execute(&mut *tx).await.map_err(import_error)?;
+        }
+        for chunk in batch.admin_tokens.chunks(1000) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "INSERT INTO admin_tokens ({ADMIN_TOKEN_COLUMNS}) "
+            ));
+            q.push_values(chunk, |mut b, t| {
+                b.push_bind(&t.id)
+                    .push_bind(&t.label)
+                    .push_bind(t.scope.as_str())
+                    .push_bind(&t.secret_hash)
+                    .push_bind(t.created_at)
+                    .push_bind(t.revoked_at)
+                    .push_bind(t.last_used_at);
+            });
+            q.build().execute(&mut *tx).await.map_err(import_error)?;
+        }
+        for chunk in batch.sites.chunks(1000) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!("INSERT INTO sites ({SITE_COLUMNS}) "));
+            q.push_values(chunk, |mut b, site| {
+                b.push_bind(&site.id)
+                    .push_bind(&site.name)
+                    .push_bind(&site.upstream_url)
+                    .push_bind(site.enabled)
+                    .push_bind(site.credential.kind.as_str())
+                    .push_bind(&site.credential.username)
+                    .push_bind(&site.credential.sealed_secret)
+                    .push_bind(&site.auth_policy)
+                    .push_bind(&site.jwt_secret_sealed)
+                    .push_bind(namespaces_json(&site.required_namespaces))
+                    .push_bind(site.health_fail_fast)
+                    .push_bind(site.created_at)
+                    .push_bind(site.updated_at)
+                    .push_bind(site.version);
+            });
+            q.build().execute(&mut *tx).await.map_err(import_error)?;
+        }
+        for chunk in batch.api_keys.chunks(2000) {
+            let mut q =
+                QueryBuilder::<Sqlite>::new(format!("INSERT INTO api_keys ({KEY_COLUMNS}) "));
+            q.push_values(chunk, |mut b, k| {
+                b.push_bind(&k.key_id)
+                    .push_bind(&k.site_id)
+                    .push_bind(&k.label)
+                    .push_bind(&k.secret_hash)
+                    .push_bind(k.created_at)
+                    .push_bind(k.expires_at)
+                    .push_bind(k.revoked_at)
+                    .push_bind(k.grace_until);
+            });
+            q.build().execute(&mut *tx).await.map_err(import_error)?;
+        }
+        for chunk in batch.audit.chunks(2000) {
+            let mut q =
+                QueryBuilder::<Sqlite>::new(format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) "));
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.at)
+                    .push_bind(&r.entry.actor)
+                    .push_bind(&r.entry.action)
+                    .push_bind(&r.entry.target)
+                    .push_bind(&r.entry.site_id)
+                    .push_bind(&r.entry.request_id)
+                    .push_bind(&r.entry.detail);
+            });
+            q.build().execute(&mut *tx).await.map_err(import_error)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+}
+
+/// An import's error: a record already there or a key without its site is the caller's
+/// mistake, anything else the store's.
+fn import_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::AlreadyExists(format!("a record being imported ({d})"))
+        }
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            StoreError::NotFound("the site of an API key being imported".into())
+        }
+        _ => unavailable(e),
     }
 }
 
@@ -721,6 +1064,49 @@ mod tests {
         let log = s.list_audit(None, 10).await.unwrap();
         assert_eq!(log.len(), 3);
         assert!(log.iter().all(|r| r.entry.site_id.is_none()));
+    }
+
+    /// A store made before migration 0006 gets its sealed counts from its contents.
+    #[tokio::test]
+    async fn sealed_counts_migration_counts_existing_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let before_0006 = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(
+                MIGRATOR
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version < 6)
+                    .cloned()
+                    .collect(),
+            ),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        let mut conn = pool.acquire().await.unwrap();
+        before_0006.run_direct(&mut *conn).await.unwrap();
+        for sql in [
+            "INSERT INTO sites (id, name, upstream_url, credential_kind, credential_sealed, \
+             jwt_secret_sealed, created_at, updated_at) \
+             VALUES ('a', 'a', 'http://x', 'bearer', 'v1.k1.n.c', 'v1.k2.n.c', 1, 1)",
+            "INSERT INTO sites (id, name, upstream_url, credential_kind, credential_sealed, \
+             created_at, updated_at) VALUES ('b', 'b', 'http://x', 'bearer', 'v1.k1.n.d', 1, 1)",
+            "INSERT INTO sites (id, name, upstream_url, credential_kind, created_at, updated_at) \
+             VALUES ('c', 'c', 'http://x', 'none', 1, 1)",
+            "INSERT INTO settings (name, value) VALUES ('pepper', 'v1.k2.n.p'), ('x', 'plain')",
+        ] {
+            sqlx::query(sql).execute(&mut *conn).await.unwrap();
+        }
+        drop(conn);
+        pool.close().await;
+        let s = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(
+            s.sealed_key_counts().await.unwrap(),
+            vec![("k1".to_string(), 2), ("k2".to_string(), 2)]
+        );
     }
 
     #[tokio::test]

@@ -26,6 +26,8 @@ use reqwest::header::HeaderMap;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
+pub mod postgres;
+
 /// The binary under test.
 pub const WPGATE: &str = env!("CARGO_BIN_EXE_wpgate");
 
@@ -1208,6 +1210,42 @@ impl Gateway {
         self.child = Some(child);
     }
 
+    /// The running `serve` process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("gateway not running").id()
+    }
+
+    /// Send `signal` (e.g. "HUP", "QUIT") to the running `serve` process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Start another `wpgate --config F serve <extra>` on the same config (e.g.
+    /// `--upgrade`), logging to `<name>.log`; the caller owns the process.
+    pub fn spawn_serve(&self, extra: &[&str], name: &str) -> (Child, PathBuf) {
+        let log_path = self.dir.path().join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let config = self.config_path.to_string_lossy().into_owned();
+        let mut args = vec!["--config", config.as_str(), "serve"];
+        args.extend_from_slice(extra);
+        let mut cmd = wpgate_command(&args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        (cmd.spawn().unwrap(), log_path)
+    }
+
+    /// Forget the running process without killing it (it was replaced, e.g. by a
+    /// graceful upgrade, and exits by itself); returns it.
+    pub fn take_child(&mut self) -> Option<Child> {
+        self.child.take()
+    }
+
     /// Stop the gateway process (SIGKILL) and wait for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -1579,6 +1617,13 @@ async fn handle_wp(State(state): State<WpState>, req: Request) -> Response {
                 serde_json::json!({"code": "rest_not_logged_in", "data": {"status": 401}}),
             ),
         };
+    }
+    // The REST index, as a health check reads it.
+    if path.ends_with("/wp-json/") || path.ends_with("/wp-json") {
+        return json_response(
+            StatusCode::OK,
+            serde_json::json!({"name": "mimic", "namespaces": ["wp/v2"]}),
+        );
     }
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await

@@ -1,0 +1,204 @@
+//! Keeping this process's caches in step with the store when other processes write to
+//! it (other replicas on PostgreSQL, the CLI on either backend).
+//!
+//! Two paths, one outcome: pushed notifications (PostgreSQL LISTEN/NOTIFY) invalidate
+//! at once; a poll of the change log every `store.poll_interval` catches whatever a
+//! notification missed (listener down, SQLite). A gap in the log (pruned past the last
+//! change seen) forgets every cached entry. The same loop watches whether the store
+//! answers (`wpgate_store_up`) and keeps `wpgate_keyring_sealed_records` current.
+
+use crate::fleet::Fleet;
+use crate::store::{Change, ChangeEvent, ChangeKind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Changes read per change-log query.
+const BATCH: u32 = 1000;
+/// Change-log rows older than this are pruned.
+const KEEP_CHANGES: Duration = Duration::from_secs(24 * 3600);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const KEYRING_COUNTS_EVERY: Duration = Duration::from_secs(60);
+
+/// Called when admin tokens changed elsewhere (their verification cache must go).
+pub type AdminTokensChanged = Arc<dyn Fn() + Send + Sync>;
+
+/// Spawns the follower on the current tokio runtime.
+pub fn spawn(
+    fleet: Arc<Fleet>,
+    poll: Duration,
+    admin_tokens_changed: Option<AdminTokensChanged>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        Follower {
+            fleet,
+            admin_tokens_changed,
+            last: None,
+        }
+        .run(poll)
+        .await
+    })
+}
+
+struct Follower {
+    fleet: Arc<Fleet>,
+    admin_tokens_changed: Option<AdminTokensChanged>,
+    /// The newest change applied; `None` until the store first answered.
+    last: Option<i64>,
+}
+
+impl Follower {
+    async fn run(mut self, poll: Duration) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut pushed = self.fleet.store().spawn_listener(tx);
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned_at: Option<Instant> = None;
+        let mut counted_at: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                event = rx.recv(), if pushed => match event {
+                    Some(ChangeEvent::Changed(change)) => self.pushed(change).await,
+                    Some(ChangeEvent::Connected) => {
+                        set_listener(1);
+                        self.poll().await;
+                    }
+                    Some(ChangeEvent::Disconnected) => set_listener(0),
+                    None => pushed = false,
+                },
+                _ = tick.tick() => {
+                    let up = self.poll().await;
+                    if up && pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                        pruned_at = Some(Instant::now());
+                        self.prune().await;
+                    }
+                    if up && counted_at.is_none_or(|t| t.elapsed() >= KEYRING_COUNTS_EVERY) {
+                        counted_at = Some(Instant::now());
+                        refresh_keyring_counts(&self.fleet).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A notification: applied at once; it also advances the position when it is the
+    /// next change in order, so the poll does not apply it again.
+    async fn pushed(&mut self, change: Change) {
+        self.apply(&change, "notify").await;
+        if self.last == Some(change.seq - 1) {
+            self.last = Some(change.seq);
+        }
+    }
+
+    /// Reads the change log from the last position; false when the store failed.
+    async fn poll(&mut self) -> bool {
+        let store = self.fleet.store();
+        let Some(mut last) = self.last else {
+            // First contact: start from the newest change (the caches are empty or were
+            // filled after it).
+            return match store.latest_change().await {
+                Ok(seq) => {
+                    self.last = Some(seq);
+                    store_up(true);
+                    true
+                }
+                Err(e) => self.failed("latest_change", &e),
+            };
+        };
+        loop {
+            let batch = match store.changes_since(last, BATCH).await {
+                Ok(batch) => batch,
+                Err(e) => return self.failed("changes_since", &e),
+            };
+            if !batch.complete {
+                tracing::warn!(
+                    after = last,
+                    "store change log has a gap (pruned): forgetting every cached site and key"
+                );
+                self.fleet.forget_all();
+                if let Some(hook) = &self.admin_tokens_changed {
+                    hook();
+                }
+            }
+            let n = batch.changes.len();
+            for change in &batch.changes {
+                self.apply(change, "poll").await;
+                last = change.seq;
+            }
+            self.last = Some(last);
+            if n < BATCH as usize {
+                store_up(true);
+                return true;
+            }
+        }
+    }
+
+    async fn apply(&self, change: &Change, source: &str) {
+        self.fleet.apply_change(change).await;
+        if change.kind == ChangeKind::AdminToken {
+            if let Some(hook) = &self.admin_tokens_changed {
+                hook();
+            }
+        }
+        if let Some(m) = crate::metrics::get() {
+            m.store_changes_applied.with_label_values(&[source]).inc();
+        }
+    }
+
+    async fn prune(&self) {
+        let before = crate::time::now_unix() - KEEP_CHANGES.as_secs() as i64;
+        if let Err(e) = self.fleet.store().prune_changes(before).await {
+            self.failed("prune_changes", &e);
+        }
+    }
+
+    fn failed(&self, op: &str, e: &crate::store::StoreError) -> bool {
+        if crate::metrics::get().is_some_and(|m| m.store_up.get() != 0) {
+            tracing::warn!(error = %e, "store unreachable: serving cached sites and keys");
+        }
+        store_up(false);
+        if let Some(m) = crate::metrics::get() {
+            m.store_errors.with_label_values(&[op]).inc();
+        }
+        false
+    }
+}
+
+fn store_up(up: bool) {
+    if let Some(m) = crate::metrics::get() {
+        let was = m.store_up.get();
+        m.store_up.set(i64::from(up));
+        if up && was == 0 {
+            tracing::info!("store reachable");
+        }
+    }
+}
+
+fn set_listener(v: i64) {
+    if let Some(m) = crate::metrics::get() {
+        m.store_listener_connected.set(v);
+    }
+}
+
+/// Sets `wpgate_keyring_sealed_records{key_id}` from the store (every key of the
+/// keyring is listed, at 0 when it seals nothing).
+pub async fn refresh_keyring_counts(fleet: &Fleet) {
+    let Some(m) = crate::metrics::get() else {
+        return;
+    };
+    match fleet.store().sealed_key_counts().await {
+        Ok(counts) => {
+            m.keyring_sealed_records.reset();
+            for id in fleet.keyring().key_ids() {
+                m.keyring_sealed_records.with_label_values(&[id]).set(0);
+            }
+            for (id, n) in counts {
+                m.keyring_sealed_records.with_label_values(&[&id]).set(n);
+            }
+        }
+        Err(_) => m
+            .store_errors
+            .with_label_values(&["sealed_key_counts"])
+            .inc(),
+    }
+}
