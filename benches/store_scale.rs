@@ -106,6 +106,10 @@ struct Results {
     memory: (u64, u64),
     /// (sites, start-up time)
     startup: Vec<(usize, Duration)>,
+    /// Keyring rewrap of every sealed value in batches of `sites / 50`: (values, time,
+    /// time per value in the last tenth of the batches / in the first tenth — about 1
+    /// when the cost is linear in the number of values).
+    rewrap: (u64, Duration, f64),
 }
 
 #[derive(Default, Clone, Copy)]
@@ -338,6 +342,7 @@ async fn run_backend(backend: Backend, scale: Scale, dir: &Path, store_url: &str
     drop(fleet);
 
     r.memory = memory_in_child(&config_path, scale.sites);
+    r.rewrap = rewrap(store.as_ref(), &config.keyring_file, scale.sites / 50).await;
 
     // Grow the fleet: start-up must not grow with it.
     if scale.startup_sites > scale.sites {
@@ -347,6 +352,40 @@ async fn run_backend(backend: Backend, scale: Scale, dir: &Path, store_url: &str
     }
     let _ = backend;
     r
+}
+
+/// Adds a primary key to the keyring file and re-seals every value under it, timing
+/// each batch.
+async fn rewrap(store: &dyn Store, keyring_file: &Path, batch: usize) -> (u64, Duration, f64) {
+    let text = std::fs::read_to_string(keyring_file).unwrap();
+    let (text, _) = wpgate::crypto::edit::add_key(&text, "bench", true).unwrap();
+    let keyring = Keyring::parse(&text, "bench").unwrap();
+    wpgate::crypto::replace_private_file(keyring_file, &text).unwrap();
+    let started = Instant::now();
+    let (mut last, mut last_done) = (started, 0);
+    // Time per value of each batch but the (shorter) last one.
+    let mut per_value = Vec::new();
+    let done = wpgate::rotation::rewrap(
+        store,
+        &keyring,
+        u32::try_from(batch.max(10)).unwrap_or(u32::MAX),
+        &wpgate::fleet::Actor::new("bench"),
+        |p| {
+            let now = Instant::now();
+            let n = p.resealed - last_done;
+            if n as usize >= batch.max(10) {
+                per_value.push((now - last).as_secs_f64() / n as f64);
+            }
+            (last, last_done) = (now, p.resealed);
+        },
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    let tenth = (per_value.len() / 10).max(1);
+    let mean = |b: &[f64]| b.iter().sum::<f64>() / b.len() as f64;
+    let growth = mean(&per_value[per_value.len() - tenth..]) / mean(&per_value[..tenth]);
+    (done.resealed, took, growth)
 }
 
 /// Gateway memory in a clean process: RSS after start-up, and with every site cached.
@@ -523,6 +562,20 @@ fn main() {
     row(
         format!("RSS after start-up / with {} sites cached", scale.sites),
         &|r| format!("{} / {}", mb(r.memory.0), mb(r.memory.1)),
+    );
+    row(
+        format!(
+            "keyring rewrap (batches of {}): values/s (time per value, last/first batches)",
+            (scale.sites / 50).max(10)
+        ),
+        &|r| {
+            format!(
+                "{} values: {} ({:.2}×)",
+                r.rewrap.0,
+                rate(r.rewrap.0 as usize, r.rewrap.1),
+                r.rewrap.2
+            )
+        },
     );
     for (i, (sites, _)) in all[0].1.startup.iter().enumerate() {
         row(

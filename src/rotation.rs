@@ -8,7 +8,7 @@
 
 use crate::crypto::Keyring;
 use crate::fleet::{Actor, FleetError};
-use crate::store::{AuditEntry, Reseal, Store};
+use crate::store::{AuditEntry, Reseal, SealedSlot, Store};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RewrapProgress {
@@ -41,11 +41,25 @@ pub async fn rewrap(
         total: total.max(0) as u64,
         ..Default::default()
     };
+    // Read in slot order with a cursor, so each value is read once (no rescans of the
+    // values already done). A value whose re-seal lost to a concurrent write is left
+    // to a final pass from the start, which ends the run when it finds nothing.
+    let mut after: Option<SealedSlot> = None;
+    let mut from_start = true;
     loop {
-        let values = store.sealed_not_by(&primary, batch.max(1)).await?;
-        if values.is_empty() {
-            return Ok(done);
-        }
+        let values = store
+            .sealed_not_by(&primary, after.as_ref(), batch.max(1))
+            .await?;
+        let Some(last) = values.last() else {
+            if from_start {
+                return Ok(done);
+            }
+            after = None;
+            from_start = true;
+            continue;
+        };
+        from_start = false;
+        after = Some(last.slot.clone());
         let mut reseals = Vec::with_capacity(values.len());
         for old in values {
             let place = old.slot.place();
@@ -65,10 +79,5 @@ pub async fn rewrap(
         done.resealed += n;
         done.batches += 1;
         progress(&done);
-        if n == 0 {
-            // Every value of the batch changed under us: read again (they are sealed
-            // with the primary now, or will be picked up next round).
-            tokio::task::yield_now().await;
-        }
     }
 }

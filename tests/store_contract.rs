@@ -760,7 +760,7 @@ async fn sealed_values_and_reseal(b: Backend) {
         s.sealed_key_counts().await.unwrap(),
         vec![("k1".to_string(), 3), ("k2".to_string(), 1)]
     );
-    let not_k2 = s.sealed_not_by("k2", 100).await.unwrap();
+    let not_k2 = s.sealed_not_by("k2", None, 100).await.unwrap();
     let cred = |id: &str, v: &str| SealedValue {
         slot: SealedSlot::SiteCredential(id.into()),
         sealed: v.into(),
@@ -778,10 +778,28 @@ async fn sealed_values_and_reseal(b: Backend) {
         ]
     );
     assert_eq!(
-        s.sealed_not_by("k2", 2).await.unwrap(),
+        s.sealed_not_by("k2", None, 2).await.unwrap(),
         not_k2[..2].to_vec()
     );
-    let not_k1 = s.sealed_not_by("k1", 100).await.unwrap();
+    // The cursor: reading resumes after a slot, across slot kinds.
+    assert_eq!(
+        s.sealed_not_by("k2", Some(&not_k2[1].slot), 100)
+            .await
+            .unwrap(),
+        not_k2[2..].to_vec()
+    );
+    assert_eq!(
+        s.sealed_not_by("k2", Some(&not_k2[0].slot), 1)
+            .await
+            .unwrap(),
+        not_k2[1..2].to_vec()
+    );
+    assert!(s
+        .sealed_not_by("k2", Some(&not_k2[2].slot), 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let not_k1 = s.sealed_not_by("k1", None, 100).await.unwrap();
     assert_eq!(
         not_k1,
         vec![SealedValue {

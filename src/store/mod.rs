@@ -217,6 +217,15 @@ impl SealedSlot {
     }
 
     /// The change a rewrite of this slot makes (what caches must forget).
+    /// The slot's position in the order `sealed_not_by` reads: kind tag, then id.
+    pub fn position(&self) -> (&'static str, &str) {
+        match self {
+            SealedSlot::SiteCredential(id) => ("c", id),
+            SealedSlot::SiteJwtSecret(id) => ("j", id),
+            SealedSlot::Setting(name) => ("s", name),
+        }
+    }
+
     pub fn change(&self) -> (ChangeKind, &str) {
         match self {
             SealedSlot::SiteCredential(id) | SealedSlot::SiteJwtSecret(id) => {
@@ -395,9 +404,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many stored values each keyring key seals, by key id.
     async fn sealed_key_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
-    /// Up to `limit` sealed values not sealed with `key_id`.
-    async fn sealed_not_by(&self, key_id: &str, limit: u32)
-        -> Result<Vec<SealedValue>, StoreError>;
+    /// Up to `limit` sealed values not sealed with `key_id`, in slot order, starting
+    /// after the slot `after` (a cursor, so that a rewrap reads each value once).
+    async fn sealed_not_by(
+        &self,
+        key_id: &str,
+        after: Option<&SealedSlot>,
+        limit: u32,
+    ) -> Result<Vec<SealedValue>, StoreError>;
     /// Applies a batch of re-seals in one transaction (each only where the slot still
     /// holds the old value); returns how many were replaced.
     async fn reseal(&self, batch: &[Reseal], audit: &AuditEntry) -> Result<u64, StoreError>;

@@ -853,14 +853,20 @@ impl Store for PostgresStore {
     async fn sealed_not_by(
         &self,
         key_id: &str,
+        after: Option<&SealedSlot>,
         limit: u32,
     ) -> Result<Vec<SealedValue>, StoreError> {
+        let (after_slot, after_id) = after.map_or(("", ""), SealedSlot::position);
         bounded(CALL_TIMEOUT, async move {
             let rows = sqlx::query(&format!(
                 "SELECT slot, id, v FROM ({SEALED_VALUES_SQL}) AS sealed \
-                 WHERE {SEALED_KID_SQL} <> $1 ORDER BY slot COLLATE \"C\", id LIMIT $2"
+                 WHERE {SEALED_KID_SQL} <> $1 \
+                 AND (slot COLLATE \"C\" > $2 OR (slot = $2 AND id > $3)) \
+                 ORDER BY slot COLLATE \"C\", id LIMIT $4"
             ))
             .bind(key_id)
+            .bind(after_slot)
+            .bind(after_id)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await

@@ -663,13 +663,18 @@ impl Store for SqliteStore {
     async fn sealed_not_by(
         &self,
         key_id: &str,
+        after: Option<&SealedSlot>,
         limit: u32,
     ) -> Result<Vec<SealedValue>, StoreError> {
+        let (after_slot, after_id) = after.map_or(("", ""), SealedSlot::position);
         let rows = sqlx::query(&format!(
             "SELECT slot, id, v FROM ({SEALED_VALUES_SQL}) WHERE {SEALED_KID_SQL} <> ? \
-             ORDER BY slot, id LIMIT ?"
+             AND (slot > ? OR (slot = ? AND id > ?)) ORDER BY slot, id LIMIT ?"
         ))
         .bind(key_id)
+        .bind(after_slot)
+        .bind(after_slot)
+        .bind(after_id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
