@@ -5,6 +5,8 @@
 #   c  bare Pingora proxy (benches/bare_pingora.rs): the framework's floor
 #   d  wpgate with API-key auth + credential injection, set up through its CLI
 #   e  the same wpgate, a site that takes HS256 JWTs (iss/aud/lifetime checked)
+#   f  reference: HAProxy 2.6 (Debian) checking the same JWT with jwt_verify, iss, aud
+#      and exp, and setting the same Basic credential (1 thread); installed if missing
 # Proxy and upstream share core 0, wrk runs on core 1. Reports requests/s, p50/p99
 # latency and the proxy's CPU time per request (utime+stime from /proc), which varies
 # far less between runs than requests/s on shared machines.
@@ -17,7 +19,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-TARGETS=${TARGETS:-"a b c d e"}
+TARGETS=${TARGETS:-"a b c d e f"}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 OUT=${OUT:-target/load-results.json}
@@ -30,6 +32,7 @@ P_NGINX=$((PORT_BASE + 1))
 P_BARE=$((PORT_BASE + 2))
 P_WPGATE=$((PORT_BASE + 3))
 P_ADMIN=$((PORT_BASE + 4))
+P_HAPROXY=$((PORT_BASE + 5))
 
 wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 die() { echo "load.sh: $*" >&2; exit 1; }
@@ -38,6 +41,18 @@ die() { echo "load.sh: $*" >&2; exit 1; }
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
     echo "installing wrk and nginx-light" >&2
     apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null
+fi
+if wants f && ! command -v haproxy >/dev/null; then
+    echo "installing haproxy (reference for target f; its service is not started)" >&2
+    made_policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+    [[ -z $made_policy ]] || rm -f /usr/sbin/policy-rc.d
 fi
 for tool in wrk nginx curl taskset getconf; do
     command -v "$tool" >/dev/null || die "missing tool: $tool"
@@ -91,7 +106,7 @@ wait_port() {
     die "nothing listening on port $port after 20 s"
 }
 
-for port in "$P_STATIC" "$P_NGINX" "$P_BARE" "$P_WPGATE" "$P_ADMIN"; do
+for port in "$P_STATIC" "$P_NGINX" "$P_BARE" "$P_WPGATE" "$P_ADMIN" "$P_HAPROXY"; do
     ! port_open "$port" || die "port $port already in use (set PORT_BASE)"
 done
 
@@ -233,6 +248,20 @@ if wants c; then
     measure c "http://127.0.0.1:$P_BARE/" "$bare_pid"
 fi
 
+# The HS256 token of (e) and (f): iss, aud, iat, exp.
+JWT_SECRET=0123456789abcdef0123456789abcdef-load-test
+JWT=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
+import base64, hashlib, hmac, json, os, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+now = int(time.time())
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "load", "iss": "load-test", "aud": "wordpress",
+                       "iat": now, "exp": now + 3600}).encode())
+sig = hmac.new(os.environ["JWT_SECRET"].encode(), f"{head}.{body}".encode(), hashlib.sha256)
+print(f"{head}.{body}.{b64(sig.digest())}")
+PY
+)
+
 if wants d || wants e; then
     # Set wpgate up exactly as a user would: config file, then the CLI.
     cat >"$tmp/wpgate.toml" <<EOF
@@ -253,24 +282,12 @@ EOF
     KEY=$(wpg key issue bench)
     [[ -n $KEY ]] || die "wpgate key issue printed no key"
     # (e): a second site that takes HS256 JWTs (iss and aud checked, lifetime capped).
-    JWT_SECRET=0123456789abcdef0123456789abcdef-load-test
     echo -n 'abcd efgh ijkl mnop qrst uvwx' |
         wpg site add benchjwt --upstream "http://127.0.0.1:$P_STATIC" --auth app-password \
             --username api --secret-stdin >/dev/null
     printf '%s' "$JWT_SECRET" | wpg site set-auth benchjwt --methods jwt --jwt-alg HS256 \
         --jwt-secret-stdin --jwt-issuer load-test --jwt-audience wordpress \
         --jwt-max-lifetime 2h >/dev/null
-    JWT=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
-import base64, hashlib, hmac, json, os, time
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-now = int(time.time())
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-body = b64(json.dumps({"sub": "load", "iss": "load-test", "aud": "wordpress",
-                       "iat": now, "exp": now + 3600}).encode())
-sig = hmac.new(os.environ["JWT_SECRET"].encode(), f"{head}.{body}".encode(), hashlib.sha256)
-print(f"{head}.{body}.{b64(sig.digest())}")
-PY
-    )
     taskset -c 0 "$WPGATE" --config "$tmp/wpgate.toml" serve >"$tmp/wpgate.log" 2>&1 &
     wpgate_pid=$!
     pids+=("$wpgate_pid")
@@ -287,9 +304,55 @@ PY
     fi
 fi
 
+if wants f; then
+    # The same checks as (e): signature (HS256 only), iss, aud, exp; the client's
+    # token replaced by the site's Basic credential.
+    cat >"$tmp/haproxy.cfg" <<EOF
+global
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend jwt
+    bind 127.0.0.1:$P_HAPROXY
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+    http-request deny deny_status 401 unless { var(txn.alg) -m str HS256 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$JWT_SECRET") -m int 1 }
+    http-request set-var(txn.iss) var(txn.bearer),jwt_payload_query('\$.iss')
+    http-request deny deny_status 401 unless { var(txn.iss) -m str load-test }
+    http-request set-var(txn.aud) var(txn.bearer),jwt_payload_query('\$.aud')
+    http-request deny deny_status 401 unless { var(txn.aud) -m str wordpress }
+    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+    http-request set-var(txn.now) date()
+    http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
+    http-request set-header Authorization "Basic YXBpOmFiY2QgZWZnaCBpamtsIG1ub3AgcXJzdCB1dnd4"
+    default_backend static
+backend static
+    http-reuse always
+    server s1 127.0.0.1:$P_STATIC
+EOF
+    taskset -c 0 haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
+    haproxy_pid=$!
+    pids+=("$haproxy_pid")
+    wait_port "$P_HAPROXY" "$haproxy_pid" "$tmp/haproxy.log"
+    auth=(-H "Authorization: Bearer $JWT")
+    check_200 f "http://127.0.0.1:$P_HAPROXY/" "$tmp/haproxy.log" "${auth[@]}"
+    # A forged token must be refused, or the reference measures nothing.
+    i=$((${#JWT} - 10))
+    [[ ${JWT:i:1} == A ]] && c=B || c=A
+    forged=${JWT:0:i}$c${JWT:i+1}
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+        -H "Authorization: Bearer $forged" "http://127.0.0.1:$P_HAPROXY/") || true
+    [[ $code == 401 ]] || die "target f accepted a token with a bad signature (HTTP $code)"
+    measure f "http://127.0.0.1:$P_HAPROXY/" "$haproxy_pid" "${auth[@]}"
+fi
+
 # --- report -----------------------------------------------------------------
 declare -A label=([a]="direct (static nginx)" [b]="nginx proxy" [c]="bare Pingora" [d]="wpgate (api key)"
-    [e]="wpgate (jwt hs256)")
+    [e]="wpgate (jwt hs256)" [f]="haproxy jwt_verify")
 declare -A cpu_of=()
 
 printf '\n%-24s %12s %10s %10s %15s\n' target "req/s" "p50 ms" "p99 ms" "CPU µs/req"
@@ -316,6 +379,7 @@ ratio d b
 ratio d c
 ratio e c
 ratio e d
+ratio e f
 
 mkdir -p "$(dirname "$OUT")"
 {
