@@ -47,6 +47,7 @@ fn verifier(alg: Algorithm, keys: JwtKeys) -> JwtVerifier {
         audiences: vec!["wordpress".into()],
         leeway: Duration::from_secs(60),
         max_lifetime: Some(Duration::from_secs(7200)),
+        kept_claims: vec!["sub".into()],
     })
     .unwrap()
 }

@@ -11,9 +11,11 @@
 //! Only asymmetric keys are taken from a set (RSA, EC P-256/P-384, Ed25519): an `oct` key
 //! is never used, whatever the set says. Key material and tokens are never logged.
 
-use super::jwt::KeyShape;
+use super::jwt::{KeyShape, VerifyingKey};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,13 +125,13 @@ struct KeySet {
 
 struct SetKey {
     kid: Option<String>,
-    shape: KeyShape,
     alg: Option<Algorithm>,
-    key: Arc<DecodingKey>,
+    /// Converted for ring when the set is fetched.
+    key: Arc<VerifyingKey>,
 }
 
 enum Selection {
-    Found(Arc<DecodingKey>),
+    Found(Arc<VerifyingKey>),
     Missing,
     Ambiguous,
 }
@@ -137,7 +139,7 @@ enum Selection {
 impl KeySet {
     fn select(&self, kid: Option<&str>, alg: Algorithm) -> Selection {
         let mut fitting = self.keys.iter().filter(|k| {
-            k.shape.fits(alg)
+            k.key.shape().fits(alg)
                 && k.alg.is_none_or(|a| a == alg)
                 && kid.is_none_or(|kid| k.kid.as_deref() == Some(kid))
         });
@@ -266,7 +268,7 @@ impl JwksCache {
         url: &str,
         kid: Option<&str>,
         alg: Algorithm,
-    ) -> Result<Arc<DecodingKey>, JwksError> {
+    ) -> Result<Arc<VerifyingKey>, JwksError> {
         let entry = self.entry(url);
         let now = self.clock.now();
         entry.touch(now);
@@ -315,7 +317,7 @@ impl JwksCache {
         seen: u64,
         kid: Option<&str>,
         alg: Algorithm,
-    ) -> Result<Arc<DecodingKey>, JwksError> {
+    ) -> Result<Arc<VerifyingKey>, JwksError> {
         let _flight = entry.fetch_lock.lock().await;
         let now = self.clock.now();
         let fetch_now = {
@@ -568,29 +570,41 @@ fn set_key(value: serde_json::Value) -> Result<SetKey, &'static str> {
                 .map_err(|_| "its alg is not a signature algorithm")?,
         ),
     };
-    let shape = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => KeyShape::Rsa,
-        AlgorithmParameters::EllipticCurve(p) => match p.curve {
-            EllipticCurve::P256 => KeyShape::EcP256,
-            EllipticCurve::P384 => KeyShape::EcP384,
-            _ => return Err("unsupported EC curve"),
-        },
-        AlgorithmParameters::OctetKeyPair(p) => match p.curve {
-            EllipticCurve::Ed25519 => KeyShape::Ed25519,
-            _ => return Err("unsupported OKP curve"),
-        },
-        AlgorithmParameters::OctetKey(_) => return Err("symmetric keys are never used"),
-    };
-    if alg.is_some_and(|a| !shape.fits(a)) {
+    let key = verifying_key(&jwk.algorithm)?;
+    if alg.is_some_and(|a| !key.shape().fits(a)) {
         return Err("its alg does not fit its key type");
     }
-    let key = DecodingKey::from_jwk(&jwk).map_err(|_| "its key parameters do not decode")?;
     Ok(SetKey {
         kid: jwk.common.key_id,
-        shape,
         alg,
         key: Arc::new(key),
     })
+}
+
+/// A JWK's public key in the form ring verifies with (RSA `n`/`e`, EC `x`/`y`, OKP `x`).
+pub(crate) fn verifying_key(params: &AlgorithmParameters) -> Result<VerifyingKey, &'static str> {
+    let decode = |b64: &str| {
+        // base64url without padding (RFC 7515); tolerate padding some issuers add.
+        URL_SAFE_NO_PAD
+            .decode(b64.trim_end_matches('='))
+            .map_err(|_| "its key parameters do not decode")
+    };
+    match params {
+        AlgorithmParameters::RSA(p) => VerifyingKey::rsa(&decode(&p.n)?, &decode(&p.e)?),
+        AlgorithmParameters::EllipticCurve(p) => {
+            let shape = match p.curve {
+                EllipticCurve::P256 => KeyShape::EcP256,
+                EllipticCurve::P384 => KeyShape::EcP384,
+                _ => return Err("unsupported EC curve"),
+            };
+            VerifyingKey::ec_coordinates(shape, &decode(&p.x)?, &decode(&p.y)?)
+        }
+        AlgorithmParameters::OctetKeyPair(p) => match p.curve {
+            EllipticCurve::Ed25519 => VerifyingKey::ed25519(&decode(&p.x)?),
+            _ => Err("unsupported OKP curve"),
+        },
+        AlgorithmParameters::OctetKey(_) => Err("symmetric keys are never used"),
+    }
 }
 
 /// Keys, tokens and a local JWKS server for the JWT and JWKS tests.
@@ -809,7 +823,7 @@ mod tests {
         JwksCache::new(client(), settings())
     }
 
-    fn found(r: Result<Arc<DecodingKey>, JwksError>) -> Arc<DecodingKey> {
+    fn found(r: Result<Arc<VerifyingKey>, JwksError>) -> Arc<VerifyingKey> {
         match r {
             Ok(k) => k,
             Err(e) => panic!("expected a key, got {e:?}"),

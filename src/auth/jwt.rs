@@ -4,8 +4,9 @@
 //! static public keys (PEM), or a JWKS URL. The algorithm must fit the kind of key
 //! whatever the token's header says, so an HMAC token "signed" with a public key is
 //! refused before any crypto runs (algorithm confusion), and `alg: none` never
-//! matches anything. Signatures are checked by `jsonwebtoken`; the claim rules below
-//! are ours, explicit and tested:
+//! matches anything. Signatures are checked by `ring` (RSA, ECDSA, Ed25519) and by
+//! `hmac` (HS*, compared in constant time), with keys prepared once when the site or
+//! the JWKS is loaded; the claim rules below are ours, explicit and tested:
 //!
 //! - `exp` is required (a missing or non-numeric `exp` is `Malformed`) and a token is
 //!   `Expired` once `now >= exp + leeway`;
@@ -21,16 +22,22 @@
 //! is not used); with a JWKS, `kid` picks the key (see [`JwksCache::key`]).
 //!
 //! The whole token is decoded before the signature is checked (so garbage never costs a
-//! JWKS fetch), but no claim is trusted before the signature verifies.
+//! JWKS fetch), but no claim is trusted before the signature verifies. The payload is
+//! read once, keeping only the registered claims the rules need and the claims the site
+//! copies into headers ([`JwtSettings::kept_claims`]).
 
 use super::jwks::{JwksCache, JwksError};
 use super::AuthFailure;
 use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
+use base64::{DecodeSliceError, Engine};
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use ring::signature::{self as ring_sig, RsaPublicKeyComponents, UnparsedPublicKey};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use sha2::{Sha256, Sha384, Sha512};
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
@@ -42,6 +49,10 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 /// The clock leeway a site gets unless it sets its own.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// The longest signature any accepted key makes (RSA-8192).
+const MAX_SIGNATURE_BYTES: usize = 1024;
+/// RSA moduli `ring` verifies with, in bits.
+const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
 
 /// The keys a site verifies its tokens with.
 pub enum JwtKeys {
@@ -77,6 +88,9 @@ pub struct JwtSettings {
     pub leeway: Duration,
     /// `exp - iat` (or `exp - now` without `iat`) must not exceed this.
     pub max_lifetime: Option<Duration>,
+    /// The claims returned in [`VerifiedToken::claims`] (those the site copies into
+    /// headers); every other claim is skipped while the payload is read.
+    pub kept_claims: Vec<String>,
 }
 
 /// Why a site's JWT settings cannot be used.
@@ -122,17 +136,194 @@ impl KeyShape {
     }
 }
 
+/// A public key in the form `ring` verifies with, converted once when a site's PEM keys
+/// or a JWKS are loaded (never per request).
+pub struct VerifyingKey(KeyMaterial);
+
+enum KeyMaterial {
+    /// Modulus and exponent, big-endian without leading zeros.
+    Rsa(RsaPublicKeyComponents<Vec<u8>>),
+    /// Uncompressed SEC1 point: `04 || x || y`.
+    EcP256(Vec<u8>),
+    EcP384(Vec<u8>),
+    /// The 32-byte public key.
+    Ed25519(Vec<u8>),
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            KeyMaterial::Rsa(k) => write!(f, "VerifyingKey(RSA-{})", bit_len(&k.n)),
+            _ => write!(f, "VerifyingKey({:?})", self.shape()),
+        }
+    }
+}
+
+impl VerifyingKey {
+    /// An RSA key from its modulus and exponent (big-endian). `ring` verifies moduli of
+    /// 2048 to 8192 bits and odd exponents from 3 to 2^33 - 1: anything else is refused
+    /// here rather than failing every token later.
+    pub(crate) fn rsa(n: &[u8], e: &[u8]) -> Result<Self, &'static str> {
+        let n = strip_leading_zeros(n);
+        let e = strip_leading_zeros(e);
+        if !RSA_BITS.contains(&bit_len(n)) {
+            return Err("is an RSA key outside 2048 to 8192 bits");
+        }
+        let exponent = match e.len() {
+            0..=5 => e.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
+            _ => u64::MAX,
+        };
+        if !(3..(1u64 << 33)).contains(&exponent) || exponent % 2 == 0 {
+            return Err("has an RSA public exponent that is not odd and between 3 and 2^33");
+        }
+        Ok(Self(KeyMaterial::Rsa(RsaPublicKeyComponents {
+            n: n.to_vec(),
+            e: e.to_vec(),
+        })))
+    }
+
+    /// An RSA key from a DER `RSAPublicKey` (PKCS #1).
+    fn rsa_der(der: &[u8]) -> Result<Self, &'static str> {
+        let key =
+            pkcs1::RsaPublicKey::try_from(der).map_err(|_| "is not a valid RSA public key")?;
+        Self::rsa(key.modulus.as_bytes(), key.public_exponent.as_bytes())
+    }
+
+    /// An EC key from a SEC1 point; its length tells the curve.
+    fn ec_point(point: &[u8]) -> Result<Self, &'static str> {
+        match (point.first(), point.len()) {
+            (Some(4), 65) => Ok(Self(KeyMaterial::EcP256(point.to_vec()))),
+            (Some(4), 97) => Ok(Self(KeyMaterial::EcP384(point.to_vec()))),
+            (Some(2 | 3), 33 | 49) => {
+                Err("is an EC key with a compressed point: give it with an uncompressed point")
+            }
+            _ => Err("is an EC key on an unsupported curve (only P-256 and P-384)"),
+        }
+    }
+
+    /// An EC key from its JWK coordinates (each exactly the curve's field size).
+    pub(crate) fn ec_coordinates(
+        shape: KeyShape,
+        x: &[u8],
+        y: &[u8],
+    ) -> Result<Self, &'static str> {
+        let size = match shape {
+            KeyShape::EcP256 => 32,
+            KeyShape::EcP384 => 48,
+            KeyShape::Rsa | KeyShape::Ed25519 => return Err("is not an EC key"),
+        };
+        if x.len() != size || y.len() != size {
+            return Err("its x and y do not fit its curve");
+        }
+        let mut point = Vec::with_capacity(1 + 2 * size);
+        point.push(4);
+        point.extend_from_slice(x);
+        point.extend_from_slice(y);
+        Self::ec_point(&point)
+    }
+
+    /// An Ed25519 key from its 32 bytes.
+    pub(crate) fn ed25519(x: &[u8]) -> Result<Self, &'static str> {
+        if x.len() != ring_sig::ED25519_PUBLIC_KEY_LEN {
+            return Err("is an Edwards key that is not Ed25519");
+        }
+        Ok(Self(KeyMaterial::Ed25519(x.to_vec())))
+    }
+
+    pub(crate) fn shape(&self) -> KeyShape {
+        match &self.0 {
+            KeyMaterial::Rsa(_) => KeyShape::Rsa,
+            KeyMaterial::EcP256(_) => KeyShape::EcP256,
+            KeyMaterial::EcP384(_) => KeyShape::EcP384,
+            KeyMaterial::Ed25519(_) => KeyShape::Ed25519,
+        }
+    }
+
+    /// Whether `signature` is `alg`'s signature of `message` under this key. An
+    /// algorithm that does not fit the key never verifies.
+    pub(crate) fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        use Algorithm::*;
+        let rsa =
+            |k: &RsaPublicKeyComponents<Vec<u8>>, params| k.verify(params, message, signature);
+        let unparsed = |params: &'static dyn ring_sig::VerificationAlgorithm, key: &[u8]| {
+            UnparsedPublicKey::new(params, key).verify(message, signature)
+        };
+        let result = match (&self.0, alg) {
+            (KeyMaterial::Rsa(k), RS256) => rsa(k, &ring_sig::RSA_PKCS1_2048_8192_SHA256),
+            (KeyMaterial::Rsa(k), RS384) => rsa(k, &ring_sig::RSA_PKCS1_2048_8192_SHA384),
+            (KeyMaterial::Rsa(k), RS512) => rsa(k, &ring_sig::RSA_PKCS1_2048_8192_SHA512),
+            (KeyMaterial::Rsa(k), PS256) => rsa(k, &ring_sig::RSA_PSS_2048_8192_SHA256),
+            (KeyMaterial::Rsa(k), PS384) => rsa(k, &ring_sig::RSA_PSS_2048_8192_SHA384),
+            (KeyMaterial::Rsa(k), PS512) => rsa(k, &ring_sig::RSA_PSS_2048_8192_SHA512),
+            (KeyMaterial::EcP256(p), ES256) => unparsed(&ring_sig::ECDSA_P256_SHA256_FIXED, p),
+            (KeyMaterial::EcP384(p), ES384) => unparsed(&ring_sig::ECDSA_P384_SHA384_FIXED, p),
+            (KeyMaterial::Ed25519(x), EdDSA) => unparsed(&ring_sig::ED25519, x),
+            _ => return false,
+        };
+        result.is_ok()
+    }
+}
+
+fn strip_leading_zeros(mut b: &[u8]) -> &[u8] {
+    while let [0, rest @ ..] = b {
+        b = rest;
+    }
+    b
+}
+
+/// Bits in a big-endian number without leading zero bytes.
+fn bit_len(b: &[u8]) -> usize {
+    match b.first() {
+        None => 0,
+        Some(&top) => (b.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
+    }
+}
+
+/// A site's HMAC secret, keyed once per hash; a request clones the keyed state.
+struct HmacKeys {
+    hs256: Hmac<Sha256>,
+    hs384: Hmac<Sha384>,
+    hs512: Hmac<Sha512>,
+}
+
+impl HmacKeys {
+    fn new(secret: &[u8]) -> Option<Self> {
+        Some(Self {
+            hs256: Mac::new_from_slice(secret).ok()?,
+            hs384: Mac::new_from_slice(secret).ok()?,
+            hs512: Mac::new_from_slice(secret).ok()?,
+        })
+    }
+
+    /// Constant-time check of `signature` against `alg`'s MAC of `message`.
+    fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        fn check<M: Mac + Clone>(keyed: &M, message: &[u8], signature: &[u8]) -> bool {
+            let mut mac = keyed.clone();
+            mac.update(message);
+            mac.verify_slice(signature).is_ok()
+        }
+        match alg {
+            Algorithm::HS256 => check(&self.hs256, message, signature),
+            Algorithm::HS384 => check(&self.hs384, message, signature),
+            Algorithm::HS512 => check(&self.hs512, message, signature),
+            _ => false,
+        }
+    }
+}
+
 /// A token that verified: its claims, with `exp` and `sub` pulled out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedToken {
+    /// The site's [`JwtSettings::kept_claims`] that the token carries (no others).
     pub claims: Map<String, Value>,
     pub exp: u64,
     pub sub: Option<String>,
 }
 
 enum Keys {
-    Hmac(DecodingKey),
-    Pems(Vec<(KeyShape, DecodingKey)>),
+    /// Boxed: the keyed hash states are large and only HMAC sites carry them.
+    Hmac(Box<HmacKeys>),
+    Pems(Vec<VerifyingKey>),
     Jwks(String),
 }
 
@@ -144,6 +335,7 @@ pub struct JwtVerifier {
     audiences: Vec<String>,
     leeway: u64,
     max_lifetime: Option<u64>,
+    kept_claims: Vec<String>,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -160,6 +352,7 @@ impl fmt::Debug for JwtVerifier {
             .field("audiences", &self.audiences)
             .field("leeway", &self.leeway)
             .field("max_lifetime", &self.max_lifetime)
+            .field("kept_claims", &self.kept_claims)
             .finish()
     }
 }
@@ -187,11 +380,14 @@ impl JwtVerifier {
             audiences,
             leeway,
             max_lifetime,
+            mut kept_claims,
         } = settings;
         algorithms.dedup();
         if algorithms.is_empty() {
             return Err(InvalidJwtSettings::NoAlgorithms);
         }
+        kept_claims.sort();
+        kept_claims.dedup();
         let keys = match keys {
             JwtKeys::Hmac(secret) => {
                 if let Some(&alg) = algorithms
@@ -200,12 +396,15 @@ impl JwtVerifier {
                 {
                     return Err(InvalidJwtSettings::PublicKeyAlgWithSecret(alg));
                 }
-                if secret.expose().len() < MIN_HMAC_SECRET_BYTES {
-                    return Err(InvalidJwtSettings::ShortSecret {
-                        len: secret.expose().len(),
-                    });
+                let len = secret.expose().len();
+                if len < MIN_HMAC_SECRET_BYTES {
+                    return Err(InvalidJwtSettings::ShortSecret { len });
                 }
-                Keys::Hmac(DecodingKey::from_secret(secret.expose()))
+                // HMAC takes keys of any length: this cannot fail.
+                Keys::Hmac(Box::new(
+                    HmacKeys::new(secret.expose())
+                        .ok_or(InvalidJwtSettings::ShortSecret { len })?,
+                ))
             }
             JwtKeys::PublicPems(pems) => {
                 refuse_hmac_algs(&algorithms)?;
@@ -224,7 +423,7 @@ impl JwtVerifier {
                     .collect::<Result<Vec<_>, _>>()?;
                 if let Some(&alg) = algorithms
                     .iter()
-                    .find(|&&a| !keys.iter().any(|(shape, _)| shape.fits(a)))
+                    .find(|&&a| !keys.iter().any(|k| k.shape().fits(a)))
                 {
                     return Err(InvalidJwtSettings::NoKeyForAlg(alg));
                 }
@@ -257,6 +456,7 @@ impl JwtVerifier {
             audiences,
             leeway: leeway.as_secs(),
             max_lifetime: max_lifetime.map(|d| d.as_secs()),
+            kept_claims,
         })
     }
 
@@ -288,30 +488,19 @@ impl JwtVerifier {
         if !is_b64url_segment(signature_b64) {
             return Err(AuthFailure::Malformed);
         }
-        let payload = b64_segment(payload_b64)?;
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&payload).map_err(|_| AuthFailure::Malformed)?;
+        let claims = self.read_claims(payload_b64)?;
         // header '.' payload: the signed bytes, borrowed from the token.
         let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
 
         match &self.keys {
-            Keys::Hmac(key) => check_signature(signature_b64, message, key, alg)?,
-            Keys::Pems(keys) => {
-                let mut verified = false;
-                for (_, key) in keys.iter().filter(|(shape, _)| shape.fits(alg)) {
-                    match check_signature(signature_b64, message, key, alg) {
-                        Ok(()) => {
-                            verified = true;
-                            break;
-                        }
-                        Err(AuthFailure::BadSignature) => continue,
-                        Err(other) => return Err(other),
-                    }
-                }
-                if !verified {
-                    return Err(AuthFailure::BadSignature);
-                }
+            Keys::Hmac(keys) => {
+                check_signature(signature_b64, |sig| keys.verify(alg, message, sig))?
             }
+            Keys::Pems(keys) => check_signature(signature_b64, |sig| {
+                keys.iter()
+                    .filter(|k| k.shape().fits(alg))
+                    .any(|k| k.verify(alg, message, sig))
+            })?,
             Keys::Jwks(url) => {
                 let key = jwks
                     .key(url, header.kid.as_deref(), alg)
@@ -320,7 +509,7 @@ impl JwtVerifier {
                         JwksError::Unavailable(_) => AuthFailure::JwksUnavailable,
                         JwksError::UnknownKid => AuthFailure::BadSignature,
                     })?;
-                check_signature(signature_b64, message, &key, alg)?;
+                check_signature(signature_b64, |sig| key.verify(alg, message, sig))?;
             }
         }
         self.check_claims(claims, now)
@@ -347,17 +536,25 @@ impl JwtVerifier {
         Ok(alg)
     }
 
-    fn check_claims(
-        &self,
-        claims: Map<String, Value>,
-        now: u64,
-    ) -> Result<VerifiedToken, AuthFailure> {
-        let exp = match claims.get("exp") {
+    /// One base64 decode and one pass over the JSON: a payload that is not a JSON object
+    /// is `Malformed`; claims are only judged later, by [`Self::check_claims`].
+    fn read_claims(&self, payload_b64: &str) -> Result<Claims, AuthFailure> {
+        let payload = b64_segment(payload_b64)?;
+        let mut de = serde_json::Deserializer::from_slice(&payload);
+        let claims = ClaimsSeed(&self.kept_claims)
+            .deserialize(&mut de)
+            .map_err(|_| AuthFailure::Malformed)?;
+        de.end().map_err(|_| AuthFailure::Malformed)?;
+        Ok(claims)
+    }
+
+    fn check_claims(&self, claims: Claims, now: u64) -> Result<VerifiedToken, AuthFailure> {
+        let exp = match &claims.exp {
             Some(v) => numeric_date(v)?,
             None => return Err(AuthFailure::Malformed),
         };
-        let nbf = claims.get("nbf").map(numeric_date).transpose()?;
-        let iat = claims.get("iat").map(numeric_date).transpose()?;
+        let nbf = claims.nbf.as_ref().map(numeric_date).transpose()?;
+        let iat = claims.iat.as_ref().map(numeric_date).transpose()?;
 
         if now >= exp.saturating_add(self.leeway) {
             return Err(AuthFailure::Expired);
@@ -372,13 +569,13 @@ impl JwtVerifier {
             }
         }
         if let Some(issuer) = &self.issuer {
-            match claims.get("iss") {
+            match &claims.iss {
                 Some(Value::String(iss)) if iss == issuer => {}
                 _ => return Err(AuthFailure::WrongIssuer),
             }
         }
         if !self.audiences.is_empty() {
-            let ok = match claims.get("aud") {
+            let ok = match &claims.aud {
                 Some(Value::String(aud)) => self.audiences.iter().any(|a| a == aud),
                 Some(Value::Array(auds)) => auds.iter().any(|v| {
                     v.as_str()
@@ -390,12 +587,141 @@ impl JwtVerifier {
                 return Err(AuthFailure::WrongAudience);
             }
         }
-        let sub = match claims.get("sub") {
+        let Claims {
+            exp: exp_value,
+            nbf: nbf_value,
+            iat: iat_value,
+            iss,
+            aud,
+            sub,
+            mut kept,
+        } = claims;
+        // Registered claims the site also copies into headers.
+        for name in &self.kept_claims {
+            let value = match name.as_str() {
+                "exp" => &exp_value,
+                "nbf" => &nbf_value,
+                "iat" => &iat_value,
+                "iss" => &iss,
+                "aud" => &aud,
+                "sub" => &sub,
+                _ => continue,
+            };
+            if let Some(v) = value {
+                kept.insert(name.clone(), v.clone());
+            }
+        }
+        let sub = match sub {
             None => None,
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) => Some(s),
             Some(_) => return Err(AuthFailure::Malformed),
         };
-        Ok(VerifiedToken { claims, exp, sub })
+        Ok(VerifiedToken {
+            claims: kept,
+            exp,
+            sub,
+        })
+    }
+}
+
+/// What the payload says, read in one pass: the registered claims the rules need as
+/// they were sent, and the site's kept claims. Nothing here is checked yet.
+#[derive(Default)]
+struct Claims {
+    exp: Option<Value>,
+    nbf: Option<Value>,
+    iat: Option<Value>,
+    iss: Option<Value>,
+    aud: Option<Value>,
+    sub: Option<Value>,
+    /// Kept claims other than the registered ones above.
+    kept: Map<String, Value>,
+}
+
+/// Reads a claims object, keeping the named claims (a later duplicate wins, as in a
+/// JSON map) and skipping every other one without building it.
+struct ClaimsSeed<'a>(&'a [String]);
+
+impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
+    type Value = Claims;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Claims, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ClaimsSeed<'_> {
+    type Value = Claims;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
+        let mut c = Claims::default();
+        while let Some(field) = map.next_key_seed(ClaimName(self.0))? {
+            match field {
+                Claim::Exp => c.exp = Some(map.next_value()?),
+                Claim::Nbf => c.nbf = Some(map.next_value()?),
+                Claim::Iat => c.iat = Some(map.next_value()?),
+                Claim::Iss => c.iss = Some(map.next_value()?),
+                Claim::Aud => c.aud = Some(map.next_value()?),
+                Claim::Sub => c.sub = Some(map.next_value()?),
+                Claim::Kept(name) => {
+                    let value: Value = map.next_value()?;
+                    c.kept.insert(name.to_string(), value);
+                }
+                Claim::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+enum Claim<'a> {
+    Exp,
+    Nbf,
+    Iat,
+    Iss,
+    Aud,
+    Sub,
+    Kept(&'a str),
+    Other,
+}
+
+/// Names a claim without allocating (escaped names are decoded by serde_json first).
+struct ClaimName<'a>(&'a [String]);
+
+impl<'de, 'a> DeserializeSeed<'de> for ClaimName<'a> {
+    type Value = Claim<'a>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Claim<'a>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, 'a> Visitor<'de> for ClaimName<'a> {
+    type Value = Claim<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a claim name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Claim<'a>, E> {
+        Ok(match name {
+            "exp" => Claim::Exp,
+            "nbf" => Claim::Nbf,
+            "iat" => Claim::Iat,
+            "iss" => Claim::Iss,
+            "aud" => Claim::Aud,
+            "sub" => Claim::Sub,
+            _ => match self.0.iter().find(|k| *k == name) {
+                Some(kept) => Claim::Kept(kept),
+                None => Claim::Other,
+            },
+        })
     }
 }
 
@@ -409,8 +735,8 @@ fn refuse_hmac_algs(algorithms: &[Algorithm]) -> Result<(), InvalidJwtSettings> 
     }
 }
 
-/// Parses one PEM public key (RSA, EC P-256/P-384 or Ed25519) and names its shape.
-fn parse_public_pem(pem: &str) -> Result<(KeyShape, DecodingKey), &'static str> {
+/// Parses one PEM public key (RSA, EC P-256/P-384 or Ed25519) into the form `ring` uses.
+fn parse_public_pem(pem: &str) -> Result<VerifyingKey, &'static str> {
     let blocks: Vec<&str> = pem
         .match_indices("-----BEGIN ")
         .map(|(i, _)| {
@@ -429,41 +755,36 @@ fn parse_public_pem(pem: &str) -> Result<(KeyShape, DecodingKey), &'static str> 
         [_] => {}
         _ => return Err("holds several PEM blocks: give one key per entry"),
     }
+    // jsonwebtoken unwraps the PEM and the SubjectPublicKeyInfo; ring gets the key.
     let bytes = pem.as_bytes();
     if let Ok(key) = DecodingKey::from_rsa_pem(bytes) {
-        return Ok((KeyShape::Rsa, key));
+        return VerifyingKey::rsa_der(key.as_bytes());
     }
     if let Ok(key) = DecodingKey::from_ec_pem(bytes) {
-        // The SEC1 point's length tells the curve (uncompressed or compressed).
-        return match key.as_bytes().len() {
-            65 | 33 => Ok((KeyShape::EcP256, key)),
-            97 | 49 => Ok((KeyShape::EcP384, key)),
-            _ => Err("is an EC key on an unsupported curve (only P-256 and P-384)"),
-        };
+        return VerifyingKey::ec_point(key.as_bytes());
     }
     if let Ok(key) = DecodingKey::from_ed_pem(bytes) {
-        return match key.as_bytes().len() {
-            32 => Ok((KeyShape::Ed25519, key)),
-            _ => Err("is an Edwards key that is not Ed25519"),
-        };
+        return VerifyingKey::ed25519(key.as_bytes());
     }
     Err("is not an RSA, EC (P-256/P-384) or Ed25519 public key")
 }
 
+/// Decodes the signature segment and asks `verifies` about it. Bad base64 is
+/// `Malformed`; a signature longer than any accepted key makes cannot verify.
 fn check_signature(
     signature_b64: &str,
-    message: &[u8],
-    key: &DecodingKey,
-    alg: Algorithm,
+    verifies: impl FnOnce(&[u8]) -> bool,
 ) -> Result<(), AuthFailure> {
-    match jsonwebtoken::crypto::verify(signature_b64, message, key, alg) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(AuthFailure::BadSignature),
-        Err(e) => match e.kind() {
-            jsonwebtoken::errors::ErrorKind::Base64(_) => Err(AuthFailure::Malformed),
-            // A key the backend cannot use for this algorithm proves nothing.
-            _ => Err(AuthFailure::BadSignature),
-        },
+    // Room for base64's decoded-length estimate of the longest signature (rounded up).
+    let mut buf = [0u8; MAX_SIGNATURE_BYTES + 3];
+    let len = match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut buf) {
+        Ok(len) => len,
+        Err(DecodeSliceError::OutputSliceTooSmall) => return Err(AuthFailure::BadSignature),
+        Err(DecodeSliceError::DecodeError(_)) => return Err(AuthFailure::Malformed),
+    };
+    match buf.get(..len) {
+        Some(signature) if len <= MAX_SIGNATURE_BYTES && verifies(signature) => Ok(()),
+        _ => Err(AuthFailure::BadSignature),
     }
 }
 
@@ -532,6 +853,7 @@ mod tests {
             audiences: Vec::new(),
             leeway: DEFAULT_LEEWAY,
             max_lifetime: None,
+            kept_claims: Vec::new(),
         }
     }
 
@@ -573,7 +895,8 @@ mod tests {
             let t = check(&v, &hs(alg, &claims())).await.unwrap();
             assert_eq!(t.exp, NOW + 300);
             assert_eq!(t.sub.as_deref(), Some("user-1"));
-            assert_eq!(t.claims["role"], "editor");
+            // Nothing is kept unless the site copies it into a header.
+            assert!(t.claims.is_empty(), "{:?}", t.claims);
         }
         let keys = [
             TestKey::rsa(Algorithm::RS256),
@@ -1182,5 +1505,289 @@ mod tests {
         assert_send(&fut);
         let fut = cache.key("http://127.0.0.1:9/", None, Algorithm::RS256);
         assert_send(&fut);
+    }
+
+    #[tokio::test]
+    async fn only_kept_claims_are_returned() {
+        let mut s = settings(
+            vec![Algorithm::HS256],
+            JwtKeys::Hmac(Secret::new(SECRET.to_vec())),
+        );
+        s.kept_claims = ["role", "sub", "iat", "missing", "n", "flag", "role"]
+            .map(String::from)
+            .to_vec();
+        let v = JwtVerifier::new(s).unwrap();
+        let c = json!({
+            "sub": "user-1", "exp": NOW + 300, "iat": NOW, "role": "editor",
+            "n": 7, "flag": true, "nested": {"deep": [1, {"x": null}]}, "other": "x",
+        });
+        let t = check(&v, &hs(Algorithm::HS256, &c)).await.unwrap();
+        let want = json!({"role": "editor", "sub": "user-1", "iat": NOW, "n": 7, "flag": true});
+        assert_eq!(Value::Object(t.claims), want);
+        assert_eq!(t.sub.as_deref(), Some("user-1"));
+
+        // Escaped names are the same claims; a later duplicate wins, as in a JSON map.
+        let payload = format!(
+            r#"{{"\u0065xp":{},"role":"first","r\u006fle":"second"}}"#,
+            NOW + 300
+        );
+        let h = b64(r#"{"alg":"HS256"}"#);
+        let p = b64(&payload);
+        let sig = hs256_sig(&format!("{h}.{p}"));
+        let t = check(&v, &format!("{h}.{p}.{sig}")).await.unwrap();
+        assert_eq!(t.exp, NOW + 300);
+        assert_eq!(t.claims["role"], "second");
+
+        // A non-string sub is still malformed, kept or not; so is trailing garbage.
+        for payload in [
+            format!(r#"{{"exp":{},"sub":5}}"#, NOW + 300),
+            format!(r#"{{"exp":{}}} x"#, NOW + 300),
+            "[1,2,3]".to_string(),
+            "7".to_string(),
+        ] {
+            let p = b64(&payload);
+            let sig = hs256_sig(&format!("{h}.{p}"));
+            assert_eq!(
+                refused(&v, &format!("{h}.{p}.{sig}")).await,
+                AuthFailure::Malformed,
+                "{payload}"
+            );
+        }
+    }
+
+    fn hs256_sig(message: &str) -> String {
+        let key = EncodingKey::from_secret(SECRET);
+        jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap()
+    }
+
+    #[test]
+    fn keys_ring_cannot_use_are_refused_when_loaded() {
+        let ok = |r: Result<VerifyingKey, &'static str>| r.unwrap();
+        let n2048 = [&[0x80u8][..], &[0x11; 255]].concat();
+        ok(VerifyingKey::rsa(&n2048, &[1, 0, 1]));
+        // Leading zeros do not count.
+        let padded = [&[0u8, 0][..], &n2048].concat();
+        ok(VerifyingKey::rsa(&padded, &[0, 1, 0, 1]));
+        let too_short = [0x7fu8; 256];
+        assert!(VerifyingKey::rsa(&too_short, &[1, 0, 1])
+            .unwrap_err()
+            .contains("2048 to 8192"));
+        assert!(VerifyingKey::rsa(&[0xff; 1025], &[3]).is_err());
+        for e in [&[][..], &[1], &[2], &[1, 0, 0], &[2, 0, 0, 0, 1], &[1; 6]] {
+            assert!(
+                VerifyingKey::rsa(&n2048, e)
+                    .unwrap_err()
+                    .contains("exponent"),
+                "{e:?}"
+            );
+        }
+        assert!(VerifyingKey::ec_point(&[2; 33])
+            .unwrap_err()
+            .contains("compressed"));
+        assert!(VerifyingKey::ec_point(&[4; 66]).is_err());
+        assert!(VerifyingKey::ec_coordinates(KeyShape::EcP256, &[1; 32], &[1; 31]).is_err());
+        assert!(VerifyingKey::ec_coordinates(KeyShape::EcP384, &[1; 32], &[1; 32]).is_err());
+        assert!(VerifyingKey::ed25519(&[1; 31]).is_err());
+        assert_eq!(
+            VerifyingKey::ec_coordinates(KeyShape::EcP384, &[1; 48], &[1; 48])
+                .unwrap()
+                .shape(),
+            KeyShape::EcP384
+        );
+    }
+
+    /// A signature check as a function of (header alg, signed bytes, signature).
+    type Check<'a> = &'a dyn Fn(Algorithm, &[u8], &[u8]) -> bool;
+
+    /// The token variants of the differential test: (what, token, should verify).
+    fn variants(
+        good: &str,
+        wrong_key: Option<&str>,
+        swapped_algs: &[Algorithm],
+    ) -> Vec<(String, String, bool)> {
+        let (hp, s) = good.rsplit_once('.').unwrap();
+        let (_, p) = hp.split_once('.').unwrap();
+        let mut out = vec![("valid".to_string(), good.to_string(), true)];
+        if let Some(token) = wrong_key {
+            out.push(("wrong key".to_string(), token.to_string(), false));
+        }
+        let sig = URL_SAFE_NO_PAD.decode(s).unwrap();
+        for (byte, bit) in [(0, 0), (sig.len() / 2, 3), (sig.len() - 1, 7)] {
+            let mut flipped = sig.clone();
+            flipped[byte] ^= 1 << bit;
+            out.push((
+                format!("bit {bit} of byte {byte} flipped"),
+                format!("{hp}.{}", URL_SAFE_NO_PAD.encode(flipped)),
+                false,
+            ));
+        }
+        for alg in swapped_algs {
+            let h = b64(&format!(r#"{{"typ":"JWT","alg":"{alg:?}"}}"#));
+            out.push((
+                format!("alg swapped to {alg:?}"),
+                format!("{h}.{p}.{s}"),
+                false,
+            ));
+        }
+        out
+    }
+
+    /// Our verifier (the bare keys and the whole `JwtVerifier`) must agree with
+    /// jsonwebtoken's own RustCrypto check on every variant.
+    async fn agree(
+        family: &str,
+        verifier: &JwtVerifier,
+        ours: &[Check<'_>],
+        reference: &DecodingKey,
+        cases: Vec<(String, String, bool)>,
+    ) {
+        for (what, token, expected) in cases {
+            let alg = jsonwebtoken::decode_header(&token).unwrap().alg;
+            let (message, s) = token.rsplit_once('.').unwrap();
+            let sig = URL_SAFE_NO_PAD.decode(s).unwrap();
+            let theirs = jsonwebtoken::crypto::verify(s, message.as_bytes(), reference, alg)
+                .unwrap_or(false);
+            assert_eq!(theirs, expected, "{family}, {what}: jsonwebtoken");
+            for (i, check) in ours.iter().enumerate() {
+                assert_eq!(
+                    check(alg, message.as_bytes(), &sig),
+                    expected,
+                    "{family}, {what}: our key #{i}"
+                );
+            }
+            match verifier.verify(&token, &jwks(), NOW).await {
+                Ok(t) => assert!(expected, "{family}, {what}: accepted {t:?}"),
+                Err(e) => {
+                    assert!(!expected, "{family}, {what}: refused with {e:?}");
+                    assert!(
+                        matches!(e, AuthFailure::BadSignature | AuthFailure::AlgNotAllowed),
+                        "{family}, {what}: {e:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn differential_against_jsonwebtoken() {
+        use Algorithm::*;
+        let jwk_key = |jwk: &Value| {
+            let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).unwrap();
+            super::super::jwks::verifying_key(&jwk.algorithm).unwrap()
+        };
+
+        // HMAC.
+        let hmac = HmacKeys::new(SECRET).unwrap();
+        let all_hs = vec![HS256, HS384, HS512];
+        let v = hmac_verifier(all_hs.clone());
+        let other = EncodingKey::from_secret(b"another-secret-another-secret-xx");
+        for &alg in &all_hs {
+            let good = hs(alg, &claims());
+            let wrong = sign_with(alg, &other, &claims(), None);
+            let swapped: Vec<_> = [HS256, HS384, HS512, RS256, ES256]
+                .into_iter()
+                .filter(|&a| a != alg)
+                .collect();
+            let ours = |a, m: &[u8], s: &[u8]| hmac.verify(a, m, s);
+            agree(
+                &format!("{alg:?}"),
+                &v,
+                &[&ours],
+                &DecodingKey::from_secret(SECRET),
+                variants(&good, Some(&wrong), &swapped),
+            )
+            .await;
+        }
+
+        // RSA: the PEM fixture and its JWK; the wrong key is the same modulus with one
+        // bit changed (still odd, still 2048 bits).
+        let all_rsa = vec![RS256, RS384, RS512, PS256, PS384, PS512];
+        let v = JwtVerifier::new(settings(
+            all_rsa.clone(),
+            JwtKeys::PublicPems(vec![RSA_PUBLIC_PEM.to_string()]),
+        ))
+        .unwrap();
+        let from_pem = parse_public_pem(RSA_PUBLIC_PEM).unwrap();
+        let rsa = TestKey::rsa(RS256);
+        let from_jwk = jwk_key(&rsa.jwk);
+        let n = URL_SAFE_NO_PAD
+            .decode(rsa.jwk["n"].as_str().unwrap())
+            .unwrap();
+        let e = URL_SAFE_NO_PAD
+            .decode(rsa.jwk["e"].as_str().unwrap())
+            .unwrap();
+        let mut other_n = n.clone();
+        other_n[100] ^= 0x10;
+        let wrong_ours = VerifyingKey::rsa(&other_n, &e).unwrap();
+        let wrong_theirs = DecodingKey::from_rsa_raw_components(&other_n, &e);
+        let reference = DecodingKey::from_rsa_pem(RSA_PUBLIC_PEM.as_bytes()).unwrap();
+        for &alg in &all_rsa {
+            let good = TestKey::rsa(alg).sign(&claims(), None);
+            let swapped: Vec<_> = [RS256, RS384, RS512, PS256, PS384, PS512, HS256, ES256]
+                .into_iter()
+                .filter(|&a| a != alg)
+                .collect();
+            let pem = |a, m: &[u8], s: &[u8]| from_pem.verify(a, m, s);
+            let jwk = |a, m: &[u8], s: &[u8]| from_jwk.verify(a, m, s);
+            agree(
+                &format!("{alg:?}"),
+                &v,
+                &[&pem, &jwk],
+                &reference,
+                // One RSA fixture: the wrong key is checked below, on the key side.
+                variants(&good, None, &swapped),
+            )
+            .await;
+            let (message, s) = good.rsplit_once('.').unwrap();
+            let sig = URL_SAFE_NO_PAD.decode(s).unwrap();
+            assert!(!wrong_ours.verify(alg, message.as_bytes(), &sig), "{alg:?}");
+            assert!(
+                !jsonwebtoken::crypto::verify(s, message.as_bytes(), &wrong_theirs, alg)
+                    .unwrap_or(false),
+                "{alg:?}"
+            );
+            assert!(from_pem.verify(alg, message.as_bytes(), &sig), "{alg:?}");
+        }
+
+        // EC and Ed25519: fresh keys, PEM and JWK forms of each.
+        for alg in [ES256, ES384, EdDSA] {
+            let key = match alg {
+                EdDSA => TestKey::ed(),
+                ec => TestKey::ec(ec),
+            };
+            let stranger = match alg {
+                EdDSA => TestKey::ed(),
+                ec => TestKey::ec(ec),
+            };
+            let v = JwtVerifier::new(settings(
+                vec![alg],
+                JwtKeys::PublicPems(vec![key.public_pem.clone()]),
+            ))
+            .unwrap();
+            let from_pem = parse_public_pem(&key.public_pem).unwrap();
+            let from_jwk = jwk_key(&key.jwk);
+            let reference = match alg {
+                EdDSA => DecodingKey::from_ed_pem(key.public_pem.as_bytes()).unwrap(),
+                _ => DecodingKey::from_ec_pem(key.public_pem.as_bytes()).unwrap(),
+            };
+            let swapped: Vec<_> = [ES256, ES384, EdDSA, RS256, HS256]
+                .into_iter()
+                .filter(|&a| a != alg)
+                .collect();
+            let pem = |a, m: &[u8], s: &[u8]| from_pem.verify(a, m, s);
+            let jwk = |a, m: &[u8], s: &[u8]| from_jwk.verify(a, m, s);
+            agree(
+                &format!("{alg:?}"),
+                &v,
+                &[&pem, &jwk],
+                &reference,
+                variants(
+                    &key.sign(&claims(), None),
+                    Some(&stranger.sign(&claims(), None)),
+                    &swapped,
+                ),
+            )
+            .await;
+        }
     }
 }

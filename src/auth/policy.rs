@@ -217,6 +217,7 @@ impl AuthPolicy {
                     audiences: j.audiences.clone(),
                     leeway: j.leeway,
                     max_lifetime: j.max_lifetime,
+                    kept_claims: j.claim_headers.keys().cloned().collect(),
                 })?)
             }
         };
