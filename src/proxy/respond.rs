@@ -151,7 +151,7 @@ pub fn access_log(session: &Session, e: Option<&pingora::Error>, ctx: &RequestCt
     let reason = ctx.rejection.map_or("-", |r| r.reason);
     let code = ctx.rejection.map_or("-", |r| r.code.as_str());
     let principal = ctx.principal.as_ref().map_or("-", |p| p.log_id());
-    let site = ctx.site_id.as_deref().unwrap_or("-");
+    let site = ctx.site_id().unwrap_or("-");
     let error = e.map(|e| e.etype().as_str());
     tracing::info!(
         target: "wpgate::access",
