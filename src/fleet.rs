@@ -64,6 +64,8 @@ pub struct ResolvedSite {
     pub credential_username: Option<String>,
     pub required_namespaces: Vec<String>,
     pub health_fail_fast: bool,
+    /// This site's request counters, resolved once (see `metrics::SiteCounters`).
+    pub counters: crate::metrics::SiteCounters,
 }
 
 impl std::fmt::Debug for ResolvedSite {
@@ -628,6 +630,7 @@ async fn resolve(record: &SiteRecord, keyring: &Keyring) -> Result<ResolvedSite,
         credential_username: record.credential.username.clone(),
         required_namespaces: record.required_namespaces.clone(),
         health_fail_fast: record.health_fail_fast,
+        counters: crate::metrics::SiteCounters::default(),
     })
 }
 

@@ -6,8 +6,8 @@
 //! every site is counted under `site="_all"` so fleets of 100k sites stay cheap.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -17,9 +17,27 @@ pub const UNKNOWN_SITE: &str = "unknown";
 /// Label value for every site when per-site labels are off.
 pub const ALL_SITES: &str = "_all";
 
+/// `wpgate_requests_total` handles for one `site` label value, one per status class,
+/// each resolved on its first use (a series appears only once it is counted). A cached
+/// site keeps its own, so a request costs no label lookup.
+#[derive(Default)]
+pub struct SiteCounters {
+    requests: [OnceLock<IntCounter>; STATUS_CLASSES.len()],
+}
+
+impl SiteCounters {
+    fn request(&self, family: &IntCounterVec, site: &str, status: u16) -> &IntCounter {
+        let i = status_class_index(status);
+        self.requests[i].get_or_init(|| family.with_label_values(&[site, STATUS_CLASSES[i]]))
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     per_site: AtomicBool,
+    /// `wpgate_requests_total` handles for `site="_all"` and `site="unknown"`.
+    all_sites: SiteCounters,
+    unknown_site: SiteCounters,
     pub requests: IntCounterVec,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
@@ -166,6 +184,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
     Ok(Metrics {
         registry,
         per_site: AtomicBool::new(true),
+        all_sites: SiteCounters::default(),
+        unknown_site: SiteCounters::default(),
         requests,
         request_duration,
         upstream_duration,
@@ -214,6 +234,17 @@ impl Metrics {
         }
     }
 
+    /// Counts one answered request in `wpgate_requests_total`: for a known site (its id
+    /// and its cached handles), else under `site="unknown"`.
+    pub fn count_request(&self, site: Option<(&str, &SiteCounters)>, status: u16) {
+        let (label, counters) = match site {
+            None => (UNKNOWN_SITE, &self.unknown_site),
+            Some(_) if !self.per_site.load(Ordering::Relaxed) => (ALL_SITES, &self.all_sites),
+            Some((id, counters)) => (id, counters),
+        };
+        counters.request(&self.requests, label, status).inc();
+    }
+
     /// The text exposition of every family.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -224,16 +255,19 @@ impl Metrics {
     }
 }
 
+/// The `status_class` label values.
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+fn status_class_index(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100 - 1),
+        _ => STATUS_CLASSES.len() - 1,
+    }
+}
+
 /// `2xx`, `4xx`, ... for a status code; `none` when no response was sent.
 pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "none",
-    }
+    STATUS_CLASSES[status_class_index(status)]
 }
 
 #[cfg(test)]
@@ -258,5 +292,23 @@ mod tests {
         assert_eq!(status_class(204), "2xx");
         assert_eq!(status_class(429), "4xx");
         assert_eq!(status_class(0), "none");
+        assert_eq!(status_class(100), "1xx");
+        assert_eq!(status_class(599), "5xx");
+        assert_eq!(status_class(600), "none");
+        assert_eq!(status_class(99), "none");
+    }
+
+    #[test]
+    fn cached_site_counters_count_the_same_series() {
+        let m = get().expect("metrics");
+        let series = |site: &str| m.requests.with_label_values(&[site, "2xx"]).get();
+        let counters = SiteCounters::default();
+        let before = series("cached-site");
+        m.count_request(Some(("cached-site", &counters)), 200);
+        m.count_request(Some(("cached-site", &counters)), 204);
+        assert_eq!(series("cached-site"), before + 2);
+        let before = series(UNKNOWN_SITE);
+        m.count_request(None, 200);
+        assert_eq!(series(UNKNOWN_SITE), before + 1);
     }
 }

@@ -47,8 +47,20 @@ pub(crate) fn split_prefixed<'a>(raw: &'a str, prefix: &str) -> Option<(&'a str,
 
 /// True if `s` looks like a key id (for CLI input).
 pub fn is_key_id(s: &str) -> bool {
-    s.len() == KEY_ID_LEN && s.bytes().all(|c| KEY_ID_ALPHABET.contains(&c))
+    s.len() == KEY_ID_LEN && s.bytes().all(|c| IN_KEY_ID_ALPHABET[usize::from(c)])
 }
+
+/// `KEY_ID_ALPHABET` as a byte table: a lookup per byte, not a scan of the alphabet
+/// (this runs on every request).
+const IN_KEY_ID_ALPHABET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < KEY_ID_ALPHABET.len() {
+        table[KEY_ID_ALPHABET[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 fn random_text(alphabet: &[u8], len: usize) -> String {
     let mut rng = OsRng;

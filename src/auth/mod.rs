@@ -133,12 +133,14 @@ pub enum Presented<'a> {
 }
 
 pub const API_KEY_HEADER: &str = "x-api-key";
+/// `API_KEY_HEADER` pre-parsed, for lookups on the request path.
+const API_KEY: http::HeaderName = http::HeaderName::from_static(API_KEY_HEADER);
 
 /// Finds the client's credential: `X-API-Key: wpg_...`, `Authorization: Bearer wpg_...`
 /// (an API key) or `Authorization: Bearer <compact JWS>` (a JWT). Tokens over 8 KiB are
 /// refused before any parsing.
 pub fn presented(headers: &HeaderMap) -> Presented<'_> {
-    let mut api_keys = headers.get_all(API_KEY_HEADER).iter();
+    let mut api_keys = headers.get_all(&API_KEY).iter();
     let api_key = api_keys.next();
     if api_keys.next().is_some() {
         return Presented::Refused(AuthFailure::Ambiguous);

@@ -1,7 +1,9 @@
 //! Who the client is: its address, believing X-Forwarded-For only from trusted proxies.
 
 use crate::config::model::ProxySettings;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
+use std::fmt;
+use std::io::Write;
 use std::net::IpAddr;
 
 pub struct Client {
@@ -9,7 +11,45 @@ pub struct Client {
     /// when the peer is a trusted proxy.
     pub ip: Option<IpAddr>,
     /// The X-Forwarded-For to send upstream.
-    pub forwarded_for: Option<String>,
+    pub forwarded_for: Option<ForwardedFor>,
+}
+
+/// The X-Forwarded-For to send upstream. The common case (an untrusted peer) keeps
+/// just the address: it is written out only when the request is forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardedFor {
+    /// The peer alone.
+    Peer(IpAddr),
+    /// A trusted proxy's chain with the peer appended.
+    Chain(String),
+}
+
+impl ForwardedFor {
+    /// The header value, formatted without an intermediate `String`.
+    pub fn header_value(&self) -> Option<HeaderValue> {
+        match self {
+            ForwardedFor::Peer(ip) => {
+                // The longest address text (IPv6 with an embedded IPv4) is 45 bytes.
+                let mut buf = [0u8; 45];
+                let len = {
+                    let mut rest = &mut buf[..];
+                    write!(rest, "{ip}").ok()?;
+                    45 - rest.len()
+                };
+                HeaderValue::from_bytes(&buf[..len]).ok()
+            }
+            ForwardedFor::Chain(chain) => HeaderValue::from_str(chain).ok(),
+        }
+    }
+}
+
+impl fmt::Display for ForwardedFor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForwardedFor::Peer(ip) => ip.fmt(f),
+            ForwardedFor::Chain(chain) => f.write_str(chain),
+        }
+    }
 }
 
 pub fn identify(peer: Option<IpAddr>, headers: &HeaderMap, proxy: &ProxySettings) -> Client {
@@ -22,7 +62,7 @@ pub fn identify(peer: Option<IpAddr>, headers: &HeaderMap, proxy: &ProxySettings
     if proxy.trusted_proxies.is_empty() || !proxy.is_trusted(peer) {
         return Client {
             ip: Some(peer),
-            forwarded_for: Some(peer.to_string()),
+            forwarded_for: Some(ForwardedFor::Peer(peer)),
         };
     }
     // All X-Forwarded-For headers, in order, as one chain.
@@ -55,13 +95,33 @@ pub fn identify(peer: Option<IpAddr>, headers: &HeaderMap, proxy: &ProxySettings
     forwarded.push_str(&peer.to_string());
     Client {
         ip: Some(ip),
-        forwarded_for: Some(forwarded),
+        forwarded_for: Some(ForwardedFor::Chain(forwarded)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn peer_addresses_become_header_values() {
+        for ip in [
+            "10.1.2.3",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:255.255.255.255",
+        ] {
+            let v = ForwardedFor::Peer(peer(ip)).header_value().unwrap();
+            assert_eq!(v.to_str().unwrap(), peer(ip).to_string());
+        }
+        let longest = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
+        let v = ForwardedFor::Peer(peer(longest)).header_value().unwrap();
+        assert_eq!(v.to_str().unwrap(), peer(longest).to_string());
+    }
 
     fn settings(trusted: &[&str]) -> ProxySettings {
         ProxySettings {
@@ -85,7 +145,11 @@ mod tests {
             &settings(&[]),
         );
         assert_eq!(c.ip, Some("1.2.3.4".parse().unwrap()));
-        assert_eq!(c.forwarded_for.as_deref(), Some("1.2.3.4"));
+        assert_eq!(c.forwarded_for, Some(ForwardedFor::Peer(peer("1.2.3.4"))));
+        assert_eq!(
+            c.forwarded_for.and_then(|f| f.header_value()),
+            Some(HeaderValue::from_static("1.2.3.4"))
+        );
         let c = identify(
             Some("1.2.3.4".parse().unwrap()),
             &xff("9.9.9.9"),
@@ -104,7 +168,7 @@ mod tests {
         );
         assert_eq!(c.ip, Some("7.7.7.7".parse().unwrap()));
         assert_eq!(
-            c.forwarded_for.as_deref(),
+            c.forwarded_for.map(|f| f.to_string()).as_deref(),
             Some("6.6.6.6, 7.7.7.7, 10.0.0.9, 10.0.0.5")
         );
         let c = identify(Some("10.0.0.5".parse().unwrap()), &HeaderMap::new(), &s);

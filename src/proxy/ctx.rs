@@ -31,8 +31,9 @@ pub struct RequestCtx {
     /// The configuration this request runs on, start to finish.
     pub config: Arc<Config>,
     pub request_id: String,
-    /// The X-Website-ID, once it is known to be well-formed.
-    pub site_id: Option<String>,
+    /// The X-Website-ID, once it is known to be well-formed. The header value shares
+    /// the request's buffer: keeping it costs no allocation.
+    pub site_id: Option<http::HeaderValue>,
     /// The site, once found (also when the request is then refused). Only an admitted
     /// request is forwarded.
     pub site: Option<Arc<ResolvedSite>>,
@@ -42,7 +43,7 @@ pub struct RequestCtx {
     pub rejection: Option<Rejection>,
     /// The client's address (see `client.rs`) and the X-Forwarded-For to send upstream.
     pub client_ip: Option<std::net::IpAddr>,
-    pub forwarded_for: Option<String>,
+    pub forwarded_for: Option<super::ForwardedFor>,
     /// Verified claims to pass upstream (the site's claim -> header mapping).
     pub identity_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Seconds for Retry-After on a 429.
@@ -52,6 +53,11 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// The well-formed X-Website-ID, if the request got that far.
+    pub fn site_id(&self) -> Option<&str> {
+        self.site_id.as_ref().and_then(|v| v.to_str().ok())
+    }
+
     pub fn new(config: Arc<Config>) -> Self {
         Self {
             started: Instant::now(),

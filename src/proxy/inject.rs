@@ -87,8 +87,8 @@ pub struct Forwarding<'a> {
     pub credential: Option<&'a (HeaderName, HeaderValue)>,
     pub upstream: &'a UpstreamTarget,
     pub request_id: &'a str,
-    /// The X-Forwarded-For chain to send (see `client.rs`).
-    pub forwarded_for: Option<&'a str>,
+    /// The X-Forwarded-For to send (see `client.rs`).
+    pub forwarded_for: Option<&'a super::ForwardedFor>,
     /// Headers the site fills from verified claims: always removed from the client's
     /// request, so a client cannot set them itself.
     pub claim_headers: &'a [(String, HeaderName)],
@@ -119,8 +119,8 @@ pub fn prepare(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<(
     if let Some(host) = original_host {
         req.insert_header("x-forwarded-host", host)?;
     }
-    match f.forwarded_for {
-        Some(chain) => req.insert_header("x-forwarded-for", chain)?,
+    match f.forwarded_for.and_then(super::ForwardedFor::header_value) {
+        Some(value) => req.insert_header("x-forwarded-for", value)?,
         None => {
             req.remove_header("x-forwarded-for");
         }
@@ -218,7 +218,7 @@ mod tests {
                 credential: Some(&cred),
                 upstream: &upstream,
                 request_id: "rid",
-                forwarded_for: Some("10.1.2.3"),
+                forwarded_for: Some(&super::super::ForwardedFor::Peer([10, 1, 2, 3].into())),
                 claim_headers: &[],
                 identity: &[],
             },

@@ -7,6 +7,8 @@ pub mod inject;
 pub mod request_id;
 mod respond;
 
+pub use client::ForwardedFor;
+
 use crate::auth::jwks::{JwksCache, JwksSettings};
 use crate::auth::policy::JwtAuth;
 use crate::auth::ratelimit::{retry_after_secs, FailureLimiter};
@@ -26,6 +28,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub const SITE_HEADER: &str = "x-website-id";
+/// `SITE_HEADER` pre-parsed, for lookups on the request path.
+const SITE: http::HeaderName = http::HeaderName::from_static(SITE_HEADER);
 
 pub struct Gateway {
     fleet: Arc<Fleet>,
@@ -90,8 +94,8 @@ impl Gateway {
         peer: Option<IpAddr>,
         ctx: &mut RequestCtx,
     ) -> Result<(), Rejection> {
-        let site_id = site_id(req)?;
-        ctx.site_id = Some(site_id.to_string());
+        let (site_id, value) = site_id(req)?;
+        ctx.site_id = Some(value.clone());
         let client = client::identify(peer, &req.headers, &ctx.config.proxy);
         ctx.client_ip = client.ip;
         ctx.forwarded_for = client.forwarded_for;
@@ -233,9 +237,9 @@ fn upstream_client(c: &Config) -> anyhow::Result<reqwest::Client> {
     Ok(b.build()?)
 }
 
-/// Exactly one well-formed X-Website-ID.
-fn site_id(req: &RequestHeader) -> Result<&str, Rejection> {
-    let mut values = req.headers.get_all(SITE_HEADER).iter();
+/// Exactly one well-formed X-Website-ID, as text and as the header value.
+fn site_id(req: &RequestHeader) -> Result<(&str, &HeaderValue), Rejection> {
+    let mut values = req.headers.get_all(&SITE).iter();
     let Some(first) = values.next() else {
         return Err(Rejection::new(ErrorCode::MissingSiteId, "missing_site_id"));
     };
@@ -244,6 +248,7 @@ fn site_id(req: &RequestHeader) -> Result<&str, Rejection> {
     }
     first
         .to_str()
+        .map(|text| (text, first))
         .map_err(|_| Rejection::new(ErrorCode::InvalidSiteId, "invalid_site_id"))
 }
 
@@ -316,7 +321,7 @@ impl ProxyHttp for Gateway {
                 credential: site.inject.as_ref(),
                 upstream: &site.upstream,
                 request_id: &ctx.request_id,
-                forwarded_for: ctx.forwarded_for.as_deref(),
+                forwarded_for: ctx.forwarded_for.as_ref(),
                 claim_headers: &site.auth.claim_headers,
                 identity: &ctx.identity_headers,
             },

@@ -117,13 +117,10 @@ fn record_metrics(status: u16, ctx: &RequestCtx) {
         return;
     };
     // Only a site found in the store becomes a label value.
-    let site = ctx
-        .site
-        .as_ref()
-        .map_or(crate::metrics::UNKNOWN_SITE, |s| m.site_label(&s.id));
-    m.requests
-        .with_label_values(&[site, crate::metrics::status_class(status)])
-        .inc();
+    m.count_request(
+        ctx.site.as_ref().map(|s| (s.id.as_str(), &s.counters)),
+        status,
+    );
     m.request_duration
         .observe(ctx.started.elapsed().as_secs_f64());
     if let Some(t) = ctx.upstream_started {
@@ -136,6 +133,10 @@ fn record_metrics(status: u16, ctx: &RequestCtx) {
                 ErrorCode::JwksUnavailable | ErrorCode::VerifierUnavailable
             );
         if auth {
+            let site = ctx
+                .site
+                .as_ref()
+                .map_or(crate::metrics::UNKNOWN_SITE, |s| m.site_label(&s.id));
             m.auth_failures.with_label_values(&[site, r.reason]).inc();
         }
     }
@@ -151,7 +152,7 @@ pub fn access_log(session: &Session, e: Option<&pingora::Error>, ctx: &RequestCt
     let reason = ctx.rejection.map_or("-", |r| r.reason);
     let code = ctx.rejection.map_or("-", |r| r.code.as_str());
     let principal = ctx.principal.as_ref().map_or("-", |p| p.log_id());
-    let site = ctx.site_id.as_deref().unwrap_or("-");
+    let site = ctx.site_id().unwrap_or("-");
     let error = e.map(|e| e.etype().as_str());
     tracing::info!(
         target: "wpgate::access",
