@@ -193,6 +193,10 @@ pub enum ChangeEvent {
     Disconnected,
 }
 
+/// The kind tags of [`SealedSlot`] in the order `sealed_not_by` reads them: site
+/// credentials, site JWT secrets, settings (each by id).
+pub const SEALED_SLOT_KINDS: [&str; 3] = ["c", "j", "s"];
+
 /// Where a sealed value lives, which names the place it is bound to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SealedSlot {
@@ -217,6 +221,15 @@ impl SealedSlot {
     }
 
     /// The change a rewrite of this slot makes (what caches must forget).
+    /// The slot of kind tag `kind` (one of [`SEALED_SLOT_KINDS`]) and `id`.
+    pub fn at(kind: &str, id: String) -> Self {
+        match kind {
+            "c" => SealedSlot::SiteCredential(id),
+            "j" => SealedSlot::SiteJwtSecret(id),
+            _ => SealedSlot::Setting(id),
+        }
+    }
+
     /// The slot's position in the order `sealed_not_by` reads: kind tag, then id.
     pub fn position(&self) -> (&'static str, &str) {
         match self {

@@ -11,7 +11,7 @@
 use super::{
     trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, Change, ChangeEvent,
     ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot, SealedValue,
-    SiteRecord, Store, StoreError, StoredCredential,
+    SiteRecord, Store, StoreError, StoredCredential, SEALED_SLOT_KINDS,
 };
 use crate::config::redact_url;
 use crate::site::CredentialKind;
@@ -234,13 +234,29 @@ fn parse_change(payload: &str) -> Option<Change> {
     Some(Change { seq, kind, id })
 }
 
-/// Every sealed value as `(slot kind, id, v)` rows.
-const SEALED_VALUES_SQL: &str = "SELECT 'c' AS slot, id, credential_sealed AS v FROM sites \
-      WHERE credential_sealed IS NOT NULL \
-    UNION ALL SELECT 'j', id, jwt_secret_sealed FROM sites WHERE jwt_secret_sealed IS NOT NULL \
-    UNION ALL SELECT 's', name, value FROM settings WHERE value LIKE 'v1.%'";
-/// The key id of sealed text `v1.<kid>.<nonce>.<ct>`.
-const SEALED_KID_SQL: &str = "split_part(v, '.', 2)";
+/// Sealed values of one slot kind (a [`SEALED_SLOT_KINDS`] tag) after an id, not
+/// sealed with a key id, in id order (ids are `COLLATE "C"`, as Rust orders them):
+/// binds (after id, key id, limit). `split_part(v, '.', 2)` is the key id of sealed
+/// text `v1.<kid>.<nonce>.<ct>`.
+fn sealed_kind_sql(kind: &str) -> &'static str {
+    match kind {
+        "c" => {
+            "SELECT id, credential_sealed AS v FROM sites WHERE id > $1 \
+                AND credential_sealed IS NOT NULL \
+                AND split_part(credential_sealed, '.', 2) <> $2 ORDER BY id LIMIT $3"
+        }
+        "j" => {
+            "SELECT id, jwt_secret_sealed AS v FROM sites WHERE id > $1 \
+                AND jwt_secret_sealed IS NOT NULL \
+                AND split_part(jwt_secret_sealed, '.', 2) <> $2 ORDER BY id LIMIT $3"
+        }
+        _ => {
+            "SELECT name AS id, value AS v FROM settings WHERE name > $1 \
+              AND value LIKE 'v1.%' AND split_part(value, '.', 2) <> $2 \
+              ORDER BY name LIMIT $3"
+        }
+    }
+}
 
 impl PostgresStore {
     /// Connects (lazily: the pool opens connections as calls need them), runs the
@@ -856,36 +872,32 @@ impl Store for PostgresStore {
         after: Option<&SealedSlot>,
         limit: u32,
     ) -> Result<Vec<SealedValue>, StoreError> {
-        let (after_slot, after_id) = after.map_or(("", ""), SealedSlot::position);
+        // One index range per slot kind (not a sorted union of everything), so a
+        // batch costs its own size whatever the fleet's.
+        let (from_kind, from_id) = after.map_or(("c", ""), SealedSlot::position);
         bounded(CALL_TIMEOUT, async move {
-            let rows = sqlx::query(&format!(
-                "SELECT slot, id, v FROM ({SEALED_VALUES_SQL}) AS sealed \
-                 WHERE {SEALED_KID_SQL} <> $1 \
-                 AND (slot COLLATE \"C\" > $2 OR (slot = $2 AND id > $3)) \
-                 ORDER BY slot COLLATE \"C\", id LIMIT $4"
-            ))
-            .bind(key_id)
-            .bind(after_slot)
-            .bind(after_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-            rows.iter()
-                .map(|r| {
-                    let slot: String = r.try_get("slot").map_err(unavailable)?;
-                    let id: String = r.try_get("id").map_err(unavailable)?;
-                    let slot = match slot.as_str() {
-                        "c" => SealedSlot::SiteCredential(id),
-                        "j" => SealedSlot::SiteJwtSecret(id),
-                        _ => SealedSlot::Setting(id),
-                    };
-                    Ok(SealedValue {
-                        slot,
+            let mut out = Vec::new();
+            for kind in SEALED_SLOT_KINDS.iter().skip_while(|k| **k != from_kind) {
+                let want = i64::from(limit) - out.len() as i64;
+                if want <= 0 {
+                    break;
+                }
+                let after_id = if *kind == from_kind { from_id } else { "" };
+                let rows = sqlx::query(sealed_kind_sql(kind))
+                    .bind(after_id)
+                    .bind(key_id)
+                    .bind(want)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                for r in &rows {
+                    out.push(SealedValue {
+                        slot: SealedSlot::at(kind, r.try_get("id").map_err(unavailable)?),
                         sealed: r.try_get("v").map_err(unavailable)?,
-                    })
-                })
-                .collect()
+                    });
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -3,7 +3,7 @@
 use super::{
     trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, Change, ChangeKind,
     ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot, SealedValue, SiteRecord, Store,
-    StoreError, StoredCredential,
+    StoreError, StoredCredential, SEALED_SLOT_KINDS,
 };
 use crate::site::CredentialKind;
 use async_trait::async_trait;
@@ -152,14 +152,24 @@ async fn record_change(
     Ok(())
 }
 
-/// The key id of sealed text `v1.<kid>.<nonce>.<ct>` in SQL.
-const SEALED_KID_SQL: &str = "substr(v, 4, instr(substr(v, 4), '.') - 1)";
-
-/// Every sealed value as `(slot kind, id, v)` rows.
-const SEALED_VALUES_SQL: &str = "SELECT 'c' AS slot, id, credential_sealed AS v FROM sites \
-      WHERE credential_sealed IS NOT NULL \
-    UNION ALL SELECT 'j', id, jwt_secret_sealed FROM sites WHERE jwt_secret_sealed IS NOT NULL \
-    UNION ALL SELECT 's', name, value FROM settings WHERE value LIKE 'v1.%'";
+/// Sealed values of one slot kind (a [`SEALED_SLOT_KINDS`] tag) after an id, not
+/// sealed with a key id, in id order: binds (after id, key id, limit). The key id of
+/// sealed text `v1.<kid>.<nonce>.<ct>` is the text between the first two dots.
+fn sealed_kind_sql(kind: &str) -> &'static str {
+    match kind {
+        "c" => "SELECT id, credential_sealed AS v FROM sites WHERE id > ? \
+                AND credential_sealed IS NOT NULL \
+                AND substr(credential_sealed, 4, instr(substr(credential_sealed, 4), '.') - 1) <> ? \
+                ORDER BY id LIMIT ?",
+        "j" => "SELECT id, jwt_secret_sealed AS v FROM sites WHERE id > ? \
+                AND jwt_secret_sealed IS NOT NULL \
+                AND substr(jwt_secret_sealed, 4, instr(substr(jwt_secret_sealed, 4), '.') - 1) <> ? \
+                ORDER BY id LIMIT ?",
+        _ => "SELECT name AS id, value AS v FROM settings WHERE name > ? \
+              AND value LIKE 'v1.%' AND substr(value, 4, instr(substr(value, 4), '.') - 1) <> ? \
+              ORDER BY name LIMIT ?",
+    }
+}
 
 impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
@@ -666,34 +676,31 @@ impl Store for SqliteStore {
         after: Option<&SealedSlot>,
         limit: u32,
     ) -> Result<Vec<SealedValue>, StoreError> {
-        let (after_slot, after_id) = after.map_or(("", ""), SealedSlot::position);
-        let rows = sqlx::query(&format!(
-            "SELECT slot, id, v FROM ({SEALED_VALUES_SQL}) WHERE {SEALED_KID_SQL} <> ? \
-             AND (slot > ? OR (slot = ? AND id > ?)) ORDER BY slot, id LIMIT ?"
-        ))
-        .bind(key_id)
-        .bind(after_slot)
-        .bind(after_slot)
-        .bind(after_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        rows.iter()
-            .map(|r| {
-                let slot: String = r.try_get("slot").map_err(unavailable)?;
-                let id: String = r.try_get("id").map_err(unavailable)?;
-                let slot = match slot.as_str() {
-                    "c" => SealedSlot::SiteCredential(id),
-                    "j" => SealedSlot::SiteJwtSecret(id),
-                    _ => SealedSlot::Setting(id),
-                };
-                Ok(SealedValue {
-                    slot,
+        // One index range per slot kind (not a sorted union of everything), so a
+        // batch costs its own size whatever the fleet's.
+        let (from_kind, from_id) = after.map_or(("c", ""), SealedSlot::position);
+        let mut out = Vec::new();
+        for kind in SEALED_SLOT_KINDS.iter().skip_while(|k| **k != from_kind) {
+            let want = i64::from(limit) - out.len() as i64;
+            if want <= 0 {
+                break;
+            }
+            let after_id = if *kind == from_kind { from_id } else { "" };
+            let rows = sqlx::query(sealed_kind_sql(kind))
+                .bind(after_id)
+                .bind(key_id)
+                .bind(want)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            for r in &rows {
+                out.push(SealedValue {
+                    slot: SealedSlot::at(kind, r.try_get("id").map_err(unavailable)?),
                     sealed: r.try_get("v").map_err(unavailable)?,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn reseal(&self, batch: &[Reseal], audit: &AuditEntry) -> Result<u64, StoreError> {
