@@ -858,7 +858,12 @@ async fn admin_token(config: &Config, cmd: &AdminTokenCommand, json: bool) -> an
     Ok(())
 }
 
-/// Turns a fleet error into a message for the operator.
+/// Replaces the keyring file (private mode, atomically) with an edited text.
+fn write_keyring(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    crate::crypto::replace_private_file(path, text)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// The keyring file the CLI edits; a keyring given in `WPGATE_KEYRING` is the
 /// operator's secret store's to change, not ours.
 fn keyring_file(
@@ -922,8 +927,7 @@ async fn keyring(config: &Config, cmd: &KeyringCommand, json: bool) -> anyhow::R
         KeyringCommand::Add { primary } => {
             let (path, text) = keyring_file(config)?;
             let (new_text, id) = crate::crypto::edit::add_key(&text, &origin, *primary)?;
-            crate::crypto::replace_private_file(&path, &new_text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            write_keyring(&path, &new_text)?;
             report(
                 json,
                 json!({"key_id": id, "primary": primary}),
@@ -938,8 +942,7 @@ async fn keyring(config: &Config, cmd: &KeyringCommand, json: bool) -> anyhow::R
         KeyringCommand::SetPrimary { key_id } => {
             let (path, text) = keyring_file(config)?;
             let new_text = crate::crypto::edit::set_primary(&text, &origin, key_id)?;
-            crate::crypto::replace_private_file(&path, &new_text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            write_keyring(&path, &new_text)?;
             report(
                 json,
                 json!({"primary": key_id}),
@@ -979,8 +982,7 @@ async fn keyring(config: &Config, cmd: &KeyringCommand, json: bool) -> anyhow::R
                 );
             }
             let new_text = crate::crypto::edit::remove_key(&text, &origin, key_id)?;
-            crate::crypto::replace_private_file(&path, &new_text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            write_keyring(&path, &new_text)?;
             report(
                 json,
                 json!({"retired": key_id}),
@@ -994,6 +996,7 @@ async fn keyring(config: &Config, cmd: &KeyringCommand, json: bool) -> anyhow::R
     Ok(())
 }
 
+/// Turns a fleet error into a message for the operator.
 fn explain(e: FleetError) -> anyhow::Error {
     match e {
         FleetError::Store(StoreError::NotFound(what)) => anyhow::anyhow!("{what} does not exist"),

@@ -197,6 +197,38 @@ pub enum ChangeEvent {
 /// credentials, site JWT secrets, settings (each by id).
 pub const SEALED_SLOT_KINDS: [&str; 3] = ["c", "j", "s"];
 
+/// `Store::sealed_not_by` for every backend: reads slot kind by kind from the cursor,
+/// one index range each (not a sorted union of everything, so a batch costs its own
+/// size whatever the fleet's). `fetch(kind, after_id, want)` returns up to `want`
+/// `(id, sealed)` pairs of that kind after `after_id`, in id order, not sealed with the
+/// key id being rotated away from.
+pub(crate) async fn sealed_by_kinds<F, Fut>(
+    after: Option<&SealedSlot>,
+    limit: u32,
+    mut fetch: F,
+) -> Result<Vec<SealedValue>, StoreError>
+where
+    F: FnMut(&'static str, String, i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<(String, String)>, StoreError>>,
+{
+    let (from_kind, from_id) = after.map_or(("c", ""), SealedSlot::position);
+    let mut out = Vec::new();
+    for kind in SEALED_SLOT_KINDS.iter().skip_while(|k| **k != from_kind) {
+        let want = i64::from(limit) - out.len() as i64;
+        if want <= 0 {
+            break;
+        }
+        let after_id = if *kind == from_kind { from_id } else { "" };
+        for (id, sealed) in fetch(kind, after_id.to_string(), want).await? {
+            out.push(SealedValue {
+                slot: SealedSlot::at(kind, id),
+                sealed,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Where a sealed value lives, which names the place it is bound to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SealedSlot {

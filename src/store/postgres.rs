@@ -9,9 +9,9 @@
 //! The URL may hold a password: it only ever appears redacted ([`redact_url`]).
 
 use super::{
-    trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, Change, ChangeEvent,
-    ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot, SealedValue,
-    SiteRecord, Store, StoreError, StoredCredential, SEALED_SLOT_KINDS,
+    sealed_by_kinds, trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, Change,
+    ChangeEvent, ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot,
+    SealedValue, SiteRecord, Store, StoreError, StoredCredential,
 };
 use crate::config::redact_url;
 use crate::site::CredentialKind;
@@ -872,34 +872,24 @@ impl Store for PostgresStore {
         after: Option<&SealedSlot>,
         limit: u32,
     ) -> Result<Vec<SealedValue>, StoreError> {
-        // One index range per slot kind (not a sorted union of everything), so a
-        // batch costs its own size whatever the fleet's.
-        let (from_kind, from_id) = after.map_or(("c", ""), SealedSlot::position);
-        bounded(CALL_TIMEOUT, async move {
-            let mut out = Vec::new();
-            for kind in SEALED_SLOT_KINDS.iter().skip_while(|k| **k != from_kind) {
-                let want = i64::from(limit) - out.len() as i64;
-                if want <= 0 {
-                    break;
-                }
-                let after_id = if *kind == from_kind { from_id } else { "" };
-                let rows = sqlx::query(sealed_kind_sql(kind))
-                    .bind(after_id)
-                    .bind(key_id)
-                    .bind(want)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(unavailable)?;
-                for r in &rows {
-                    out.push(SealedValue {
-                        slot: SealedSlot::at(kind, r.try_get("id").map_err(unavailable)?),
-                        sealed: r.try_get("v").map_err(unavailable)?,
-                    });
-                }
-            }
-            Ok(out)
-        })
-        .await
+        let read = sealed_by_kinds(after, limit, |kind, after_id, want| async move {
+            let rows = sqlx::query(sealed_kind_sql(kind))
+                .bind(after_id)
+                .bind(key_id)
+                .bind(want)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get("id").map_err(unavailable)?,
+                        r.try_get("v").map_err(unavailable)?,
+                    ))
+                })
+                .collect()
+        });
+        bounded(CALL_TIMEOUT, read).await
     }
 
     async fn reseal(&self, batch: &[Reseal], audit: &AuditEntry) -> Result<u64, StoreError> {

@@ -1,9 +1,9 @@
 //! The embedded default store: one SQLite file (WAL mode), migrated on open.
 
 use super::{
-    trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, Change, ChangeKind,
-    ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot, SealedValue, SiteRecord, Store,
-    StoreError, StoredCredential, SEALED_SLOT_KINDS,
+    sealed_by_kinds, trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, Change,
+    ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot, SealedValue,
+    SiteRecord, Store, StoreError, StoredCredential,
 };
 use crate::site::CredentialKind;
 use async_trait::async_trait;
@@ -676,16 +676,7 @@ impl Store for SqliteStore {
         after: Option<&SealedSlot>,
         limit: u32,
     ) -> Result<Vec<SealedValue>, StoreError> {
-        // One index range per slot kind (not a sorted union of everything), so a
-        // batch costs its own size whatever the fleet's.
-        let (from_kind, from_id) = after.map_or(("c", ""), SealedSlot::position);
-        let mut out = Vec::new();
-        for kind in SEALED_SLOT_KINDS.iter().skip_while(|k| **k != from_kind) {
-            let want = i64::from(limit) - out.len() as i64;
-            if want <= 0 {
-                break;
-            }
-            let after_id = if *kind == from_kind { from_id } else { "" };
+        sealed_by_kinds(after, limit, |kind, after_id, want| async move {
             let rows = sqlx::query(sealed_kind_sql(kind))
                 .bind(after_id)
                 .bind(key_id)
@@ -693,14 +684,16 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(unavailable)?;
-            for r in &rows {
-                out.push(SealedValue {
-                    slot: SealedSlot::at(kind, r.try_get("id").map_err(unavailable)?),
-                    sealed: r.try_get("v").map_err(unavailable)?,
-                });
-            }
-        }
-        Ok(out)
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get("id").map_err(unavailable)?,
+                        r.try_get("v").map_err(unavailable)?,
+                    ))
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn reseal(&self, batch: &[Reseal], audit: &AuditEntry) -> Result<u64, StoreError> {
