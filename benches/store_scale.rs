@@ -444,7 +444,7 @@ fn memory_child(config: &Path) {
         // Every site is cached now: a hit for each.
         for i in 0..sites {
             assert!(
-                fleet.cached_site(&site_id(i)).await.is_some(),
+                fleet.cached_site(&site_id(i)).is_some(),
                 "site {i} not cached"
             );
         }

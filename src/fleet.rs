@@ -178,8 +178,17 @@ impl Fleet {
         &self,
         id: &str,
     ) -> Result<Option<Arc<ResolvedSite>>, Arc<FleetError>> {
+        self.resolve_site_at(id, std::time::Instant::now()).await
+    }
+
+    /// `resolve_site` with cache freshness judged at `now` (the request's start).
+    pub async fn resolve_site_at(
+        &self,
+        id: &str,
+        now: std::time::Instant,
+    ) -> Result<Option<Arc<ResolvedSite>>, Arc<FleetError>> {
         self.sites
-            .get_or_load(id, async {
+            .get_or_load_at(id, now, || async {
                 let found = self
                     .store
                     .get_site(id)
@@ -209,8 +218,8 @@ impl Fleet {
     }
 
     /// The site for `id` if it is cached; never reads the store.
-    pub async fn cached_site(&self, id: &str) -> Option<Arc<ResolvedSite>> {
-        self.sites.peek(id).await
+    pub fn cached_site(&self, id: &str) -> Option<Arc<ResolvedSite>> {
+        self.sites.peek(id)
     }
 
     /// The API key record for `key_id`, from the cache or the store.
@@ -218,8 +227,17 @@ impl Fleet {
         &self,
         key_id: &str,
     ) -> Result<Option<Arc<ApiKeyRecord>>, Arc<StoreError>> {
+        self.find_key_at(key_id, std::time::Instant::now()).await
+    }
+
+    /// `find_key` with cache freshness judged at `now` (the request's start).
+    pub async fn find_key_at(
+        &self,
+        key_id: &str,
+        now: std::time::Instant,
+    ) -> Result<Option<Arc<ApiKeyRecord>>, Arc<StoreError>> {
         self.keys
-            .get_or_load(key_id, async {
+            .get_or_load_at(key_id, now, || async {
                 self.store
                     .get_api_key(key_id)
                     .await

@@ -93,6 +93,8 @@ pub struct UpstreamTarget {
     pub port: u16,
     /// The value for the `Host` header: `host[:port]` as the URL wrote it.
     pub authority: String,
+    /// `authority` as a header value, built once.
+    pub host_header: http::HeaderValue,
     /// Path prefix without a trailing slash ("" for none), e.g. "/blog".
     pub path_prefix: String,
 }
@@ -138,11 +140,14 @@ impl UpstreamTarget {
             None => host_text.to_string(),
         };
         let path_prefix = url.path().trim_end_matches('/').to_string();
+        let host_header =
+            http::HeaderValue::from_str(&authority).map_err(|_| InvalidUpstream::Unparsable)?;
         Ok(UpstreamTarget {
             tls,
             host,
             port,
             authority,
+            host_header,
             path_prefix,
         })
     }

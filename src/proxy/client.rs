@@ -28,6 +28,9 @@ impl ForwardedFor {
     /// The header value, formatted without an intermediate `String`.
     pub fn header_value(&self) -> Option<HeaderValue> {
         match self {
+            ForwardedFor::Peer(IpAddr::V4(ip)) => {
+                HeaderValue::from_bytes(Ipv4Text::new(ip).as_bytes()).ok()
+            }
             ForwardedFor::Peer(ip) => {
                 // The longest address text (IPv6 with an embedded IPv4) is 45 bytes.
                 let mut buf = [0u8; 45];
@@ -40,6 +43,46 @@ impl ForwardedFor {
             }
             ForwardedFor::Chain(chain) => HeaderValue::from_str(chain).ok(),
         }
+    }
+}
+
+/// Dotted-quad text of an IPv4 address, on the stack (`core::fmt` costs several times
+/// more, and this runs for every forwarded request).
+struct Ipv4Text {
+    buf: [u8; 15],
+    len: usize,
+}
+
+impl Ipv4Text {
+    fn new(ip: &std::net::Ipv4Addr) -> Self {
+        let mut t = Ipv4Text {
+            buf: [0; 15],
+            len: 0,
+        };
+        for (i, octet) in ip.octets().into_iter().enumerate() {
+            if i > 0 {
+                t.push(b'.');
+            }
+            if octet >= 100 {
+                t.push(b'0' + octet / 100);
+            }
+            if octet >= 10 {
+                t.push(b'0' + octet / 10 % 10);
+            }
+            t.push(b'0' + octet % 10);
+        }
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -102,6 +145,21 @@ pub fn identify(peer: Option<IpAddr>, headers: &HeaderMap, proxy: &ProxySettings
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.100.9",
+            "255.255.255.255",
+            "127.0.0.1",
+            "99.100.101.199",
+        ] {
+            let addr: std::net::Ipv4Addr = ip.parse().unwrap();
+            assert_eq!(Ipv4Text::new(&addr).as_bytes(), ip.as_bytes());
+        }
+    }
 
     fn peer(s: &str) -> IpAddr {
         s.parse().unwrap()

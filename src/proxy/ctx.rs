@@ -30,7 +30,8 @@ pub struct RequestCtx {
     pub started: Instant,
     /// The configuration this request runs on, start to finish.
     pub config: Arc<Config>,
-    pub request_id: String,
+    /// X-Request-ID, kept as the header value it is sent as (see `request_id_text`).
+    pub request_id: http::HeaderValue,
     /// The X-Website-ID, once it is known to be well-formed. The header value shares
     /// the request's buffer: keeping it costs no allocation.
     pub site_id: Option<http::HeaderValue>,
@@ -53,6 +54,12 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// The request id as text: only sane client ids (visible ASCII) or minted ones are
+    /// ever kept, so the fallback is never seen in practice.
+    pub fn request_id_text(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+
     /// The well-formed X-Website-ID, if the request got that far.
     pub fn site_id(&self) -> Option<&str> {
         self.site_id.as_ref().and_then(|v| v.to_str().ok())
@@ -62,7 +69,7 @@ impl RequestCtx {
         Self {
             started: Instant::now(),
             config,
-            request_id: String::new(),
+            request_id: http::HeaderValue::from_static(""),
             site_id: None,
             site: None,
             admitted: false,

@@ -86,7 +86,7 @@ pub struct Forwarding<'a> {
     pub strip: &'a [HeaderName],
     pub credential: Option<&'a (HeaderName, HeaderValue)>,
     pub upstream: &'a UpstreamTarget,
-    pub request_id: &'a str,
+    pub request_id: &'a HeaderValue,
     /// The X-Forwarded-For to send (see `client.rs`).
     pub forwarded_for: Option<&'a super::ForwardedFor>,
     /// Headers the site fills from verified claims: always removed from the client's
@@ -96,45 +96,61 @@ pub struct Forwarding<'a> {
     pub identity: &'a [(HeaderName, HeaderValue)],
 }
 
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 /// Rewrites the client's request into the one the site receives.
+///
+/// The header map is edited directly (as `http::request::Parts`) rather than through
+/// `RequestHeader`'s own methods: those also keep a second map with each name's original
+/// spelling, and parse and copy every custom name on each call. Names reach the site in
+/// lower case, as HTTP/2 sends them and HAProxy forwards them; WordPress (PHP) reads
+/// headers case-insensitively. A target that is not UTF-8 is forwarded byte for byte.
 pub fn prepare(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<()> {
+    let raw_target = (!req.raw_path_is_utf8()).then(|| req.raw_path().to_vec());
+    let blank = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts: http::request::Parts = std::mem::replace(req, blank).into();
+    let h = &mut parts.headers;
     for name in f.strip {
-        req.remove_header(name);
+        h.remove(name);
     }
     for (_, name) in f.claim_headers {
-        req.remove_header(name);
+        h.remove(name);
     }
     if let Some((name, value)) = f.credential {
-        req.insert_header(name, value.clone())?;
+        h.insert(name.clone(), value.clone());
     }
     for (name, value) in f.identity {
-        req.insert_header(name, value.clone())?;
+        h.insert(name.clone(), value.clone());
     }
-    req.insert_header("x-request-id", f.request_id)?;
-    let original_host = req.headers.get(HOST).cloned().or_else(|| {
-        req.uri
+    h.insert(X_REQUEST_ID, f.request_id.clone());
+    let original_host = h.get(HOST).cloned().or_else(|| {
+        parts
+            .uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     if let Some(host) = original_host {
-        req.insert_header("x-forwarded-host", host)?;
+        h.insert(X_FORWARDED_HOST, host);
     }
     match f.forwarded_for.and_then(super::ForwardedFor::header_value) {
-        Some(value) => req.insert_header("x-forwarded-for", value)?,
-        None => {
-            req.remove_header("x-forwarded-for");
-        }
+        Some(value) => h.insert(X_FORWARDED_FOR, value),
+        None => h.remove(X_FORWARDED_FOR),
+    };
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    h.insert(HOST, f.upstream.host_header.clone());
+    let prefix = f.upstream.path_prefix.as_str();
+    if !prefix.is_empty() && raw_target.is_none() {
+        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        parts.uri = format!("{prefix}{pq}").parse::<http::Uri>().map_err(|e| {
+            pingora::Error::explain(pingora::ErrorType::InternalError, format!("bad uri: {e}"))
+        })?;
     }
-    req.insert_header("x-forwarded-proto", "http")?;
-    req.insert_header(HOST, f.upstream.authority.as_str())?;
-    if !f.upstream.path_prefix.is_empty() {
-        let pq = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let uri = format!("{}{}", f.upstream.path_prefix, pq)
-            .parse::<http::Uri>()
-            .map_err(|e| {
-                pingora::Error::explain(pingora::ErrorType::InternalError, format!("bad uri: {e}"))
-            })?;
-        req.set_uri(uri);
+    *req = RequestHeader::from(parts);
+    if let Some(raw) = raw_target {
+        req.set_raw_path(&[prefix.as_bytes(), &raw].concat())?;
     }
     Ok(())
 }
@@ -217,7 +233,7 @@ mod tests {
                 strip: &strip,
                 credential: Some(&cred),
                 upstream: &upstream,
-                request_id: "rid",
+                request_id: &HeaderValue::from_static("rid"),
                 forwarded_for: Some(&super::super::ForwardedFor::Peer([10, 1, 2, 3].into())),
                 claim_headers: &[],
                 identity: &[],
@@ -238,5 +254,34 @@ mod tests {
         assert_eq!(h("x-request-id").as_deref(), Some("rid"));
         assert_eq!(req.uri.to_string(), "/blog/wp-json/wp/v2/posts?x=1");
         assert_eq!(req.headers.get_all("authorization").iter().count(), 1);
+        // On the wire: one line per header, names in lower case (standard ones titled).
+        let mut wire = Vec::new();
+        req.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        assert!(wire.contains("x-forwarded-for: 10.1.2.3\r\n"), "{wire}");
+        assert!(wire.contains("Host: 127.0.0.1:9000\r\n"), "{wire}");
+        assert_eq!(wire.matches("\r\n").count(), req.headers.len());
+    }
+
+    #[test]
+    fn a_target_that_is_not_utf8_is_forwarded_byte_for_byte() {
+        let mut req = RequestHeader::build("GET", b"/caf\xe9?q=\xff", None).unwrap();
+        assert!(!req.raw_path_is_utf8());
+        let upstream = UpstreamTarget::parse("http://127.0.0.1:9000/blog").unwrap();
+        prepare(
+            &mut req,
+            &Forwarding {
+                strip: &[],
+                credential: None,
+                upstream: &upstream,
+                request_id: &HeaderValue::from_static("rid"),
+                forwarded_for: None,
+                claim_headers: &[],
+                identity: &[],
+            },
+        )
+        .unwrap();
+        assert_eq!(req.raw_path(), b"/blog/caf\xe9?q=\xff");
+        assert_eq!(req.headers.get("host").unwrap(), "127.0.0.1:9000");
     }
 }

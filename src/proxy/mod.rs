@@ -137,14 +137,14 @@ impl Gateway {
         let presented = match auth::presented(&req.headers) {
             Presented::Refused(f) => {
                 // Label metrics with the site when it is already known; no store read.
-                ctx.site = self.fleet.cached_site(site_id).await;
+                ctx.site = self.fleet.cached_site(site_id);
                 return Err(f.into());
             }
             p => p,
         };
         let site = self
             .fleet
-            .resolve_site(site_id)
+            .resolve_site_at(site_id, ctx.started)
             .await
             .map_err(|e| lookup_failed(&e, site_id))?
             .ok_or(AuthFailure::UnknownSite)?;
@@ -158,7 +158,7 @@ impl Gateway {
                 let parsed = api_key::parse(text).ok_or(AuthFailure::Malformed)?;
                 let key = self
                     .fleet
-                    .find_key(parsed.key_id)
+                    .find_key_at(parsed.key_id, ctx.started)
                     .await
                     .map_err(|e| {
                         tracing::error!(error = %e, "store lookup of an API key failed");
@@ -175,7 +175,9 @@ impl Gateway {
                 match &site.auth.jwt {
                     None => return Err(AuthFailure::MethodNotAllowed.into()),
                     Some(JwtAuth::Local(verifier)) => {
-                        let verified = verifier.verify(token, &self.jwks, now).await?;
+                        // Boxed, as below: a token check may fetch keys, and that state
+                        // would otherwise weigh on every request's future.
+                        let verified = Box::pin(verifier.verify(token, &self.jwks, now)).await?;
                         for (claim, header) in &site.auth.claim_headers {
                             if let Some(value) = verified.claims.get(claim).and_then(claim_value) {
                                 ctx.identity_headers.push((header.clone(), value));
@@ -186,10 +188,13 @@ impl Gateway {
                         });
                     }
                     Some(JwtAuth::Wordpress) => {
-                        let subject = self
-                            .delegated
-                            .verify(&site.id, &site.upstream_url, token, now)
-                            .await?;
+                        let subject = Box::pin(self.delegated.verify(
+                            &site.id,
+                            &site.upstream_url,
+                            token,
+                            now,
+                        ))
+                        .await?;
                         for (claim, header) in &site.auth.claim_headers {
                             if claim == "sub" {
                                 if let Ok(v) = HeaderValue::from_str(&subject) {
@@ -278,7 +283,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        ctx.request_id = request_id::take_or_mint(&session.req_header().headers);
+        ctx.request_id = request_id::take_or_mint_value(&session.req_header().headers);
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -334,7 +339,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        upstream_response.insert_header(request_id::HEADER, ctx.request_id.as_str())
+        upstream_response.insert_header(request_id::HEADER, ctx.request_id.clone())
     }
 
     async fn fail_to_proxy(
@@ -362,7 +367,7 @@ impl ProxyHttp for Gateway {
             "{} {} request_id={}",
             req.method,
             req.uri.path(),
-            ctx.request_id
+            ctx.request_id_text()
         )
     }
 }

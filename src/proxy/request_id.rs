@@ -1,6 +1,6 @@
 //! X-Request-ID: keep a sane one from the client, otherwise mint one.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 pub const HEADER: &str = "x-request-id";
 
@@ -12,6 +12,21 @@ fn is_sane(v: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// The request's id as a header value: the client's own (sharing the request's buffer),
+/// or a new one.
+pub fn take_or_mint_value(headers: &HeaderMap) -> HeaderValue {
+    let mut values = headers.get_all(HEADER).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) if is_sane(v.as_bytes()) => v.clone(),
+        _ => {
+            let mut text = [0u8; uuid::fmt::Simple::LENGTH];
+            let text = uuid::Uuid::new_v4().simple().encode_lower(&mut text);
+            HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+        }
+    }
+}
+
+/// The request's id as text (admin API).
 pub fn take_or_mint(headers: &HeaderMap) -> String {
     let mut values = headers.get_all(HEADER).iter();
     match (values.next(), values.next()) {
@@ -25,6 +40,17 @@ pub fn take_or_mint(headers: &HeaderMap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_header_value_form_agrees() {
+        let mut h = HeaderMap::new();
+        assert_eq!(take_or_mint_value(&h).len(), 32);
+        assert_ne!(take_or_mint_value(&h), take_or_mint_value(&h));
+        h.insert(HEADER, "abc-123".parse().unwrap());
+        assert_eq!(take_or_mint_value(&h), "abc-123");
+        h.insert(HEADER, "has space".parse().unwrap());
+        assert_eq!(take_or_mint_value(&h).len(), 32);
+    }
 
     #[test]
     fn keeps_sane_ids_and_mints_others() {

@@ -13,15 +13,15 @@ use pingora::{ErrorSource, ErrorType};
 pub async fn reject(
     session: &mut Session,
     code: ErrorCode,
-    request_id: &str,
+    request_id: &http::HeaderValue,
     retry_after: Option<u64>,
 ) -> pingora::Result<()> {
-    let body = error_body(code, request_id);
+    let body = error_body(code, request_id.to_str().unwrap_or("-"));
     let mut resp = ResponseHeader::build(code.status(), Some(6))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
-    resp.insert_header(request_id::HEADER, request_id)?;
+    resp.insert_header(request_id::HEADER, request_id.clone())?;
     if let Some(challenge) = code.www_authenticate() {
         resp.insert_header("www-authenticate", challenge)?;
     }
@@ -48,7 +48,14 @@ pub fn peer(ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
             "upstream host did not resolve",
         ));
     };
-    let mut peer = HttpPeer::new(addr, site.upstream.tls, site.upstream.host.clone());
+    // The name is the TLS SNI; a plain-HTTP peer needs none (the Host header is set per
+    // request), which also lets sites on one address share idle connections.
+    let sni = if site.upstream.tls {
+        site.upstream.host.clone()
+    } else {
+        String::new()
+    };
+    let mut peer = HttpPeer::new(addr, site.upstream.tls, sni);
     let up = &ctx.config.upstream;
     peer.options.connection_timeout = Some(up.connect_timeout);
     peer.options.total_connection_timeout = Some(up.connect_timeout);
@@ -96,7 +103,7 @@ pub async fn failure(
         };
     };
     if ctx.request_id.is_empty() {
-        ctx.request_id = request_id::take_or_mint(&session.req_header().headers);
+        ctx.request_id = request_id::take_or_mint_value(&session.req_header().headers);
     }
     ctx.rejection = Some(rejection);
     // Once the upstream's header is on its way there is no error to send, only a cut.
@@ -156,7 +163,7 @@ pub fn access_log(session: &Session, e: Option<&pingora::Error>, ctx: &RequestCt
     let error = e.map(|e| e.etype().as_str());
     tracing::info!(
         target: "wpgate::access",
-        request_id = %ctx.request_id,
+        request_id = ctx.request_id_text(),
         site,
         principal,
         client = ctx.client_ip.map(tracing::field::display),
