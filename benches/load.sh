@@ -8,10 +8,12 @@
 #   f  reference: HAProxy 2.6 (Debian) checking the same JWT with jwt_verify, iss, aud
 #      and exp, and setting the same Basic credential (1 thread); installed if missing
 # Proxy and upstream share core 0, wrk runs on core 1. Reports requests/s, p50/p99
-# latency and the proxy's CPU time per request (utime+stime from /proc), which varies
-# far less between runs than requests/s on shared machines.
+# latency and the proxy's CPU time per request (utime+stime from /proc, and each part),
+# which varies far less between runs than requests/s on shared machines; targets are
+# measured in interleaved rounds, so that the ratios compare like with like.
 #
-# Env: TARGETS="a b c d e"  DURATION=10 (s)  WARMUP=2 (s)  OUT=target/load-results.json
+# Env: TARGETS="a b c d e f"  DURATION=5 (s per run)  ROUNDS=4 (runs per target,
+#      interleaved)  WARMUP=2 (s)  OUT=target/load-results.json
 #      PORT_BASE=27180 (uses PORT_BASE..PORT_BASE+4 on 127.0.0.1)
 #      BARE_PINGORA=/path, WPGATE=/path: use these binaries instead of building them.
 # Only loopback traffic; every wait is bounded; everything started is stopped on exit.
@@ -20,7 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGETS=${TARGETS:-"a b c d e f"}
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-4}
 WARMUP=${WARMUP:-2}
 OUT=${OUT:-target/load-results.json}
 PORT_BASE=${PORT_BASE:-27180}
@@ -112,16 +115,18 @@ done
 
 # CPU ticks (utime+stime, /proc/<pid>/stat fields 14 and 15) of a process and its
 # direct children: nginx does its work in the worker, a child of the master.
+# Prints "utime stime".
 cpu_ticks() {
-    local pid=$1 total=0 p stat rest f
+    local pid=$1 user=0 sys=0 p stat rest f
     for p in "$pid" $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
         stat=$(cat /proc/"$p"/stat 2>/dev/null) || continue
         rest=${stat##*) } # drop "pid (comm) ": comm may contain spaces
         read -r -a f <<<"$rest"
         # f[0] is field 3 (state), so fields 14 and 15 are f[11] and f[12].
-        total=$((total + f[11] + f[12]))
+        user=$((user + f[11]))
+        sys=$((sys + f[12]))
     done
-    echo "$total"
+    echo "$user $sys"
 }
 
 # --- nginx instances, each with its own prefix, config, pid and logs ---------
@@ -167,7 +172,7 @@ start_nginx static "$P_STATIC" "
     }"
 
 # --- measurement ------------------------------------------------------------
-results=()   # lines: name|rps|p50_us|p99_us|cpu_us_per_req
+results=()   # lines: name|rps|p50_us|p99_us|cpu_us_per_req|user_us_per_req|sys_us_per_req
 
 # wrk prints latencies like 812.00us, 1.23ms, 1.01s: convert to µs.
 to_us() {
@@ -177,15 +182,30 @@ to_us() {
         else if (v ~ /m$/) print n * 60e6; else if (v ~ /s$/) print n * 1e6; else print "null" }'
 }
 
+# Targets are measured in ROUNDS short runs each, interleaved (a b c ... a b c ...), so
+# that a slow spell of this shared machine falls on every target alike; CPU time and
+# requests are summed over a target's runs, latencies are the median of its runs.
+planned=()
+declare -A url_of=() pid_of=() hdrs_of=() reqs_of=() user_of=() sys_of=() p50s_of=() p99s_of=()
+
 # $1 target letter, $2 url, $3 proxy pid ("" for none), rest: wrk args (headers)
 measure() {
-    local name=$1 url=$2 pid=$3 out=$tmp/wrk-$1.txt before after
+    local name=$1
+    planned+=("$name")
+    url_of[$name]=$2
+    pid_of[$name]=$3
     shift 3
-    echo "== $name: warm-up ${WARMUP}s, run ${DURATION}s at $CONNS connections" >&2
-    taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$@" "$url" >/dev/null
-    before=0 after=0
+    local IFS=$'\n'
+    hdrs_of[$name]="$*"
+}
+
+# One timed run of a planned target; adds to its sums.
+run_once() {
+    local name=$1 out=$tmp/wrk-$1.txt url=${url_of[$1]} pid=${pid_of[$1]} args=()
+    [[ -z ${hdrs_of[$name]} ]] || mapfile -t args <<<"${hdrs_of[$name]}"
+    local before="0 0" after="0 0"
     if [[ -n $pid ]]; then before=$(cpu_ticks "$pid"); fi
-    taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$out"
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${args[@]}" "$url" >"$out"
     if [[ -n $pid ]]; then after=$(cpu_ticks "$pid"); fi
 
     # A fast error path would look like a fast proxy: refuse non-2xx and errors.
@@ -193,16 +213,43 @@ measure() {
         cat "$out" >&2
         die "target $name: errors or non-2xx responses during the run"
     fi
-    local reqs rps p50 p99 cpu="-"
+    local reqs u0 s0 u1 s1
     reqs=$(awk '/requests in/ {print $1}' "$out")
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    p50=$(to_us "$(awk '$1 == "50%" {print $2}' "$out")")
-    p99=$(to_us "$(awk '$1 == "99%" {print $2}' "$out")")
-    [[ -n $reqs && -n $rps ]] || { cat "$out" >&2; die "target $name: cannot parse wrk output"; }
-    if [[ -n $pid ]]; then
-        cpu=$(awk -v d=$((after - before)) -v t="$CLK_TCK" -v r="$reqs" 'BEGIN { printf "%.2f", d / t * 1e6 / r }')
-    fi
-    results+=("$name|$rps|$p50|$p99|$cpu")
+    [[ -n $reqs ]] || { cat "$out" >&2; die "target $name: cannot parse wrk output"; }
+    read -r u0 s0 <<<"$before"
+    read -r u1 s1 <<<"$after"
+    reqs_of[$name]=$((${reqs_of[$name]:-0} + reqs))
+    user_of[$name]=$((${user_of[$name]:-0} + u1 - u0))
+    sys_of[$name]=$((${sys_of[$name]:-0} + s1 - s0))
+    p50s_of[$name]+=" $(to_us "$(awk '$1 == "50%" {print $2}' "$out")")"
+    p99s_of[$name]+=" $(to_us "$(awk '$1 == "99%" {print $2}' "$out")")"
+}
+
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR] = $1} END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+run_rounds() {
+    local name r args
+    for name in "${planned[@]}"; do
+        echo "== $name: warm-up ${WARMUP}s" >&2
+        args=()
+        [[ -z ${hdrs_of[$name]} ]] || mapfile -t args <<<"${hdrs_of[$name]}"
+        taskset -c 1 wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${args[@]}" "${url_of[$name]}" >/dev/null
+    done
+    for r in $(seq "$ROUNDS"); do
+        echo "== round $r/$ROUNDS: ${DURATION}s per target at $CONNS connections (${planned[*]})" >&2
+        for name in "${planned[@]}"; do run_once "$name"; done
+    done
+    for name in "${planned[@]}"; do
+        local reqs=${reqs_of[$name]} cpu="-" user="-" sys="-" rps
+        rps=$(awk -v r="$reqs" -v d="$((DURATION * ROUNDS))" 'BEGIN { printf "%.2f", r / d }')
+        if [[ -n ${pid_of[$name]} ]]; then
+            per_req() { awk -v d="$1" -v t="$CLK_TCK" -v r="$reqs" 'BEGIN { printf "%.2f", d / t * 1e6 / r }'; }
+            cpu=$(per_req $((user_of[$name] + sys_of[$name])))
+            user=$(per_req "${user_of[$name]}")
+            sys=$(per_req "${sys_of[$name]}")
+        fi
+        results+=("$name|$rps|$(median "${p50s_of[$name]}")|$(median "${p99s_of[$name]}")|$cpu|$user|$sys")
+    done
 }
 
 check_200() { # $1 name, $2 url, $3 log file, rest: curl args
@@ -350,18 +397,20 @@ EOF
     measure f "http://127.0.0.1:$P_HAPROXY/" "$haproxy_pid" "${auth[@]}"
 fi
 
+run_rounds
+
 # --- report -----------------------------------------------------------------
 declare -A label=([a]="direct (static nginx)" [b]="nginx proxy" [c]="bare Pingora" [d]="wpgate (api key)"
     [e]="wpgate (jwt hs256)" [f]="haproxy jwt_verify")
 declare -A cpu_of=()
 
-printf '\n%-24s %12s %10s %10s %15s\n' target "req/s" "p50 ms" "p99 ms" "CPU µs/req"
+printf '\n%-24s %12s %10s %10s %15s %10s %10s\n' target "req/s" "p50 ms" "p99 ms" "CPU µs/req" "user" "sys"
 for r in "${results[@]}"; do
-    IFS='|' read -r name rps p50 p99 cpu <<<"$r"
+    IFS='|' read -r name rps p50 p99 cpu user sys <<<"$r"
     cpu_of[$name]=$cpu
-    printf '%-24s %12s %10s %10s %14s\n' "$name ${label[$name]}" "$rps" \
+    printf '%-24s %12s %10s %10s %14s %10s %10s\n' "$name ${label[$name]}" "$rps" \
         "$(awk -v v="$p50" 'BEGIN { printf "%.3f", v / 1000 }')" \
-        "$(awk -v v="$p99" 'BEGIN { printf "%.3f", v / 1000 }')" "$cpu"
+        "$(awk -v v="$p99" 'BEGIN { printf "%.3f", v / 1000 }')" "$cpu" "$user" "$sys"
 done
 
 ratios_json=""
@@ -384,13 +433,13 @@ ratio e f
 mkdir -p "$(dirname "$OUT")"
 {
     printf '{\n  "duration_s": %s, "connections": %s, "nproc": %s, "loadavg_start": %s, "loadavg_end": %s,\n  "targets": {\n' \
-        "$DURATION" "$CONNS" "$(nproc)" "$LOADAVG_START" "$(cut -d' ' -f1 /proc/loadavg)"
+        "$((DURATION * ROUNDS))" "$CONNS" "$(nproc)" "$LOADAVG_START" "$(cut -d' ' -f1 /proc/loadavg)"
     sep=""
     for r in "${results[@]}"; do
-        IFS='|' read -r name rps p50 p99 cpu <<<"$r"
-        [[ $cpu == "-" ]] && cpu=null
-        printf '%s    "%s": {"label": "%s", "rps": %s, "p50_us": %s, "p99_us": %s, "cpu_us_per_req": %s}' \
-            "$sep" "$name" "${label[$name]}" "$rps" "$p50" "$p99" "$cpu"
+        IFS='|' read -r name rps p50 p99 cpu user sys <<<"$r"
+        [[ $cpu == "-" ]] && cpu=null user=null sys=null
+        printf '%s    "%s": {"label": "%s", "rps": %s, "p50_us": %s, "p99_us": %s, "cpu_us_per_req": %s, "user_us_per_req": %s, "sys_us_per_req": %s}' \
+            "$sep" "$name" "${label[$name]}" "$rps" "$p50" "$p99" "$cpu" "$user" "$sys"
         sep=$',\n'
     done
     printf '\n  },\n  "cpu_ratios": {%s}\n}\n' "$ratios_json"
