@@ -54,10 +54,9 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    /// The request id as text: only sane client ids (visible ASCII) or minted ones are
-    /// ever kept, so the fallback is never seen in practice.
+    /// The request id as text.
     pub fn request_id_text(&self) -> &str {
-        self.request_id.to_str().unwrap_or("-")
+        super::request_id::text(&self.request_id)
     }
 
     /// The well-formed X-Website-ID, if the request got that far.

@@ -26,15 +26,15 @@ pub fn take_or_mint_value(headers: &HeaderMap) -> HeaderValue {
     }
 }
 
+/// An id from `take_or_mint_value` as text: sane client ids and minted ones are visible
+/// ASCII, so the fallback is never seen in practice.
+pub fn text(id: &HeaderValue) -> &str {
+    id.to_str().unwrap_or("-")
+}
+
 /// The request's id as text (admin API).
 pub fn take_or_mint(headers: &HeaderMap) -> String {
-    let mut values = headers.get_all(HEADER).iter();
-    match (values.next(), values.next()) {
-        (Some(v), None) if is_sane(v.as_bytes()) => {
-            String::from_utf8_lossy(v.as_bytes()).into_owned()
-        }
-        _ => uuid::Uuid::new_v4().simple().to_string(),
-    }
+    text(&take_or_mint_value(headers)).to_owned()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ pub async fn reject(
     request_id: &http::HeaderValue,
     retry_after: Option<u64>,
 ) -> pingora::Result<()> {
-    let body = error_body(code, request_id.to_str().unwrap_or("-"));
+    let body = error_body(code, request_id::text(request_id));
     let mut resp = ResponseHeader::build(code.status(), Some(6))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
