@@ -24,9 +24,16 @@ pub fn init_logging(config: &Config) {
             tracing_subscriber::EnvFilter::try_new(&config.log.level)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         });
+    // With the filter's ceiling as its hint, so that events above the configured level
+    // (the per-request access line at `warn`, say) are dropped at the call site.
     let no_foreign_trace = tracing_subscriber::filter::filter_fn(|meta| {
         *meta.level() < tracing::Level::TRACE || meta.target().starts_with("wpgate")
-    });
+    })
+    .with_max_level_hint(
+        filter
+            .max_level_hint()
+            .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE),
+    );
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);

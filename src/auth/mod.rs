@@ -102,23 +102,30 @@ impl AuthFailure {
 }
 
 /// Who an accepted request acts as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Principal {
-    ApiKey {
-        key_id: String,
-    },
+    /// The key's cached record, shared (not copied) with the request.
+    ApiKey(std::sync::Arc<crate::store::ApiKeyRecord>),
     /// A verified JWT; `subject` is its `sub` (or the WordPress user id when the site
     /// verified the token itself).
-    Jwt {
-        subject: Option<String>,
-    },
+    Jwt { subject: Option<String> },
+}
+
+/// Only the public part: the key id or the token subject, never the key's hash.
+impl std::fmt::Debug for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::ApiKey(key) => f.debug_tuple("ApiKey").field(&key.key_id).finish(),
+            Principal::Jwt { subject } => f.debug_struct("Jwt").field("subject", subject).finish(),
+        }
+    }
 }
 
 impl Principal {
     /// For logs: the key id or the token subject (both public).
     pub fn log_id(&self) -> &str {
         match self {
-            Principal::ApiKey { key_id } => key_id,
+            Principal::ApiKey(key) => &key.key_id,
             Principal::Jwt { subject } => subject.as_deref().unwrap_or("-"),
         }
     }

@@ -149,7 +149,6 @@ impl Gateway {
             .map_err(|e| lookup_failed(&e, site_id))?
             .ok_or(AuthFailure::UnknownSite)?;
         ctx.site = Some(Arc::clone(&site));
-        let now = crate::time::now_unix();
         match presented {
             Presented::ApiKey(text) => {
                 if !site.auth.api_key {
@@ -165,13 +164,17 @@ impl Gateway {
                         Rejection::new(ErrorCode::StoreUnavailable, "store_unavailable")
                     })?
                     .ok_or(AuthFailure::UnknownKey)?;
-                api_key::check(self.fleet.hasher(), parsed, &key, site_id, now)?;
-                ctx.principal = Some(Principal::ApiKey {
-                    key_id: key.key_id.clone(),
-                });
+                api_key::check(
+                    self.fleet.hasher(),
+                    parsed,
+                    &key,
+                    site_id,
+                    crate::time::now_unix,
+                )?;
+                ctx.principal = Some(Principal::ApiKey(key));
             }
             Presented::Jwt(token) => {
-                let now = u64::try_from(now).unwrap_or(0);
+                let now = u64::try_from(crate::time::now_unix()).unwrap_or(0);
                 match &site.auth.jwt {
                     None => return Err(AuthFailure::MethodNotAllowed.into()),
                     Some(JwtAuth::Local(verifier)) => {

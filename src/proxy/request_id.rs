@@ -1,8 +1,10 @@
 //! X-Request-ID: keep a sane one from the client, otherwise mint one.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub const HEADER: &str = "x-request-id";
+/// `HEADER` pre-parsed, for the lookup on every request.
+const NAME: HeaderName = HeaderName::from_static(HEADER);
 
 /// A client's id is kept if it is 1-128 characters of `[A-Za-z0-9._:-]`: safe to log and
 /// to forward, and enough for UUIDs, ULIDs and trace ids.
@@ -15,7 +17,7 @@ fn is_sane(v: &[u8]) -> bool {
 /// The request's id as a header value: the client's own (sharing the request's buffer),
 /// or a new one.
 pub fn take_or_mint_value(headers: &HeaderMap) -> HeaderValue {
-    let mut values = headers.get_all(HEADER).iter();
+    let mut values = headers.get_all(&NAME).iter();
     match (values.next(), values.next()) {
         (Some(v), None) if is_sane(v.as_bytes()) => v.clone(),
         _ => {

@@ -8,6 +8,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, Session};
 use pingora::{ErrorSource, ErrorType};
+use std::time::Instant;
 
 /// Writes the JSON rejection for `code`.
 pub async fn reject(
@@ -119,7 +120,7 @@ pub async fn failure(
 }
 
 /// Metrics for one finished request.
-fn record_metrics(status: u16, ctx: &RequestCtx) {
+fn record_metrics(status: u16, ctx: &RequestCtx, end: Instant) {
     let Some(m) = crate::metrics::get() else {
         return;
     };
@@ -129,9 +130,10 @@ fn record_metrics(status: u16, ctx: &RequestCtx) {
         status,
     );
     m.request_duration
-        .observe(ctx.started.elapsed().as_secs_f64());
+        .observe(end.saturating_duration_since(ctx.started).as_secs_f64());
     if let Some(t) = ctx.upstream_started {
-        m.upstream_duration.observe(t.elapsed().as_secs_f64());
+        m.upstream_duration
+            .observe(end.saturating_duration_since(t).as_secs_f64());
     }
     if let Some(r) = ctx.rejection {
         let auth = matches!(r.code.status(), 401 | 403 | 429)
@@ -154,8 +156,10 @@ fn record_metrics(status: u16, ctx: &RequestCtx) {
 pub fn access_log(session: &Session, e: Option<&pingora::Error>, ctx: &RequestCtx) {
     let req = session.req_header();
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    record_metrics(status, ctx);
-    let duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+    // One clock read for the metrics and the log line.
+    let end = Instant::now();
+    record_metrics(status, ctx, end);
+    let duration_ms = end.saturating_duration_since(ctx.started).as_secs_f64() * 1000.0;
     let reason = ctx.rejection.map_or("-", |r| r.reason);
     let code = ctx.rejection.map_or("-", |r| r.code.as_str());
     let principal = ctx.principal.as_ref().map_or("-", |p| p.log_id());
