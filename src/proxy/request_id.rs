@@ -22,8 +22,11 @@ pub fn take_or_mint_value(headers: &HeaderMap) -> HeaderValue {
         (Some(v), None) if is_sane(v.as_bytes()) => v.clone(),
         _ => {
             let mut text = [0u8; uuid::fmt::Simple::LENGTH];
-            let text = uuid::Uuid::new_v4().simple().encode_lower(&mut text);
-            HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+            uuid::Uuid::new_v4().simple().encode_lower(&mut text);
+            // Owned by the value from the start: the copies sent upstream and back to the
+            // client share it (one allocation, no copy when first shared).
+            HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(text))
+                .unwrap_or_else(|_| HeaderValue::from_static("-"))
         }
     }
 }
