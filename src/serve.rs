@@ -130,7 +130,7 @@ pub fn run(
         graceful_shutdown_timeout_seconds: Some(10),
         // Upstream read/write timeouts on tokio's timer wheel (per runtime) rather than
         // Pingora's shared fast-timer map: fewer instructions per upstream read that has to
-        // wait (measured with callgrind, see benches/load.sh), and no clock thread.
+        // wait (measured with callgrind on the proxy under load), and no clock thread.
         fast_timeout_to_tokio_threshold_seconds: Some(0),
         ca_file: config
             .upstream

@@ -91,10 +91,9 @@ pub struct UpstreamTarget {
     /// Host name or IP literal (without brackets), also the TLS SNI.
     pub host: String,
     pub port: u16,
-    /// The value for the `Host` header: `host[:port]` as the URL wrote it.
-    pub authority: String,
-    /// `authority` as a header value, built once.
-    pub host_header: http::HeaderValue,
+    /// The value for the `Host` header: `host[:port]` as the URL wrote it, built once as
+    /// the header value it is sent as.
+    pub authority: http::HeaderValue,
     /// Path prefix without a trailing slash ("" for none), e.g. "/blog".
     pub path_prefix: String,
 }
@@ -139,15 +138,14 @@ impl UpstreamTarget {
             Some(p) => format!("{host_text}:{p}"),
             None => host_text.to_string(),
         };
-        let path_prefix = url.path().trim_end_matches('/').to_string();
-        let host_header =
+        let authority =
             http::HeaderValue::from_str(&authority).map_err(|_| InvalidUpstream::Unparsable)?;
+        let path_prefix = url.path().trim_end_matches('/').to_string();
         Ok(UpstreamTarget {
             tls,
             host,
             port,
             authority,
-            host_header,
             path_prefix,
         })
     }

@@ -96,7 +96,6 @@ pub struct Forwarding<'a> {
     pub identity: &'a [(HeaderName, HeaderValue)],
 }
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -128,7 +127,7 @@ pub fn prepare(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<(
     for (name, value) in f.identity {
         h.insert(name.clone(), value.clone());
     }
-    h.insert(X_REQUEST_ID, f.request_id.clone());
+    h.insert(super::request_id::NAME, f.request_id.clone());
     let original_host = h.get(HOST).cloned().or_else(|| {
         parts
             .uri
@@ -143,7 +142,7 @@ pub fn prepare(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<(
         None => h.remove(X_FORWARDED_FOR),
     };
     h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    h.insert(HOST, f.upstream.host_header.clone());
+    h.insert(HOST, f.upstream.authority.clone());
     let prefix = f.upstream.path_prefix.as_str();
     if !prefix.is_empty() && raw_target.is_none() {
         let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());

@@ -3,8 +3,8 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 pub const HEADER: &str = "x-request-id";
-/// `HEADER` pre-parsed, for the lookup on every request.
-const NAME: HeaderName = HeaderName::from_static(HEADER);
+/// `HEADER` pre-parsed, for the lookup and the insert on every request.
+pub const NAME: HeaderName = HeaderName::from_static(HEADER);
 
 /// A client's id is kept if it is 1-128 characters of `[A-Za-z0-9._:-]`: safe to log and
 /// to forward, and enough for UUIDs, ULIDs and trace ids.
