@@ -8,11 +8,8 @@
 //! response. The gateway never read it, so it is safe to send again, and clients retry
 //! it (RFC 9112 §9.3.1). The loop does the same (up to three times), and the test proves that no
 //! request reached the upstream without its answer reaching the client.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{poll_until, Gateway, SiteAuth, Upstream};
+use crate::harness::{poll_until, Gateway, SiteAuth, Upstream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -3,9 +3,6 @@
 //! local JWKS endpoint), delegated verification against a WordPress mimic, the failure
 //! rate limit, claim headers. Every refusal is checked for its public answer and for the
 //! exact reason in the gateway's access log.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,7 +12,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-use common::{
+use crate::harness::{
     marker, random_string, Answer, CliOutput, Gateway, GatewayConfig, JwksServer, SiteAuth,
     Upstream, WpMimic, CHANGE_DEADLINE, KEY_HEADER, SITE_HEADER,
 };
@@ -26,8 +23,8 @@ use common::{
 
 /// A 2048-bit RSA key pair made for these tests with `openssl genpkey` (RSA key
 /// generation is too slow in a debug build to do per test). Test material only.
-const RSA_PRIVATE_PEM: &str = include_str!("fixtures/rsa-test-private.pem");
-const RSA_PUBLIC_PEM: &str = include_str!("fixtures/rsa-test-public.pem");
+const RSA_PRIVATE_PEM: &str = include_str!("../fixtures/rsa-test-private.pem");
+const RSA_PUBLIC_PEM: &str = include_str!("../fixtures/rsa-test-public.pem");
 
 /// A signing key, with its public half as PEM and as a JWK (asymmetric keys only).
 struct TestKey {
@@ -857,7 +854,7 @@ async fn jwks_outage_cached_site_keeps_working_cold_site_is_503() {
     let cold_key = TestKey::es256();
     let mut warm_jwks = JwksServer::start(vec![warm_key.jwk_with_kid("w")]);
     let cold_jwks = JwksServer::start(vec![cold_key.jwk_with_kid("c")]);
-    let closed = format!("http://127.0.0.1:{}/jwks.json", common::free_port());
+    let closed = format!("http://127.0.0.1:{}/jwks.json", crate::harness::free_port());
     let warm_cred = lab.site(
         "warm",
         &[
@@ -960,7 +957,7 @@ async fn jwks_outage_cached_site_keeps_working_cold_site_is_503() {
     // When the cold site's JWKS comes back, the site recovers.
     cold_jwks.set_status(200);
     let up = &lab.up;
-    common::poll_until("the cold site to recover", CHANGE_DEADLINE, || async {
+    crate::harness::poll_until("the cold site to recover", CHANGE_DEADLINE, || async {
         let m = marker();
         let a = lab
             .gw
@@ -1397,7 +1394,7 @@ async fn delegated_site_unreachable_is_503() {
         extra_toml: AUTH_TOML.into(),
         ..GatewayConfig::default()
     });
-    let closed = format!("http://127.0.0.1:{}", common::free_port());
+    let closed = format!("http://127.0.0.1:{}", crate::harness::free_port());
     gw.add_site("wp-down", &closed, &SiteAuth::bearer("cred"));
     set_auth(
         &gw,

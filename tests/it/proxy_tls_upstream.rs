@@ -1,10 +1,7 @@
 //! HTTPS upstreams: verified against `upstream.ca_file` when configured, refused when
 //! the certificate does not chain to a trusted root.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{marker, Gateway, GatewayConfig, SiteAuth, TestCa, Upstream};
+use crate::harness::{marker, Gateway, GatewayConfig, SiteAuth, TestCa, Upstream};
 
 #[tokio::test]
 async fn https_upstream_trusted_through_ca_file() {

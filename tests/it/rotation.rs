@@ -2,11 +2,8 @@
 //! file change, SIGHUP and the admin API; refused snapshots; keyring add / rewrap /
 //! retire; an interrupted rewrap; credential rotation confirmed against the site; and
 //! all of it under a bounded request loop with zero failed requests.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{
+use crate::harness::{
     metric_sum, parse_metrics, poll_until, ApiKey, Gateway, GatewayConfig, SiteAuth, Upstream,
     WpMimic,
 };
@@ -24,7 +21,7 @@ fn write_config(gw: &Gateway, config: &GatewayConfig) {
     .unwrap();
 }
 
-async fn reload(gw: &Gateway, token: &str) -> common::Answer {
+async fn reload(gw: &Gateway, token: &str) -> crate::harness::Answer {
     gw.send(gw.admin_request(Method::POST, "/admin/v1/reload", token))
         .await
 }
@@ -71,7 +68,7 @@ async fn reload_applies_good_files_and_refuses_bad_ones() {
         &SiteAuth::app_password("api", "pw one"),
     );
     let key = gw.issue_key("shop", &[]);
-    let marker = |n: u32| format!("/reload-{n}-{}", common::marker());
+    let marker = |n: u32| format!("/reload-{n}-{}", crate::harness::marker());
 
     // Before: a custom header reaches the site.
     let path = marker(1);
@@ -182,7 +179,7 @@ async fn reload_applies_good_files_and_refuses_bad_ones() {
     assert!(seen.header("x-internal-secret").is_none());
     assert_eq!(
         seen.header("authorization"),
-        Some(format!("Basic {}", common::base64_std("api:pw one")).as_str())
+        Some(format!("Basic {}", crate::harness::base64_std("api:pw one")).as_str())
     );
     // Read tokens cannot reload.
     reload(&gw, &read)
@@ -273,7 +270,7 @@ async fn an_interrupted_rewrap_leaves_everything_readable_and_resumes() {
     // Start a rewrap one record per transaction, stop it dead after its first batch.
     let config = gw.config_path.to_string_lossy().into_owned();
     let mut child =
-        common::wpgate_command(&["--config", &config, "keyring", "rewrap", "--batch", "1"])
+        crate::harness::wpgate_command(&["--config", &config, "keyring", "rewrap", "--batch", "1"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -333,7 +330,7 @@ async fn an_interrupted_rewrap_leaves_everything_readable_and_resumes() {
     let mut restarted = gw;
     restarted.stop();
     restarted.serve();
-    restarted.client = common::http_client();
+    restarted.client = crate::harness::http_client();
     for i in [2, SITES - 2] {
         let k = restarted.issue_key(&format!("s{i}"), &[]);
         let path = format!("/after-retire-{i}");
@@ -415,7 +412,7 @@ async fn a_new_credential_is_confirmed_against_the_site_before_it_replaces_the_o
         "the new credential in use",
         Duration::from_secs(10),
         || async {
-            let path = format!("/now-new-{}", common::marker());
+            let path = format!("/now-new-{}", crate::harness::marker());
             gw.get_as("blog", &key.full, &path).await.assert_ok();
             (wp.one_with(&path).header("authorization") == Some("Bearer new-token"))
                 .then_some(())
@@ -562,7 +559,7 @@ async fn rotating_everything_under_load_fails_no_request() {
         "the new credential in use",
         Duration::from_secs(10),
         || async {
-            let path = format!("/rotated-{}", common::marker());
+            let path = format!("/rotated-{}", crate::harness::marker());
             gw.get_as("site0", &sites[0].1, &path).await.assert_ok();
             (wp.one_with(&path).header("authorization") == Some("Bearer tok-0-new"))
                 .then_some(())

@@ -1,12 +1,9 @@
 //! Configuration: every shipped config file validates, `wpgate check` refuses what it
 //! must, environment overrides and `--data-dir` take effect.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{free_port, run_wpgate, toml_str, Gateway, GatewayConfig};
+use crate::harness::{free_port, run_wpgate, toml_str, Gateway, GatewayConfig};
 
 fn shipped_config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
@@ -14,13 +11,13 @@ fn shipped_config_dir() -> PathBuf {
 
 /// `wpgate check --config <file>` run from an empty temp dir, so relative paths in a
 /// config (e.g. `./data`) never touch the repository.
-fn check(config: &Path) -> common::CliOutput {
+fn check(config: &Path) -> crate::harness::CliOutput {
     let cwd = tempfile::TempDir::new().unwrap();
     let config = config.to_string_lossy().into_owned();
     let args = ["--config", config.as_str(), "check"];
-    let mut cmd = common::wpgate_command(&args);
+    let mut cmd = crate::harness::wpgate_command(&args);
     cmd.current_dir(cwd.path());
-    common::run_within(cmd, &args, None, common::CLI_DEADLINE)
+    crate::harness::run_within(cmd, &args, None, crate::harness::CLI_DEADLINE)
         .unwrap_or_else(|| panic!("`wpgate check --config {config}` hung"))
 }
 
@@ -151,7 +148,7 @@ fn environment_overrides_the_listen_address() {
     gw.proxy_addr = format!("127.0.0.1:{port}").parse().unwrap();
     gw.serve(); // waits for HTTP on the overridden address
     assert!(
-        !common::http_answers(from_file),
+        !crate::harness::http_answers(from_file),
         "still listening on {from_file}"
     );
 }
@@ -161,7 +158,7 @@ fn data_dir_flag_overrides_the_file() {
     let gw = Gateway::prepare(GatewayConfig::default());
     let other = gw.dir.path().join("other-data");
     let config = gw.config_path.to_string_lossy().into_owned();
-    let mut child = common::wpgate_command(&[
+    let mut child = crate::harness::wpgate_command(&[
         "--config",
         &config,
         "--data-dir",
@@ -173,14 +170,15 @@ fn data_dir_flag_overrides_the_file() {
     .stderr(std::process::Stdio::null())
     .spawn()
     .unwrap();
-    let ready =
-        common::poll_until_blocking("the gateway to answer", common::STARTUP_DEADLINE, || {
-            match child.try_wait().unwrap() {
-                Some(status) => Ok(Err(status)),
-                None if common::http_answers(gw.proxy_addr) => Ok(Ok(())),
-                None => Err("not yet".into()),
-            }
-        });
+    let ready = crate::harness::poll_until_blocking(
+        "the gateway to answer",
+        crate::harness::STARTUP_DEADLINE,
+        || match child.try_wait().unwrap() {
+            Some(status) => Ok(Err(status)),
+            None if crate::harness::http_answers(gw.proxy_addr) => Ok(Ok(())),
+            None => Err("not yet".into()),
+        },
+    );
     let _ = child.kill();
     let _ = child.wait();
     ready.unwrap_or_else(|status| panic!("serve --data-dir exited with {status}"));

@@ -1,16 +1,13 @@
 //! One contract for every store backend: each behaviour below runs against SQLite (a
 //! temporary file) and against PostgreSQL (a fresh database per test, see
-//! `common/postgres.rs`; an unreachable server fails these tests, it never skips them).
+//! `harness/postgres.rs`; an unreachable server fails these tests, it never skips them).
 //! Then what only PostgreSQL has: outages end in errors, not hangs; concurrent opens.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::postgres::TestDb;
+use crate::harness::postgres::TestDb;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use wpgate::config::StoreUrl;
 use wpgate::site::CredentialKind;
@@ -1002,7 +999,7 @@ async fn listener(b: Backend) {
 
     // Dropping the receiver ends the listener and closes its connection.
     drop(rx);
-    common::poll_until(
+    crate::harness::poll_until(
         "the listener's connection to close",
         Duration::from_secs(10),
         || async {
@@ -1252,7 +1249,7 @@ async fn postgres_outage_gives_errors_not_hangs() {
     }
     relay.frozen.store(false, Ordering::SeqCst);
     // Once the network is back the store answers again, without a restart.
-    common::poll_until(
+    crate::harness::poll_until(
         "the store to answer again",
         Duration::from_secs(20),
         || async {

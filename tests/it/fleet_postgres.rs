@@ -4,13 +4,12 @@
 //! poll converges when the listening connections are killed. A store outage (the
 //! connection cut by a relay in between): warm sites keep working, cold ones get 503
 //! `store.unavailable`, `/readyz` says degraded, and everything recovers by itself.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
+use crate::harness::postgres::TestDb;
+use crate::harness::{
+    metric_sum, parse_metrics, poll_until, Gateway, GatewayConfig, SiteAuth, Upstream,
+};
 use base64::Engine as _;
-use common::postgres::TestDb;
-use common::{metric_sum, parse_metrics, poll_until, Gateway, GatewayConfig, SiteAuth, Upstream};
 use reqwest::Method;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -34,26 +33,15 @@ fn replica(store_url: &str, keyring: &str, extra: &str) -> Gateway {
         // because a replica was told.
         ttl: "1h".into(),
         negative_ttl: "1s".into(),
-        extra_toml: format!("[store]\nurl = {}\n{extra}\n", common::toml_str(store_url)),
+        extra_toml: format!(
+            "[store]\nurl = {}\n{extra}\n",
+            crate::harness::toml_str(store_url)
+        ),
         ..GatewayConfig::default()
     });
     gw.env.push(("WPGATE_KEYRING".into(), keyring.into()));
     gw.serve();
     gw
-}
-
-async fn admin(
-    gw: &Gateway,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<serde_json::Value>,
-) -> common::Answer {
-    let mut req = gw.admin_request(method, path, token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    gw.send(req).await
 }
 
 /// Polls `gw` every 20 ms until `key` is refused on `site`; returns how long it took.
@@ -95,24 +83,24 @@ async fn three_replicas_on_one_postgres_see_each_others_changes_within_a_second(
     let token = a.admin_token("write", Some("fleet"));
 
     // A site and a key made through replica A's admin API...
-    let created = admin(
-        &a,
-        Method::POST,
-        "/admin/v1/sites",
-        &token,
-        Some(json!({"id": "shop", "upstream": upstream.url(),
+    let created = a
+        .admin_call(
+            Method::POST,
+            "/admin/v1/sites",
+            &token,
+            Some(json!({"id": "shop", "upstream": upstream.url(),
                     "credential": {"kind": "bearer", "secret": "fleet-secret"}})),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(created.status, 201, "{}", created.summary());
-    let issued = admin(
-        &a,
-        Method::POST,
-        "/admin/v1/sites/shop/keys",
-        &token,
-        Some(json!({"label": "k1"})),
-    )
-    .await;
+    let issued = a
+        .admin_call(
+            Method::POST,
+            "/admin/v1/sites/shop/keys",
+            &token,
+            Some(json!({"label": "k1"})),
+        )
+        .await;
     assert_eq!(issued.status, 201, "{}", issued.summary());
     let k1 = issued.json().unwrap();
     let k1_key = k1["key"].as_str().unwrap().to_string();
@@ -129,8 +117,7 @@ async fn three_replicas_on_one_postgres_see_each_others_changes_within_a_second(
     let notified_before = notified(&b).await;
 
     // Revoked through A: B and C refuse it within a second.
-    admin(
-        &a,
+    a.admin_call(
         Method::POST,
         &format!("/admin/v1/keys/{k1_id}/revoke"),
         &token,
@@ -271,7 +258,7 @@ async fn a_store_outage_keeps_warm_sites_serving_and_recovers() {
         negative_ttl: "1s".into(),
         extra_toml: format!(
             "[store]\nurl = {}\npoll_interval = \"500ms\"\n",
-            common::toml_str(via_relay.as_str())
+            crate::harness::toml_str(via_relay.as_str())
         ),
         ..GatewayConfig::default()
     });

@@ -8,27 +8,13 @@ use std::time::Duration;
 
 use sqlx::{Connection, Executor, PgConnection};
 
+use super::wait::block_on_thread;
+
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// The maintenance URL the test databases are created through.
 pub fn admin_url() -> String {
     std::env::var("WPGATE_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
-}
-
-/// Runs `f` on a runtime of its own, on a thread of its own: usable from sync code, from
-/// inside a test's runtime and from `Drop`.
-fn on_own_runtime<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>> + Send + 'static,
-) -> T {
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f())
-    })
-    .join()
-    .unwrap()
 }
 
 /// Connects to the maintenance database, failing the test with instructions when the
@@ -62,14 +48,12 @@ impl TestDb {
     pub fn create() -> TestDb {
         let name = format!("wpgate_t_{}", uuid::Uuid::new_v4().simple());
         let create = name.clone();
-        on_own_runtime(move || {
-            Box::pin(async move {
-                let mut conn = admin_connection().await;
-                conn.execute(format!("CREATE DATABASE {create}").as_str())
-                    .await
-                    .unwrap_or_else(|e| panic!("CREATE DATABASE {create}: {e}"));
-                let _ = conn.close().await;
-            })
+        block_on_thread(async move {
+            let mut conn = admin_connection().await;
+            conn.execute(format!("CREATE DATABASE {create}").as_str())
+                .await
+                .unwrap_or_else(|e| panic!("CREATE DATABASE {create}: {e}"));
+            let _ = conn.close().await;
         });
         let mut url = url::Url::parse(&admin_url()).unwrap();
         url.set_path(&format!("/{name}"));
@@ -82,13 +66,6 @@ impl TestDb {
     /// `store.url` of this database, as a gateway config or the CLI takes it.
     pub fn store_url(&self) -> wpgate::config::StoreUrl {
         wpgate::config::StoreUrl::Postgres(self.url.clone())
-    }
-
-    /// Runs one SQL statement in this database (e.g. to look at what a store wrote).
-    pub async fn execute(&self, sql: &str) {
-        let mut conn = PgConnection::connect(&self.url).await.unwrap();
-        conn.execute(sql).await.unwrap();
-        let _ = conn.close().await;
     }
 
     /// Terminates every backend of this database whose application_name is `app`;
@@ -127,20 +104,18 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
-        on_own_runtime(move || {
-            Box::pin(async move {
-                let url = admin_url();
-                if let Ok(mut conn) = PgConnection::connect(&url).await {
-                    // FORCE (PostgreSQL 13+) ends the stores' pooled connections.
-                    if let Err(e) = conn
-                        .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                        .await
-                    {
-                        eprintln!("could not drop test database {name}: {e}");
-                    }
-                    let _ = conn.close().await;
+        block_on_thread(async move {
+            let url = admin_url();
+            if let Ok(mut conn) = PgConnection::connect(&url).await {
+                // FORCE (PostgreSQL 13+) ends the stores' pooled connections.
+                if let Err(e) = conn
+                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await
+                {
+                    eprintln!("could not drop test database {name}: {e}");
                 }
-            })
+                let _ = conn.close().await;
+            }
         });
     }
 }

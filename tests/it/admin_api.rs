@@ -1,11 +1,10 @@
 //! The admin API (`/admin/v1` on the admin listener) through the real binary: tokens
 //! made with the CLI, sites, credentials and keys changed over HTTP and taking effect on
 //! the proxy at once, the audit log, and the OpenAPI description.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{marker, random_string, Answer, ApiKey, Gateway, GatewayConfig, SiteAuth, Upstream};
+use crate::harness::{
+    marker, random_string, Answer, ApiKey, Gateway, GatewayConfig, SiteAuth, Upstream,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -26,13 +25,10 @@ async fn call(
     token: &str,
     body: Option<Value>,
 ) -> Answer {
-    let mut req = gw.admin_request(method, path, token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let a = gw.send(req).await;
+    let a = gw.admin_call(method, path, token, body).await;
     assert!(
-        a.request_id().is_some_and(common::is_sane_request_id),
+        a.request_id()
+            .is_some_and(crate::harness::is_sane_request_id),
         "admin response without a sane X-Request-ID: {}",
         a.summary()
     );

@@ -1,14 +1,11 @@
 //! The per-request log line: one JSON line per request on stderr with the request id,
 //! site, method, path (never the query string), status and the exact refusal reason.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-use common::{marker, Gateway, SiteAuth, Upstream, KEY_HEADER, SITE_HEADER};
+use crate::harness::{marker, Gateway, SiteAuth, Upstream, KEY_HEADER, SITE_HEADER};
 
 /// Every (key, value) pair in a JSON log line, nested objects included; numbers and
 /// booleans as text.
@@ -44,7 +41,7 @@ fn lines_for(gw: &Gateway, rid: &str) -> Vec<Value> {
 }
 
 async fn the_line_for(gw: &Gateway, rid: &str) -> Value {
-    common::poll_until(
+    crate::harness::poll_until(
         &format!("the log line of request {rid}"),
         Duration::from_secs(5),
         || async {

@@ -1,12 +1,9 @@
 //! Client authentication at the gateway and upstream credential injection, through
 //! the real binary in front of a recording upstream.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::harness::{
     marker, random_string, ApiKey, Gateway, SiteAuth, Upstream, CHANGE_DEADLINE, KEY_HEADER,
     SITE_HEADER,
 };
@@ -463,7 +460,7 @@ async fn set_credential_changes_what_is_injected() {
         let gw = &s.gw;
         let key = s.key.full.clone();
         async move {
-            common::poll_until(
+            crate::harness::poll_until(
                 &format!("upstream to receive Authorization {value:?}"),
                 CHANGE_DEADLINE,
                 || async {
@@ -517,5 +514,9 @@ async fn set_credential_changes_what_is_injected() {
         Some("pw pw pw\n"),
     )
     .assert_success();
-    expect_auth(format!("Basic {}", common::base64_std("bob:pw pw pw"))).await;
+    expect_auth(format!(
+        "Basic {}",
+        crate::harness::base64_std("bob:pw pw pw")
+    ))
+    .await;
 }

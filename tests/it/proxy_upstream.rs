@@ -1,15 +1,12 @@
 //! What the gateway does with the request on its way to the upstream and back:
 //! request ids, X-Forwarded-*, path prefixes, upstream failures, streaming bodies.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use common::{
+use crate::harness::{
     free_port, hex, is_sane_request_id, marker, pattern_sha256, pattern_stream, ApiKey, Gateway,
     GatewayConfig, SiteAuth, Upstream, KEY_HEADER, SITE_HEADER,
 };
@@ -200,7 +197,7 @@ async fn methods_bodies_and_upstream_statuses_pass_through() {
         let r = s.up.one_with(&m);
         assert_eq!(r.method, method.as_str());
         assert_eq!(r.body_len, body.len() as u64);
-        assert_eq!(r.body_sha256, common::sha256_hex(body));
+        assert_eq!(r.body_sha256, crate::harness::sha256_hex(body));
         assert_eq!(r.header("content-type"), Some("application/json"));
     }
     let m = marker();

@@ -1,10 +1,7 @@
 //! The operator CLI (`wpgate site ...`, `wpgate key ...`) against a gateway's store,
 //! and what a running gateway makes of its changes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::{ApiKey, Gateway, SiteAuth, Upstream};
+use crate::harness::{ApiKey, Gateway, SiteAuth, Upstream};
 
 #[tokio::test]
 async fn site_lifecycle() {

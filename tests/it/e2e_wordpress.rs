@@ -7,31 +7,24 @@
 //! `WPGATE_PROMTOOL`. Run alone, outside CI, the first test runs setup.sh itself. In CI
 //! (`CI` set) a missing `sites.env` fails the suite: it is never skipped.
 //!
-//! The sites are shared (by the tests here, by later runs, by developers): the health test
-//! stops a site and revokes an Application Password, so it takes [`SITES`] for writing and
-//! restores both on the way out, panics included; every other test takes it for reading.
-//! Only loopback is ever contacted.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The sites are shared (see `harness/wordpress.rs`): the health test stops a site and
+//! revokes an Application Password, so it takes [`SITES`] for writing and restores both on
+//! the way out, panics included; every other test takes it for reading. Only loopback is
+//! ever contacted.
 
-mod common;
-
-use std::collections::HashMap;
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::harness::png::{adler32, crc32, random_png};
+use crate::harness::wordpress::{
+    parse_env_file, wp_client, wp_env, RestoreSites, WpCleanup, WpEnv, WpSite, SITES,
+};
+use crate::harness::{
     marker, metric_sum, metric_value, parse_metrics, poll_until, promtool_check_metrics,
-    random_string, run_within, sha256_hex, ApiKey, Gateway, GatewayConfig, Sample, SiteAuth,
-    KEY_HEADER, SITE_HEADER,
+    random_string, sha256_hex, ApiKey, Gateway, GatewayConfig, Sample, SiteAuth, KEY_HEADER,
+    SITE_HEADER,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
-
-/// Shared WordPress state: write-locked by the test that breaks sites on purpose.
-static SITES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// How long a health state change may take to show (interval 1 s, the first backoff after
 /// a failure 5 s, the next 8 s, plus a loaded 2-core machine).
@@ -47,241 +40,6 @@ const HEALTH_STATES: [&str; 6] = [
     "unreachable",
     "disabled",
 ];
-
-// ---------------------------------------------------------------------------------
-// The WordPress sites
-// ---------------------------------------------------------------------------------
-
-/// One WordPress site as `sites.env` describes it.
-#[derive(Clone, Debug)]
-struct WpSite {
-    /// setup.sh's name: site1, site2.
-    name: String,
-    /// `http://127.0.0.1:<port>`.
-    url: String,
-    port: u16,
-    user: String,
-    user_id: u64,
-    app_password: String,
-}
-
-#[derive(Clone, Debug)]
-struct WpEnv {
-    state_dir: PathBuf,
-    sites: Vec<WpSite>,
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-fn setup_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wordpress/setup.sh")
-}
-
-/// The `sites.env` to read: `WPGATE_WP_ENV`, else `$WPGATE_WP_STATE/sites.env`, else
-/// `/tmp/wpgate-wordpress/sites.env` (setup.sh's default).
-fn env_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("WPGATE_WP_ENV").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let state = std::env::var_os("WPGATE_WP_STATE")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/wpgate-wordpress"));
-    state.join("sites.env")
-}
-
-/// Run `tests/wordpress/setup.sh <args>` (at most 10 minutes: a first run installs
-/// packages); panics with its output when it fails.
-fn setup_sh(state_dir: Option<&Path>, args: &[&str]) {
-    let mut cmd = Command::new("bash");
-    cmd.arg(setup_script()).args(args);
-    if let Some(dir) = state_dir {
-        cmd.env("WPGATE_WP_STATE", dir);
-    }
-    let started = Instant::now();
-    let out = run_within(cmd, args, None, Duration::from_secs(600))
-        .unwrap_or_else(|| panic!("tests/wordpress/setup.sh {args:?} ran for 10 minutes"));
-    assert!(
-        out.status.success(),
-        "tests/wordpress/setup.sh {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        out.stdout,
-        out.stderr
-    );
-    eprintln!("setup.sh {args:?}: {:.1}s", started.elapsed().as_secs_f64());
-}
-
-/// `KEY='value'` lines as setup.sh writes them (`'` inside a value as `'\''`).
-fn parse_env_file(text: &str) -> HashMap<String, String> {
-    let mut vars = HashMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((key, raw)) = line.split_once('=') else {
-            continue;
-        };
-        let value = match raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
-            Some(inner) => inner.replace("'\\''", "'"),
-            None => raw.to_owned(),
-        };
-        vars.insert(key.to_owned(), value);
-    }
-    vars
-}
-
-fn load_env(path: &Path) -> WpEnv {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let vars = parse_env_file(&text);
-    let var = |k: &str| -> String {
-        vars.get(k)
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .unwrap_or_else(|| panic!("{k} missing from {}", path.display()))
-    };
-    let sites: Vec<WpSite> = (1..=2)
-        .map(|n| {
-            let p = format!("WPGATE_WP_SITE{n}_");
-            let url = var(&format!("{p}URL"));
-            assert!(
-                url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
-                "only loopback WordPress sites are used; {p}URL is {url}"
-            );
-            WpSite {
-                name: var(&format!("{p}NAME")),
-                port: var(&format!("{p}PORT")).parse().unwrap(),
-                url,
-                user: var(&format!("{p}USER")),
-                user_id: var(&format!("{p}USER_ID")).parse().unwrap(),
-                app_password: var(&format!("{p}APP_PASSWORD")),
-            }
-        })
-        .collect();
-    WpEnv {
-        state_dir: vars
-            .get("WPGATE_WP_STATE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| path.parent().unwrap().to_path_buf()),
-        sites,
-    }
-}
-
-/// The sites, read afresh from `sites.env` (credentials change: new-app-password).
-/// The first call makes sure they run: under tests/run (`WPGATE_WP_ENV` set) or in CI
-/// `sites.env` must exist; otherwise setup.sh runs once (idempotent, ~1 s when all is up).
-fn wp_env() -> WpEnv {
-    static READY: OnceLock<PathBuf> = OnceLock::new();
-    let path = READY.get_or_init(|| {
-        let path = env_path();
-        let given = std::env::var_os("WPGATE_WP_ENV").is_some_and(|p| !p.is_empty());
-        if given || in_ci() {
-            assert!(
-                path.is_file(),
-                "{} is missing: run tests/wordpress/setup.sh first (tests/run does); \
-                 the real-WordPress suite is never skipped in CI",
-                path.display()
-            );
-        } else {
-            let state = path.parent().map(Path::to_path_buf);
-            setup_sh(state.as_deref(), &[]);
-            assert!(path.is_file(), "setup.sh did not write {}", path.display());
-        }
-        path
-    });
-    load_env(path)
-}
-
-fn wp_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap()
-}
-
-impl WpSite {
-    /// A request straight to WordPress (not through wpgate) as the admin user.
-    fn direct(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        wp_client()
-            .request(method, format!("{}{path}", self.url))
-            .basic_auth(&self.user, Some(&self.app_password))
-    }
-
-    async fn direct_json(&self, method: Method, path: &str) -> (u16, Value) {
-        let resp = self.direct(method.clone(), path).send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        let value = serde_json::from_str(&text).unwrap_or_else(|e| {
-            panic!(
-                "{method} {}{path} (direct) answered {status} without JSON ({e}): {}",
-                self.url,
-                text.chars().take(300).collect::<String>()
-            )
-        });
-        (status, value)
-    }
-}
-
-/// Runs `f` to completion on a fresh runtime on its own thread: for cleanups in `Drop`,
-/// which may run on a test's runtime thread.
-fn block_on_thread<F>(f: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    let _ = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
-    })
-    .join();
-}
-
-/// Deletes WordPress objects (posts, media) straight on their site when dropped, so a
-/// failing test leaves nothing behind.
-#[derive(Default)]
-struct WpCleanup {
-    /// (site, REST path of the object)
-    objects: Vec<(WpSite, String)>,
-}
-
-impl WpCleanup {
-    fn add(&mut self, site: &WpSite, path: String) {
-        self.objects.push((site.clone(), path));
-    }
-}
-
-impl Drop for WpCleanup {
-    fn drop(&mut self) {
-        let objects = std::mem::take(&mut self.objects);
-        if objects.is_empty() {
-            return;
-        }
-        block_on_thread(async move {
-            for (site, path) in objects {
-                let sep = if path.contains('?') { '&' } else { '?' };
-                match site
-                    .direct(Method::DELETE, &format!("{path}{sep}force=true"))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => {}
-                    Ok(r) => {
-                        eprintln!("cleanup: DELETE {}{path} answered {}", site.url, r.status())
-                    }
-                    Err(e) => eprintln!("cleanup: DELETE {}{path} failed: {e}", site.url),
-                }
-            }
-        });
-    }
-}
 
 // ---------------------------------------------------------------------------------
 // A gateway in front of both sites
@@ -342,7 +100,7 @@ impl Front {
             .header(KEY_HEADER, &site.key.full)
     }
 
-    async fn users_me(&self, site: &Linked) -> common::Answer {
+    async fn users_me(&self, site: &Linked) -> crate::harness::Answer {
         self.gw
             .send(self.req(site, Method::GET, "/wp-json/wp/v2/users/me"))
             .await
@@ -448,90 +206,6 @@ fn assert_promtool_clean_of_errors(text: &str) {
 // ---------------------------------------------------------------------------------
 // A generated PNG (stored deflate blocks, so random pixels make a few MB)
 // ---------------------------------------------------------------------------------
-
-fn crc32(data: &[u8]) -> u32 {
-    static TABLE: OnceLock<[u32; 256]> = OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (n, slot) in t.iter_mut().enumerate() {
-            let mut c = n as u32;
-            for _ in 0..8 {
-                c = if c & 1 == 1 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *slot = c;
-        }
-        t
-    });
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc = table[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    crc ^ 0xFFFF_FFFF
-}
-
-fn adler32(data: &[u8]) -> u32 {
-    let (mut a, mut b) = (1u32, 0u32);
-    for chunk in data.chunks(5552) {
-        for &x in chunk {
-            a += u32::from(x);
-            b += a;
-        }
-        a %= 65521;
-        b %= 65521;
-    }
-    (b << 16) | a
-}
-
-/// A zlib stream of stored (uncompressed) deflate blocks.
-fn zlib_stored(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x78, 0x01];
-    let mut blocks = data.chunks(65535).peekable();
-    if blocks.peek().is_none() {
-        out.extend_from_slice(&[1, 0, 0, 0xFF, 0xFF]);
-    }
-    while let Some(block) = blocks.next() {
-        out.push(u8::from(blocks.peek().is_none()));
-        let len = block.len() as u16;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
-        out.extend_from_slice(block);
-    }
-    out.extend_from_slice(&adler32(data).to_be_bytes());
-    out
-}
-
-fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let start = out.len();
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    let crc = crc32(&out[start..]);
-    out.extend_from_slice(&crc.to_be_bytes());
-}
-
-/// A valid `width` x `height` 8-bit RGB PNG of random pixels (~3 bytes per pixel).
-fn random_png(width: u32, height: u32) -> Vec<u8> {
-    use rand::RngCore as _;
-    let row = width as usize * 3;
-    let mut raw = vec![0u8; (row + 1) * height as usize];
-    rand::thread_rng().fill_bytes(&mut raw);
-    for r in 0..height as usize {
-        raw[r * (row + 1)] = 0; // filter type None
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8 bits, truecolour, deflate, no interlace
-    png_chunk(&mut png, b"IHDR", &ihdr);
-    png_chunk(&mut png, b"IDAT", &zlib_stored(&raw));
-    png_chunk(&mut png, b"IEND", &[]);
-    png
-}
 
 #[test]
 fn generated_png_is_well_formed() {
@@ -658,7 +332,7 @@ async fn a_draft_post_lands_on_the_right_site_only() {
     }
 
     // The drafts go away (and the guard has nothing left to do).
-    let objects = std::mem::take(&mut cleanup.objects);
+    let objects = cleanup.take();
     for (site, path) in objects {
         let (status, body) = site
             .direct_json(Method::DELETE, &format!("{path}?force=true"))
@@ -743,7 +417,7 @@ async fn a_media_upload_of_a_few_mb_passes_and_downloads_back_identical() {
     assert_eq!(status, 200, "{direct}");
     assert_eq!(direct["source_url"], json!(source), "{direct}");
 
-    let objects = std::mem::take(&mut cleanup.objects);
+    let objects = cleanup.take();
     for (site, path) in objects {
         let (status, body) = site
             .direct_json(Method::DELETE, &format!("{path}?force=true"))
@@ -757,68 +431,12 @@ async fn a_media_upload_of_a_few_mb_passes_and_downloads_back_identical() {
 // Health checks against real WordPress
 // ---------------------------------------------------------------------------------
 
-/// Puts the shared sites back when the health test ends, however it ends.
-struct RestoreSites {
-    state_dir: PathBuf,
-    /// setup.sh names of sites whose nginx the test stopped.
-    stopped: Vec<String>,
-    /// setup.sh names of sites whose Application Password the test revoked.
-    revoked: Vec<String>,
-}
-
-impl RestoreSites {
-    fn run(&self, args: &[&str]) {
-        setup_sh(Some(&self.state_dir), args);
-    }
-
-    fn stop_site(&mut self, name: &str) {
-        self.stopped.push(name.to_owned());
-        self.run(&["stop-site", name]);
-    }
-
-    fn start_site(&mut self, name: &str) {
-        self.run(&["start-site", name]);
-        self.stopped.retain(|n| n != name);
-    }
-
-    fn revoke_app_password(&mut self, name: &str) {
-        self.revoked.push(name.to_owned());
-        self.run(&["revoke-app-password", name]);
-    }
-
-    fn new_app_password(&mut self, name: &str) {
-        self.run(&["new-app-password", name]);
-        self.revoked.retain(|n| n != name);
-    }
-}
-
-impl Drop for RestoreSites {
-    fn drop(&mut self) {
-        for name in std::mem::take(&mut self.stopped) {
-            let r = std::panic::catch_unwind(|| self.run(&["start-site", &name]));
-            if r.is_err() {
-                eprintln!("RESTORE FAILED: run tests/wordpress/setup.sh start-site {name}");
-            }
-        }
-        for name in std::mem::take(&mut self.revoked) {
-            let r = std::panic::catch_unwind(|| self.run(&["new-app-password", &name]));
-            if r.is_err() {
-                eprintln!("RESTORE FAILED: run tests/wordpress/setup.sh new-app-password {name}");
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn health_follows_credential_namespaces_and_reachability() {
     let _exclusive = SITES.write().await;
     let started = Instant::now();
     let env = wp_env();
-    let mut restore = RestoreSites {
-        state_dir: env.state_dir.clone(),
-        stopped: Vec::new(),
-        revoked: Vec::new(),
-    };
+    let mut restore = RestoreSites::new(&env);
     let f = front(&env, FAST_HEALTH);
     let (one, two) = (&f.sites[0], &f.sites[1]);
 
@@ -1296,29 +914,6 @@ fn metrics_parser_reads_labels_escapes_and_specials() {
 // Admin API against real WordPress
 // ---------------------------------------------------------------------------------
 
-/// `wpgate admin token create --scope <scope> --label <label>`: the token, printed alone.
-fn admin_token(gw: &Gateway, scope: &str, label: &str) -> String {
-    let out = gw.cli(
-        &[
-            "admin", "token", "create", "--scope", scope, "--label", label,
-        ],
-        None,
-    );
-    out.assert_success();
-    let lines: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "`admin token create` must print the token alone: {}",
-        out.stdout
-    );
-    lines[0].trim().to_owned()
-}
-
 /// A call to the admin API with a bearer token; the answer and its JSON body.
 async fn admin_call(
     gw: &Gateway,
@@ -1326,7 +921,7 @@ async fn admin_call(
     method: Method,
     path: &str,
     body: Option<Value>,
-) -> (common::Answer, Value) {
+) -> (crate::harness::Answer, Value) {
     let mut req = gw.client.request(method, gw.admin_url(path));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -1345,8 +940,8 @@ async fn admin_api_site_credential_key_use_revoke_audit() {
     let env = wp_env();
     let wp = &env.sites[0];
     let gw = Gateway::start();
-    let writer = admin_token(&gw, "write", "e2e-admin");
-    let reader = admin_token(&gw, "read", "e2e-reader");
+    let writer = gw.admin_token("write", Some("e2e-admin"));
+    let reader = gw.admin_token("read", Some("e2e-reader"));
     let id = "e2e-api-site";
 
     // No token, or a read-only one for a change: refused.

@@ -1,13 +1,10 @@
 //! `wpgate store migrate`: a store built through the CLI on SQLite, copied to a fresh
 //! PostgreSQL database, serves the same sites and keys from a gateway started on it
 //! with the same keyring.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-use common::postgres::TestDb;
-use common::{marker, run_wpgate, toml_str, Gateway, GatewayConfig, SiteAuth, Upstream};
-use common::{KEY_HEADER, SITE_HEADER};
+use crate::harness::postgres::TestDb;
+use crate::harness::{marker, run_wpgate, toml_str, Gateway, GatewayConfig, SiteAuth, Upstream};
+use crate::harness::{KEY_HEADER, SITE_HEADER};
 
 /// The test database's URL with a password in it (trust authentication ignores it):
 /// it must never be printed.

@@ -1,14 +1,11 @@
 //! Secrets stay secret: not in the database file, not in logs, not in responses, not
 //! in CLI output; the keyring file is private and a readable one is refused.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{
+use crate::harness::{
     free_port, marker, random_string, run_wpgate_within, Answer, ApiKey, CliOutput, Gateway,
     GatewayConfig, SiteAuth, Upstream, KEY_HEADER, SITE_HEADER,
 };
@@ -201,7 +198,7 @@ async fn logs_hold_no_secret_even_at_trace_level() {
 async fn assert_logs_hold_no_secret(level: &str) {
     let p = plant(level).await;
     // Wait until the per-request log lines are out (a site id shows up in them).
-    common::poll_until("request log lines", Duration::from_secs(5), || async {
+    crate::harness::poll_until("request log lines", Duration::from_secs(5), || async {
         if p.gw.logs().contains("sec-header") {
             Ok(())
         } else {
@@ -332,7 +329,7 @@ async fn readable_keyring_is_refused() {
             serve.stderr
         );
         assert!(
-            !common::http_answers(gw.proxy_addr),
+            !crate::harness::http_answers(gw.proxy_addr),
             "proxy listening with a {mode:o} keyring"
         );
     }

@@ -1,13 +1,10 @@
 //! The site/key cache in front of the store: single-flight loads for a burst of
 //! requests to a cold site, and negative entries for unknown sites. Store queries are
 //! counted from the gateway's `wpgate::store` debug events.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{Gateway, GatewayConfig, SiteAuth, Upstream, KEY_HEADER, SITE_HEADER};
+use crate::harness::{Gateway, GatewayConfig, SiteAuth, Upstream, KEY_HEADER, SITE_HEADER};
 
 fn gateway_with_store_debug() -> Gateway {
     Gateway::start_with(GatewayConfig {
