@@ -20,7 +20,7 @@ use crate::harness::wordpress::{
 };
 use crate::harness::{
     marker, metric_sum, metric_value, parse_metrics, poll_until, promtool_check_metrics,
-    random_string, sha256_hex, ApiKey, Gateway, GatewayConfig, Sample, SiteAuth, KEY_HEADER,
+    random_string, sha256_hex, Answer, ApiKey, Gateway, GatewayConfig, Sample, SiteAuth, KEY_HEADER,
     SITE_HEADER,
 };
 use reqwest::Method;
@@ -100,10 +100,23 @@ impl Front {
             .header(KEY_HEADER, &site.key.full)
     }
 
-    async fn users_me(&self, site: &Linked) -> crate::harness::Answer {
+    async fn users_me(&self, site: &Linked) -> Answer {
         self.gw
             .send(self.req(site, Method::GET, "/wp-json/wp/v2/users/me"))
             .await
+    }
+
+    /// Polls [`Front::users_me`] (up to 10 s) until it answers `status`; that answer.
+    async fn poll_users_me(&self, site: &Linked, status: u16, what: &str) -> Answer {
+        poll_until(what, Duration::from_secs(10), || async {
+            let a = self.users_me(site).await;
+            if a.status == status {
+                Ok(a)
+            } else {
+                Err(a.summary())
+            }
+        })
+        .await
     }
 }
 
@@ -504,19 +517,7 @@ async fn health_follows_credential_namespaces_and_reachability() {
     )
     .assert_success();
     wait_health(&f.gw, &two.id, "healthy").await;
-    let me = poll_until(
-        "users/me through wpgate with the new credential",
-        Duration::from_secs(10),
-        || async {
-            let a = f.users_me(two).await;
-            if a.status == 200 {
-                Ok(a)
-            } else {
-                Err(a.summary())
-            }
-        },
-    )
-    .await;
+    let me = f.poll_users_me(two, 200, "users/me through wpgate with the new credential").await;
     assert_eq!(me.json().unwrap()["id"], json!(two.wp.user_id));
 
     // 4. A required REST namespace that the site lacks: degraded (requests still pass).
@@ -546,38 +547,14 @@ async fn health_follows_credential_namespaces_and_reachability() {
     wait_health(&f.gw, &one.id, "healthy").await;
     restore.stop_site(&one.wp.name);
     wait_health(&f.gw, &one.id, "unreachable").await;
-    let refused = poll_until(
-        "503 site.unavailable from the fail-fast site",
-        Duration::from_secs(10),
-        || async {
-            let a = f.users_me(one).await;
-            if a.status == 503 {
-                Ok(a)
-            } else {
-                Err(a.summary())
-            }
-        },
-    )
-    .await;
+    let refused = f.poll_users_me(one, 503, "503 site.unavailable from the fail-fast site").await;
     refused.assert_error(503, "site.unavailable");
     f.users_me(two).await.assert_ok();
 
     // 6. The web server back: healthy, requests pass again.
     restore.start_site(&one.wp.name);
     wait_health(&f.gw, &one.id, "healthy").await;
-    let back = poll_until(
-        "users/me through wpgate after start-site",
-        Duration::from_secs(10),
-        || async {
-            let a = f.users_me(one).await;
-            if a.status == 200 {
-                Ok(a)
-            } else {
-                Err(a.summary())
-            }
-        },
-    )
-    .await;
+    let back = f.poll_users_me(one, 200, "users/me through wpgate after start-site").await;
     assert_eq!(back.json().unwrap()["id"], json!(one.wp.user_id));
 
     // Every check was timed.
@@ -921,7 +898,7 @@ async fn admin_call(
     method: Method,
     path: &str,
     body: Option<Value>,
-) -> (crate::harness::Answer, Value) {
+) -> (Answer, Value) {
     let mut req = gw.client.request(method, gw.admin_url(path));
     if let Some(t) = token {
         req = req.bearer_auth(t);

@@ -188,6 +188,15 @@ impl Lab {
         cred
     }
 
+    /// [`Lab::site`] with JWTs of `alg` checked against the JWKS at `url`.
+    fn jwks_site(&self, id: &str, alg: &str, url: &str) -> String {
+        self.site(
+            id,
+            &["--methods", "jwt", "--jwt-alg", alg, "--jwt-jwks-url", url],
+            None,
+        )
+    }
+
     /// A PEM file in the gateway's temp dir.
     fn pem_file(&self, name: &str, pem: &str) -> String {
         pem_file(&self.gw, name, pem)
@@ -641,18 +650,7 @@ async fn hmac_token_signed_with_the_public_key_is_refused() {
         None,
     );
     let jwks = JwksServer::start(vec![TestKey::rsa(Algorithm::RS256).jwk_with_kid("r1")]);
-    lab.site(
-        "rs-jwks",
-        &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "RS256",
-            "--jwt-jwks-url",
-            &jwks.url(),
-        ],
-        None,
-    );
+    lab.jwks_site("rs-jwks", "RS256", &jwks.url());
     let lab = lab.serve();
 
     // The attacker knows the public key (it is public) and uses its PEM text, byte for
@@ -758,18 +756,7 @@ async fn unknown_kid_refetches_the_jwks_once_then_refuses() {
     let lab = Lab::prepare(AUTH_TOML);
     let key = TestKey::es256();
     let jwks = JwksServer::start(vec![key.jwk_with_kid("k1")]);
-    let cred = lab.site(
-        "idp",
-        &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "ES256",
-            "--jwt-jwks-url",
-            &jwks.url(),
-        ],
-        None,
-    );
+    let cred = lab.jwks_site("idp", "ES256", &jwks.url());
     let lab = lab.serve();
     assert_eq!(jwks.hits(), 0, "nothing fetched before the first token");
 
@@ -812,18 +799,7 @@ async fn a_rotated_key_is_found_with_one_refetch() {
     let old = TestKey::es256();
     let new = TestKey::es256();
     let jwks = JwksServer::start(vec![old.jwk_with_kid("2024")]);
-    let cred = lab.site(
-        "idp",
-        &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "ES256",
-            "--jwt-jwks-url",
-            &jwks.url(),
-        ],
-        None,
-    );
+    let cred = lab.jwks_site("idp", "ES256", &jwks.url());
     let lab = lab.serve();
     accepted(&lab, "idp", &old.sign_kid(&claims("a"), "2024"), &cred).await;
     assert_eq!(jwks.hits(), 1);
@@ -855,42 +831,9 @@ async fn jwks_outage_cached_site_keeps_working_cold_site_is_503() {
     let mut warm_jwks = JwksServer::start(vec![warm_key.jwk_with_kid("w")]);
     let cold_jwks = JwksServer::start(vec![cold_key.jwk_with_kid("c")]);
     let closed = format!("http://127.0.0.1:{}/jwks.json", crate::harness::free_port());
-    let warm_cred = lab.site(
-        "warm",
-        &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "ES256",
-            "--jwt-jwks-url",
-            &warm_jwks.url(),
-        ],
-        None,
-    );
-    let cold_cred = lab.site(
-        "cold",
-        &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "ES256",
-            "--jwt-jwks-url",
-            &cold_jwks.url(),
-        ],
-        None,
-    );
-    lab.site(
-        "nowhere",
-        &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "ES256",
-            "--jwt-jwks-url",
-            &closed,
-        ],
-        None,
-    );
+    let warm_cred = lab.jwks_site("warm", "ES256", &warm_jwks.url());
+    let cold_cred = lab.jwks_site("cold", "ES256", &cold_jwks.url());
+    lab.jwks_site("nowhere", "ES256", &closed);
     let lab = lab.serve();
 
     accepted(
