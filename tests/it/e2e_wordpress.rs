@@ -20,8 +20,8 @@ use crate::harness::wordpress::{
 };
 use crate::harness::{
     marker, metric_sum, metric_value, parse_metrics, poll_until, promtool_check_metrics,
-    random_string, sha256_hex, Answer, ApiKey, Gateway, GatewayConfig, Sample, SiteAuth, KEY_HEADER,
-    SITE_HEADER,
+    random_string, sha256_hex, Answer, ApiKey, Gateway, GatewayConfig, Sample, SiteAuth,
+    KEY_HEADER, SITE_HEADER,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -502,22 +502,16 @@ async fn health_follows_credential_namespaces_and_reachability() {
         new_password, two.wp.app_password,
         "setup.sh gave the same password"
     );
-    f.gw.cli(
-        &[
-            "site",
-            "set-credential",
-            &two.id,
-            "--auth",
-            "app-password",
-            "--username",
-            &two.wp.user,
-            "--secret-stdin",
-        ],
-        Some(&format!("{new_password}\n")),
+    f.gw.set_credential(
+        &two.id,
+        &SiteAuth::app_password(&two.wp.user, &new_password),
+        &[],
     )
     .assert_success();
     wait_health(&f.gw, &two.id, "healthy").await;
-    let me = f.poll_users_me(two, 200, "users/me through wpgate with the new credential").await;
+    let me = f
+        .poll_users_me(two, 200, "users/me through wpgate with the new credential")
+        .await;
     assert_eq!(me.json().unwrap()["id"], json!(two.wp.user_id));
 
     // 4. A required REST namespace that the site lacks: degraded (requests still pass).
@@ -547,14 +541,18 @@ async fn health_follows_credential_namespaces_and_reachability() {
     wait_health(&f.gw, &one.id, "healthy").await;
     restore.stop_site(&one.wp.name);
     wait_health(&f.gw, &one.id, "unreachable").await;
-    let refused = f.poll_users_me(one, 503, "503 site.unavailable from the fail-fast site").await;
+    let refused = f
+        .poll_users_me(one, 503, "503 site.unavailable from the fail-fast site")
+        .await;
     refused.assert_error(503, "site.unavailable");
     f.users_me(two).await.assert_ok();
 
     // 6. The web server back: healthy, requests pass again.
     restore.start_site(&one.wp.name);
     wait_health(&f.gw, &one.id, "healthy").await;
-    let back = f.poll_users_me(one, 200, "users/me through wpgate after start-site").await;
+    let back = f
+        .poll_users_me(one, 200, "users/me through wpgate after start-site")
+        .await;
     assert_eq!(back.json().unwrap()["id"], json!(one.wp.user_id));
 
     // Every check was timed.

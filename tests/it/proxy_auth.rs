@@ -486,34 +486,12 @@ async fn set_credential_changes_what_is_injected() {
     };
     expect_auth("Bearer old-token-1".into()).await;
 
-    s.gw.cli(
-        &[
-            "site",
-            "set-credential",
-            "blog",
-            "--auth",
-            "bearer",
-            "--secret-stdin",
-        ],
-        Some("new-token-2\n"),
-    )
-    .assert_success();
+    s.gw.set_credential("blog", &SiteAuth::bearer("new-token-2"), &[])
+        .assert_success();
     expect_auth("Bearer new-token-2".into()).await;
 
-    s.gw.cli(
-        &[
-            "site",
-            "set-credential",
-            "blog",
-            "--auth",
-            "app-password",
-            "--username",
-            "bob",
-            "--secret-stdin",
-        ],
-        Some("pw pw pw\n"),
-    )
-    .assert_success();
+    s.gw.set_credential("blog", &SiteAuth::app_password("bob", "pw pw pw"), &[])
+        .assert_success();
     expect_auth(format!(
         "Basic {}",
         crate::harness::base64_std("bob:pw pw pw")

@@ -355,18 +355,7 @@ async fn a_new_credential_is_confirmed_against_the_site_before_it_replaces_the_o
     let key = gw.issue_key("blog", &[]);
 
     // The site does not accept the new token yet: refused, the old one stays.
-    let out = gw.cli(
-        &[
-            "site",
-            "set-credential",
-            "blog",
-            "--auth",
-            "bearer",
-            "--secret-stdin",
-            "--confirm",
-        ],
-        Some("new-token"),
-    );
+    let out = gw.set_credential("blog", &SiteAuth::bearer("new-token"), &["--confirm"]);
     out.assert_failure();
     assert!(
         out.stderr.contains("old credential is kept"),
@@ -394,18 +383,7 @@ async fn a_new_credential_is_confirmed_against_the_site_before_it_replaces_the_o
 
     // Once WordPress knows it, the rotation goes through.
     wp.accept_token("new-token", 1, "api");
-    let out = gw.cli(
-        &[
-            "site",
-            "set-credential",
-            "blog",
-            "--auth",
-            "bearer",
-            "--secret-stdin",
-            "--confirm",
-        ],
-        Some("new-token"),
-    );
+    let out = gw.set_credential("blog", &SiteAuth::bearer("new-token"), &["--confirm"]);
     out.assert_success();
     // The CLI wrote to the store: the gateway follows its change log.
     poll_until(
@@ -524,19 +502,8 @@ async fn rotating_everything_under_load_fails_no_request() {
 
     // A site credential, confirmed first, and an API key rotated with grace.
     wp.accept_token("tok-0-new", 1, "api");
-    gw.cli(
-        &[
-            "site",
-            "set-credential",
-            "site0",
-            "--auth",
-            "bearer",
-            "--secret-stdin",
-            "--confirm",
-        ],
-        Some("tok-0-new"),
-    )
-    .assert_success();
+    gw.set_credential("site0", &SiteAuth::bearer("tok-0-new"), &["--confirm"])
+        .assert_success();
     // API key rotation: a new key, the old one revoked with grace (still in use above).
     let new_key = gw.issue_key("site1", &[]);
     let old_key = ApiKey::parse(&sites[1].1);

@@ -283,12 +283,23 @@ impl Gateway {
 
     /// `site add <id> --upstream <url> <auth...>`; asserts success.
     pub fn add_site(&self, id: &str, upstream: &str, auth: &SiteAuth) -> CliOutput {
-        let (auth_args, stdin) = auth.cli_args();
-        let mut args = vec!["site", "add", id, "--upstream", upstream];
-        args.extend(auth_args.iter().map(String::as_str));
-        let out = self.cli(&args, stdin.as_deref());
+        let out = self.cli_with_auth(&["site", "add", id, "--upstream", upstream], auth, &[]);
         out.assert_success();
         out
+    }
+
+    /// `site set-credential <id> <auth...> <extra...>` (the caller checks the outcome).
+    pub fn set_credential(&self, id: &str, auth: &SiteAuth, extra: &[&str]) -> CliOutput {
+        self.cli_with_auth(&["site", "set-credential", id], auth, extra)
+    }
+
+    /// `<command> <auth...> <extra...>`, the secret fed on stdin.
+    fn cli_with_auth(&self, command: &[&str], auth: &SiteAuth, extra: &[&str]) -> CliOutput {
+        let (auth_args, stdin) = auth.cli_args();
+        let mut args = command.to_vec();
+        args.extend(auth_args.iter().map(String::as_str));
+        args.extend_from_slice(extra);
+        self.cli(&args, stdin.as_deref())
     }
 
     /// `key issue <site> <extra...>`; asserts success and the documented output.
