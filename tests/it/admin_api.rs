@@ -4,6 +4,7 @@
 
 use crate::harness::{
     marker, random_string, Answer, ApiKey, Gateway, GatewayConfig, SiteAuth, Upstream,
+    HEALTH_STATES,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -177,28 +178,19 @@ async fn sites_pagination_etags_and_validation() {
     status(&a, 200);
     assert_eq!(a.header("etag"), Some("\"1\""));
     let patch = json!({"name": "Renamed", "enabled": false});
-    let a = gw
-        .send(
-            gw.admin_request(Method::PATCH, "/admin/v1/sites/site-a", &token)
-                .json(&patch),
-        )
-        .await;
+    let patch_site = |if_match: Option<&'static str>| {
+        let req = gw.admin_request(Method::PATCH, "/admin/v1/sites/site-a", &token);
+        match if_match {
+            Some(version) => req.header("If-Match", version),
+            None => req,
+        }
+        .json(&patch)
+    };
+    let a = gw.send(patch_site(None)).await;
     a.assert_error(428, "admin.precondition_required");
-    let a = gw
-        .send(
-            gw.admin_request(Method::PATCH, "/admin/v1/sites/site-a", &token)
-                .header("If-Match", "\"7\"")
-                .json(&patch),
-        )
-        .await;
+    let a = gw.send(patch_site(Some("\"7\""))).await;
     a.assert_error(412, "admin.version_conflict");
-    let a = gw
-        .send(
-            gw.admin_request(Method::PATCH, "/admin/v1/sites/site-a", &token)
-                .header("If-Match", "\"1\"")
-                .json(&patch),
-        )
-        .await;
+    let a = gw.send(patch_site(Some("\"1\""))).await;
     let site = status(&a, 200);
     assert_eq!(site["version"], 2);
     assert_eq!(site["name"], "Renamed");
@@ -627,16 +619,11 @@ async fn health_shows_the_last_check_and_test_runs_one() {
         &call(&gw, Method::POST, "/admin/v1/sites/shop/test", &write, None).await,
         200,
     );
-    let states = [
-        "unknown",
-        "healthy",
-        "degraded",
-        "auth_failed",
-        "unreachable",
-        "disabled",
-    ];
     let state = tested["state"].as_str().unwrap();
-    assert!(states.contains(&state) && state != "unknown", "{tested}");
+    assert!(
+        HEALTH_STATES.contains(&state) && state != "unknown",
+        "{tested}"
+    );
     assert!(tested["checked_at"].is_string(), "{tested}");
     assert!(
         up.requests()

@@ -85,65 +85,24 @@ async fn site_lifecycle() {
 #[tokio::test]
 async fn site_add_refuses_bad_input() {
     let gw = Gateway::start();
+    let add = |id, upstream, auth: &[&'static str]| {
+        let mut args = vec!["site", "add", id, "--upstream", upstream, "--auth"];
+        args.extend_from_slice(auth);
+        args
+    };
     for args in [
-        vec![
-            "site",
-            "add",
-            "bad id",
-            "--upstream",
-            "http://127.0.0.1:1",
-            "--auth",
-            "none",
-        ],
-        vec![
-            "site",
-            "add",
-            "ok-id",
-            "--upstream",
-            "ftp://127.0.0.1:1",
-            "--auth",
-            "none",
-        ],
-        vec![
-            "site",
-            "add",
-            "ok-id",
-            "--upstream",
-            "not a url",
-            "--auth",
-            "none",
-        ],
-        vec![
-            "site",
-            "add",
-            "ok-id",
-            "--upstream",
-            "http://127.0.0.1:1",
-            "--auth",
-            "kerberos",
-        ],
+        add("bad id", "http://127.0.0.1:1", &["none"]),
+        add("ok-id", "ftp://127.0.0.1:1", &["none"]),
+        add("ok-id", "not a url", &["none"]),
+        add("ok-id", "http://127.0.0.1:1", &["kerberos"]),
         // app-password without a username
-        vec![
-            "site",
-            "add",
+        add(
             "ok-id",
-            "--upstream",
             "http://127.0.0.1:1",
-            "--auth",
-            "app-password",
-            "--secret-stdin",
-        ],
+            &["app-password", "--secret-stdin"],
+        ),
         // header without a header name
-        vec![
-            "site",
-            "add",
-            "ok-id",
-            "--upstream",
-            "http://127.0.0.1:1",
-            "--auth",
-            "header",
-            "--secret-stdin",
-        ],
+        add("ok-id", "http://127.0.0.1:1", &["header", "--secret-stdin"]),
     ] {
         gw.cli(&args, Some("s3cret\n")).assert_failure();
     }

@@ -21,7 +21,7 @@ use crate::harness::wordpress::{
 use crate::harness::{
     marker, metric_sum, metric_value, parse_metrics, poll_until, promtool_check_metrics,
     random_string, sha256_hex, Answer, ApiKey, Gateway, GatewayConfig, Sample, SiteAuth,
-    KEY_HEADER, SITE_HEADER,
+    HEALTH_STATES, KEY_HEADER, SITE_HEADER,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -31,15 +31,6 @@ use serde_json::{json, Value};
 const HEALTH_DEADLINE: Duration = Duration::from_secs(45);
 /// How long a counter may take to show a request (recorded after the response is sent).
 const METRIC_DEADLINE: Duration = Duration::from_secs(10);
-
-const HEALTH_STATES: [&str; 6] = [
-    "unknown",
-    "healthy",
-    "degraded",
-    "auth_failed",
-    "unreachable",
-    "disabled",
-];
 
 // ---------------------------------------------------------------------------------
 // A gateway in front of both sites

@@ -164,15 +164,9 @@ async fn three_replicas_on_one_postgres_see_each_others_changes_within_a_second(
     out.assert_success();
     let k3 = a.issue_key("shop", &[]);
     for gw in [&a, &b] {
-        poll_until(
-            "the site to be disabled",
-            Duration::from_secs(2),
-            || async {
-                let r = gw.get_as("shop", &k3.full, "/disabled").await;
-                (r.status == 403).then_some(()).ok_or_else(|| r.summary())
-            },
-        )
-        .await;
+        // The site is disabled on both replicas.
+        gw.poll_status_within("shop", &k3.full, "/disabled", 403, Duration::from_secs(2))
+            .await;
     }
 }
 
@@ -319,13 +313,13 @@ async fn a_store_outage_keeps_warm_sites_serving_and_recovers() {
 
     // The store returns: everything recovers without a restart.
     relay.restore(pg).await;
-    poll_until(
-        "the cold site after the outage",
+    // The cold site after the outage.
+    gw.poll_status_within(
+        "cold",
+        &cold.full,
+        "/after-cold",
+        200,
         Duration::from_secs(20),
-        || async {
-            let a = gw.get_as("cold", &cold.full, "/after-cold").await;
-            (a.status == 200).then_some(()).ok_or_else(|| a.summary())
-        },
     )
     .await;
     poll_until("wpgate_store_up = 1", Duration::from_secs(10), || async {

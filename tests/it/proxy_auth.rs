@@ -4,29 +4,14 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    marker, random_string, ApiKey, Gateway, SiteAuth, Upstream, CHANGE_DEADLINE, KEY_HEADER,
+    marker, random_string, Gateway, OneSite, SiteAuth, Upstream, CHANGE_DEADLINE, KEY_HEADER,
     SITE_HEADER,
 };
-
-/// One gateway in front of one upstream with one site and one key.
-struct Setup {
-    up: Upstream,
-    gw: Gateway,
-    key: ApiKey,
-}
-
-fn setup(site: &str, auth: &SiteAuth) -> Setup {
-    let up = Upstream::start();
-    let gw = Gateway::start();
-    gw.add_site(site, &up.url(), auth);
-    let key = gw.issue_key(site, &[]);
-    Setup { up, gw, key }
-}
 
 /// Send a request with `X-API-Key` and check the upstream got exactly the site's
 /// credential and nothing of the client's.
 async fn assert_injected(auth: SiteAuth) {
-    let s = setup("inject", &auth);
+    let s = OneSite::start("inject", &auth);
     let m = marker();
     s.gw.send(
         s.gw.get(&format!("/wp-json/wp/v2/posts?{m}"))
@@ -102,7 +87,7 @@ async fn auth_none_injects_nothing() {
 #[tokio::test]
 async fn client_cannot_forge_the_injected_header() {
     let secret = random_string(32);
-    let s = setup("forge", &SiteAuth::header("X-Plugin-Auth", &secret));
+    let s = OneSite::start("forge", &SiteAuth::header("X-Plugin-Auth", &secret));
     let m = marker();
     s.gw.send(
         s.gw.get(&format!("/wp-json/?{m}"))
@@ -122,7 +107,7 @@ async fn client_cannot_forge_the_injected_header() {
 
 #[tokio::test]
 async fn client_credentials_never_reach_the_upstream() {
-    let s = setup("strip", &SiteAuth::None);
+    let s = OneSite::start("strip", &SiteAuth::None);
     let cookie = format!("wordpress_logged_in_abc={}", random_string(24));
 
     let m1 = marker();
@@ -164,7 +149,7 @@ async fn client_credentials_never_reach_the_upstream() {
 
 #[tokio::test]
 async fn missing_site_id_is_400() {
-    let s = setup("blog", &SiteAuth::None);
+    let s = OneSite::start("blog", &SiteAuth::None);
     let a =
         s.gw.send(s.gw.get("/wp-json/").header(KEY_HEADER, &s.key.full))
             .await;
@@ -174,7 +159,7 @@ async fn missing_site_id_is_400() {
 
 #[tokio::test]
 async fn duplicate_site_id_is_400() {
-    let s = setup("blog", &SiteAuth::None);
+    let s = OneSite::start("blog", &SiteAuth::None);
     for (first, second) in [("blog", "blog"), ("blog", "other")] {
         let a =
             s.gw.send(
@@ -191,7 +176,7 @@ async fn duplicate_site_id_is_400() {
 
 #[tokio::test]
 async fn malformed_site_id_is_400() {
-    let s = setup("blog", &SiteAuth::None);
+    let s = OneSite::start("blog", &SiteAuth::None);
     let too_long = "a".repeat(65);
     let bad: Vec<&[u8]> = vec![
         b"has space",
@@ -231,7 +216,7 @@ async fn malformed_site_id_is_400() {
 
 #[tokio::test]
 async fn unknown_site_answers_like_a_wrong_key() {
-    let s = setup("blog", &SiteAuth::None);
+    let s = OneSite::start("blog", &SiteAuth::None);
     let unknown = s.gw.get_as("no-such-site", &s.key.full, "/wp-json/").await;
     let e_unknown = unknown.assert_error(401, "auth.invalid_credentials");
     let wrong =
@@ -261,7 +246,7 @@ async fn unknown_site_answers_like_a_wrong_key() {
 
 #[tokio::test]
 async fn missing_key_is_401() {
-    let s = setup("blog", &SiteAuth::None);
+    let s = OneSite::start("blog", &SiteAuth::None);
     let a =
         s.gw.send(s.gw.get("/wp-json/").header(SITE_HEADER, "blog"))
             .await;
@@ -271,7 +256,7 @@ async fn missing_key_is_401() {
 
 #[tokio::test]
 async fn wrong_keys_are_401() {
-    let s = setup("blog", &SiteAuth::None);
+    let s = OneSite::start("blog", &SiteAuth::None);
     let unknown_id = format!("wpg_{}_{}", "Zz9Zz9Zz9Zz9", s.key.secret);
     let wrong = [
         s.key.with_wrong_secret(),
@@ -305,7 +290,7 @@ async fn wrong_keys_are_401() {
 
 #[tokio::test]
 async fn both_key_headers_are_ambiguous() {
-    let s = setup("blog", &SiteAuth::None);
+    let s = OneSite::start("blog", &SiteAuth::None);
     let a =
         s.gw.send(
             s.gw.get("/wp-json/")
@@ -343,7 +328,7 @@ async fn key_of_another_site_is_401() {
 
 #[tokio::test]
 async fn revoked_key_is_401() {
-    let s = setup("blog", &SiteAuth::None);
+    let s = OneSite::start("blog", &SiteAuth::None);
     let other = s.gw.issue_key("blog", &[]);
     s.gw.get_as("blog", &s.key.full, "/wp-json/")
         .await
@@ -373,7 +358,7 @@ async fn revoked_key_is_401() {
 
 #[tokio::test]
 async fn expired_key_is_401() {
-    let s = setup("blog", &SiteAuth::None);
+    let s = OneSite::start("blog", &SiteAuth::None);
     let long_lived = s.gw.issue_key("blog", &["--expires-in", "1h"]);
     let short = s.gw.issue_key("blog", &["--expires-in", "1s"]);
     s.gw.get_as("blog", &long_lived.full, "/wp-json/")
@@ -389,7 +374,7 @@ async fn expired_key_is_401() {
 
 #[tokio::test]
 async fn revoked_key_with_grace_works_until_the_grace_ends() {
-    let s = setup("blog", &SiteAuth::None);
+    let s = OneSite::start("blog", &SiteAuth::None);
     s.gw.get_as("blog", &s.key.full, "/wp-json/")
         .await
         .assert_ok();
@@ -430,7 +415,7 @@ async fn revoked_key_with_grace_works_until_the_grace_ends() {
 
 #[tokio::test]
 async fn disabled_site_is_403_and_reenabled_works() {
-    let s = setup("blog", &SiteAuth::None);
+    let s = OneSite::start("blog", &SiteAuth::None);
     s.gw.get_as("blog", &s.key.full, "/wp-json/")
         .await
         .assert_ok();
@@ -454,7 +439,7 @@ async fn disabled_site_is_403_and_reenabled_works() {
 
 #[tokio::test]
 async fn set_credential_changes_what_is_injected() {
-    let s = setup("blog", &SiteAuth::bearer("old-token-1"));
+    let s = OneSite::start("blog", &SiteAuth::bearer("old-token-1"));
     let expect_auth = |value: String| {
         let up = &s.up;
         let gw = &s.gw;

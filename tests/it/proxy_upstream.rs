@@ -7,39 +7,17 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::harness::{
-    free_port, hex, is_sane_request_id, marker, pattern_sha256, pattern_stream, ApiKey, Gateway,
-    GatewayConfig, SiteAuth, Upstream, KEY_HEADER, SITE_HEADER,
+    free_port, hex, is_sane_request_id, marker, pattern_sha256, pattern_stream, Gateway,
+    GatewayConfig, OneSite, SiteAuth, Upstream, KEY_HEADER, SITE_HEADER,
 };
 
-struct Setup {
-    up: Upstream,
-    gw: Gateway,
-    key: ApiKey,
+/// Site `blog` (no upstream credential) in front of `<upstream><upstream_suffix>`.
+fn setup_with(config: GatewayConfig, upstream_suffix: &str) -> OneSite {
+    OneSite::start_with(config, "blog", upstream_suffix, &SiteAuth::None)
 }
 
-fn setup_with(config: GatewayConfig, upstream_suffix: &str) -> Setup {
-    let up = Upstream::start();
-    let gw = Gateway::start_with(config);
-    gw.add_site(
-        "blog",
-        &format!("{}{upstream_suffix}", up.url()),
-        &SiteAuth::None,
-    );
-    let key = gw.issue_key("blog", &[]);
-    Setup { up, gw, key }
-}
-
-fn setup() -> Setup {
+fn setup() -> OneSite {
     setup_with(GatewayConfig::default(), "")
-}
-
-impl Setup {
-    fn authed(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.gw
-            .request(method, path)
-            .header(SITE_HEADER, "blog")
-            .header(KEY_HEADER, &self.key.full)
-    }
 }
 
 const FIFTY_MB: u64 = 50 * 1024 * 1024;

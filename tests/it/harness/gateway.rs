@@ -334,11 +334,25 @@ impl Gateway {
         .await
     }
 
-    /// Poll GET `path` (site + key) until the status is `status`; returns that answer.
+    /// Poll GET `path` (site + key) until the status is `status` (within
+    /// [`CHANGE_DEADLINE`]); returns that answer.
     pub async fn poll_status(&self, site: &str, key: &str, path: &str, status: u16) -> Answer {
+        self.poll_status_within(site, key, path, status, CHANGE_DEADLINE)
+            .await
+    }
+
+    /// [`Gateway::poll_status`] with a deadline of the caller's.
+    pub async fn poll_status_within(
+        &self,
+        site: &str,
+        key: &str,
+        path: &str,
+        status: u16,
+        timeout: Duration,
+    ) -> Answer {
         poll_until(
             &format!("GET {path} on site {site} to answer {status}"),
-            CHANGE_DEADLINE,
+            timeout,
             || async {
                 let a = self.get_as(site, key, path).await;
                 if a.status == status {

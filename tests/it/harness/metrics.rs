@@ -7,6 +7,17 @@ use std::time::Duration;
 use super::cli::run_within;
 use super::gateway::Gateway;
 
+/// Every state a site's health can be in: the `state` label of `wpgate_site_health`, the
+/// admin API's `state`.
+pub const HEALTH_STATES: [&str; 6] = [
+    "unknown",
+    "healthy",
+    "degraded",
+    "auth_failed",
+    "unreachable",
+    "disabled",
+];
+
 /// One sample of the Prometheus text exposition: `name{labels} value`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {

@@ -11,6 +11,7 @@ mod credentials;
 mod gateway;
 mod jwks;
 mod metrics;
+mod one_site;
 mod payload;
 pub mod png;
 mod ports;
@@ -27,7 +28,10 @@ pub use cli::{run_within, run_wpgate, run_wpgate_within, wpgate_command, CliOutp
 pub use credentials::{ApiKey, SiteAuth, KEY_HEADER, SITE_HEADER};
 pub use gateway::{http_client, Gateway, GatewayConfig, STARTUP_DEADLINE};
 pub use jwks::JwksServer;
-pub use metrics::{metric_sum, metric_value, parse_metrics, promtool_check_metrics, Sample};
+pub use metrics::{
+    metric_sum, metric_value, parse_metrics, promtool_check_metrics, Sample, HEALTH_STATES,
+};
+pub use one_site::OneSite;
 pub use payload::{pattern_sha256, pattern_stream};
 pub use ports::{free_port, http_answers};
 pub use text::{base64_std, hex, is_sane_request_id, marker, random_string, sha256_hex, toml_str};

@@ -71,26 +71,21 @@ impl TestDb {
     /// Terminates every backend of this database whose application_name is `app`;
     /// returns how many.
     pub async fn terminate_backends(&self, app: &str) -> i64 {
-        let mut conn = admin_connection().await;
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE datname = $1 AND application_name = $2",
-        )
-        .bind(&self.name)
-        .bind(app)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-        let _ = conn.close().await;
-        n
+        self.count_backends("COUNT(pg_terminate_backend(pid))", app)
+            .await
     }
 
     /// How many backends of this database have application_name `app`.
     pub async fn backends(&self, app: &str) -> i64 {
+        self.count_backends("COUNT(*)", app).await
+    }
+
+    /// `SELECT <count> FROM pg_stat_activity` over this database's backends named `app`.
+    async fn count_backends(&self, count: &str, app: &str) -> i64 {
         let mut conn = admin_connection().await;
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
-        )
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT {count} FROM pg_stat_activity WHERE datname = $1 AND application_name = $2"
+        ))
         .bind(&self.name)
         .bind(app)
         .fetch_one(&mut conn)

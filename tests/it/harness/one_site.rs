@@ -1,0 +1,47 @@
+//! The most common set-up: one recording upstream behind one gateway, with one site and
+//! one API key for it.
+
+use super::credentials::{ApiKey, SiteAuth, KEY_HEADER, SITE_HEADER};
+use super::gateway::{Gateway, GatewayConfig};
+use super::upstream::Upstream;
+
+pub struct OneSite {
+    pub up: Upstream,
+    pub gw: Gateway,
+    pub site: String,
+    pub key: ApiKey,
+}
+
+impl OneSite {
+    /// Default gateway settings; `site` in front of the upstream's root.
+    pub fn start(site: &str, auth: &SiteAuth) -> Self {
+        Self::start_with(GatewayConfig::default(), site, "", auth)
+    }
+
+    /// `site` in front of `<upstream url><upstream_suffix>` (a path prefix).
+    pub fn start_with(
+        config: GatewayConfig,
+        site: &str,
+        upstream_suffix: &str,
+        auth: &SiteAuth,
+    ) -> Self {
+        let up = Upstream::start();
+        let gw = Gateway::start_with(config);
+        gw.add_site(site, &format!("{}{upstream_suffix}", up.url()), auth);
+        let key = gw.issue_key(site, &[]);
+        OneSite {
+            up,
+            gw,
+            site: site.to_owned(),
+            key,
+        }
+    }
+
+    /// A request through the gateway for the site, with its key in `X-API-Key`.
+    pub fn authed(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.gw
+            .request(method, path)
+            .header(SITE_HEADER, &self.site)
+            .header(KEY_HEADER, &self.key.full)
+    }
+}
