@@ -188,6 +188,15 @@ impl Lab {
         cred
     }
 
+    /// [`Lab::site`] with HS256 JWTs signed with `secret`.
+    fn hs256_site(&self, id: &str, secret: &str) -> String {
+        self.site(
+            id,
+            &["--methods", "jwt", "--jwt-alg", "HS256"],
+            Some(secret),
+        )
+    }
+
     /// [`Lab::site`] with JWTs of `alg` checked against the JWKS at `url`.
     fn jwks_site(&self, id: &str, alg: &str, url: &str) -> String {
         self.site(
@@ -394,11 +403,7 @@ async fn exp_nbf_and_iat_are_honoured_with_leeway() {
     let lab = Lab::prepare(AUTH_TOML);
     let secret = hmac_secret();
     let key = TestKey::hmac(Algorithm::HS256, &secret);
-    let cred = lab.site(
-        "blog",
-        &["--methods", "jwt", "--jwt-alg", "HS256"],
-        Some(&secret),
-    );
+    let cred = lab.hs256_site("blog", &secret);
     let strict_cred = lab.site(
         "strict",
         &[
@@ -579,11 +584,7 @@ async fn alg_none_is_refused() {
     let lab = Lab::prepare(AUTH_TOML);
     let secret = hmac_secret();
     let rsa_pem = lab.pem_file("rsa.pem", RSA_PUBLIC_PEM);
-    lab.site(
-        "hs",
-        &["--methods", "jwt", "--jwt-alg", "HS256"],
-        Some(&secret),
-    );
+    lab.hs256_site("hs", &secret);
     lab.site(
         "rs",
         &[
@@ -689,16 +690,8 @@ async fn a_token_for_one_site_is_refused_by_another() {
     let (ec_c, ec_d) = (TestKey::es256(), TestKey::es256());
     let pem_c = lab.pem_file("c.pem", &ec_c.public_pem);
     let pem_d = lab.pem_file("d.pem", &ec_d.public_pem);
-    let cred_a = lab.site(
-        "a",
-        &["--methods", "jwt", "--jwt-alg", "HS256"],
-        Some(&secret_a),
-    );
-    let cred_b = lab.site(
-        "b",
-        &["--methods", "jwt", "--jwt-alg", "HS256"],
-        Some(&secret_b),
-    );
+    let cred_a = lab.hs256_site("a", &secret_a);
+    let cred_b = lab.hs256_site("b", &secret_b);
     let cred_c = lab.site(
         "c",
         &[
@@ -934,11 +927,7 @@ async fn malformed_tokens_are_401() {
     let lab = Lab::prepare(AUTH_TOML);
     let secret = hmac_secret();
     let key = TestKey::hmac(Algorithm::HS256, &secret);
-    let cred = lab.site(
-        "hs",
-        &["--methods", "jwt", "--jwt-alg", "HS256"],
-        Some(&secret),
-    );
+    let cred = lab.hs256_site("hs", &secret);
     let lab = lab.serve();
 
     let good = key.sign(&claims("a"));
@@ -1081,11 +1070,7 @@ async fn brute_force_from_one_client_is_rate_limited() {
         ..GatewayConfig::default()
     });
     let secret = hmac_secret();
-    let cred = lab.site(
-        "blog",
-        &["--methods", "jwt", "--jwt-alg", "HS256"],
-        Some(&secret),
-    );
+    let cred = lab.hs256_site("blog", &secret);
     let lab = lab.serve();
     let key = TestKey::hmac(Algorithm::HS256, &secret);
     let good = key.sign(&claims("a"));
@@ -1362,11 +1347,7 @@ async fn delegated_site_unreachable_is_503() {
 async fn set_auth_refuses_invalid_policies() {
     let lab = Lab::prepare(AUTH_TOML);
     let secret = hmac_secret();
-    let cred = lab.site(
-        "blog",
-        &["--methods", "jwt", "--jwt-alg", "HS256"],
-        Some(&secret),
-    );
+    let cred = lab.hs256_site("blog", &secret);
     lab.gw.add_site("fresh", &lab.up.url(), &SiteAuth::None);
     let rsa_pem = lab.pem_file("rsa.pem", RSA_PUBLIC_PEM);
     let jwks = "http://127.0.0.1:9/jwks.json";

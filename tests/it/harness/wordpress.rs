@@ -208,9 +208,16 @@ impl WpCleanup {
         self.objects.push((site.clone(), path));
     }
 
-    /// The objects to delete, handed to the caller (the guard has nothing left to do).
-    pub fn take(&mut self) -> Vec<(WpSite, String)> {
-        std::mem::take(&mut self.objects)
+    /// Deletes the objects now, asserting that each delete succeeds (the guard has
+    /// nothing left to do).
+    pub async fn delete_now(&mut self) {
+        for (site, path) in std::mem::take(&mut self.objects) {
+            let (status, body) = site
+                .direct_json(Method::DELETE, &format!("{path}?force=true"))
+                .await;
+            assert_eq!(status, 200, "DELETE {path}: {body}");
+            assert_eq!(body["deleted"], true, "{body}");
+        }
     }
 }
 
