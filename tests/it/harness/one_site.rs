@@ -3,7 +3,7 @@
 
 use super::credentials::{ApiKey, SiteAuth, KEY_HEADER, SITE_HEADER};
 use super::gateway::{Gateway, GatewayConfig};
-use super::upstream::Upstream;
+use super::upstream::{Recorded, Upstream};
 
 pub struct OneSite {
     pub up: Upstream,
@@ -35,6 +35,16 @@ impl OneSite {
             site: site.to_owned(),
             key,
         }
+    }
+
+    /// GET `path` through the gateway with the key (asserting 200), and the one request
+    /// the upstream recorded for it, found by `marker` (part of `path`).
+    pub async fn get_recorded(&self, path: &str, marker: &str) -> Recorded {
+        self.gw
+            .send(self.authed(reqwest::Method::GET, path))
+            .await
+            .assert_ok();
+        self.up.one_with(marker)
     }
 
     /// A request through the gateway for the site, with its key in `X-API-Key`.
