@@ -197,6 +197,22 @@ impl Lab {
         )
     }
 
+    /// [`Lab::site`] with JWTs of `alg` checked against the public key in `pem_file`.
+    fn public_key_site(&self, id: &str, alg: &str, pem_file: &str) -> String {
+        self.site(
+            id,
+            &[
+                "--methods",
+                "jwt",
+                "--jwt-alg",
+                alg,
+                "--jwt-public-key-file",
+                pem_file,
+            ],
+            None,
+        )
+    }
+
     /// [`Lab::site`] with JWTs of `alg` checked against the JWKS at `url`.
     fn jwks_site(&self, id: &str, alg: &str, url: &str) -> String {
         self.site(
@@ -585,18 +601,7 @@ async fn alg_none_is_refused() {
     let secret = hmac_secret();
     let rsa_pem = lab.pem_file("rsa.pem", RSA_PUBLIC_PEM);
     lab.hs256_site("hs", &secret);
-    lab.site(
-        "rs",
-        &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "RS256",
-            "--jwt-public-key-file",
-            &rsa_pem,
-        ],
-        None,
-    );
+    lab.public_key_site("rs", "RS256", &rsa_pem);
     let lab = lab.serve();
     let payload = b64(claims("admin").to_string().as_bytes());
     // Every case is tried before judging, so a failure lists all the wrong reasons.
@@ -638,18 +643,7 @@ async fn alg_none_is_refused() {
 async fn hmac_token_signed_with_the_public_key_is_refused() {
     let lab = Lab::prepare(AUTH_TOML);
     let rsa_pem = lab.pem_file("rsa.pem", RSA_PUBLIC_PEM);
-    let cred = lab.site(
-        "rs",
-        &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "RS256",
-            "--jwt-public-key-file",
-            &rsa_pem,
-        ],
-        None,
-    );
+    let cred = lab.public_key_site("rs", "RS256", &rsa_pem);
     let jwks = JwksServer::start(vec![TestKey::rsa(Algorithm::RS256).jwk_with_kid("r1")]);
     lab.jwks_site("rs-jwks", "RS256", &jwks.url());
     let lab = lab.serve();
@@ -692,30 +686,8 @@ async fn a_token_for_one_site_is_refused_by_another() {
     let pem_d = lab.pem_file("d.pem", &ec_d.public_pem);
     let cred_a = lab.hs256_site("a", &secret_a);
     let cred_b = lab.hs256_site("b", &secret_b);
-    let cred_c = lab.site(
-        "c",
-        &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "ES256",
-            "--jwt-public-key-file",
-            &pem_c,
-        ],
-        None,
-    );
-    let cred_d = lab.site(
-        "d",
-        &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "ES256",
-            "--jwt-public-key-file",
-            &pem_d,
-        ],
-        None,
-    );
+    let cred_c = lab.public_key_site("c", "ES256", &pem_c);
+    let cred_d = lab.public_key_site("d", "ES256", &pem_d);
     let lab = lab.serve();
     let tok_a = TestKey::hmac(Algorithm::HS256, &secret_a).sign(&claims("a"));
     let tok_b = TestKey::hmac(Algorithm::HS256, &secret_b).sign(&claims("b"));
