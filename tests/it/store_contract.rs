@@ -11,12 +11,15 @@ use crate::harness::postgres::TestDb;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use wpgate::config::StoreUrl;
 use wpgate::site::CredentialKind;
-use wpgate::store::postgres::{PostgresStore, LISTENER_APPLICATION_NAME};
+use wpgate::store::postgres::{
+    PostgresStore, CALL_TIMEOUT, CONNECT_TIMEOUT, LISTENER_APPLICATION_NAME,
+};
 use wpgate::store::{
     self, AdminScope, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, Change, ChangeEvent,
     ChangeKind, ImportBatch, Reseal, SealedSlot, SealedValue, SiteRecord, Store, StoreError,
     StoredCredential,
 };
+use wpgate::time::now_unix;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backend {
@@ -244,7 +247,7 @@ async fn sites_crud_and_versions(b: Backend) {
         Err(StoreError::AlreadyExists(what)) if what == "site shop"
     ));
 
-    let before = wpgate::time::now_unix();
+    let before = now_unix();
     let mut next = shop.clone();
     next.enabled = false;
     next.name = "Renamed".into();
@@ -378,7 +381,7 @@ async fn keys_revoke_and_grace(b: Backend) {
 async fn audit_log(b: Backend) {
     let f = Fresh::new(b).await;
     let s = f.store.as_ref();
-    let before = wpgate::time::now_unix();
+    let before = now_unix();
     let mut create = audit("site.create", "site:shop");
     create.request_id = Some("req-1".into());
     create.detail = Some("upstream=https://shop.example.com".into());
@@ -411,9 +414,7 @@ async fn audit_log(b: Backend) {
         ]
     );
     assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
-    assert!(all
-        .iter()
-        .all(|r| r.at >= before && r.at <= wpgate::time::now_unix()));
+    assert!(all.iter().all(|r| r.at >= before && r.at <= now_unix()));
     assert_eq!(all[2].entry, create);
     let shop = s.list_audit(Some("shop"), 10).await.unwrap();
     let targets: Vec<_> = shop.iter().map(|r| r.entry.target.as_str()).collect();
@@ -1242,7 +1243,7 @@ async fn postgres_outage_gives_errors_not_hangs() {
             other => panic!("a {what} during the outage gave {other:?}"),
         }
         assert!(
-            took <= wpgate::store::postgres::CALL_TIMEOUT + Duration::from_secs(1),
+            took <= CALL_TIMEOUT + Duration::from_secs(1),
             "a {what} during the outage took {took:?}"
         );
         eprintln!("{what} during a partition failed after {took:?}");
@@ -1295,10 +1296,7 @@ async fn postgres_unreachable_at_open_fails_fast_without_the_password() {
         .err()
         .expect("open must fail");
     let took = started.elapsed();
-    assert!(
-        took <= wpgate::store::postgres::CONNECT_TIMEOUT + Duration::from_secs(2),
-        "{took:?}"
-    );
+    assert!(took <= CONNECT_TIMEOUT + Duration::from_secs(2), "{took:?}");
     assert!(!err.to_string().contains("pw-s3cret"), "{err}");
     holder.abort();
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use sqlx::{Connection, Executor, PgConnection};
 
+use wpgate::config::{redact_url, StoreUrl};
+
 use super::wait::block_on_thread;
 
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -21,7 +23,7 @@ pub fn admin_url() -> String {
 /// server does not answer.
 pub async fn admin_connection() -> PgConnection {
     let url = admin_url();
-    let shown = wpgate::config::redact_url(&url);
+    let shown = redact_url(&url);
     match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(&url)).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => panic!(
@@ -64,8 +66,8 @@ impl TestDb {
     }
 
     /// `store.url` of this database, as a gateway config or the CLI takes it.
-    pub fn store_url(&self) -> wpgate::config::StoreUrl {
-        wpgate::config::StoreUrl::Postgres(self.url.clone())
+    pub fn store_url(&self) -> StoreUrl {
+        StoreUrl::Postgres(self.url.clone())
     }
 
     /// Terminates every backend of this database whose application_name is `app`;
