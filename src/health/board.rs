@@ -127,37 +127,23 @@ mod tests {
         let b = HealthBoard::new();
         assert_eq!(b.state("a"), HealthState::Unknown);
         assert_eq!(b.get("a"), None);
-        assert_eq!(
-            b.record("a", report(HealthState::Unreachable))
-                .consecutive_failures,
-            1
-        );
-        assert_eq!(
-            b.record("a", report(HealthState::AuthFailed))
-                .consecutive_failures,
-            2
-        );
-        assert_eq!(
-            b.record("a", report(HealthState::Degraded))
-                .consecutive_failures,
-            3
-        );
+        let in_a_row = |steps: &[(HealthState, u32)]| {
+            for (state, failures) in steps {
+                let stored = b.record("a", report(*state));
+                assert_eq!(stored.consecutive_failures, *failures, "{state}");
+            }
+        };
+        in_a_row(&[
+            (HealthState::Unreachable, 1),
+            (HealthState::AuthFailed, 2),
+            (HealthState::Degraded, 3),
+        ]);
         assert_eq!(b.get("a").unwrap().consecutive_failures, 3);
-        assert_eq!(
-            b.record("a", report(HealthState::Healthy))
-                .consecutive_failures,
-            0
-        );
-        assert_eq!(
-            b.record("a", report(HealthState::Unreachable))
-                .consecutive_failures,
-            1
-        );
-        assert_eq!(
-            b.record("a", report(HealthState::Disabled))
-                .consecutive_failures,
-            0
-        );
+        in_a_row(&[
+            (HealthState::Healthy, 0),
+            (HealthState::Unreachable, 1),
+            (HealthState::Disabled, 0),
+        ]);
         b.set("b", report(HealthState::Healthy));
         b.set("c", report(HealthState::Healthy));
         assert_eq!(b.state("b"), HealthState::Healthy);

@@ -409,16 +409,13 @@ mod tests {
     use axum::Router;
     use http::header::AUTHORIZATION;
     use std::sync::atomic::Ordering;
-    use std::sync::Arc;
     use std::time::Duration;
 
     #[tokio::test]
     async fn healthy_with_the_right_application_password() {
-        let m = Mimic::new();
-        let counters = Arc::clone(&m.counters);
-        let base = serve(m).await;
+        let (base, counters) = serve_counted(Mimic::new()).await;
         let r = check(&target("shop", &base)).await;
-        assert_eq!(r.state, HealthState::Healthy, "{}", r.message);
+        assert_state(&r, HealthState::Healthy);
         assert_eq!(r.wordpress_user.as_deref(), Some("admin"));
         assert_says(&r, "application password for user 'api' accepted");
         assert_says(&r, "myplugin/v1");
@@ -428,33 +425,34 @@ mod tests {
         assert_eq!(counters.me.load(Ordering::SeqCst), 1);
     }
 
-    #[tokio::test]
-    async fn a_credential_that_could_not_be_built_is_auth_failed_without_asking() {
-        let m = Mimic::new();
-        let counters = Arc::clone(&m.counters);
-        let base = serve(m).await;
+    /// Checks site `shop` with no credential header and `kind` (the user kept unless the
+    /// kind is `None`); `users/me` must not be asked.
+    async fn check_without_header(kind: CredentialKind) -> HealthReport {
+        let (base, counters) = serve_counted(Mimic::new()).await;
         let mut t = target("shop", &base);
         t.credential = None;
+        if kind == CredentialKind::None {
+            t.credential_kind = kind;
+            t.username = None;
+        }
         let r = check(&t).await;
-        assert_eq!(r.state, HealthState::AuthFailed, "{}", r.message);
-        assert_says(&r, "could not be built");
         assert_eq!(counters.me.load(Ordering::SeqCst), 0);
+        r
+    }
+
+    #[tokio::test]
+    async fn a_credential_that_could_not_be_built_is_auth_failed_without_asking() {
+        let r = check_without_header(CredentialKind::AppPassword).await;
+        assert_state(&r, HealthState::AuthFailed);
+        assert_says(&r, "could not be built");
     }
 
     #[tokio::test]
     async fn a_site_without_credential_skips_users_me_and_says_so() {
-        let m = Mimic::new();
-        let counters = Arc::clone(&m.counters);
-        let base = serve(m).await;
-        let mut t = target("shop", &base);
-        t.credential = None;
-        t.credential_kind = CredentialKind::None;
-        t.username = None;
-        let r = check(&t).await;
-        assert_eq!(r.state, HealthState::Healthy, "{}", r.message);
+        let r = check_without_header(CredentialKind::None).await;
+        assert_state(&r, HealthState::Healthy);
         assert_says(&r, "authentication not checked");
         assert_eq!(r.wordpress_user, None);
-        assert_eq!(counters.me.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]
@@ -463,7 +461,7 @@ mod tests {
         let mut t = target("shop", &base);
         t.required_namespaces = vec!["myplugin/v1".into(), "nope/v1".into()];
         let r = check(&t).await;
-        assert_eq!(r.state, HealthState::Degraded, "{}", r.message);
+        assert_state(&r, HealthState::Degraded);
         assert_says(&r, "REST namespace 'nope/v1' is missing: is the plugin");
         assert_says(&r, "oembed/1.0, wp/v2, myplugin/v1");
         assert_eq!(r.wordpress_user.as_deref(), Some("admin"));
@@ -488,7 +486,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let r = check(&target("shop", &format!("http://{addr}/blog"))).await;
-        assert_eq!(r.state, HealthState::Healthy, "{}", r.message);
+        assert_state(&r, HealthState::Healthy);
         let r = check(&target("shop", &format!("http://{addr}/other"))).await;
         assert!(
             r.message.starts_with("GET /other/wp-json/ answered 404"),
@@ -499,19 +497,13 @@ mod tests {
 
     #[tokio::test]
     async fn not_an_index_is_unreachable() {
-        let mut m = Mimic::new();
-        m.index = Index::Html;
-        let r = check(&target("shop", &serve(m).await)).await;
-        assert_eq!(r.state, HealthState::Unreachable, "{}", r.message);
+        let r = unreachable_with(Index::Html).await;
         assert_says(
             &r,
             "answered 200 but not with JSON (content-type text/html)",
         );
 
-        let mut m = Mimic::new();
-        m.index = Index::NoNamespaces;
-        let r = check(&target("shop", &serve(m).await)).await;
-        assert_eq!(r.state, HealthState::Unreachable, "{}", r.message);
+        let r = unreachable_with(Index::NoNamespaces).await;
         assert_says(&r, "without a \"namespaces\" list");
     }
 
@@ -519,7 +511,7 @@ mod tests {
     async fn a_closed_port_is_unreachable() {
         let base = closed_port().await;
         let r = check(&target("shop", &base)).await;
-        assert_eq!(r.state, HealthState::Unreachable, "{}", r.message);
+        assert_state(&r, HealthState::Unreachable);
         assert!(
             r.message.starts_with(&format!("cannot connect to {base}")),
             "{}",
@@ -546,16 +538,15 @@ mod tests {
         )
         .await;
         assert!(started.elapsed() < Duration::from_secs(3));
-        assert_eq!(r.state, HealthState::Unreachable, "{}", r.message);
+        assert_state(&r, HealthState::Unreachable);
         assert_says(&r, "GET /wp-json/ got no answer within 300ms");
         assert!(r.duration_ms >= 300);
     }
 
     #[tokio::test]
     async fn disabled_sites_are_not_asked() {
-        let m = Mimic::new();
-        let counters = Arc::clone(&m.counters);
-        let mut t = target("shop", &serve(m).await);
+        let (base, counters) = serve_counted(Mimic::new()).await;
+        let mut t = target("shop", &base);
         t.enabled = false;
         let r = check(&t).await;
         assert_eq!(r.state, HealthState::Disabled);
@@ -615,13 +606,13 @@ mod tests {
         let r = probe(&c, &t, Duration::from_secs(10)).await;
         eprintln!("right password: {r:#?}");
         never(&r);
-        assert_eq!(r.state, HealthState::Healthy, "{}", r.message);
+        assert_state(&r, HealthState::Healthy);
         assert!(r.wordpress_user.is_some());
 
         t.credential = Some((AUTHORIZATION, basic(&user, "aaaa bbbb cccc dddd eeee ffff")));
         let r = probe(&c, &t, Duration::from_secs(10)).await;
         eprintln!("wrong password: {r:#?}");
-        assert_eq!(r.state, HealthState::AuthFailed, "{}", r.message);
+        assert_state(&r, HealthState::AuthFailed);
         assert_says(&r, "Application Passwords");
 
         t.credential = Some((
@@ -631,7 +622,7 @@ mod tests {
         t.username = Some("nosuchuser".into());
         let r = probe(&c, &t, Duration::from_secs(10)).await;
         eprintln!("unknown user: {r:#?}");
-        assert_eq!(r.state, HealthState::AuthFailed, "{}", r.message);
+        assert_state(&r, HealthState::AuthFailed);
 
         t.credential = Some((AUTHORIZATION, basic(&user, &password)));
         t.username = Some(user.clone());
@@ -639,7 +630,7 @@ mod tests {
         let r = probe(&c, &t, Duration::from_secs(10)).await;
         eprintln!("missing namespace: {r:#?}");
         never(&r);
-        assert_eq!(r.state, HealthState::Degraded, "{}", r.message);
+        assert_state(&r, HealthState::Degraded);
         assert_says(&r, "'nope/v1' is missing");
 
         t.credential = None;
@@ -648,12 +639,12 @@ mod tests {
         t.required_namespaces = vec![];
         let r = probe(&c, &t, Duration::from_secs(10)).await;
         eprintln!("no credential: {r:#?}");
-        assert_eq!(r.state, HealthState::Healthy, "{}", r.message);
+        assert_state(&r, HealthState::Healthy);
 
         t.base_url = format!("{url}/not-wordpress");
         let r = probe(&c, &t, Duration::from_secs(10)).await;
         eprintln!("wrong prefix: {r:#?}");
-        assert_eq!(r.state, HealthState::Unreachable, "{}", r.message);
+        assert_state(&r, HealthState::Unreachable);
         assert_says(&r, "looks wrong");
     }
 }

@@ -388,11 +388,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_application_password_is_auth_failed_with_the_fix() {
-        let base = serve(Mimic::new()).await;
-        let mut t = target("shop", &base);
-        t.credential = Some((AUTHORIZATION, basic(USER, "wrong-password")));
-        let r = check(&t).await;
-        assert_eq!(r.state, HealthState::AuthFailed, "{}", r.message);
+        let r = refused_by(Mimic::new()).await;
         assert_eq!(r.wordpress_user, None);
         for part in [
             "WordPress rejected the application password for user 'api'",
@@ -402,36 +398,33 @@ mod tests {
             "strip the Authorization header",
             "unless WP_ENVIRONMENT_TYPE is 'local'",
         ] {
-            assert!(r.message.contains(part), "{part:?} not in {}", r.message);
+            assert_says(&r, part);
         }
     }
 
     #[tokio::test]
     async fn bearer_and_header_credentials_name_their_kind() {
+        let x_wp_key = |value: &'static str| {
+            (
+                HeaderName::from_static("x-wp-key"),
+                HeaderValue::from_static(value),
+            )
+        };
         let mut m = Mimic::new();
-        m.accept = (
-            HeaderName::from_static("x-wp-key"),
-            HeaderValue::from_static("k-secret-right"),
-        );
+        m.accept = x_wp_key("k-secret-right");
         let base = serve(m).await;
 
         let mut t = target("shop", &base);
         t.credential_kind = CredentialKind::Header;
         t.username = Some("x-wp-key".into());
-        t.credential = Some((
-            HeaderName::from_static("x-wp-key"),
-            HeaderValue::from_static("k-secret-right"),
-        ));
+        t.credential = Some(x_wp_key("k-secret-right"));
         let r = check(&t).await;
-        assert_eq!(r.state, HealthState::Healthy, "{}", r.message);
+        assert_state(&r, HealthState::Healthy);
         assert_says(&r, "credential in header 'x-wp-key' accepted");
 
-        t.credential = Some((
-            HeaderName::from_static("x-wp-key"),
-            HeaderValue::from_static("k-secret-wrong"),
-        ));
+        t.credential = Some(x_wp_key("k-secret-wrong"));
         let r = check(&t).await;
-        assert_eq!(r.state, HealthState::AuthFailed, "{}", r.message);
+        assert_state(&r, HealthState::AuthFailed);
         assert_says(&r, "rejected the credential in header 'x-wp-key'");
         assert_says(&r, "--auth header --header-name x-wp-key");
         assert_says(&r, "plugin that reads header 'x-wp-key' may be inactive");
@@ -443,7 +436,7 @@ mod tests {
             HeaderValue::from_static("Bearer wrong-token"),
         ));
         let r = check(&t).await;
-        assert_eq!(r.state, HealthState::AuthFailed, "{}", r.message);
+        assert_state(&r, HealthState::AuthFailed);
         assert_says(&r, "rejected the bearer token");
         assert_says(&r, "--auth bearer --secret-stdin");
         assert_says(&r, "strip the Authorization header");
@@ -453,10 +446,7 @@ mod tests {
     async fn a_site_without_application_passwords_is_told() {
         let mut m = Mimic::new();
         m.index = Index::NoAppPasswords;
-        let mut t = target("shop", &serve(m).await);
-        t.credential = Some((AUTHORIZATION, basic(USER, "wrong-password")));
-        let r = check(&t).await;
-        assert_eq!(r.state, HealthState::AuthFailed, "{}", r.message);
+        let r = refused_by(m).await;
         assert_says(&r, "does not offer application passwords");
         assert_says(&r, "HTTPS or WP_ENVIRONMENT_TYPE 'local'");
     }
@@ -465,21 +455,14 @@ mod tests {
     async fn a_waf_refusal_is_told_apart_from_wordpress() {
         let mut m = Mimic::new();
         m.waf = true;
-        let base = serve(m).await;
-        let mut t = target("shop", &base);
-        t.credential = Some((AUTHORIZATION, basic(USER, "wrong-password")));
-        let r = check(&t).await;
-        assert_eq!(r.state, HealthState::AuthFailed, "{}", r.message);
+        let r = refused_by(m).await;
         assert_says(&r, "answered 403 without a WordPress error body");
         assert_says(&r, "WAF");
     }
 
     #[tokio::test]
     async fn index_404_explains_permalinks() {
-        let mut m = Mimic::new();
-        m.index = Index::NotFound;
-        let r = check(&target("shop", &serve(m).await)).await;
-        assert_eq!(r.state, HealthState::Unreachable, "{}", r.message);
+        let r = unreachable_with(Index::NotFound).await;
         assert!(
             r.message.starts_with(
                 "GET /wp-json/ answered 404: is this a WordPress site with pretty permalinks?"
@@ -489,10 +472,7 @@ mod tests {
         );
         assert_says(&r, "?rest_route=/");
 
-        let mut m = Mimic::new();
-        m.index = Index::Plain;
-        let r = check(&target("shop", &serve(m).await)).await;
-        assert_eq!(r.state, HealthState::Unreachable, "{}", r.message);
+        let r = unreachable_with(Index::Plain).await;
         assert_says(&r, "/?rest_route=/ works");
         assert_says(&r, "Settings → Permalinks");
 
@@ -502,7 +482,7 @@ mod tests {
         m.home = Some("http://wordpress.test");
         let base = serve(m).await;
         let r = check(&target("shop", &format!("{base}/blog"))).await;
-        assert_eq!(r.state, HealthState::Unreachable, "{}", r.message);
+        assert_state(&r, HealthState::Unreachable);
         assert!(r.message.starts_with("GET /blog/wp-json/ answered 404, and WordPress's home URL is http://wordpress.test: the upstream URL's path /blog looks wrong"), "{}", r.message);
 
         let mut m = Mimic::new();
@@ -515,10 +495,7 @@ mod tests {
 
     #[tokio::test]
     async fn redirects_are_reported_not_followed() {
-        let mut m = Mimic::new();
-        m.index = Index::Redirect;
-        let r = check(&target("shop", &serve(m).await)).await;
-        assert_eq!(r.state, HealthState::Unreachable, "{}", r.message);
+        let r = unreachable_with(Index::Redirect).await;
         assert_says(
             &r,
             "answered 301 redirecting to http://127.0.0.1:1/wp-json/",

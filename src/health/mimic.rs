@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{client, probe, HealthReport, ProbeTarget};
+use super::{client, probe, HealthReport, HealthState, ProbeTarget};
 use crate::site::CredentialKind;
 
 pub(super) const USER: &str = "api";
@@ -226,4 +226,34 @@ pub(super) fn assert_no_secret(r: &HealthReport) {
 /// Asserts that the report's message contains `part`.
 pub(super) fn assert_says(r: &HealthReport, part: &str) {
     assert!(r.message.contains(part), "{part:?} not in {}", r.message);
+}
+
+/// Starts `m`; returns its base URL and its request counters.
+pub(super) async fn serve_counted(m: Mimic) -> (String, Arc<Counters>) {
+    let counters = Arc::clone(&m.counters);
+    (serve(m).await, counters)
+}
+
+/// Checks site `shop` on a fresh mimic whose `/wp-json/` does `index`, which makes it
+/// unreachable.
+pub(super) async fn unreachable_with(index: Index) -> HealthReport {
+    let mut m = Mimic::new();
+    m.index = index;
+    let r = check(&target("shop", &serve(m).await)).await;
+    assert_state(&r, HealthState::Unreachable);
+    r
+}
+
+/// Checks site `shop` on `m` with a wrong application password, which fails.
+pub(super) async fn refused_by(m: Mimic) -> HealthReport {
+    let mut t = target("shop", &serve(m).await);
+    t.credential = Some((AUTHORIZATION, basic(USER, "wrong-password")));
+    let r = check(&t).await;
+    assert_state(&r, HealthState::AuthFailed);
+    r
+}
+
+/// Asserts the report's state, showing its message when it differs.
+pub(super) fn assert_state(r: &HealthReport, state: HealthState) {
+    assert_eq!(r.state, state, "{}", r.message);
 }

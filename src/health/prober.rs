@@ -433,12 +433,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_prober_fills_the_board_and_backs_off_a_failing_site() {
-        let good = Mimic::new();
-        let good_counts = Arc::clone(&good.counters);
-        let bad = Mimic::new();
-        let bad_counts = Arc::clone(&bad.counters);
-        let good_base = serve(good).await;
-        let bad_base = serve(bad).await;
+        let (good_base, good_counts) = serve_counted(Mimic::new()).await;
+        let (bad_base, bad_counts) = serve_counted(Mimic::new()).await;
         let mut failing = target("bad", &bad_base);
         failing.credential = Some((AUTHORIZATION, basic(USER, "wrong-password")));
         let source = Arc::new(Targets(Mutex::new(vec![
@@ -503,8 +499,7 @@ mod tests {
     async fn the_prober_bounds_concurrency() {
         let mut m = Mimic::new();
         m.delay = Duration::from_millis(150);
-        let counters = Arc::clone(&m.counters);
-        let base = serve(m).await;
+        let (base, counters) = serve_counted(m).await;
         let targets = (0..10).map(|i| target(&format!("s{i}"), &base)).collect();
         let board = Arc::new(HealthBoard::new());
         let handle = spawn_prober(
@@ -526,9 +521,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_prober_follows_target_changes_and_rechecks_on_request() {
-        let m = Mimic::new();
-        let counters = Arc::clone(&m.counters);
-        let base = serve(m).await;
+        let (base, counters) = serve_counted(Mimic::new()).await;
         let source = Arc::new(Targets(Mutex::new(vec![
             target("a", &base),
             target("b", &base),
