@@ -683,7 +683,12 @@ async fn site(config: &Config, cmd: &SiteCommand, json: bool) -> anyhow::Result<
                 let timeout = config.health.timeout;
                 let client = crate::health::client(config.upstream.ca_file.as_deref(), timeout)?;
                 let (s, checked) = fleet
-                    .set_credential_confirmed(id, &input, &client, timeout, &actor)
+                    .set_credential_confirmed(
+                        id,
+                        &input,
+                        &crate::health::targets::CredentialProbe { client, timeout },
+                        &actor,
+                    )
                     .await
                     .map_err(explain)?;
                 report(

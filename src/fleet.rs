@@ -47,6 +47,17 @@ pub enum FleetError {
     Unconfirmed(String),
 }
 
+/// Checks a site as it would be with a new credential, before the credential is stored
+/// (the health check implements it). The error says why the credential is refused.
+pub trait CredentialCheck: Sync {
+    /// What a passed check found.
+    type Checked: Send;
+    fn check(
+        &self,
+        candidate: &ResolvedSite,
+    ) -> impl std::future::Future<Output = Result<Self::Checked, String>> + Send;
+}
+
 /// A site ready for the request path: upstream parsed and resolved, credential opened
 /// and rendered as the header to inject.
 pub struct ResolvedSite {
@@ -323,28 +334,21 @@ impl Fleet {
     /// index answers, and `users/me` accepts the credential) and stores it only when the
     /// check passes. Until then the old credential keeps serving; on failure it stays,
     /// and the error says what the site answered.
-    pub async fn set_credential_confirmed(
+    pub async fn set_credential_confirmed<C: CredentialCheck>(
         &self,
         id: &str,
         credential: &CredentialInput,
-        client: &reqwest::Client,
-        timeout: Duration,
+        check: &C,
         actor: &Actor,
-    ) -> Result<(SiteRecord, crate::health::HealthReport), FleetError> {
+    ) -> Result<(SiteRecord, C::Checked), FleetError> {
         let mut record = self.site(id).await?;
         let site_id: SiteId = record.id.parse()?;
         record.credential = self.seal_credential(&site_id, credential)?;
         let candidate = resolve(&record, &self.keyring.load()).await?;
-        let target = crate::health_targets::probe_target(&candidate);
-        let report = crate::health::probe(client, &target, timeout).await;
-        use crate::health::HealthState;
-        if !matches!(report.state, HealthState::Healthy | HealthState::Degraded) {
-            return Err(FleetError::Unconfirmed(format!(
-                "the new credential was not confirmed ({}): {}; the old credential is kept",
-                report.state.as_str(),
-                report.message
-            )));
-        }
+        let checked = check
+            .check(&candidate)
+            .await
+            .map_err(FleetError::Unconfirmed)?;
         let detail = Some(format!(
             "credential={} confirmed=users/me",
             credential.kind.as_str()
@@ -352,7 +356,7 @@ impl Fleet {
         let updated = self
             .update(record, "site.set_credential", detail, actor)
             .await?;
-        Ok((updated, report))
+        Ok((updated, checked))
     }
 
     /// Replaces a site's client authentication policy. `hmac_secret` replaces the JWT

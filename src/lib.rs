@@ -14,7 +14,6 @@ pub mod error;
 pub mod fleet;
 pub mod follow;
 pub mod health;
-pub mod health_targets;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

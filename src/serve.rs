@@ -185,13 +185,13 @@ pub fn run(
         let board = Arc::clone(gateway.health());
         let _guard = control.enter();
         crate::health::spawn_prober(
-            Arc::new(crate::health_targets::FleetTargets {
+            Arc::new(crate::health::targets::FleetTargets {
                 fleet: Arc::clone(&fleet),
             }),
             Arc::clone(&board),
             client,
             settings,
-            Some(crate::health_targets::metrics_hook(board)),
+            Some(crate::health::targets::metrics_hook(board)),
         );
     }
     let tokens = Arc::new(crate::admin::token::AdminTokens::new());

@@ -141,10 +141,10 @@ pub async fn test_site(
             ApiError::new(ErrorCode::Internal)
         })?,
     };
-    let target = crate::health_targets::probe_target(&site);
+    let target = crate::health::targets::probe_target(&site);
     let report = crate::health::probe(&client, &target, state.health_timeout).await;
     let report = state.health.record(&id, report);
-    crate::health_targets::metrics_hook(Arc::clone(&state.health))(&id, &report);
+    crate::health::targets::metrics_hook(Arc::clone(&state.health))(&id, &report);
     Ok(json_reply(
         StatusCode::OK,
         &HealthView::new(&id, Some(report)),

@@ -519,7 +519,15 @@ pub async fn set_credential(
         };
         let (record, report) = state
             .fleet
-            .set_credential_confirmed(&id, &input, &client, state.health_timeout, &caller.actor)
+            .set_credential_confirmed(
+                &id,
+                &input,
+                &crate::health::targets::CredentialProbe {
+                    client,
+                    timeout: state.health_timeout,
+                },
+                &caller.actor,
+            )
             .await?;
         state.health.record(&id, report);
         record

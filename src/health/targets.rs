@@ -1,12 +1,14 @@
-//! Glue between the fleet and the health prober: which sites to check, and what a
-//! report does to the metrics.
+//! Glue between the fleet and health: which sites the prober checks, what a report does
+//! to the metrics, and the check a new credential must pass before the fleet stores it.
+//! Health depends on the fleet here, never the other way round.
 
-use crate::fleet::Fleet;
+use crate::fleet::{CredentialCheck, Fleet, ResolvedSite};
 use crate::health::{
     HealthBoard, HealthReport, HealthState, ProbeTarget, ReportHook, TargetSource,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Every site in the store, as the prober sees it.
 pub struct FleetTargets {
@@ -76,7 +78,7 @@ pub fn metrics_hook(board: Arc<HealthBoard>) -> ReportHook {
 }
 
 /// What the prober (and the admin API's on-demand test) checks of a resolved site.
-pub fn probe_target(site: &crate::fleet::ResolvedSite) -> ProbeTarget {
+pub fn probe_target(site: &ResolvedSite) -> ProbeTarget {
     ProbeTarget {
         site_id: site.id.clone(),
         base_url: site.upstream_url.clone(),
@@ -85,5 +87,31 @@ pub fn probe_target(site: &crate::fleet::ResolvedSite) -> ProbeTarget {
         username: site.credential_username.clone(),
         required_namespaces: site.required_namespaces.clone(),
         enabled: site.enabled,
+    }
+}
+
+/// Confirms a new credential with a health check of the site as it would be with it:
+/// the check must find the site healthy or degraded (its index answers, and `users/me`
+/// accepts the credential).
+pub struct CredentialProbe {
+    pub client: reqwest::Client,
+    /// Per request of the check.
+    pub timeout: Duration,
+}
+
+impl CredentialCheck for CredentialProbe {
+    type Checked = HealthReport;
+
+    async fn check(&self, candidate: &ResolvedSite) -> Result<HealthReport, String> {
+        let report =
+            crate::health::probe(&self.client, &probe_target(candidate), self.timeout).await;
+        if !matches!(report.state, HealthState::Healthy | HealthState::Degraded) {
+            return Err(format!(
+                "the new credential was not confirmed ({}): {}; the old credential is kept",
+                report.state.as_str(),
+                report.message
+            ));
+        }
+        Ok(report)
     }
 }

@@ -1,0 +1,505 @@
+//! What an operator reads in a report: for each way a check can fail, what is wrong and
+//! how to fix it, in the site's own terms (its path, its credential's kind and user,
+//! WordPress's error code). Never the credential's value.
+
+use http::StatusCode;
+use std::time::Duration;
+
+use super::ProbeTarget;
+use crate::site::CredentialKind;
+
+/// How much of WordPress's own error message a report quotes.
+const MAX_QUOTE: usize = 200;
+
+/// WordPress's error body: `{"code": "...", "message": "...", "data": {"status": N}}`.
+#[derive(Debug, Default)]
+pub(super) struct WpError {
+    pub(super) code: Option<String>,
+    message: Option<String>,
+}
+
+impl WpError {
+    pub(super) fn parse(body: &[u8]) -> WpError {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return WpError::default();
+        };
+        let text = |k: &str| {
+            value
+                .get(k)
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(clean)
+        };
+        WpError {
+            code: text("code"),
+            message: text("message"),
+        }
+    }
+
+    /// `code: "message"`, or `None` when WordPress sent no error body.
+    fn detail(&self) -> Option<String> {
+        match (&self.code, &self.message) {
+            (Some(c), Some(m)) => Some(format!("{c}: \"{m}\"")),
+            (Some(c), None) => Some(c.clone()),
+            (None, Some(m)) => Some(format!("\"{m}\"")),
+            (None, None) => None,
+        }
+    }
+
+    /// ` (code: "message")`, or "".
+    pub(super) fn in_parens(&self) -> String {
+        self.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+    }
+}
+
+/// Quoted text from the site: one line, printable, bounded.
+pub(super) fn clean(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_QUOTE)
+        .collect();
+    if s.chars().count() > MAX_QUOTE {
+        out.push('…');
+    }
+    out
+}
+
+pub(super) fn credential_phrase(target: &ProbeTarget) -> String {
+    let who = target.username.as_deref().unwrap_or("?");
+    match target.credential_kind {
+        CredentialKind::AppPassword => format!("the application password for user '{who}'"),
+        CredentialKind::Bearer => "the bearer token".to_string(),
+        CredentialKind::Header => format!("the credential in header '{who}'"),
+        CredentialKind::None => "an anonymous request".to_string(),
+    }
+}
+
+fn set_credential_command(target: &ProbeTarget) -> String {
+    let site = &target.site_id;
+    let who = target.username.as_deref().unwrap_or("<user>");
+    match target.credential_kind {
+        CredentialKind::AppPassword => format!(
+            "`wpgate site set-credential {site} --auth app-password --username {who} --secret-stdin`"
+        ),
+        CredentialKind::Bearer => {
+            format!("`wpgate site set-credential {site} --auth bearer --secret-stdin`")
+        }
+        CredentialKind::Header => format!(
+            "`wpgate site set-credential {site} --auth header --header-name {who} --secret-stdin`"
+        ),
+        CredentialKind::None => format!(
+            "`wpgate site set-credential {site} --auth app-password --username <user> --secret-stdin`"
+        ),
+    }
+}
+
+/// 401/403 to a request that carried the site's credential. `app_passwords`: whether the
+/// REST index offers application passwords, if it said.
+pub(super) fn auth_failed(
+    target: &ProbeTarget,
+    shown: &str,
+    status: StatusCode,
+    wp: &WpError,
+    app_passwords: Option<bool>,
+) -> String {
+    let kind = target.credential_kind;
+    let who = target.username.as_deref().unwrap_or("?");
+    let mut m = format!(
+        "WordPress rejected {} ({shown} answered {}{})",
+        credential_phrase(target),
+        status.as_u16(),
+        match (&wp.code, wp.detail()) {
+            (Some(_), Some(detail)) => format!(" {detail}"),
+            _ => " without a WordPress error body, so something in front of WordPress \
+                  refused it: web server authentication, a WAF or a security plugin"
+                .to_string(),
+        }
+    );
+    let fix = set_credential_command(target);
+    match kind {
+        CredentialKind::AppPassword => m.push_str(&format!(
+            ": re-issue it in wp-admin → Users → Profile → Application Passwords and run {fix}"
+        )),
+        CredentialKind::Bearer => m.push_str(&format!(
+            ": issue a new token with the site's token plugin and run {fix}"
+        )),
+        CredentialKind::Header => m.push_str(&format!(
+            ": check that the plugin reading header '{who}' is active and the value is \
+             current, then run {fix}"
+        )),
+        CredentialKind::None => {}
+    }
+    match wp.code.as_deref() {
+        Some("rest_not_logged_in") if kind == CredentialKind::Header => m.push_str(&format!(
+            ". WordPress saw no login at all: the plugin that reads header '{who}' may be \
+             inactive, or a proxy in front of WordPress drops the header"
+        )),
+        Some("rest_not_logged_in")
+            if kind == CredentialKind::AppPassword && app_passwords == Some(false) =>
+        {
+            m.push_str(
+                ". But this WordPress does not offer application passwords at all (its REST \
+                 index lists no 'application-passwords' authentication), so it ignores any: \
+                 they need HTTPS or WP_ENVIRONMENT_TYPE 'local', and no plugin or \
+                 wp_is_application_passwords_available filter turning them off",
+            );
+        }
+        Some("rest_not_logged_in") => {
+            m.push_str(
+                ". WordPress saw no login at all: if the credential is right, it may never reach \
+                 WordPress — a web server in front of PHP can strip the Authorization header \
+                 (Apache with CGI/FastCGI: `CGIPassAuth On`)",
+            );
+            if kind == CredentialKind::AppPassword && app_passwords.is_none() {
+                m.push_str(
+                    ", and WordPress ignores application passwords on plain-HTTP sites unless \
+                     WP_ENVIRONMENT_TYPE is 'local'",
+                );
+            }
+        }
+        Some("invalid_username") => m.push_str(&format!(
+            ". WordPress has no user '{who}': check --username"
+        )),
+        Some("incorrect_password") => m.push_str(". The password is wrong or has been revoked"),
+        Some(c) if c.starts_with("application_passwords_disabled") => m.push_str(
+            ". Application passwords are disabled on this site or for this user \
+             (a plugin or the wp_is_application_passwords_available filter)",
+        ),
+        _ => {}
+    }
+    m
+}
+
+pub(super) fn unexpected_status(
+    shown: &str,
+    status: StatusCode,
+    location: Option<&str>,
+    wp: &WpError,
+) -> String {
+    let code = status.as_u16();
+    let detail = wp.in_parens();
+    if status.is_redirection() {
+        return format!(
+            "{shown} answered {code} redirecting to {}: wpgate does not follow redirects; set \
+             the site's upstream URL to the address it redirects to (https? www? the site's \
+             home URL?)",
+            location.unwrap_or("nowhere (no Location header)")
+        );
+    }
+    match code {
+        502 | 504 => format!(
+            "{shown} answered {code}{detail}: the web server in front of WordPress got no \
+             answer from PHP; is php-fpm running and not overloaded?"
+        ),
+        503 => format!(
+            "{shown} answered 503{detail}: WordPress is in maintenance mode (an update in \
+             progress or a stale .maintenance file), or PHP is overloaded"
+        ),
+        500..=599 => format!(
+            "{shown} answered {code}{detail}: WordPress or PHP failed; see the site's PHP \
+             error log"
+        ),
+        _ => format!("{shown} answered {code}{detail}"),
+    }
+}
+
+/// A request that got no HTTP answer: why, in words an operator can act on. reqwest's own
+/// text repeats the URL; the innermost cause is the useful part.
+pub(super) fn request_failed(
+    shown: &str,
+    base: &str,
+    timeout: Duration,
+    e: &reqwest::Error,
+) -> String {
+    if e.is_timeout() {
+        return format!(
+            "{shown} got no answer within {}: the site at {base} or its PHP workers are \
+             overloaded or hung, or a firewall drops the connection",
+            humantime::format_duration(timeout)
+        );
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let cause = clean(&cause.to_string());
+    let lower = cause.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        return format!(
+            "{shown} failed in TLS ({cause}): the certificate of {base} is not trusted; for a \
+             private CA set upstream.ca_file"
+        );
+    }
+    if e.is_connect() {
+        return format!(
+            "cannot connect to {base} ({cause}): is the web server running, and is the \
+             upstream URL right?"
+        );
+    }
+    format!("{shown} failed ({cause})")
+}
+
+pub(super) fn missing_namespaces(missing: &[&str], offered: &[String]) -> String {
+    let offered = if offered.is_empty() {
+        "none".to_string()
+    } else {
+        offered.join(", ")
+    };
+    if let [one] = missing {
+        format!(
+            "REST namespace '{one}' is missing: is the plugin that provides it installed and \
+             active? (the site offers: {offered})"
+        )
+    } else {
+        format!(
+            "REST namespaces {} are missing: are the plugins that provide them installed and \
+             active? (the site offers: {offered})",
+            missing
+                .iter()
+                .map(|m| format!("'{m}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+pub(super) fn disabled(site_id: &str) -> String {
+    format!(
+        "the site is disabled in wpgate, so it is not checked; enable it with \
+         `wpgate site enable {site_id}`"
+    )
+}
+
+pub(super) fn index_too_large(shown: &str, max_bytes: usize, base: &str) -> String {
+    format!(
+        "{shown} answered 200 with more than {} MiB, which is not the WordPress REST \
+         index asked for (a few fields): check the upstream URL {base}",
+        max_bytes / (1024 * 1024),
+    )
+}
+
+pub(super) fn index_not_json(shown: &str, content_type: Option<&str>, base: &str) -> String {
+    format!(
+        "{shown} answered 200 but not with JSON (content-type {}): a page cache, \
+         maintenance page or security plugin answers instead of WordPress's REST \
+         API, or the upstream URL {base} is not the WordPress site",
+        content_type.unwrap_or("none"),
+    )
+}
+
+pub(super) fn index_without_namespaces(shown: &str, base: &str) -> String {
+    format!(
+        "{shown} answered JSON without a \"namespaces\" list, so this is not a \
+         WordPress REST API index: check the upstream URL {base} and its path prefix \
+         (or a plugin hides the index)"
+    )
+}
+
+/// The index refused an anonymous request and the site has no credential to send.
+pub(super) fn closed_to_anonymous(
+    shown: &str,
+    status: StatusCode,
+    wp: &WpError,
+    site_id: &str,
+) -> String {
+    format!(
+        "{shown} answered {}{}: the REST API is closed to anonymous visitors (a security \
+         plugin or the web server), and the site has no credential; give it one with \
+         `wpgate site set-credential {site_id} --auth app-password --username <user> --secret-stdin`",
+        status.as_u16(),
+        wp.in_parens(),
+    )
+}
+
+/// `/wp-json/` answered 404. `fallback_answered`: `/?rest_route=/` answered with a REST
+/// index, whose home URL is `home` (if it said). WordPress answers `?rest_route=` under
+/// any path its web server hands to index.php, so a wrong path prefix also "works"
+/// there: its home URL tells.
+pub(super) fn index_not_found(
+    shown: &str,
+    base: &str,
+    prefix: &str,
+    fallback_answered: bool,
+    home: Option<&str>,
+) -> String {
+    let home_path = home
+        .and_then(|h| url::Url::parse(h).ok())
+        .map(|u| u.path().trim_end_matches('/').to_string());
+    match (fallback_answered, home_path) {
+        (true, Some(home_path)) if home_path != prefix => format!(
+            "{shown} answered 404, and WordPress's home URL is {}: the upstream URL's path \
+             {} looks wrong; set the site's upstream to its home URL's path ({})",
+            home.unwrap_or_default(),
+            if prefix.is_empty() { "(none)" } else { prefix },
+            if home_path.is_empty() {
+                "none"
+            } else {
+                &home_path
+            },
+        ),
+        (true, _) => format!(
+            "{shown} answered 404 but {prefix}/?rest_route=/ works: WordPress runs without pretty \
+             permalinks (or the web server does not rewrite /wp-json/ to index.php); choose \
+             any permalink structure but Plain in wp-admin → Settings → Permalinks, or fix \
+             the rewrite rules, since clients call /wp-json/ paths through wpgate"
+        ),
+        (false, _) => format!(
+            "{shown} answered 404: is this a WordPress site with pretty permalinks? Check the \
+             upstream URL {base} and its path prefix; {prefix}/?rest_route=/ (the REST API without \
+             pretty permalinks) did not answer with a REST index either"
+        ),
+    }
+}
+
+pub(super) fn credential_not_built(target: &ProbeTarget) -> String {
+    format!(
+        "the site's credential ({}) could not be built, so wpgate sends none; set it \
+         again with {}",
+        target.credential_kind.as_str(),
+        set_credential_command(target)
+    )
+}
+
+/// `users/me` answered 200 but named no user.
+pub(super) fn no_user_in_answer(shown: &str) -> String {
+    format!(
+        "could not confirm the credential: {shown} answered 200 without a WordPress \
+         user (no \"id\" or \"name\"); a plugin or cache may be answering instead of \
+         WordPress"
+    )
+}
+
+/// `users/me` answered neither 200 nor a refusal nor a server error.
+pub(super) fn users_me_hidden(unexpected: &str) -> String {
+    format!(
+        "could not confirm the credential: {unexpected}; a security plugin may hide the users \
+         endpoint, which wpgate uses to check the credential"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::health::mimic::*;
+    use crate::health::HealthState;
+    use crate::site::CredentialKind;
+    use http::header::AUTHORIZATION;
+    use http::{HeaderName, HeaderValue};
+
+    #[tokio::test]
+    async fn a_refused_application_password_is_auth_failed_with_the_fix() {
+        let r = refused_by(Mimic::new()).await;
+        assert_eq!(r.wordpress_user, None);
+        for part in [
+            "WordPress rejected the application password for user 'api'",
+            "answered 401 rest_not_logged_in: \"You are not currently logged in.\")",
+            "Users → Profile → Application Passwords",
+            "`wpgate site set-credential shop --auth app-password --username api --secret-stdin`",
+            "strip the Authorization header",
+            "unless WP_ENVIRONMENT_TYPE is 'local'",
+        ] {
+            assert_says(&r, part);
+        }
+    }
+
+    #[tokio::test]
+    async fn bearer_and_header_credentials_name_their_kind() {
+        let x_wp_key = |value: &'static str| {
+            (
+                HeaderName::from_static("x-wp-key"),
+                HeaderValue::from_static(value),
+            )
+        };
+        let mut m = Mimic::new();
+        m.accept = x_wp_key("k-secret-right");
+        let base = serve(m).await;
+
+        let mut t = target("shop", &base);
+        t.credential_kind = CredentialKind::Header;
+        t.username = Some("x-wp-key".into());
+        t.credential = Some(x_wp_key("k-secret-right"));
+        let r = check(&t).await;
+        assert_state(&r, HealthState::Healthy);
+        assert_says(&r, "credential in header 'x-wp-key' accepted");
+
+        t.credential = Some(x_wp_key("k-secret-wrong"));
+        let r = check(&t).await;
+        assert_state(&r, HealthState::AuthFailed);
+        assert_says(&r, "rejected the credential in header 'x-wp-key'");
+        assert_says(&r, "--auth header --header-name x-wp-key");
+        assert_says(&r, "plugin that reads header 'x-wp-key' may be inactive");
+
+        t.credential_kind = CredentialKind::Bearer;
+        t.username = None;
+        t.credential = Some((
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer wrong-token"),
+        ));
+        let r = check(&t).await;
+        assert_state(&r, HealthState::AuthFailed);
+        assert_says(&r, "rejected the bearer token");
+        assert_says(&r, "--auth bearer --secret-stdin");
+        assert_says(&r, "strip the Authorization header");
+    }
+
+    #[tokio::test]
+    async fn a_site_without_application_passwords_is_told() {
+        let mut m = Mimic::new();
+        m.index = Index::NoAppPasswords;
+        let r = refused_by(m).await;
+        assert_says(&r, "does not offer application passwords");
+        assert_says(&r, "HTTPS or WP_ENVIRONMENT_TYPE 'local'");
+    }
+
+    #[tokio::test]
+    async fn a_waf_refusal_is_told_apart_from_wordpress() {
+        let mut m = Mimic::new();
+        m.waf = true;
+        let r = refused_by(m).await;
+        assert_says(&r, "answered 403 without a WordPress error body");
+        assert_says(&r, "WAF");
+    }
+
+    #[tokio::test]
+    async fn index_404_explains_permalinks() {
+        let r = unreachable_with(Index::NotFound).await;
+        assert!(
+            r.message.starts_with(
+                "GET /wp-json/ answered 404: is this a WordPress site with pretty permalinks?"
+            ),
+            "{}",
+            r.message
+        );
+        assert_says(&r, "?rest_route=/");
+
+        let r = unreachable_with(Index::Plain).await;
+        assert_says(&r, "/?rest_route=/ works");
+        assert_says(&r, "Settings → Permalinks");
+
+        // WordPress answers ?rest_route= under any path: its home URL tells a wrong prefix.
+        let mut m = Mimic::new();
+        m.index = Index::Plain;
+        m.home = Some("http://wordpress.test");
+        let base = serve(m).await;
+        let r = check(&target("shop", &format!("{base}/blog"))).await;
+        assert_state(&r, HealthState::Unreachable);
+        assert!(r.message.starts_with("GET /blog/wp-json/ answered 404, and WordPress's home URL is http://wordpress.test: the upstream URL's path /blog looks wrong"), "{}", r.message);
+
+        let mut m = Mimic::new();
+        m.index = Index::Plain;
+        m.home = Some("http://wordpress.test/blog/");
+        let base = serve(m).await;
+        let r = check(&target("shop", &format!("{base}/blog"))).await;
+        assert_says(&r, "/blog/?rest_route=/ works");
+    }
+
+    #[tokio::test]
+    async fn redirects_are_reported_not_followed() {
+        let r = unreachable_with(Index::Redirect).await;
+        assert_says(
+            &r,
+            "answered 301 redirecting to http://127.0.0.1:1/wp-json/",
+        );
+        assert_says(&r, "does not follow redirects");
+    }
+}

@@ -1,0 +1,182 @@
+//! Site health: is each WordPress reachable, does it accept the credential wpgate injects,
+//! and are the REST namespaces it needs there. One check is [`probe`]; the latest report
+//! per site lives on the [`HealthBoard`], which the proxy (fail-fast), the admin API and
+//! the metrics read; [`spawn_prober`] keeps the board fresh in the background.
+//!
+//! A check makes at most three requests to the site, none of which change anything:
+//! 1. `GET {base}/wp-json/` must answer 200 with a JSON index that lists `namespaces`
+//!    (asked with `_fields=`, so WordPress leaves out the route table, which is easily
+//!    hundreds of KB). On a 404 it also tries `{base}/?rest_route=/` to tell "WordPress
+//!    without pretty permalinks" and "wrong path prefix" from "not WordPress at all".
+//! 2. `GET {base}/wp-json/wp/v2/users/me` with the site's credential must answer 200:
+//!    WordPress ignores bad credentials on public routes such as the index, so only an
+//!    authenticated route proves the credential works.
+//! 3. Every namespace the site requires must be in the index.
+//!
+//! The credential header is sent on the index request too, as the proxy would send it:
+//! a site that closes its REST API to anonymous visitors still passes step 1.
+//!
+//! Where things live: `check` (the requests and the state they add up to), `diagnose`
+//! (what each failure means and how to fix it), `board` (the latest report per site),
+//! `prober` (the background schedule), `targets` (the fleet as the prober's list of
+//! sites, the metrics hook, and checking a new credential before it is stored).
+
+mod board;
+mod check;
+mod client;
+mod diagnose;
+#[cfg(test)]
+mod mimic;
+mod prober;
+pub mod targets;
+
+pub use board::HealthBoard;
+pub use check::probe;
+pub use client::{client, ClientError};
+pub use prober::{run_prober, spawn_prober, ProberSettings, ReportHook, TargetSource};
+
+use http::{HeaderName, HeaderValue};
+use std::fmt;
+
+use crate::site::CredentialKind;
+
+/// What wpgate knows of a site's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    /// Not checked yet.
+    Unknown,
+    /// Reachable, the credential works and every required namespace is there.
+    Healthy,
+    /// Reachable and authenticated, but something the site needs is missing (a plugin's
+    /// REST namespace) or the credential could not be confirmed.
+    Degraded,
+    /// WordPress (or something in front of it) refuses the credential wpgate injects.
+    AuthFailed,
+    /// No usable WordPress REST API answered: connection error, timeout, error status,
+    /// or an answer that is not a WordPress REST index.
+    Unreachable,
+    /// The site is disabled in wpgate; it is not checked.
+    Disabled,
+}
+
+impl HealthState {
+    pub const ALL: [HealthState; 6] = [
+        HealthState::Unknown,
+        HealthState::Healthy,
+        HealthState::Degraded,
+        HealthState::AuthFailed,
+        HealthState::Unreachable,
+        HealthState::Disabled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Unknown => "unknown",
+            HealthState::Healthy => "healthy",
+            HealthState::Degraded => "degraded",
+            HealthState::AuthFailed => "auth_failed",
+            HealthState::Unreachable => "unreachable",
+            HealthState::Disabled => "disabled",
+        }
+    }
+
+    /// A result that counts toward `consecutive_failures`: checked, and not healthy.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            HealthState::Degraded | HealthState::AuthFailed | HealthState::Unreachable
+        )
+    }
+
+    /// States in which requests through the proxy cannot succeed, so the prober backs off
+    /// (and the proxy may fail fast).
+    pub fn is_down(self) -> bool {
+        matches!(self, HealthState::AuthFailed | HealthState::Unreachable)
+    }
+}
+
+impl fmt::Display for HealthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HealthReport {
+    pub state: HealthState,
+    /// For operators: what is wrong and what to do about it (or what was confirmed).
+    pub message: String,
+    /// Unix seconds when the check started.
+    pub checked_at: i64,
+    pub duration_ms: u64,
+    /// Non-healthy results in a row, this one included (0 when healthy or disabled). Set
+    /// by [`HealthBoard::record`]; a bare [`probe`] leaves it 0.
+    pub consecutive_failures: u32,
+    /// The WordPress user's display name from `users/me`, when authenticated.
+    pub wordpress_user: Option<String>,
+}
+
+/// What a check needs to know of a site.
+#[derive(Clone)]
+pub struct ProbeTarget {
+    pub site_id: String,
+    /// The site's upstream URL including its path prefix, no trailing slash.
+    pub base_url: String,
+    /// The header wpgate injects, already built.
+    pub credential: Option<(HeaderName, HeaderValue)>,
+    pub credential_kind: CredentialKind,
+    /// The application-password user or the header name, for messages.
+    pub username: Option<String>,
+    /// REST namespaces the site must offer, e.g. `myplugin/v1`.
+    pub required_namespaces: Vec<String>,
+    pub enabled: bool,
+}
+
+impl fmt::Debug for ProbeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProbeTarget")
+            .field("site_id", &self.site_id)
+            .field("base_url", &self.base_url)
+            .field("credential", &self.credential.as_ref().map(|(n, _)| n))
+            .field("credential_kind", &self.credential_kind)
+            .field("username", &self.username)
+            .field("required_namespaces", &self.required_namespaces)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::mimic::target;
+
+    #[test]
+    fn debug_hides_the_credential() {
+        let t = target("shop", "http://127.0.0.1:1");
+        let text = format!("{t:?}");
+        assert!(text.contains("authorization"), "{text}");
+        assert!(!text.contains("Basic"), "{text}");
+    }
+
+    #[test]
+    fn states_have_stable_names() {
+        let names: Vec<_> = HealthState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "unknown",
+                "healthy",
+                "degraded",
+                "auth_failed",
+                "unreachable",
+                "disabled"
+            ]
+        );
+        for s in HealthState::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+}
