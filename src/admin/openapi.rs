@@ -1,5 +1,6 @@
 //! The OpenAPI description's frame (title, security, tags), the error body as it
-//! documents it, and the route that serves it.
+//! documents it (`respond` and the request-context layer write the real one), and the
+//! route that serves it.
 
 use super::views::CredentialView;
 use axum::response::{IntoResponse, Response};
@@ -45,7 +46,7 @@ impl Modify for BearerToken {
     }
 }
 
-/// The error body, for the OpenAPI description (`respond` writes the real one).
+/// The error body, for the OpenAPI description.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorEnvelope {
     error: ErrorBodyDoc,
