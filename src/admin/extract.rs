@@ -11,6 +11,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 
 /// Page size when `limit` is not given, and the largest accepted.
 const DEFAULT_LIMIT: u32 = 100;
@@ -31,15 +32,22 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     Ok(limit)
 }
 
-/// The `{id}` of a site route.
-pub struct SitePath(pub SiteId);
+/// The `{id}` of a site route; it documents itself in the OpenAPI description.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SitePath {
+    /// Site id
+    #[param(value_type = String)]
+    pub id: SiteId,
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for SitePath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let raw = path_param(parts, state).await?;
-        site_id(&raw, "id").map(SitePath)
+        let id = site_id(&raw, "id")?;
+        Ok(SitePath { id })
     }
 }
 

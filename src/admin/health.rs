@@ -64,7 +64,7 @@ impl HealthView {
     get,
     path = "/admin/v1/sites/{id}/health",
     tag = "health",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 200, body = HealthView),
         (status = 401, body = ErrorEnvelope),
@@ -73,7 +73,7 @@ impl HealthView {
 )]
 pub async fn site_health(
     State(state): State<AdminState>,
-    SitePath(id): SitePath,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
     state.fleet.site(&id).await?;
     Ok(json_reply(
@@ -88,7 +88,7 @@ pub async fn site_health(
     post,
     path = "/admin/v1/sites/{id}/test",
     tag = "health",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 200, body = HealthView),
         (status = 401, body = ErrorEnvelope),
@@ -98,7 +98,7 @@ pub async fn site_health(
 )]
 pub async fn test_site(
     State(state): State<AdminState>,
-    SitePath(id): SitePath,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
     let site = match state.fleet.resolve_site(id.as_str()).await {
         Ok(Some(site)) => site,

@@ -59,7 +59,7 @@ fn duration(field: &str, raw: &str) -> Result<Duration, ApiError> {
     post,
     path = "/admin/v1/sites/{id}/keys",
     tag = "keys",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     request_body(content = Option<IssueKey>, description = "Optional"),
     responses(
         (status = 201, body = IssuedKeyView),
@@ -72,7 +72,7 @@ fn duration(field: &str, raw: &str) -> Result<Duration, ApiError> {
 pub async fn issue_key(
     State(state): State<AdminState>,
     caller: Caller,
-    SitePath(id): SitePath,
+    SitePath { id }: SitePath,
     ApiJson(body): ApiJson<IssueKey>,
 ) -> Result<Response, ApiError> {
     if let Some(l) = &body.label {
@@ -106,7 +106,7 @@ pub async fn issue_key(
     get,
     path = "/admin/v1/sites/{id}/keys",
     tag = "keys",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 200, body = KeyList),
         (status = 401, body = ErrorEnvelope),
@@ -115,7 +115,7 @@ pub async fn issue_key(
 )]
 pub async fn list_keys(
     State(state): State<AdminState>,
-    SitePath(id): SitePath,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
     state.fleet.site(&id).await?;
     let keys = state.fleet.store().list_api_keys(id.as_str()).await?;

@@ -279,7 +279,7 @@ pub async fn create_site(
     get,
     path = "/admin/v1/sites/{id}",
     tag = "sites",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 200, body = SiteView, headers(("ETag" = String, description = "\"<version>\""))),
         (status = 401, body = ErrorEnvelope),
@@ -288,7 +288,7 @@ pub async fn create_site(
 )]
 pub async fn get_site(
     State(state): State<AdminState>,
-    SitePath(id): SitePath,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
     let record = state.fleet.site(&id).await?;
     Ok(site_reply(StatusCode::OK, &record))
@@ -300,7 +300,7 @@ pub async fn get_site(
     path = "/admin/v1/sites/{id}",
     tag = "sites",
     params(
-        ("id" = String, Path, description = "Site id"),
+        SitePath,
         ("If-Match" = String, Header, description = "The ETag of the site as read, e.g. \"3\""),
     ),
     request_body = UpdateSite,
@@ -317,7 +317,7 @@ pub async fn get_site(
 pub async fn update_site(
     State(state): State<AdminState>,
     caller: Caller,
-    SitePath(id): SitePath,
+    SitePath { id }: SitePath,
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateSite>,
 ) -> Result<Response, ApiError> {
@@ -364,7 +364,7 @@ pub async fn update_site(
     delete,
     path = "/admin/v1/sites/{id}",
     tag = "sites",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, body = ErrorEnvelope),
@@ -375,7 +375,7 @@ pub async fn update_site(
 pub async fn delete_site(
     State(state): State<AdminState>,
     caller: Caller,
-    SitePath(id): SitePath,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
     state.fleet.remove_site(&id, &caller.actor).await?;
     state.health.remove(id.as_str());
@@ -397,7 +397,7 @@ async fn set_enabled(
     post,
     path = "/admin/v1/sites/{id}/enable",
     tag = "sites",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 200, body = SiteView),
         (status = 401, body = ErrorEnvelope),
@@ -408,7 +408,7 @@ async fn set_enabled(
 pub async fn enable_site(
     State(state): State<AdminState>,
     caller: Caller,
-    SitePath(id): SitePath,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
     set_enabled(state, caller, id, true).await
 }
@@ -418,7 +418,7 @@ pub async fn enable_site(
     post,
     path = "/admin/v1/sites/{id}/disable",
     tag = "sites",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 200, body = SiteView),
         (status = 401, body = ErrorEnvelope),
@@ -429,7 +429,7 @@ pub async fn enable_site(
 pub async fn disable_site(
     State(state): State<AdminState>,
     caller: Caller,
-    SitePath(id): SitePath,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
     set_enabled(state, caller, id, false).await
 }
@@ -441,7 +441,7 @@ pub async fn disable_site(
     path = "/admin/v1/sites/{id}/credential",
     tag = "sites",
     params(
-        ("id" = String, Path, description = "Site id"),
+        SitePath,
         ("confirm" = Option<bool>, Query, description = "Check the new credential against \
             the site first (users/me must accept it); store it only if the check passes, \
             otherwise keep the old one and answer 422 admin.credential_rejected"),
@@ -459,7 +459,7 @@ pub async fn disable_site(
 pub async fn set_credential(
     State(state): State<AdminState>,
     caller: Caller,
-    SitePath(id): SitePath,
+    SitePath { id }: SitePath,
     axum::extract::Query(query): axum::extract::Query<CredentialQuery>,
     ApiJson(body): ApiJson<CredentialBody>,
 ) -> Result<Response, ApiError> {
