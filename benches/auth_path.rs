@@ -31,7 +31,7 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (fleet, config) = common::fleet_with_shop(dir.path()).await;
     let (_, key) = fleet
-        .issue_key("shop", None, None, &Actor::new("bench"))
+        .issue_key(&"shop".parse().unwrap(), None, None, &Actor::new("bench"))
         .await
         .unwrap();
     let mut request = RequestHeader::build("GET", b"/wp-json/wp/v2/posts", None).unwrap();

@@ -70,7 +70,7 @@ async fn gateway_with_hs256_site(dir: &std::path::Path) -> (Gateway, Arc<Config>
     };
     fleet
         .set_auth_policy(
-            "shop",
+            &"shop".parse().unwrap(),
             &policy,
             Some(Secret::new(HMAC_SECRET.to_vec())),
             &Actor::new("bench"),

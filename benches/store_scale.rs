@@ -368,7 +368,7 @@ async fn rewrap(store: &dyn Store, keyring_file: &Path, batch: usize) -> (u64, D
     let (mut last, mut last_done) = (started, 0);
     // Time per value of each batch but the (shorter) last one.
     let mut per_value = Vec::new();
-    let done = wpgate::rotation::rewrap(
+    let done = wpgate::fleet::rotation::rewrap(
         store,
         &keyring,
         u32::try_from(batch).unwrap_or(u32::MAX),

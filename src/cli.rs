@@ -8,7 +8,7 @@ use crate::config::{Config, LoadOptions};
 use crate::crypto::Keyring;
 use crate::fleet::{Actor, CredentialInput, Fleet, FleetError, NewSite};
 use crate::secret::Secret;
-use crate::site::CredentialKind;
+use crate::site::{CredentialKind, SiteId};
 use crate::store::{AdminScope, ApiKeyRecord, SiteRecord, StoreError};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -126,7 +126,7 @@ pub enum AdminTokenCommand {
 pub enum SiteCommand {
     /// Register a WordPress site.
     Add {
-        id: String,
+        id: SiteId,
         /// Base URL of the site, http or https, optionally with a path prefix.
         #[arg(long)]
         upstream: String,
@@ -145,16 +145,16 @@ pub enum SiteCommand {
         limit: u32,
     },
     /// Show one site (never its secret).
-    Show { id: String },
+    Show { id: SiteId },
     /// Delete a site and its API keys.
-    Rm { id: String },
+    Rm { id: SiteId },
     /// Let requests through to a site again.
-    Enable { id: String },
+    Enable { id: SiteId },
     /// Refuse requests to a site (403 site.disabled).
-    Disable { id: String },
+    Disable { id: SiteId },
     /// Replace a site's upstream credential.
     SetCredential {
-        id: String,
+        id: SiteId,
         #[command(flatten)]
         credential: CredentialArgs,
         /// Check the new credential against the site first (users/me must accept it)
@@ -165,7 +165,7 @@ pub enum SiteCommand {
     /// Set a site's health settings (replaces them): REST namespaces it must offer, and
     /// whether proxy requests fail fast (503 site.unavailable) while it is unreachable.
     SetHealth {
-        id: String,
+        id: SiteId,
         /// A REST namespace the site must offer, e.g. myplugin/v1 (repeatable).
         #[arg(long)]
         require_namespace: Vec<String>,
@@ -175,7 +175,7 @@ pub enum SiteCommand {
     },
     /// Set how clients authenticate to a site (replaces its whole auth policy).
     SetAuth {
-        id: String,
+        id: SiteId,
         #[command(flatten)]
         auth: AuthArgs,
     },
@@ -261,7 +261,7 @@ pub struct CredentialArgs {
 pub enum KeyCommand {
     /// Issue an API key for a site; prints the whole key once, alone on one line.
     Issue {
-        site_id: String,
+        site_id: SiteId,
         #[arg(long)]
         label: Option<String>,
         /// Lifetime, e.g. 30d, 12h.
@@ -269,7 +269,7 @@ pub enum KeyCommand {
         expires_in: Option<Duration>,
     },
     /// List a site's keys (never the secret).
-    List { site_id: String },
+    List { site_id: SiteId },
     /// Revoke a key, optionally keeping it valid for a grace period (e.g. 1h).
     Revoke {
         key_id: String,
@@ -756,7 +756,7 @@ async fn key(config: &Config, cmd: &KeyCommand, json: bool) -> anyhow::Result<()
         }
         KeyCommand::List { site_id } => {
             fleet.site(site_id).await.map_err(explain)?;
-            let keys = fleet.store().list_api_keys(site_id).await?;
+            let keys = fleet.store().list_api_keys(site_id.as_str()).await?;
             if json {
                 println!("{}", Value::Array(keys.iter().map(key_json).collect()));
             } else {
@@ -960,7 +960,7 @@ async fn keyring(config: &Config, cmd: &KeyringCommand, json: bool) -> anyhow::R
         KeyringCommand::Rewrap { batch } => {
             let keyring = current()?;
             let progress =
-                crate::rotation::rewrap(store.as_ref(), &keyring, *batch, &actor(), |p| {
+                crate::fleet::rotation::rewrap(store.as_ref(), &keyring, *batch, &actor(), |p| {
                     if !json {
                         println!("rewrapped {}/{} (batch {})", p.resealed, p.total, p.batches);
                     }

@@ -128,7 +128,7 @@ impl Reloader {
         }
         self.live.store(Arc::new(new));
         let keyring = self.fleet.keyring();
-        crate::follow::refresh_keyring_counts(&self.fleet).await;
+        crate::fleet::follow::refresh_keyring_counts(&self.fleet).await;
         Ok(ReloadReport {
             applied,
             restart_required,

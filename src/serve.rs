@@ -199,7 +199,7 @@ pub fn run(
         // Follow changes other processes make to the store (and watch that it answers).
         let _guard = control.enter();
         let tokens = Arc::clone(&tokens);
-        crate::follow::spawn(
+        crate::fleet::follow::spawn(
             Arc::clone(&fleet),
             poll_interval,
             Some(Arc::new(move || tokens.forget_all())),

@@ -3,8 +3,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A site id: `[A-Za-z0-9_-]{1,64}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A site id: `[A-Za-z0-9_-]{1,64}`. Parsed once where it enters (CLI argument, admin
+/// API path or body) and passed on as this type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
 pub struct SiteId(String);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -18,7 +18,7 @@ pub async fn fleet_with_shop(dir: &Path) -> (Fleet, Config) {
     fleet
         .add_site(
             NewSite {
-                id: "shop".into(),
+                id: "shop".parse().unwrap(),
                 name: None,
                 upstream_url: "http://127.0.0.1:9".into(),
                 credential: CredentialInput {

@@ -1,11 +1,12 @@
 //! `/admin/v1/sites/{id}/health` (the latest report) and `/admin/v1/sites/{id}/test`
 //! (check now: the "test connection" button).
 
-use super::api::{json_reply, ApiError, ApiPath, ErrorEnvelope};
-use super::AdminState;
-use crate::error::ErrorCode;
-use crate::fleet::FleetError;
+use super::extract::SitePath;
+use super::openapi::ErrorEnvelope;
+use super::respond::{json_reply, ApiError};
+use super::state::AdminState;
 use crate::health::{HealthReport, HealthState};
+use crate::site::SiteId;
 use crate::store::StoreError;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -32,7 +33,7 @@ pub struct HealthView {
 }
 
 impl HealthView {
-    fn new(site_id: &str, report: Option<HealthReport>) -> Self {
+    fn new(site_id: &SiteId, report: Option<HealthReport>) -> Self {
         match report {
             Some(r) => HealthView {
                 site_id: site_id.to_string(),
@@ -58,22 +59,12 @@ impl HealthView {
     }
 }
 
-fn check_site_id(raw: &str) -> Result<(), ApiError> {
-    if crate::site::is_valid_site_id(raw.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "id: site id must be 1-64 characters of [A-Za-z0-9_-]",
-        ))
-    }
-}
-
 /// The latest health report of a site.
 #[utoipa::path(
     get,
     path = "/admin/v1/sites/{id}/health",
     tag = "health",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 200, body = HealthView),
         (status = 401, body = ErrorEnvelope),
@@ -82,13 +73,12 @@ fn check_site_id(raw: &str) -> Result<(), ApiError> {
 )]
 pub async fn site_health(
     State(state): State<AdminState>,
-    ApiPath(id): ApiPath<String>,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
-    check_site_id(&id)?;
     state.fleet.site(&id).await?;
     Ok(json_reply(
         StatusCode::OK,
-        &HealthView::new(&id, state.health.get(&id)),
+        &HealthView::new(&id, state.health.get(id.as_str())),
     ))
 }
 
@@ -98,7 +88,7 @@ pub async fn site_health(
     post,
     path = "/admin/v1/sites/{id}/test",
     tag = "health",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 200, body = HealthView),
         (status = 401, body = ErrorEnvelope),
@@ -108,43 +98,18 @@ pub async fn site_health(
 )]
 pub async fn test_site(
     State(state): State<AdminState>,
-    ApiPath(id): ApiPath<String>,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
-    check_site_id(&id)?;
-    let site = match state.fleet.resolve_site(&id).await {
+    let site = match state.fleet.resolve_site(id.as_str()).await {
         Ok(Some(site)) => site,
-        Ok(None) => {
-            return Err(ApiError::with(
-                ErrorCode::AdminNotFound,
-                format!("site {id} does not exist"),
-            ))
-        }
-        Err(e) => {
-            return Err(match e.as_ref() {
-                FleetError::Store(StoreError::Unavailable(_)) => {
-                    ApiError::new(ErrorCode::StoreUnavailable)
-                }
-                other => {
-                    tracing::error!(target: "wpgate::admin", site = %id, error = %other, "site cannot be loaded");
-                    ApiError::with(
-                        ErrorCode::Internal,
-                        format!("site {id} cannot be loaded: see the gateway's log"),
-                    )
-                }
-            })
-        }
+        Ok(None) => return Err(StoreError::NotFound(format!("site {id}")).into()),
+        Err(e) => return Err(ApiError::site_unloadable(&id, &e)),
     };
-    let client = match &state.health_client {
-        Some(c) => c.clone(),
-        None => crate::health::client(None, state.health_timeout).map_err(|e| {
-            tracing::error!(target: "wpgate::admin", error = %e, "cannot build the health check client");
-            ApiError::new(ErrorCode::Internal)
-        })?,
-    };
+    let client = state.check_client()?;
     let target = crate::health::targets::probe_target(&site);
     let report = crate::health::probe(&client, &target, state.health_timeout).await;
-    let report = state.health.record(&id, report);
-    crate::health::targets::metrics_hook(Arc::clone(&state.health))(&id, &report);
+    let report = state.health.record(id.as_str(), report);
+    crate::health::targets::metrics_hook(Arc::clone(&state.health))(id.as_str(), &report);
     Ok(json_reply(
         StatusCode::OK,
         &HealthView::new(&id, Some(report)),

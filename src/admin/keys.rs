@@ -1,17 +1,18 @@
 //! `/admin/v1/sites/{id}/keys`, `/admin/v1/keys/{key_id}/revoke` and `/admin/v1/audit`.
 
-use super::api::{json_reply, ApiError, ApiJson, ApiPath, ApiQuery, Caller, ErrorEnvelope};
+use super::context::Caller;
+use super::extract::{page_limit, site_id, ApiJson, ApiQuery, KeyIdPath, SitePath};
+use super::openapi::ErrorEnvelope;
+use super::respond::{json_reply, ApiError};
+use super::state::AdminState;
 use super::views::{AuditEntryView, IssuedKeyView, KeyView};
-use super::AdminState;
+use crate::site::SiteId;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
-
-const DEFAULT_AUDIT_LIMIT: u32 = 100;
-const MAX_AUDIT_LIMIT: u32 = 1000;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -53,22 +54,12 @@ fn duration(field: &str, raw: &str) -> Result<Duration, ApiError> {
         .map_err(|e| ApiError::invalid(format!("{field}: {e} (examples: 30d, 12h, 90s)")))
 }
 
-fn check_site_id(raw: &str) -> Result<(), ApiError> {
-    if crate::site::is_valid_site_id(raw.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            "id: site id must be 1-64 characters of [A-Za-z0-9_-]",
-        ))
-    }
-}
-
 /// Issue an API key for a site. The answer holds the whole key: the only time it is shown.
 #[utoipa::path(
     post,
     path = "/admin/v1/sites/{id}/keys",
     tag = "keys",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     request_body(content = Option<IssueKey>, description = "Optional"),
     responses(
         (status = 201, body = IssuedKeyView),
@@ -81,10 +72,9 @@ fn check_site_id(raw: &str) -> Result<(), ApiError> {
 pub async fn issue_key(
     State(state): State<AdminState>,
     caller: Caller,
-    ApiPath(id): ApiPath<String>,
+    SitePath { id }: SitePath,
     ApiJson(body): ApiJson<IssueKey>,
 ) -> Result<Response, ApiError> {
-    check_site_id(&id)?;
     if let Some(l) = &body.label {
         if l.is_empty() || l.chars().count() > 200 || l.chars().any(char::is_control) {
             return Err(ApiError::invalid(
@@ -116,7 +106,7 @@ pub async fn issue_key(
     get,
     path = "/admin/v1/sites/{id}/keys",
     tag = "keys",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 200, body = KeyList),
         (status = 401, body = ErrorEnvelope),
@@ -125,11 +115,10 @@ pub async fn issue_key(
 )]
 pub async fn list_keys(
     State(state): State<AdminState>,
-    ApiPath(id): ApiPath<String>,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
-    check_site_id(&id)?;
     state.fleet.site(&id).await?;
-    let keys = state.fleet.store().list_api_keys(&id).await?;
+    let keys = state.fleet.store().list_api_keys(id.as_str()).await?;
     Ok(json_reply(
         StatusCode::OK,
         &KeyList {
@@ -156,14 +145,9 @@ pub async fn list_keys(
 pub async fn revoke_key(
     State(state): State<AdminState>,
     caller: Caller,
-    ApiPath(key_id): ApiPath<String>,
+    KeyIdPath(key_id): KeyIdPath,
     ApiJson(body): ApiJson<RevokeKey>,
 ) -> Result<Response, ApiError> {
-    if !crate::auth::api_key::is_key_id(&key_id) {
-        return Err(ApiError::invalid(
-            "key_id: 12 characters of [a-z0-9], the part after wpg_",
-        ));
-    }
     let grace = body
         .grace
         .as_deref()
@@ -192,23 +176,12 @@ pub async fn list_audit(
     State(state): State<AdminState>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_AUDIT_LIMIT);
-    if !(1..=MAX_AUDIT_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit: must be 1-{MAX_AUDIT_LIMIT}"
-        )));
-    }
-    if let Some(site) = &q.site {
-        if !crate::site::is_valid_site_id(site.as_bytes()) {
-            return Err(ApiError::invalid(
-                "site: site id must be 1-64 characters of [A-Za-z0-9_-]",
-            ));
-        }
-    }
+    let limit = page_limit(q.limit)?;
+    let site = q.site.as_deref().map(|s| site_id(s, "site")).transpose()?;
     let records = state
         .fleet
         .store()
-        .list_audit(q.site.as_deref(), limit)
+        .list_audit(site.as_ref().map(SiteId::as_str), limit)
         .await?;
     Ok(json_reply(
         StatusCode::OK,

@@ -1,7 +1,8 @@
 //! Gateway-wide operations: `/admin/v1/reload` and `/admin/v1/keyring`.
 
-use super::api::{json_reply, ApiError, ErrorEnvelope};
-use super::AdminState;
+use super::openapi::ErrorEnvelope;
+use super::respond::{json_reply, ApiError};
+use super::state::AdminState;
 use crate::error::ErrorCode;
 use axum::extract::State;
 use axum::http::StatusCode;

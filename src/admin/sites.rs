@@ -1,10 +1,12 @@
 //! `/admin/v1/sites...`: list, create, show, update (If-Match), delete, enable,
 //! disable, and the write-only upstream credential.
 
-use super::api::{json_reply, ApiError, ApiJson, ApiPath, ApiQuery, Caller, ErrorEnvelope};
+use super::context::Caller;
+use super::extract::{page_limit, site_id, ApiJson, ApiQuery, IfMatch, SitePath};
+use super::openapi::ErrorEnvelope;
+use super::respond::{json_reply, ApiError};
+use super::state::AdminState;
 use super::views::SiteView;
-use super::AdminState;
-use crate::error::ErrorCode;
 use crate::fleet::{CredentialInput, NewSite};
 use crate::secret::Secret;
 use crate::site::{CredentialKind, SiteId, UpstreamTarget};
@@ -14,10 +16,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
-
-/// Page size when `limit` is not given, and the largest accepted.
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -163,11 +161,6 @@ pub struct UpdateSite {
     enabled: Option<bool>,
 }
 
-fn check_site_id(raw: &str, field: &str) -> Result<SiteId, ApiError> {
-    raw.parse::<SiteId>()
-        .map_err(|e| ApiError::invalid(format!("{field}: {e}")))
-}
-
 fn check_upstream(raw: &str) -> Result<(), ApiError> {
     UpstreamTarget::parse(raw)
         .map(|_| ())
@@ -192,30 +185,6 @@ fn site_reply(status: StatusCode, record: &SiteRecord) -> Response {
     resp
 }
 
-/// The version named by `If-Match` (`"3"`, `W/"3"` or `3`).
-fn if_match(headers: &HeaderMap) -> Result<i64, ApiError> {
-    let mut values = headers.get_all(header::IF_MATCH).iter();
-    let raw = match (values.next(), values.next()) {
-        (None, _) => return Err(ApiError::with(
-            ErrorCode::AdminPreconditionRequired,
-            "If-Match is required: send the ETag of the site as you read it, e.g. If-Match: \"3\"",
-        )),
-        (Some(v), None) => v.to_str().unwrap_or(""),
-        (Some(_), Some(_)) => return Err(ApiError::invalid("If-Match: send one ETag")),
-    };
-    let tag = raw.trim();
-    let tag = tag.strip_prefix("W/").unwrap_or(tag);
-    let tag = tag
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(tag);
-    tag.parse::<i64>().map_err(|_| {
-        ApiError::invalid(format!(
-            "If-Match: {raw:?} is not an ETag of this API (e.g. \"3\")"
-        ))
-    })
-}
-
 /// List sites, ordered by id.
 #[utoipa::path(
     get,
@@ -233,18 +202,17 @@ pub async fn list_sites(
     State(state): State<AdminState>,
     ApiQuery(q): ApiQuery<ListSitesQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(format!("limit: must be 1-{MAX_LIMIT}")));
-    }
-    if let Some(c) = &q.cursor {
-        check_site_id(c, "cursor")?;
-    }
+    let limit = page_limit(q.limit)?;
+    let cursor = q
+        .cursor
+        .as_deref()
+        .map(|c| site_id(c, "cursor"))
+        .transpose()?;
     // One more than asked tells whether another page follows.
     let mut sites = state
         .fleet
         .store()
-        .list_sites(q.cursor.as_deref(), limit + 1)
+        .list_sites(cursor.as_ref().map(SiteId::as_str), limit + 1)
         .await?;
     let more = sites.len() > limit as usize;
     sites.truncate(limit as usize);
@@ -278,7 +246,7 @@ pub async fn create_site(
     caller: Caller,
     ApiJson(body): ApiJson<CreateSite>,
 ) -> Result<Response, ApiError> {
-    check_site_id(&body.id, "id")?;
+    let id = site_id(&body.id, "id")?;
     if let Some(n) = &body.name {
         check_name(n)?;
     }
@@ -295,7 +263,7 @@ pub async fn create_site(
         .fleet
         .add_site(
             NewSite {
-                id: body.id,
+                id,
                 name: body.name,
                 upstream_url: body.upstream,
                 credential,
@@ -311,7 +279,7 @@ pub async fn create_site(
     get,
     path = "/admin/v1/sites/{id}",
     tag = "sites",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 200, body = SiteView, headers(("ETag" = String, description = "\"<version>\""))),
         (status = 401, body = ErrorEnvelope),
@@ -320,9 +288,8 @@ pub async fn create_site(
 )]
 pub async fn get_site(
     State(state): State<AdminState>,
-    ApiPath(id): ApiPath<String>,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
-    check_site_id(&id, "id")?;
     let record = state.fleet.site(&id).await?;
     Ok(site_reply(StatusCode::OK, &record))
 }
@@ -333,7 +300,7 @@ pub async fn get_site(
     path = "/admin/v1/sites/{id}",
     tag = "sites",
     params(
-        ("id" = String, Path, description = "Site id"),
+        SitePath,
         ("If-Match" = String, Header, description = "The ETag of the site as read, e.g. \"3\""),
     ),
     request_body = UpdateSite,
@@ -350,12 +317,11 @@ pub async fn get_site(
 pub async fn update_site(
     State(state): State<AdminState>,
     caller: Caller,
-    ApiPath(id): ApiPath<String>,
+    SitePath { id }: SitePath,
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateSite>,
 ) -> Result<Response, ApiError> {
-    check_site_id(&id, "id")?;
-    let expected = if_match(&headers)?;
+    let expected = IfMatch::from_headers(&headers)?;
     let mut changed = Vec::new();
     if let Some(n) = &body.name {
         check_name(n)?;
@@ -374,15 +340,7 @@ pub async fn update_site(
         ));
     }
     let mut record = state.fleet.site(&id).await?;
-    if record.version != expected {
-        return Err(ApiError::with(
-            ErrorCode::AdminVersionConflict,
-            format!(
-                "site {id} is at version {}, not {expected}: read it again and retry",
-                record.version
-            ),
-        ));
-    }
+    expected.check(&record)?;
     if let Some(n) = body.name {
         record.name = n;
     }
@@ -406,7 +364,7 @@ pub async fn update_site(
     delete,
     path = "/admin/v1/sites/{id}",
     tag = "sites",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, body = ErrorEnvelope),
@@ -417,21 +375,19 @@ pub async fn update_site(
 pub async fn delete_site(
     State(state): State<AdminState>,
     caller: Caller,
-    ApiPath(id): ApiPath<String>,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
-    check_site_id(&id, "id")?;
     state.fleet.remove_site(&id, &caller.actor).await?;
-    state.health.remove(&id);
+    state.health.remove(id.as_str());
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn set_enabled(
     state: AdminState,
     caller: Caller,
-    id: String,
+    id: SiteId,
     enabled: bool,
 ) -> Result<Response, ApiError> {
-    check_site_id(&id, "id")?;
     let record = state.fleet.set_enabled(&id, enabled, &caller.actor).await?;
     Ok(site_reply(StatusCode::OK, &record))
 }
@@ -441,7 +397,7 @@ async fn set_enabled(
     post,
     path = "/admin/v1/sites/{id}/enable",
     tag = "sites",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 200, body = SiteView),
         (status = 401, body = ErrorEnvelope),
@@ -452,7 +408,7 @@ async fn set_enabled(
 pub async fn enable_site(
     State(state): State<AdminState>,
     caller: Caller,
-    ApiPath(id): ApiPath<String>,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
     set_enabled(state, caller, id, true).await
 }
@@ -462,7 +418,7 @@ pub async fn enable_site(
     post,
     path = "/admin/v1/sites/{id}/disable",
     tag = "sites",
-    params(("id" = String, Path, description = "Site id")),
+    params(SitePath),
     responses(
         (status = 200, body = SiteView),
         (status = 401, body = ErrorEnvelope),
@@ -473,7 +429,7 @@ pub async fn enable_site(
 pub async fn disable_site(
     State(state): State<AdminState>,
     caller: Caller,
-    ApiPath(id): ApiPath<String>,
+    SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
     set_enabled(state, caller, id, false).await
 }
@@ -485,7 +441,7 @@ pub async fn disable_site(
     path = "/admin/v1/sites/{id}/credential",
     tag = "sites",
     params(
-        ("id" = String, Path, description = "Site id"),
+        SitePath,
         ("confirm" = Option<bool>, Query, description = "Check the new credential against \
             the site first (users/me must accept it); store it only if the check passes, \
             otherwise keep the old one and answer 422 admin.credential_rejected"),
@@ -503,20 +459,13 @@ pub async fn disable_site(
 pub async fn set_credential(
     State(state): State<AdminState>,
     caller: Caller,
-    ApiPath(id): ApiPath<String>,
+    SitePath { id }: SitePath,
     axum::extract::Query(query): axum::extract::Query<CredentialQuery>,
     ApiJson(body): ApiJson<CredentialBody>,
 ) -> Result<Response, ApiError> {
-    check_site_id(&id, "id")?;
     let input = body.into_input()?;
     let record = if query.confirm {
-        let client = match &state.health_client {
-            Some(c) => c.clone(),
-            None => crate::health::client(None, state.health_timeout).map_err(|e| {
-                tracing::error!(target: "wpgate::admin", error = %e, "cannot build the health check client");
-                ApiError::new(ErrorCode::Internal)
-            })?,
-        };
+        let client = state.check_client()?;
         let (record, report) = state
             .fleet
             .set_credential_confirmed(
@@ -529,7 +478,7 @@ pub async fn set_credential(
                 &caller.actor,
             )
             .await?;
-        state.health.record(&id, report);
+        state.health.record(id.as_str(), report);
         record
     } else {
         state
@@ -587,23 +536,5 @@ mod tests {
             let e = body(bad).unwrap_err();
             assert!(e.contains(field), "{bad}: {e}");
         }
-    }
-
-    #[test]
-    fn if_match_versions() {
-        let mut h = HeaderMap::new();
-        assert_eq!(
-            if_match(&h).unwrap_err().code(),
-            ErrorCode::AdminPreconditionRequired
-        );
-        for (v, want) in [("\"3\"", 3), ("W/\"4\"", 4), ("5", 5)] {
-            h.insert(header::IF_MATCH, v.parse().unwrap());
-            assert_eq!(if_match(&h).unwrap(), want);
-        }
-        h.insert(header::IF_MATCH, "*".parse().unwrap());
-        assert_eq!(
-            if_match(&h).unwrap_err().code(),
-            ErrorCode::AdminInvalidRequest
-        );
     }
 }

@@ -7,7 +7,7 @@
 use crate::auth::api_key;
 use crate::fleet::Actor;
 use crate::secret::Secret;
-use crate::store::{AdminScope, AdminTokenRecord, AuditEntry, Store, StoreError};
+use crate::store::{AdminScope, AdminTokenRecord, Store, StoreError};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rand::rngs::OsRng;
@@ -152,14 +152,12 @@ impl AdminTokens {
             revoked_at: None,
             last_used_at: None,
         };
-        let audit = AuditEntry {
-            actor: actor.name.clone(),
-            action: "admin_token.create".into(),
-            target: format!("admin_token:{id}"),
-            site_id: None,
-            request_id: actor.request_id.clone(),
-            detail: Some(format!("scope={}", scope.as_str())),
-        };
+        let audit = actor.audit(
+            "admin_token.create",
+            format!("admin_token:{id}"),
+            None,
+            Some(format!("scope={}", scope.as_str())),
+        );
         store.create_admin_token(&record, &audit).await?;
         let full = Secret::from_string(format!("{PREFIX}{id}_{}", secret.as_str()));
         Ok((record, full))
@@ -172,14 +170,12 @@ impl AdminTokens {
         id: &str,
         actor: &Actor,
     ) -> Result<AdminTokenRecord, TokenError> {
-        let audit = AuditEntry {
-            actor: actor.name.clone(),
-            action: "admin_token.revoke".into(),
-            target: format!("admin_token:{id}"),
-            site_id: None,
-            request_id: actor.request_id.clone(),
-            detail: None,
-        };
+        let audit = actor.audit(
+            "admin_token.revoke",
+            format!("admin_token:{id}"),
+            None,
+            None,
+        );
         let record = store
             .revoke_admin_token(id, crate::time::now_unix(), &audit)
             .await?;

@@ -7,7 +7,7 @@
 //! change seen) forgets every cached entry. The same loop watches whether the store
 //! answers (`wpgate_store_up`) and keeps `wpgate_keyring_sealed_records` current.
 
-use crate::fleet::Fleet;
+use super::Fleet;
 use crate::store::{Change, ChangeEvent, ChangeKind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -6,9 +6,9 @@
 //! readable at every moment — before, during, after, or after a crash in between — as
 //! long as the keyring holds both the old and the new key; running it again resumes.
 
+use super::{check_keyring_covers, Actor, FleetError};
 use crate::crypto::Keyring;
-use crate::fleet::{Actor, FleetError};
-use crate::store::{AuditEntry, Reseal, SealedSlot, Store};
+use crate::store::{Reseal, SealedSlot, Store};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RewrapProgress {
@@ -28,7 +28,7 @@ pub async fn rewrap(
     actor: &Actor,
     mut progress: impl FnMut(&RewrapProgress),
 ) -> Result<RewrapProgress, FleetError> {
-    crate::fleet::check_keyring_covers(store, keyring).await?;
+    check_keyring_covers(store, keyring).await?;
     let primary = keyring.primary_id().to_string();
     let total: i64 = store
         .sealed_key_counts()
@@ -67,14 +67,12 @@ pub async fn rewrap(
             let new_sealed = keyring.seal(&place, plain.expose())?;
             reseals.push(Reseal { old, new_sealed });
         }
-        let audit = AuditEntry {
-            actor: actor.name.clone(),
-            action: "keyring.rewrap".into(),
-            target: format!("keyring:{primary}"),
-            site_id: None,
-            request_id: actor.request_id.clone(),
-            detail: Some(format!("batch of {}", reseals.len())),
-        };
+        let audit = actor.audit(
+            "keyring.rewrap",
+            format!("keyring:{primary}"),
+            None,
+            Some(format!("batch of {}", reseals.len())),
+        );
         let n = store.reseal(&reseals, &audit).await?;
         done.resealed += n;
         done.batches += 1;

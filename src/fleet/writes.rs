@@ -1,0 +1,388 @@
+//! Operator changes: sites, their upstream credentials and client authentication, and
+//! API keys. Each write seals its secrets, records who did it in the same transaction,
+//! and drops the cached copy at once.
+
+use super::lookup::resolve;
+use super::{credential_header, CredentialCheck, Fleet, FleetError};
+use crate::auth::api_key;
+use crate::auth::policy::AuthPolicy;
+use crate::crypto::Place;
+use crate::secret::Secret;
+use crate::site::{CredentialKind, SiteId, UpstreamTarget};
+use crate::store::{
+    ApiKeyRecord, AuditEntry, SiteRecord, StoreError, StoredCredential, JWT_SECRET_FIELD,
+    UPSTREAM_CREDENTIAL_FIELD,
+};
+use std::time::Duration;
+
+/// A new or replacement upstream credential, as an operator gives it.
+#[derive(Debug, Clone)]
+pub struct CredentialInput {
+    pub kind: CredentialKind,
+    /// WordPress user (app_password) or header name (header).
+    pub username: Option<String>,
+    pub secret: Option<Secret>,
+}
+
+/// Who makes a change, as the audit log records it: `cli:<user>` or `admin:<token>`,
+/// and the request id of the admin API call that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    /// An actor outside any request (the CLI).
+    pub fn new(name: impl Into<String>) -> Self {
+        Actor {
+            name: name.into(),
+            request_id: None,
+        }
+    }
+
+    /// The audit entry recording that this actor did `action` to `target`
+    /// (`site:<id>`, `key:<id>`, ...), about `site_id` if it concerns one site.
+    pub fn audit(
+        &self,
+        action: &str,
+        target: String,
+        site_id: Option<String>,
+        detail: Option<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            actor: self.name.clone(),
+            action: action.to_string(),
+            target,
+            site_id,
+            request_id: self.request_id.clone(),
+            detail,
+        }
+    }
+
+    /// The audit entry of a change to `site`.
+    fn site_audit(&self, action: &str, site: &str, detail: Option<String>) -> AuditEntry {
+        self.audit(
+            action,
+            format!("site:{site}"),
+            Some(site.to_string()),
+            detail,
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSite {
+    pub id: SiteId,
+    pub name: Option<String>,
+    pub upstream_url: String,
+    pub credential: CredentialInput,
+}
+
+impl Fleet {
+    pub async fn add_site(&self, new: NewSite, actor: &Actor) -> Result<SiteRecord, FleetError> {
+        let id = new.id;
+        UpstreamTarget::parse(&new.upstream_url)?;
+        let credential = self.seal_credential(&id, &new.credential)?;
+        let now = crate::time::now_unix();
+        let record = SiteRecord {
+            id: id.to_string(),
+            name: new.name.unwrap_or_else(|| id.to_string()),
+            upstream_url: new.upstream_url,
+            enabled: true,
+            credential,
+            auth_policy: None,
+            jwt_secret_sealed: None,
+            required_namespaces: Vec::new(),
+            health_fail_fast: false,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let audit = actor.site_audit(
+            "site.create",
+            id.as_str(),
+            Some(format!(
+                "upstream={} credential={}",
+                record.upstream_url,
+                record.credential.kind.as_str()
+            )),
+        );
+        self.store.create_site(&record, &audit).await?;
+        self.sites.invalidate(id.as_str()).await;
+        Ok(record)
+    }
+
+    /// The stored site `id`; a site that does not exist is `StoreError::NotFound`.
+    pub async fn site(&self, id: &SiteId) -> Result<SiteRecord, FleetError> {
+        self.store
+            .get_site(id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("site {id}")).into())
+    }
+
+    pub async fn set_enabled(
+        &self,
+        id: &SiteId,
+        enabled: bool,
+        actor: &Actor,
+    ) -> Result<SiteRecord, FleetError> {
+        let mut record = self.site(id).await?;
+        record.enabled = enabled;
+        let action = if enabled {
+            "site.enable"
+        } else {
+            "site.disable"
+        };
+        self.update(record, action, None, actor).await
+    }
+
+    pub async fn set_credential(
+        &self,
+        id: &SiteId,
+        credential: &CredentialInput,
+        actor: &Actor,
+    ) -> Result<SiteRecord, FleetError> {
+        let mut record = self.site(id).await?;
+        record.credential = self.seal_credential(id, credential)?;
+        let detail = Some(format!("credential={}", credential.kind.as_str()));
+        self.update(record, "site.set_credential", detail, actor)
+            .await
+    }
+
+    /// Rotation without a gap: checks the new credential against the site first (its
+    /// index answers, and `users/me` accepts the credential) and stores it only when the
+    /// check passes. Until then the old credential keeps serving; on failure it stays,
+    /// and the error says what the site answered.
+    pub async fn set_credential_confirmed<C: CredentialCheck>(
+        &self,
+        id: &SiteId,
+        credential: &CredentialInput,
+        check: &C,
+        actor: &Actor,
+    ) -> Result<(SiteRecord, C::Checked), FleetError> {
+        let mut record = self.site(id).await?;
+        record.credential = self.seal_credential(id, credential)?;
+        let candidate = resolve(&record, &self.keyring.load()).await?;
+        let checked = check
+            .check(&candidate)
+            .await
+            .map_err(FleetError::Unconfirmed)?;
+        let detail = Some(format!(
+            "credential={} confirmed=users/me",
+            credential.kind.as_str()
+        ));
+        let updated = self
+            .update(record, "site.set_credential", detail, actor)
+            .await?;
+        Ok((updated, checked))
+    }
+
+    /// Replaces a site's client authentication policy. `hmac_secret` replaces the JWT
+    /// HMAC secret; without it a secret already stored is kept if the policy needs one.
+    pub async fn set_auth_policy(
+        &self,
+        id: &SiteId,
+        policy: &AuthPolicy,
+        hmac_secret: Option<Secret>,
+        actor: &Actor,
+    ) -> Result<SiteRecord, FleetError> {
+        let mut record = self.site(id).await?;
+        let place = Place::site(id.as_str(), JWT_SECRET_FIELD);
+        let keyring = self.keyring.load();
+        let sealed = match (&hmac_secret, policy.needs_hmac_secret()) {
+            (Some(secret), true) => Some(keyring.seal(&place, secret.expose())?),
+            (Some(_), false) => {
+                return Err(FleetError::Invalid(
+                    "an HMAC secret was given but the policy allows no HS* algorithm".into(),
+                ))
+            }
+            (None, true) => record.jwt_secret_sealed.clone(),
+            (None, false) => None,
+        };
+        // Validate now, with the secret the site will use.
+        let secret = match &sealed {
+            Some(s) => Some(keyring.open(&place, s)?),
+            None => None,
+        };
+        policy.build(secret)?;
+        record.auth_policy = Some(policy.to_json());
+        record.jwt_secret_sealed = sealed;
+        let detail = Some(format!(
+            "methods={}",
+            policy
+                .methods
+                .iter()
+                .map(|m| format!("{m:?}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        self.update(record, "site.set_auth", detail, actor).await
+    }
+
+    /// Sets a site's health settings.
+    pub async fn set_health(
+        &self,
+        id: &SiteId,
+        required_namespaces: Vec<String>,
+        fail_fast: bool,
+        actor: &Actor,
+    ) -> Result<SiteRecord, FleetError> {
+        for ns in &required_namespaces {
+            let ok = !ns.is_empty()
+                && ns.len() <= 128
+                && ns
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
+            if !ok {
+                return Err(FleetError::Invalid(format!(
+                    "{ns:?} is not a REST namespace (e.g. myplugin/v1)"
+                )));
+            }
+        }
+        let mut record = self.site(id).await?;
+        record.required_namespaces = required_namespaces;
+        record.health_fail_fast = fail_fast;
+        let detail = Some(format!(
+            "required_namespaces={} fail_fast={fail_fast}",
+            record.required_namespaces.join(",")
+        ));
+        self.update(record, "site.set_health", detail, actor).await
+    }
+
+    /// Writes `record` (optimistic concurrency on its version) and forgets the cached copy.
+    pub async fn update(
+        &self,
+        record: SiteRecord,
+        action: &str,
+        detail: Option<String>,
+        actor: &Actor,
+    ) -> Result<SiteRecord, FleetError> {
+        UpstreamTarget::parse(&record.upstream_url)?;
+        // The record may come from anywhere: its id is checked before it is written.
+        let site_id: SiteId = record.id.parse()?;
+        let updated = self
+            .store
+            .update_site(&record, &actor.site_audit(action, site_id.as_str(), detail))
+            .await?;
+        self.sites.invalidate(site_id.as_str()).await;
+        Ok(updated)
+    }
+
+    pub async fn remove_site(&self, id: &SiteId, actor: &Actor) -> Result<(), FleetError> {
+        let keys = self.store.list_api_keys(id.as_str()).await?;
+        self.store
+            .delete_site(
+                id.as_str(),
+                &actor.site_audit("site.delete", id.as_str(), None),
+            )
+            .await?;
+        self.sites.invalidate(id.as_str()).await;
+        for k in keys {
+            self.keys.invalidate(&k.key_id).await;
+        }
+        Ok(())
+    }
+
+    /// Issues a key for `site_id`. The returned secret is the whole key: show it once.
+    pub async fn issue_key(
+        &self,
+        site_id: &SiteId,
+        label: Option<String>,
+        expires_in: Option<Duration>,
+        actor: &Actor,
+    ) -> Result<(ApiKeyRecord, Secret), FleetError> {
+        let site = self.site(site_id).await?;
+        let (key_id, key) = api_key::generate();
+        let text = key.expose_str().unwrap_or_default();
+        let parsed = api_key::parse(text)
+            .ok_or_else(|| FleetError::Invalid("generated key does not parse".into()))?;
+        let now = crate::time::now_unix();
+        let record = ApiKeyRecord {
+            key_id: key_id.clone(),
+            site_id: site.id.clone(),
+            label,
+            secret_hash: self.hasher.hash(parsed.secret.as_bytes()).to_vec(),
+            created_at: now,
+            expires_at: expires_in.map(crate::time::unix_after),
+            revoked_at: None,
+            grace_until: None,
+        };
+        let entry = actor.audit(
+            "key.issue",
+            format!("key:{key_id}"),
+            Some(site.id.clone()),
+            Some(format!("site={}", site.id)),
+        );
+        self.store.insert_api_key(&record, &entry).await?;
+        self.keys.invalidate(&key_id).await;
+        Ok((record, key))
+    }
+
+    /// Revokes a key; with `grace` it keeps working that much longer.
+    pub async fn revoke_key(
+        &self,
+        key_id: &str,
+        grace: Option<Duration>,
+        actor: &Actor,
+    ) -> Result<ApiKeyRecord, FleetError> {
+        let now = crate::time::now_unix();
+        // No grace: refused from this second on. A grace: accepted for at least that long.
+        let grace_until = match grace.filter(|g| !g.is_zero()) {
+            None => now,
+            Some(g) => crate::time::unix_after(g),
+        };
+        // Found first: a key that does not exist is an error, and the entry names its site.
+        let key = self
+            .store
+            .get_api_key(key_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("key {key_id}")))?;
+        let entry = actor.audit(
+            "key.revoke",
+            format!("key:{key_id}"),
+            Some(key.site_id.clone()),
+            grace.map(|g| format!("grace={}", humantime::format_duration(g))),
+        );
+        let record = self
+            .store
+            .revoke_api_key(key_id, now, grace_until, &entry)
+            .await?;
+        self.keys.invalidate(key_id).await;
+        Ok(record)
+    }
+
+    fn seal_credential(
+        &self,
+        site: &SiteId,
+        input: &CredentialInput,
+    ) -> Result<StoredCredential, FleetError> {
+        // Render the header once now: a credential that cannot be sent is refused here,
+        // not discovered on the first request.
+        if input.kind.needs_secret() {
+            let secret = input.secret.as_ref().ok_or_else(|| {
+                FleetError::Invalid(format!(
+                    "credential kind {} needs a secret (--secret-stdin)",
+                    input.kind.as_str()
+                ))
+            })?;
+            credential_header(input.kind, input.username.as_deref(), secret)?;
+        } else if input.secret.is_some() || input.username.is_some() {
+            return Err(FleetError::Invalid(
+                "credential kind none takes no secret or user name".into(),
+            ));
+        }
+        let sealed_secret = match &input.secret {
+            Some(secret) => Some(self.keyring.load().seal(
+                &Place::site(site.as_str(), UPSTREAM_CREDENTIAL_FIELD),
+                secret.expose(),
+            )?),
+            None => None,
+        };
+        Ok(StoredCredential {
+            kind: input.kind,
+            username: input.username.clone(),
+            sealed_secret,
+        })
+    }
+}
