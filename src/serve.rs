@@ -94,11 +94,18 @@ pub fn log_keyring_source(source: &KeyringSource) {
     }
 }
 
+/// How `serve` starts, besides the configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeOptions {
+    /// Take over the listening sockets of the running gateway (graceful binary upgrade).
+    pub upgrade: bool,
+}
+
 /// Runs the gateway until it is told to stop. Never returns on success.
 pub fn run(
     config: Config,
     options: config::LoadOptions,
-    args: &crate::cli::ServeArgs,
+    serve: ServeOptions,
 ) -> anyhow::Result<()> {
     // Start-up work and background tasks run on their own small runtime; Pingora builds
     // one runtime per service for the request path.
@@ -140,10 +147,10 @@ pub fn run(
         ..ServerConf::default()
     };
     let opt = pingora::server::configuration::Opt {
-        upgrade: args.upgrade,
+        upgrade: serve.upgrade,
         ..Default::default()
     };
-    if args.upgrade {
+    if serve.upgrade {
         tracing::info!(
             "graceful upgrade: waiting for the running gateway's sockets (send it SIGQUIT)"
         );
@@ -216,7 +223,7 @@ pub fn run(
     };
     // Outside an upgrade, failing to bind it is fatal. During one, the old process holds
     // the port until it exits: bind in the background so the proxy starts at once.
-    let admin_listener = if args.upgrade {
+    let admin_listener = if serve.upgrade {
         None
     } else {
         Some(
