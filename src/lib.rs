@@ -17,7 +17,6 @@ pub mod health;
 pub mod health_targets;
 pub mod metrics;
 pub mod proxy;
-pub mod reload;
 pub mod rotation;
 pub mod secret;
 pub mod serve;

@@ -14,18 +14,18 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
                 k.primary_id()
             )
         }
-        Err(_) if config.keyring_file.exists() => {
-            let k = Keyring::load_file(&config.keyring_file)?;
+        Err(_) if config.boot.keyring_file.exists() => {
+            let k = Keyring::load_file(&config.boot.keyring_file)?;
             format!(
                 "{} ({} keys, primary {})",
-                config.keyring_file.display(),
+                config.boot.keyring_file.display(),
                 k.key_ids().count(),
                 k.primary_id()
             )
         }
         Err(_) => format!(
             "{} (does not exist yet: generated on first start)",
-            config.keyring_file.display()
+            config.boot.keyring_file.display()
         ),
     };
     let source = config
@@ -37,11 +37,11 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
     if json {
         println!(
             "{}",
-            json!({"ok": true, "config": source, "keyring": keyring, "listen_proxy": config.listen_proxy.to_string()})
+            json!({"ok": true, "config": source, "keyring": keyring, "listen_proxy": config.boot.listen_proxy.to_string()})
         );
     } else {
         println!("configuration OK: {source}");
-        println!("  proxy listens on {}", config.listen_proxy);
+        println!("  proxy listens on {}", config.boot.listen_proxy);
         println!("  keyring: {keyring}");
     }
     Ok(())

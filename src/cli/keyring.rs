@@ -47,7 +47,7 @@ fn keyring_file(
              (wpgate keyring edits only a keyring file)"
         );
     }
-    let path = config.keyring_file.clone();
+    let path = config.boot.keyring_file.clone();
     // Loading checks the permissions and the content.
     Keyring::load_file(&path)?;
     let text = zeroize::Zeroizing::new(
@@ -62,13 +62,13 @@ pub(super) async fn run(config: &Config, cmd: &KeyringCommand, json: bool) -> an
     let current = || -> anyhow::Result<Keyring> {
         Ok(match &env_text {
             Some(text) => Keyring::parse(text, "from WPGATE_KEYRING")?,
-            None => Keyring::load_file(&config.keyring_file)?,
+            None => Keyring::load_file(&config.boot.keyring_file)?,
         })
     };
-    let store = crate::store::open(&config.store)
+    let store = crate::store::open(&config.boot.store)
         .await
         .context("cannot open the store")?;
-    let origin = format!("file {}", config.keyring_file.display());
+    let origin = format!("file {}", config.boot.keyring_file.display());
     match cmd {
         KeyringCommand::Status => {
             let keyring = current()?;

@@ -456,8 +456,9 @@ pub(super) async fn run(config: &Config, cmd: &SiteCommand, json: bool) -> anyho
             let current = fleet.site(id).await.map_err(explain)?;
             let input = credential_input(credential, Some(&current))?;
             if *confirm {
-                let timeout = config.health.timeout;
-                let client = crate::health::client(config.upstream.ca_file.as_deref(), timeout)?;
+                let timeout = config.boot.health.timeout;
+                let client =
+                    crate::health::client(config.boot.upstream_ca_file.as_deref(), timeout)?;
                 let (s, checked) = fleet
                     .set_credential_confirmed(id, &input, &client, timeout, &actor)
                     .await
