@@ -1,9 +1,9 @@
 //! `wpgate admin token ...`: tokens for the admin API.
 
-use super::{actor, open_fleet, report, time_or_dash};
+use super::{actor, print_table, report, time_or_dash};
 use crate::admin::token::AdminTokens;
 use crate::admin::views::AdminTokenView;
-use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::store::{AdminScope, StoreError};
 use anyhow::bail;
 use clap::{Subcommand, ValueEnum};
@@ -40,11 +40,10 @@ pub enum AdminTokenCommand {
 }
 
 pub(super) async fn token(
-    config: &Config,
+    fleet: &Fleet,
     cmd: &AdminTokenCommand,
     json: bool,
 ) -> anyhow::Result<()> {
-    let fleet = open_fleet(config).await?;
     let store = fleet.store();
     let tokens = AdminTokens::new();
     let actor = actor();
@@ -68,21 +67,27 @@ pub(super) async fn token(
                 let views: Vec<AdminTokenView> = all.iter().map(AdminTokenView::from).collect();
                 println!("{}", serde_json::to_value(views)?);
             } else {
-                println!(
-                    "{:<14} {:<6} {:<24} {:<22} {:<22} LAST USED",
-                    "ID", "SCOPE", "LABEL", "CREATED", "REVOKED"
+                let columns = [
+                    ("ID", 14),
+                    ("SCOPE", 6),
+                    ("LABEL", 24),
+                    ("CREATED", 22),
+                    ("REVOKED", 22),
+                    ("LAST USED", 0),
+                ];
+                print_table(
+                    columns,
+                    all.iter().map(|r| {
+                        [
+                            r.id.clone(),
+                            r.scope.as_str().to_string(),
+                            r.label.as_deref().unwrap_or("-").to_string(),
+                            crate::time::rfc3339(r.created_at),
+                            time_or_dash(r.revoked_at),
+                            time_or_dash(r.last_used_at),
+                        ]
+                    }),
                 );
-                for r in &all {
-                    println!(
-                        "{:<14} {:<6} {:<24} {:<22} {:<22} {}",
-                        r.id,
-                        r.scope.as_str(),
-                        r.label.as_deref().unwrap_or("-"),
-                        crate::time::rfc3339(r.created_at),
-                        time_or_dash(r.revoked_at),
-                        time_or_dash(r.last_used_at)
-                    );
-                }
             }
         }
         AdminTokenCommand::Revoke { id } => {

@@ -1,8 +1,8 @@
 //! `wpgate key ...`: issue, list and revoke a site's API keys.
 
-use super::{actor, explain, open_fleet, parse_duration, report, time_or_dash};
+use super::{actor, explain, parse_duration, print_table, report, time_or_dash};
 use crate::admin::views::KeyView;
-use crate::config::Config;
+use crate::fleet::Fleet;
 use crate::store::ApiKeyRecord;
 use anyhow::bail;
 use clap::Subcommand;
@@ -34,8 +34,7 @@ fn key_json(k: &ApiKeyRecord) -> Value {
     serde_json::to_value(KeyView::from(k)).unwrap_or(Value::Null)
 }
 
-pub(super) async fn run(config: &Config, cmd: &KeyCommand, json: bool) -> anyhow::Result<()> {
-    let fleet = open_fleet(config).await?;
+pub(super) async fn run(fleet: &Fleet, cmd: &KeyCommand, json: bool) -> anyhow::Result<()> {
     let actor = actor();
     match cmd {
         KeyCommand::Issue {
@@ -66,21 +65,27 @@ pub(super) async fn run(config: &Config, cmd: &KeyCommand, json: bool) -> anyhow
             if json {
                 println!("{}", Value::Array(keys.iter().map(key_json).collect()));
             } else {
-                println!(
-                    "{:<14} {:<20} {:<22} {:<22} {:<22} GRACE UNTIL",
-                    "KEY ID", "LABEL", "CREATED", "EXPIRES", "REVOKED"
+                let columns = [
+                    ("KEY ID", 14),
+                    ("LABEL", 20),
+                    ("CREATED", 22),
+                    ("EXPIRES", 22),
+                    ("REVOKED", 22),
+                    ("GRACE UNTIL", 0),
+                ];
+                print_table(
+                    columns,
+                    keys.iter().map(|k| {
+                        [
+                            k.key_id.clone(),
+                            k.label.as_deref().unwrap_or("-").to_string(),
+                            crate::time::rfc3339(k.created_at),
+                            time_or_dash(k.expires_at),
+                            time_or_dash(k.revoked_at),
+                            time_or_dash(k.grace_until),
+                        ]
+                    }),
                 );
-                for k in &keys {
-                    println!(
-                        "{:<14} {:<20} {:<22} {:<22} {:<22} {}",
-                        k.key_id,
-                        k.label.as_deref().unwrap_or("-"),
-                        crate::time::rfc3339(k.created_at),
-                        time_or_dash(k.expires_at),
-                        time_or_dash(k.revoked_at),
-                        time_or_dash(k.grace_until)
-                    );
-                }
             }
         }
         KeyCommand::Revoke { key_id, grace } => {

@@ -6,6 +6,7 @@ use crate::crypto::Keyring;
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
+use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub enum KeyringCommand {
@@ -30,17 +31,13 @@ pub enum KeyringCommand {
     Retire { key_id: String },
 }
 
-/// Replaces the keyring file (private mode, atomically) with an edited text.
-fn write_keyring(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    crate::crypto::replace_private_file(path, text)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// The keyring file the CLI edits; a keyring given in `WPGATE_KEYRING` is the
-/// operator's secret store's to change, not ours.
-fn keyring_file(
+/// Rewrites the keyring file (private mode, atomically) with `edit(text, origin)` and
+/// returns its path. A keyring given in `WPGATE_KEYRING` is the operator's secret
+/// store's to change, not ours.
+fn edit_keyring_file(
     config: &Config,
-) -> anyhow::Result<(std::path::PathBuf, zeroize::Zeroizing<String>)> {
+    edit: impl FnOnce(&str, &str) -> anyhow::Result<zeroize::Zeroizing<String>>,
+) -> anyhow::Result<PathBuf> {
     if std::env::var_os("WPGATE_KEYRING").is_some() {
         anyhow::bail!(
             "the keyring comes from WPGATE_KEYRING: change it where that variable is kept \
@@ -54,7 +51,10 @@ fn keyring_file(
         std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?,
     );
-    Ok((path, text))
+    let new_text = edit(&text, &format!("file {}", path.display()))?;
+    crate::crypto::replace_private_file(&path, &new_text)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 pub(super) async fn run(config: &Config, cmd: &KeyringCommand, json: bool) -> anyhow::Result<()> {
@@ -68,7 +68,6 @@ pub(super) async fn run(config: &Config, cmd: &KeyringCommand, json: bool) -> an
     let store = crate::store::open(&config.boot.store)
         .await
         .context("cannot open the store")?;
-    let origin = format!("file {}", config.boot.keyring_file.display());
     match cmd {
         KeyringCommand::Status => {
             let keyring = current()?;
@@ -97,9 +96,12 @@ pub(super) async fn run(config: &Config, cmd: &KeyringCommand, json: bool) -> an
             }
         }
         KeyringCommand::Add { primary } => {
-            let (path, text) = keyring_file(config)?;
-            let (new_text, id) = crate::crypto::edit::add_key(&text, &origin, *primary)?;
-            write_keyring(&path, &new_text)?;
+            let mut id = String::new();
+            let path = edit_keyring_file(config, |text, origin| {
+                let (new_text, new_id) = crate::crypto::edit::add_key(text, origin, *primary)?;
+                id = new_id;
+                Ok(new_text)
+            })?;
             report(
                 json,
                 json!({"key_id": id, "primary": primary}),
@@ -112,9 +114,9 @@ pub(super) async fn run(config: &Config, cmd: &KeyringCommand, json: bool) -> an
             );
         }
         KeyringCommand::SetPrimary { key_id } => {
-            let (path, text) = keyring_file(config)?;
-            let new_text = crate::crypto::edit::set_primary(&text, &origin, key_id)?;
-            write_keyring(&path, &new_text)?;
+            let path = edit_keyring_file(config, |text, origin| {
+                Ok(crate::crypto::edit::set_primary(text, origin, key_id)?)
+            })?;
             report(
                 json,
                 json!({"primary": key_id}),
@@ -145,16 +147,16 @@ pub(super) async fn run(config: &Config, cmd: &KeyringCommand, json: bool) -> an
             );
         }
         KeyringCommand::Retire { key_id } => {
-            let (path, text) = keyring_file(config)?;
             let counts = store.sealed_key_counts().await?;
-            if let Some((_, n)) = counts.iter().find(|(k, n)| k == key_id && *n > 0) {
-                anyhow::bail!(
-                    "key {key_id} still seals {n} stored record(s): run `wpgate keyring rewrap` \
-                     with another primary first"
-                );
-            }
-            let new_text = crate::crypto::edit::remove_key(&text, &origin, key_id)?;
-            write_keyring(&path, &new_text)?;
+            let path = edit_keyring_file(config, |text, origin| {
+                if let Some((_, n)) = counts.iter().find(|(k, n)| k == key_id && *n > 0) {
+                    anyhow::bail!(
+                        "key {key_id} still seals {n} stored record(s): run `wpgate keyring rewrap` \
+                         with another primary first"
+                    );
+                }
+                Ok(crate::crypto::edit::remove_key(text, origin, key_id)?)
+            })?;
             report(
                 json,
                 json!({"retired": key_id}),

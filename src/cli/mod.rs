@@ -88,9 +88,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve(args) => crate::serve::run(config, options, args.options()),
         Command::Check => check::run(&config, cli.json),
-        Command::Site(cmd) => block_on(site::run(&config, cmd, cli.json)),
-        Command::Key(cmd) => block_on(key::run(&config, cmd, cli.json)),
-        Command::Admin(AdminCommand::Token(cmd)) => block_on(admin::token(&config, cmd, cli.json)),
+        Command::Site(cmd) => {
+            block_on(async { site::run(&open_fleet(&config).await?, &config, cmd, cli.json).await })
+        }
+        Command::Key(cmd) => {
+            block_on(async { key::run(&open_fleet(&config).await?, cmd, cli.json).await })
+        }
+        Command::Admin(AdminCommand::Token(cmd)) => {
+            block_on(async { admin::token(&open_fleet(&config).await?, cmd, cli.json).await })
+        }
         Command::Keyring(cmd) => block_on(keyring::run(&config, cmd, cli.json)),
         Command::Store(cmd) => block_on(crate::store::migrate::run(cmd, cli.json)),
     }
@@ -104,6 +110,7 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow
         .block_on(f)
 }
 
+/// The fleet (the store and keyring of `config`) the site, key and token commands edit.
 async fn open_fleet(config: &Config) -> anyhow::Result<Fleet> {
     let (fleet, source) = Fleet::open(config)
         .await
@@ -117,6 +124,26 @@ fn report(json: bool, value: Value, text: String) {
         println!("{value}");
     } else {
         println!("{text}");
+    }
+}
+
+/// Prints a header line and one line per row; each cell is padded to its column's width
+/// (give the last column 0) and cells are one space apart.
+fn print_table<const N: usize>(
+    columns: [(&str, usize); N],
+    rows: impl IntoIterator<Item = [String; N]>,
+) {
+    let print = |cells: [&str; N]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(columns)
+            .map(|(cell, (_, width))| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join(" "));
+    };
+    print(columns.map(|(name, _)| name));
+    for row in rows {
+        print(row.each_ref().map(String::as_str));
     }
 }
 

@@ -1,10 +1,10 @@
 //! `wpgate site ...`: register sites and set their credential, health and auth policy.
 
-use super::{actor, explain, open_fleet, parse_duration, report};
+use super::{actor, explain, parse_duration, print_table, report};
 use crate::admin::views::SiteView;
 use crate::auth::policy::{AuthPolicy, JwtPolicy, JwtVerify, Method};
 use crate::config::Config;
-use crate::fleet::{CredentialInput, NewSite};
+use crate::fleet::{CredentialInput, Fleet, NewSite};
 use crate::secret::Secret;
 use crate::site::CredentialKind;
 use crate::store::SiteRecord;
@@ -345,8 +345,12 @@ fn print_site(s: &SiteRecord, json: bool) {
     }
 }
 
-pub(super) async fn run(config: &Config, cmd: &SiteCommand, json: bool) -> anyhow::Result<()> {
-    let fleet = open_fleet(config).await?;
+pub(super) async fn run(
+    fleet: &Fleet,
+    config: &Config,
+    cmd: &SiteCommand,
+    json: bool,
+) -> anyhow::Result<()> {
     let actor = actor();
     match cmd {
         SiteCommand::Add {
@@ -384,19 +388,22 @@ pub(super) async fn run(config: &Config, cmd: &SiteCommand, json: bool) -> anyho
             if json {
                 println!("{}", Value::Array(sites.iter().map(site_json).collect()));
             } else {
-                println!(
-                    "{:<24} {:<8} {:<28} UPSTREAM",
-                    "ID", "ENABLED", "CREDENTIAL"
+                print_table(
+                    [
+                        ("ID", 24),
+                        ("ENABLED", 8),
+                        ("CREDENTIAL", 28),
+                        ("UPSTREAM", 0),
+                    ],
+                    sites.iter().map(|s| {
+                        [
+                            s.id.clone(),
+                            s.enabled.to_string(),
+                            credential_text(s),
+                            s.upstream_url.clone(),
+                        ]
+                    }),
                 );
-                for s in &sites {
-                    println!(
-                        "{:<24} {:<8} {:<28} {}",
-                        s.id,
-                        s.enabled,
-                        credential_text(s),
-                        s.upstream_url
-                    );
-                }
             }
         }
         SiteCommand::Show { id } => print_site(&fleet.site(id).await.map_err(explain)?, json),
