@@ -260,7 +260,7 @@ mod tests {
             data_dir: Some(dir.path().to_path_buf()),
         };
         let started = Config::load(&options).unwrap();
-        let current = super::super::current(started.clone());
+        let current = crate::config::current(started.clone());
         let keyring = Arc::new(SameKeyring::default());
         let reloader = Reloader::new(options, Arc::clone(&current), keyring.clone(), false);
 
