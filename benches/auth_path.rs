@@ -40,8 +40,8 @@ async fn setup() -> Setup {
         .insert_header("X-API-Key", key.expose_str().unwrap())
         .unwrap();
     let fleet = Arc::new(fleet);
-    let live = config::live(config.clone());
-    let gateway = Gateway::new(Arc::clone(&fleet), live).unwrap();
+    let current = config::current(config.clone());
+    let gateway = Gateway::new(Arc::clone(&fleet), current).unwrap();
     Setup {
         _dir: dir,
         gateway,

@@ -77,9 +77,9 @@ async fn gateway_with_hs256_site(dir: &std::path::Path) -> (Gateway, Arc<Config>
         )
         .await
         .unwrap();
-    let live = config::live(config.clone());
+    let current = config::current(config.clone());
     (
-        Gateway::new(Arc::new(fleet), live).unwrap(),
+        Gateway::new(Arc::new(fleet), current).unwrap(),
         Arc::new(config),
     )
 }

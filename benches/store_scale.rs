@@ -289,8 +289,8 @@ async fn run_backend(backend: Backend, scale: Scale, dir: &Path, store_url: &str
     let (fleet, took) = open_fleet(&config).await;
     r.startup.push((0, took));
     drop(fleet);
-    let keyring = Keyring::load_file(&config.keyring_file).unwrap();
-    let store = wpgate::store::open(&config.store).await.unwrap();
+    let keyring = Keyring::load_file(&config.boot.keyring_file).unwrap();
+    let store = wpgate::store::open(&config.boot.store).await.unwrap();
 
     r.load_sites = load_sites(store.as_ref(), &keyring, 0, scale.sites).await;
     r.load_keys = load_keys(store.as_ref(), scale.keys, scale.sites).await;
@@ -345,7 +345,7 @@ async fn run_backend(backend: Backend, scale: Scale, dir: &Path, store_url: &str
     drop(fleet);
 
     r.memory = memory_in_child(&config_path, scale.sites);
-    r.rewrap = rewrap(store.as_ref(), &config.keyring_file, REWRAP_BATCH).await;
+    r.rewrap = rewrap(store.as_ref(), &config.boot.keyring_file, REWRAP_BATCH).await;
 
     // Grow the fleet: start-up must not grow with it.
     if scale.startup_sites > scale.sites {

@@ -15,7 +15,6 @@ pub mod fleet;
 pub mod health;
 pub mod metrics;
 pub mod proxy;
-pub mod reload;
 pub mod secret;
 pub mod serve;
 pub mod site;

@@ -1,7 +1,8 @@
 //! `wpgate serve`: logging, the store and keyring, and the Pingora server.
 
+use crate::config::reload::{self, KeyringInUse, KeyringReload, ReloadError, Reloader};
 use crate::config::{self, Config, LogFormat};
-use crate::crypto::KeyringSource;
+use crate::crypto::{Keyring, KeyringSource};
 use crate::fleet::Fleet;
 use crate::proxy::Gateway;
 use anyhow::Context;
@@ -21,7 +22,7 @@ pub fn init_logging(config: &Config) {
         .ok()
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| {
-            tracing_subscriber::EnvFilter::try_new(&config.log.level)
+            tracing_subscriber::EnvFilter::try_new(&config.boot.log.level)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         });
     // With the filter's ceiling as its hint, so that events above the configured level
@@ -37,7 +38,7 @@ pub fn init_logging(config: &Config) {
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let fmt = match config.log.format {
+    let fmt = match config.boot.log.format {
         LogFormat::Json => fmt.json().boxed(),
         LogFormat::Pretty => fmt.boxed(),
     };
@@ -94,11 +95,18 @@ pub fn log_keyring_source(source: &KeyringSource) {
     }
 }
 
+/// How `serve` starts, besides the configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeOptions {
+    /// Take over the listening sockets of the running gateway (graceful binary upgrade).
+    pub upgrade: bool,
+}
+
 /// Runs the gateway until it is told to stop. Never returns on success.
 pub fn run(
     config: Config,
     options: config::LoadOptions,
-    args: &crate::cli::ServeArgs,
+    serve: ServeOptions,
 ) -> anyhow::Result<()> {
     // Start-up work and background tasks run on their own small runtime; Pingora builds
     // one runtime per service for the request path.
@@ -121,9 +129,10 @@ pub fn run(
         );
     }
 
-    let data_dir = &config.data_dir;
+    let boot = &config.boot;
+    let data_dir = &boot.data_dir;
     let server_conf = ServerConf {
-        threads: config.proxy.threads,
+        threads: boot.proxy_threads,
         pid_file: data_dir.join("wpgate.pid").display().to_string(),
         upgrade_sock: data_dir.join("wpgate-upgrade.sock").display().to_string(),
         grace_period_seconds: Some(1),
@@ -132,18 +141,17 @@ pub fn run(
         // Pingora's shared fast-timer map: fewer instructions per upstream read that has to
         // wait (measured with callgrind on the proxy under load), and no clock thread.
         fast_timeout_to_tokio_threshold_seconds: Some(0),
-        ca_file: config
-            .upstream
-            .ca_file
+        ca_file: boot
+            .upstream_ca_file
             .as_ref()
             .map(|p| p.display().to_string()),
         ..ServerConf::default()
     };
     let opt = pingora::server::configuration::Opt {
-        upgrade: args.upgrade,
+        upgrade: serve.upgrade,
         ..Default::default()
     };
-    if args.upgrade {
+    if serve.upgrade {
         tracing::info!(
             "graceful upgrade: waiting for the running gateway's sockets (send it SIGQUIT)"
         );
@@ -152,29 +160,29 @@ pub fn run(
     server.bootstrap();
     write_pid_file(&data_dir.join("wpgate.pid"));
 
-    let listen = config.listen_proxy;
-    let listen_admin = config.listen_admin;
-    let health = config.health.clone();
-    let health_ca = config.upstream.ca_file.clone();
+    let listen = boot.listen_proxy;
+    let listen_admin = boot.listen_admin;
+    let health = boot.health.clone();
+    let health_ca = boot.upstream_ca_file.clone();
     if let Some(m) = crate::metrics::get() {
-        m.set_per_site_labels(config.metrics_per_site_labels);
+        m.set_per_site_labels(config.live.metrics_per_site_labels);
     }
-    let refresh_every = (config.auth.jwks_min_ttl / 2).max(std::time::Duration::from_secs(1));
-    let poll_interval = config.store_poll_interval;
+    let refresh_every = (boot.auth.jwks_min_ttl / 2).max(std::time::Duration::from_secs(1));
+    let poll_interval = boot.store_poll_interval;
     let keyring_from_env = source == KeyringSource::Environment;
-    let live = config::live(config);
+    let current = config::current(config);
     let fleet = Arc::new(fleet);
-    let reloader = Arc::new(crate::reload::Reloader::new(
+    let reloader = Arc::new(Reloader::new(
         options,
-        Arc::clone(&live),
-        Arc::clone(&fleet),
+        Arc::clone(&current),
+        Arc::new(FleetKeyring(Arc::clone(&fleet))),
         keyring_from_env,
     ));
     {
         let _guard = control.enter();
-        crate::reload::spawn_triggers(Arc::clone(&reloader));
+        reload::spawn_triggers(Arc::clone(&reloader));
     }
-    let gateway = Gateway::new(Arc::clone(&fleet), live).context("cannot set up the proxy")?;
+    let gateway = Gateway::new(Arc::clone(&fleet), current).context("cannot set up the proxy")?;
     let health_client = crate::health::client(health_ca.as_deref(), health.timeout)
         .context("cannot set up the health checks")?;
     if health.enabled {
@@ -216,7 +224,7 @@ pub fn run(
     };
     // Outside an upgrade, failing to bind it is fatal. During one, the old process holds
     // the port until it exits: bind in the background so the proxy starts at once.
-    let admin_listener = if args.upgrade {
+    let admin_listener = if serve.upgrade {
         None
     } else {
         Some(
@@ -257,4 +265,35 @@ pub fn run(
     tracing::info!(listen = %listen, version = env!("CARGO_PKG_VERSION"), "wpgate serving");
     // `control` stays alive: run_forever never returns.
     server.run_forever();
+}
+
+/// The keyring's part in a reload, done on the fleet.
+struct FleetKeyring(Arc<Fleet>);
+
+#[async_trait::async_trait]
+impl KeyringReload for FleetKeyring {
+    async fn reload(&self, file: &std::path::Path) -> Result<(), ReloadError> {
+        let path = file.to_path_buf();
+        let keyring = tokio::task::spawn_blocking(move || Keyring::load_file(&path))
+            .await
+            .map_err(|source| ReloadError::Interrupted {
+                what: "keyring load",
+                source,
+            })?
+            .map_err(|e| ReloadError::Keyring(e.into()))?;
+        crate::fleet::check_keyring_covers(self.0.store(), &keyring)
+            .await
+            .map_err(|e| ReloadError::Keyring(e.into()))?;
+        self.0.set_keyring(keyring);
+        Ok(())
+    }
+
+    async fn in_use(&self) -> KeyringInUse {
+        crate::fleet::follow::refresh_keyring_counts(&self.0).await;
+        let keyring = self.0.keyring();
+        KeyringInUse {
+            primary: keyring.primary_id().to_string(),
+            keys: keyring.key_ids().count(),
+        }
+    }
 }

@@ -51,7 +51,10 @@ pub async fn reload(State(state): State<AdminState>) -> Result<Response, ApiErro
                 keyring_keys: r.keyring_keys,
             },
         )),
-        Err(reason) => Err(ApiError::with(ErrorCode::AdminReloadRefused, reason)),
+        Err(reason) => Err(ApiError::with(
+            ErrorCode::AdminReloadRefused,
+            reason.to_string(),
+        )),
     }
 }
 

@@ -18,7 +18,7 @@ pub struct AdminState {
     pub health_client: Option<reqwest::Client>,
     pub health_timeout: Duration,
     /// Reloads the configuration and keyring (`None` where the process cannot).
-    pub reloader: Option<Arc<crate::reload::Reloader>>,
+    pub reloader: Option<Arc<crate::config::reload::Reloader>>,
 }
 
 impl AdminState {

@@ -1,19 +1,21 @@
 //! Configuration: figment layers (defaults < file < `WPGATE_*` env < CLI flags) read into
 //! the serde mirror (`file.rs`), then validated into the model the gateway uses
-//! (`model.rs`). The live configuration is an `ArcSwap` snapshot so a reload can replace
-//! it atomically while requests in flight keep the one they started with.
+//! (`model.rs`): a `Boot` half read once at start and a `Live` half that a reload
+//! (`reload.rs`) replaces atomically while requests in flight keep the snapshot they
+//! started with.
 
 pub mod file;
 pub mod model;
+pub mod reload;
 
-pub use model::{redact_url, Config, ConfigError, LoadOptions, LogFormat, StoreUrl};
+pub use model::{redact_url, Boot, Config, ConfigError, Live, LoadOptions, LogFormat, StoreUrl};
 
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 
-/// The configuration a request sees: taken once at the start of the request.
-pub type Live = Arc<ArcSwap<Config>>;
+/// The configuration in effect: a request takes one snapshot at its start.
+pub type Current = Arc<ArcSwap<Config>>;
 
-pub fn live(config: Config) -> Live {
+pub fn current(config: Config) -> Current {
     Arc::new(ArcSwap::from_pointee(config))
 }

@@ -122,8 +122,23 @@ pub struct LoadOptions {
     pub data_dir: Option<PathBuf>,
 }
 
+/// The whole configuration, in two halves: what a running process keeps until it
+/// restarts, and what a reload applies. A new setting has to go into one of them, and
+/// `Boot::changed` / `Live::changed` name every field, so the compiler asks where it goes
+/// and what a reload reports about it.
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub boot: Boot,
+    pub live: Live,
+    /// The file the configuration was read from, if any (for messages and the reload
+    /// watcher).
+    pub source_file: Option<PathBuf>,
+}
+
+/// Settings read once at start: listeners, the store, caches, HTTP clients and
+/// background tasks are built from them. Changing one takes a restart (or upgrade).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Boot {
     pub data_dir: PathBuf,
     pub listen_proxy: SocketAddr,
     pub listen_admin: SocketAddr,
@@ -132,18 +147,116 @@ pub struct Config {
     pub store_poll_interval: Duration,
     pub keyring_file: PathBuf,
     pub cache: CacheSettings,
-    pub upstream: UpstreamSettings,
-    pub proxy: ProxySettings,
+    /// `upstream.ca_file`: the trust roots for TLS to the sites (else the system's).
+    pub upstream_ca_file: Option<PathBuf>,
+    /// `proxy.threads`
+    pub proxy_threads: usize,
     pub auth: AuthSettings,
-    /// `metrics.per_site_labels`: false counts every site under `site="_all"`.
-    pub metrics_per_site_labels: bool,
     pub health: HealthSettings,
     pub log: LogSettings,
-    /// The file the configuration was read from, if any (for messages).
-    pub source_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+/// Settings a reload applies: each request reads them from the snapshot it started with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Live {
+    pub proxy: ProxySettings,
+    pub upstream: UpstreamTimeouts,
+    /// `metrics.per_site_labels`: false counts every site under `site="_all"`.
+    pub metrics_per_site_labels: bool,
+}
+
+impl Boot {
+    /// The settings (by their key in the file) whose values differ in `other`.
+    pub fn changed(&self, other: &Boot) -> Vec<&'static str> {
+        // Every field is named (no `..`): a new one does not compile until it is listed.
+        let Boot {
+            data_dir,
+            listen_proxy,
+            listen_admin,
+            store,
+            store_poll_interval,
+            keyring_file,
+            cache,
+            upstream_ca_file,
+            proxy_threads,
+            auth,
+            health,
+            log,
+        } = self;
+        differing([
+            ("data_dir", *data_dir != other.data_dir),
+            ("listen.proxy", *listen_proxy != other.listen_proxy),
+            ("listen.admin", *listen_admin != other.listen_admin),
+            ("store.url", *store != other.store),
+            (
+                "store.poll_interval",
+                *store_poll_interval != other.store_poll_interval,
+            ),
+            ("keyring.file", *keyring_file != other.keyring_file),
+            ("cache", *cache != other.cache),
+            (
+                "upstream.ca_file",
+                *upstream_ca_file != other.upstream_ca_file,
+            ),
+            ("proxy.threads", *proxy_threads != other.proxy_threads),
+            ("auth", *auth != other.auth),
+            ("health", *health != other.health),
+            ("log", *log != other.log),
+        ])
+    }
+}
+
+impl Live {
+    /// The settings (by their key in the file) whose values differ in `other`.
+    pub fn changed(&self, other: &Live) -> Vec<&'static str> {
+        // Every field is named (no `..`): a new one does not compile until it is listed.
+        let Live {
+            proxy:
+                ProxySettings {
+                    strip_headers,
+                    trusted_proxies,
+                },
+            upstream:
+                UpstreamTimeouts {
+                    connect_timeout,
+                    read_timeout,
+                },
+            metrics_per_site_labels,
+        } = self;
+        differing([
+            (
+                "proxy.strip_headers",
+                *strip_headers != other.proxy.strip_headers,
+            ),
+            (
+                "proxy.trusted_proxies",
+                *trusted_proxies != other.proxy.trusted_proxies,
+            ),
+            (
+                "upstream.connect_timeout",
+                *connect_timeout != other.upstream.connect_timeout,
+            ),
+            (
+                "upstream.read_timeout",
+                *read_timeout != other.upstream.read_timeout,
+            ),
+            (
+                "metrics.per_site_labels",
+                *metrics_per_site_labels != other.metrics_per_site_labels,
+            ),
+        ])
+    }
+}
+
+/// The names whose flag is set, in order.
+fn differing<const N: usize>(settings: [(&'static str, bool); N]) -> Vec<&'static str> {
+    settings
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct CacheSettings {
     pub capacity: u64,
     pub ttl: Duration,
@@ -152,16 +265,14 @@ pub struct CacheSettings {
     pub max_stale: Duration,
 }
 
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTimeouts {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
-    pub ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProxySettings {
-    pub threads: usize,
     /// Client credential headers removed before forwarding.
     pub strip_headers: Vec<HeaderName>,
     /// Peers whose X-Forwarded-For is believed (load balancers in front of wpgate).
@@ -175,7 +286,7 @@ impl ProxySettings {
 }
 
 /// Client authentication settings shared by all sites (per-site policies are in the store).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthSettings {
     /// Failed authentications per client IP per window before 429 (0 = no limit).
     pub max_failures: u32,
@@ -190,7 +301,7 @@ pub struct AuthSettings {
 }
 
 /// The background health prober.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthSettings {
     pub enabled: bool,
     pub interval: Duration,
@@ -198,7 +309,7 @@ pub struct HealthSettings {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
@@ -391,49 +502,53 @@ impl Validator<'_> {
         }
 
         Ok(Config {
-            data_dir: f.data_dir,
-            listen_proxy,
-            listen_admin,
-            store,
-            store_poll_interval: f.store.poll_interval,
-            keyring_file,
-            cache: CacheSettings {
-                capacity: f.cache.capacity,
-                ttl: f.cache.ttl,
-                negative_ttl: f.cache.negative_ttl,
-                max_stale: f.cache.max_stale,
+            boot: Boot {
+                data_dir: f.data_dir,
+                listen_proxy,
+                listen_admin,
+                store,
+                store_poll_interval: f.store.poll_interval,
+                keyring_file,
+                cache: CacheSettings {
+                    capacity: f.cache.capacity,
+                    ttl: f.cache.ttl,
+                    negative_ttl: f.cache.negative_ttl,
+                    max_stale: f.cache.max_stale,
+                },
+                upstream_ca_file: f.upstream.ca_file,
+                proxy_threads: f.proxy.threads,
+                auth: AuthSettings {
+                    max_failures: f.auth.max_failures,
+                    failure_window: f.auth.failure_window,
+                    jwks_min_ttl: f.auth.jwks_min_ttl,
+                    jwks_max_ttl: f.auth.jwks_max_ttl,
+                    jwks_refetch_interval: f.auth.jwks_refetch_interval,
+                    jwks_max_stale: f.auth.jwks_max_stale,
+                    fetch_timeout: f.auth.fetch_timeout,
+                    wordpress_cache_ttl: f.auth.wordpress_cache_ttl,
+                    wordpress_negative_ttl: f.auth.wordpress_negative_ttl,
+                },
+                health: HealthSettings {
+                    enabled: f.health.enabled,
+                    interval: f.health.interval,
+                    concurrency: f.health.concurrency,
+                    timeout: f.health.timeout,
+                },
+                log: LogSettings {
+                    format,
+                    level: f.log.level,
+                },
             },
-            upstream: UpstreamSettings {
-                connect_timeout: f.upstream.connect_timeout,
-                read_timeout: f.upstream.read_timeout,
-                ca_file: f.upstream.ca_file,
-            },
-            proxy: ProxySettings {
-                threads: f.proxy.threads,
-                strip_headers,
-                trusted_proxies,
-            },
-            auth: AuthSettings {
-                max_failures: f.auth.max_failures,
-                failure_window: f.auth.failure_window,
-                jwks_min_ttl: f.auth.jwks_min_ttl,
-                jwks_max_ttl: f.auth.jwks_max_ttl,
-                jwks_refetch_interval: f.auth.jwks_refetch_interval,
-                jwks_max_stale: f.auth.jwks_max_stale,
-                fetch_timeout: f.auth.fetch_timeout,
-                wordpress_cache_ttl: f.auth.wordpress_cache_ttl,
-                wordpress_negative_ttl: f.auth.wordpress_negative_ttl,
-            },
-            metrics_per_site_labels: f.metrics.per_site_labels,
-            health: HealthSettings {
-                enabled: f.health.enabled,
-                interval: f.health.interval,
-                concurrency: f.health.concurrency,
-                timeout: f.health.timeout,
-            },
-            log: LogSettings {
-                format,
-                level: f.log.level,
+            live: Live {
+                proxy: ProxySettings {
+                    strip_headers,
+                    trusted_proxies,
+                },
+                upstream: UpstreamTimeouts {
+                    connect_timeout: f.upstream.connect_timeout,
+                    read_timeout: f.upstream.read_timeout,
+                },
+                metrics_per_site_labels: f.metrics.per_site_labels,
             },
             source_file,
         })
@@ -462,25 +577,28 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = load_str("").unwrap();
-        assert_eq!(c.listen_proxy, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(c.store, StoreUrl::Sqlite(PathBuf::from("./data/wpgate.db")));
-        assert_eq!(c.keyring_file, PathBuf::from("./data/keyring.toml"));
-        assert_eq!(c.proxy.strip_headers.len(), 3);
+        assert_eq!(c.boot.listen_proxy, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            c.boot.store,
+            StoreUrl::Sqlite(PathBuf::from("./data/wpgate.db"))
+        );
+        assert_eq!(c.boot.keyring_file, PathBuf::from("./data/keyring.toml"));
+        assert_eq!(c.live.proxy.strip_headers.len(), 3);
+    }
+
+    fn load_err(toml: &str) -> String {
+        load_str(toml).unwrap_err().to_string()
     }
 
     #[test]
     fn unknown_key_is_named() {
-        let err = load_str("[cache]\ncapacityy = 3\n")
-            .unwrap_err()
-            .to_string();
+        let err = load_err("[cache]\ncapacityy = 3\n");
         assert!(err.contains("capacityy"), "{err}");
     }
 
     #[test]
     fn invalid_value_names_key_and_file() {
-        let err = load_str("[listen]\nproxy = \"nope\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = load_err("[listen]\nproxy = \"nope\"\n");
         assert!(err.contains("listen.proxy"), "{err}");
         assert!(err.contains("TOML"), "{err}");
     }
@@ -494,8 +612,11 @@ mod tests {
             data_dir: Some(PathBuf::from("/srv/b")),
         })
         .unwrap();
-        assert_eq!(c.keyring_file, PathBuf::from("/srv/b/keyring.toml"));
-        assert_eq!(c.store, StoreUrl::Sqlite(PathBuf::from("/srv/b/wpgate.db")));
+        assert_eq!(c.boot.keyring_file, PathBuf::from("/srv/b/keyring.toml"));
+        assert_eq!(
+            c.boot.store,
+            StoreUrl::Sqlite(PathBuf::from("/srv/b/wpgate.db"))
+        );
     }
 
     #[test]
@@ -514,8 +635,8 @@ mod tests {
             "[cache]\nttl = \"2m\"\nnegative_ttl = \"1s\"\n[store]\nurl = \"sqlite:///tmp/x.db\"\n",
         )
         .unwrap();
-        assert_eq!(c.cache.ttl, Duration::from_secs(120));
-        assert_eq!(c.store, StoreUrl::Sqlite(PathBuf::from("/tmp/x.db")));
+        assert_eq!(c.boot.cache.ttl, Duration::from_secs(120));
+        assert_eq!(c.boot.store, StoreUrl::Sqlite(PathBuf::from("/tmp/x.db")));
         assert!(load_str("[store]\nurl = \"mysql://x\"\n").is_err());
     }
 
@@ -527,8 +648,8 @@ mod tests {
         .unwrap();
         let shown = [
             format!("{c:?}"),
-            format!("{:?}", c.store),
-            c.store.to_string(),
+            format!("{:?}", c.boot.store),
+            c.boot.store.to_string(),
         ];
         for text in &shown {
             assert!(!text.contains("s3cr"), "{text}");

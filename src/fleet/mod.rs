@@ -74,11 +74,11 @@ impl Fleet {
     /// Opens the store and keyring named by `config` (generating the keyring on first
     /// start), and loads or creates the API-key pepper.
     pub async fn open(config: &Config) -> Result<(Fleet, KeyringSource), FleetError> {
-        create_private_dir(&config.data_dir)?;
+        create_private_dir(&config.boot.data_dir)?;
         let env_keyring = std::env::var("WPGATE_KEYRING").ok();
         let (keyring, source) =
-            Keyring::load_or_create(&config.keyring_file, env_keyring.as_deref())?;
-        let store = store::open(&config.store).await?;
+            Keyring::load_or_create(&config.boot.keyring_file, env_keyring.as_deref())?;
+        let store = store::open(&config.boot.store).await?;
         let fleet = Fleet::with_parts(store, keyring, config).await?;
         Ok((fleet, source))
     }
@@ -90,7 +90,7 @@ impl Fleet {
     ) -> Result<Fleet, FleetError> {
         check_keyring_covers(store.as_ref(), &keyring).await?;
         let pepper = load_or_create_pepper(store.as_ref(), &keyring).await?;
-        let c = &config.cache;
+        let c = &config.boot.cache;
         Ok(Fleet {
             store,
             keyring: ArcSwap::from_pointee(keyring),

@@ -183,7 +183,6 @@ mod tests {
 
     fn settings(trusted: &[&str]) -> ProxySettings {
         ProxySettings {
-            threads: 1,
             strip_headers: vec![],
             trusted_proxies: trusted.iter().map(|t| t.parse().unwrap()).collect(),
         }

@@ -14,7 +14,7 @@ use crate::auth::policy::JwtAuth;
 use crate::auth::ratelimit::{retry_after_secs, FailureLimiter};
 use crate::auth::wordpress::DelegatedVerifier;
 use crate::auth::{self, api_key, AuthFailure, Presented, Principal};
-use crate::config::{Config, Live};
+use crate::config::{Config, Current};
 use crate::error::ErrorCode;
 use crate::fleet::{Fleet, ResolvedSite};
 use crate::health::{HealthBoard, HealthState};
@@ -33,7 +33,7 @@ const SITE: http::HeaderName = http::HeaderName::from_static(SITE_HEADER);
 
 pub struct Gateway {
     fleet: Arc<Fleet>,
-    config: Live,
+    config: Current,
     health: Arc<HealthBoard>,
     limiter: FailureLimiter,
     jwks: Arc<JwksCache>,
@@ -41,9 +41,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(fleet: Arc<Fleet>, config: Live) -> anyhow::Result<Self> {
+    pub fn new(fleet: Arc<Fleet>, config: Current) -> anyhow::Result<Self> {
         let c = config.load_full();
-        let a = &c.auth;
+        let a = &c.boot.auth;
         let limiter = FailureLimiter::new(a.max_failures, a.failure_window, 1_000_000);
         let jwks_client = reqwest::Client::builder()
             .timeout(a.fetch_timeout)
@@ -64,7 +64,7 @@ impl Gateway {
             upstream_client(&c)?,
             a.wordpress_cache_ttl,
             a.wordpress_negative_ttl,
-            c.cache.capacity,
+            c.boot.cache.capacity,
         );
         Ok(Self {
             fleet,
@@ -96,7 +96,7 @@ impl Gateway {
     ) -> Result<(), Rejection> {
         let (site_id, value) = site_id(req)?;
         ctx.site_id = Some(value.clone());
-        let client = client::identify(peer, &req.headers, &ctx.config.proxy);
+        let client = client::identify(peer, &req.headers, &ctx.config.live.proxy);
         ctx.client_ip = client.ip;
         ctx.forwarded_for = client.forwarded_for;
         // Over the failure limit: refused before any lookup or crypto.
@@ -232,10 +232,10 @@ fn claim_value(v: &serde_json::Value) -> Option<HeaderValue> {
 /// trust roots as the proxy (`upstream.ca_file`, else the system's).
 fn upstream_client(c: &Config) -> anyhow::Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
-        .timeout(c.auth.fetch_timeout)
-        .connect_timeout(c.upstream.connect_timeout)
+        .timeout(c.boot.auth.fetch_timeout)
+        .connect_timeout(c.live.upstream.connect_timeout)
         .redirect(reqwest::redirect::Policy::none());
-    if let Some(ca) = &c.upstream.ca_file {
+    if let Some(ca) = &c.boot.upstream_ca_file {
         let pem = std::fs::read(ca)?;
         b = b.tls_built_in_root_certs(false);
         for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
@@ -325,7 +325,7 @@ impl ProxyHttp for Gateway {
         inject::prepare(
             upstream_request,
             &inject::Forwarding {
-                strip: &ctx.config.proxy.strip_headers,
+                strip: &ctx.config.live.proxy.strip_headers,
                 credential: site.inject.as_ref(),
                 upstream: &site.upstream,
                 request_id: &ctx.request_id,

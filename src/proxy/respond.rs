@@ -57,7 +57,7 @@ pub fn peer(ctx: &mut RequestCtx) -> pingora::Result<Box<HttpPeer>> {
         String::new()
     };
     let mut peer = HttpPeer::new(addr, site.upstream.tls, sni);
-    let up = &ctx.config.upstream;
+    let up = &ctx.config.live.upstream;
     peer.options.connection_timeout = Some(up.connect_timeout);
     peer.options.total_connection_timeout = Some(up.connect_timeout);
     peer.options.read_timeout = Some(up.read_timeout);

@@ -5,15 +5,27 @@
 //! stored record, then swaps the new snapshot in atomically. Requests in flight finish
 //! on the snapshot they started with. A bad snapshot is refused as a whole: the old one
 //! keeps serving, and the reason is logged once, counted and returned to the caller.
-//! Settings that a running process cannot change (listen addresses, the store, thread
-//! and cache sizes, ...) are reported as needing a restart; the rest applies.
+//! Only the live half of the configuration is swapped; a changed boot setting (listen
+//! addresses, the store, thread and cache sizes, ...) is reported as needing a restart.
 
-use crate::config::{Config, Live, LoadOptions};
-use crate::crypto::Keyring;
-use crate::fleet::Fleet;
-use std::path::PathBuf;
+use super::{Config, ConfigError, Current, LoadOptions};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The keyring does not load, or lacks a key that stored records use.
+    #[error(transparent)]
+    Keyring(Box<dyn std::error::Error + Send + Sync>),
+    #[error("{what} did not finish: {source}")]
+    Interrupted {
+        what: &'static str,
+        source: tokio::task::JoinError,
+    },
+}
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReloadReport {
@@ -25,12 +37,27 @@ pub struct ReloadReport {
     pub keyring_keys: usize,
 }
 
+/// The keyring's part in a reload. The fleet holds the keyring and the store it has to
+/// open, so the fleet does this work; the trait keeps config below the fleet.
+#[async_trait::async_trait]
+pub trait KeyringReload: Send + Sync {
+    /// Re-reads the keyring file, checks that it opens every stored record, and swaps it
+    /// in. On error nothing has changed.
+    async fn reload(&self, file: &Path) -> Result<(), ReloadError>;
+    /// The keyring in use after a reload (refreshing what the metrics say about it).
+    async fn in_use(&self) -> KeyringInUse;
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyringInUse {
+    pub primary: String,
+    pub keys: usize,
+}
+
 pub struct Reloader {
     options: LoadOptions,
-    /// The configuration the process started with: what restart-only settings are.
-    started: Arc<Config>,
-    live: Live,
-    fleet: Arc<Fleet>,
+    current: Current,
+    keyring: Arc<dyn KeyringReload>,
     /// The keyring came from `WPGATE_KEYRING`: it cannot change without a restart.
     keyring_from_env: bool,
     one_at_a_time: tokio::sync::Mutex<()>,
@@ -39,16 +66,14 @@ pub struct Reloader {
 impl Reloader {
     pub fn new(
         options: LoadOptions,
-        live: Live,
-        fleet: Arc<Fleet>,
+        current: Current,
+        keyring: Arc<dyn KeyringReload>,
         keyring_from_env: bool,
     ) -> Self {
-        let started = live.load_full();
         Reloader {
             options,
-            started,
-            live,
-            fleet,
+            current,
+            keyring,
             keyring_from_env,
             one_at_a_time: tokio::sync::Mutex::new(()),
         }
@@ -56,16 +81,16 @@ impl Reloader {
 
     /// The files whose change triggers a reload.
     pub fn watched_files(&self) -> Vec<PathBuf> {
-        let c = self.live.load();
+        let c = self.current.load();
         let mut files: Vec<PathBuf> = c.source_file.iter().cloned().collect();
         if !self.keyring_from_env {
-            files.push(c.keyring_file.clone());
+            files.push(c.boot.keyring_file.clone());
         }
         files
     }
 
     /// Loads, validates and swaps in a new snapshot; on error the old one stays.
-    pub async fn reload(&self, trigger: &str) -> Result<ReloadReport, String> {
+    pub async fn reload(&self, trigger: &str) -> Result<ReloadReport, ReloadError> {
         let _one = self.one_at_a_time.lock().await;
         let result = self.try_reload().await;
         let m = crate::metrics::get();
@@ -99,87 +124,38 @@ impl Reloader {
         result
     }
 
-    async fn try_reload(&self) -> Result<ReloadReport, String> {
+    async fn try_reload(&self) -> Result<ReloadReport, ReloadError> {
         let options = self.options.clone();
         let new = tokio::task::spawn_blocking(move || Config::load(&options))
             .await
-            .map_err(|e| format!("configuration load did not finish: {e}"))?
-            .map_err(|e| e.to_string())?;
-        let keyring = if self.keyring_from_env {
-            None
-        } else {
-            let path = new.keyring_file.clone();
-            let keyring = tokio::task::spawn_blocking(move || Keyring::load_file(&path))
-                .await
-                .map_err(|e| format!("keyring load did not finish: {e}"))?
-                .map_err(|e| e.to_string())?;
-            crate::fleet::check_keyring_covers(self.fleet.store(), &keyring)
-                .await
-                .map_err(|e| e.to_string())?;
-            Some(keyring)
-        };
-        let old = self.live.load_full();
-        let (applied, restart_required) = diff(&self.started, &old, &new);
+            .map_err(|source| ReloadError::Interrupted {
+                what: "configuration load",
+                source,
+            })??;
+        let old = self.current.load_full();
+        if !self.keyring_from_env {
+            self.keyring.reload(&old.boot.keyring_file).await?;
+        }
+        // The boot half is the one the process started with (it is never swapped), so
+        // a boot setting stays reported until the process restarts.
+        let applied = old.live.changed(&new.live);
+        let restart_required = old.boot.changed(&new.boot);
         if let Some(m) = crate::metrics::get() {
-            m.set_per_site_labels(new.metrics_per_site_labels);
+            m.set_per_site_labels(new.live.metrics_per_site_labels);
         }
-        if let Some(keyring) = keyring {
-            self.fleet.set_keyring(keyring);
-        }
-        self.live.store(Arc::new(new));
-        let keyring = self.fleet.keyring();
-        crate::fleet::follow::refresh_keyring_counts(&self.fleet).await;
+        self.current.store(Arc::new(Config {
+            boot: old.boot.clone(),
+            live: new.live,
+            source_file: new.source_file,
+        }));
+        let keyring = self.keyring.in_use().await;
         Ok(ReloadReport {
             applied,
             restart_required,
-            keyring_primary: keyring.primary_id().to_string(),
-            keyring_keys: keyring.key_ids().count(),
+            keyring_primary: keyring.primary,
+            keyring_keys: keyring.keys,
         })
     }
-}
-
-/// A setting's name and how to read it (rendered, for comparison).
-type Setting = (&'static str, fn(&Config) -> String);
-
-/// Settings a reload applies, and settings that need a restart, that differ.
-fn diff(started: &Config, old: &Config, new: &Config) -> (Vec<&'static str>, Vec<&'static str>) {
-    fn s<T: std::fmt::Debug>(v: &T) -> String {
-        format!("{v:?}")
-    }
-    let live: [Setting; 5] = [
-        ("proxy.strip_headers", |c| s(&c.proxy.strip_headers)),
-        ("proxy.trusted_proxies", |c| s(&c.proxy.trusted_proxies)),
-        ("upstream.connect_timeout", |c| {
-            s(&c.upstream.connect_timeout)
-        }),
-        ("upstream.read_timeout", |c| s(&c.upstream.read_timeout)),
-        ("metrics.per_site_labels", |c| s(&c.metrics_per_site_labels)),
-    ];
-    let restart: [Setting; 12] = [
-        ("data_dir", |c| s(&c.data_dir)),
-        ("listen.proxy", |c| s(&c.listen_proxy)),
-        ("listen.admin", |c| s(&c.listen_admin)),
-        ("store.url", |c| s(&c.store)),
-        ("store.poll_interval", |c| s(&c.store_poll_interval)),
-        ("keyring.file", |c| s(&c.keyring_file)),
-        ("cache", |c| s(&c.cache)),
-        ("upstream.ca_file", |c| s(&c.upstream.ca_file)),
-        ("proxy.threads", |c| s(&c.proxy.threads)),
-        ("auth", |c| s(&c.auth)),
-        ("health", |c| s(&c.health)),
-        ("log", |c| s(&c.log)),
-    ];
-    let applied = live
-        .iter()
-        .filter(|(_, get)| get(old) != get(new))
-        .map(|(name, _)| *name)
-        .collect();
-    let restart_required = restart
-        .iter()
-        .filter(|(_, get)| get(started) != get(new))
-        .map(|(name, _)| *name)
-        .collect();
-    (applied, restart_required)
 }
 
 fn unix_now() -> f64 {
@@ -254,23 +230,65 @@ fn fingerprints(files: &[PathBuf]) -> Vec<Option<Fingerprint>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    #[test]
-    fn diff_splits_live_and_restart_settings() {
-        let base = Config::load(&LoadOptions {
-            config_file: None,
-            data_dir: Some(PathBuf::from("/tmp/wpgate-diff")),
-        })
+    /// Counts keyring reloads; the keyring itself never changes.
+    #[derive(Default)]
+    struct SameKeyring(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl KeyringReload for SameKeyring {
+        async fn reload(&self, _file: &Path) -> Result<(), ReloadError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn in_use(&self) -> KeyringInUse {
+            KeyringInUse {
+                primary: "k1".into(),
+                keys: 1,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn diff_splits_live_and_restart_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wpgate.toml");
+        std::fs::write(&file, "").unwrap();
+        let options = LoadOptions {
+            config_file: Some(file.clone()),
+            data_dir: Some(dir.path().to_path_buf()),
+        };
+        let started = Config::load(&options).unwrap();
+        let current = crate::config::current(started.clone());
+        let keyring = Arc::new(SameKeyring::default());
+        let reloader = Reloader::new(options, Arc::clone(&current), keyring.clone(), false);
+
+        std::fs::write(
+            &file,
+            "[upstream]\nread_timeout = \"99s\"\n[listen]\nproxy = \"127.0.0.1:1\"\n",
+        )
         .unwrap();
-        let mut new = base.clone();
-        new.upstream.read_timeout = Duration::from_secs(99);
-        new.listen_proxy = "127.0.0.1:1".parse().unwrap();
-        let (applied, restart) = diff(&base, &base, &new);
-        assert_eq!(applied, vec!["upstream.read_timeout"]);
-        assert_eq!(restart, vec!["listen.proxy"]);
+        let report = reloader.reload("test").await.unwrap();
+        assert_eq!(report.applied, vec!["upstream.read_timeout"]);
+        assert_eq!(report.restart_required, vec!["listen.proxy"]);
+        assert_eq!(keyring.0.load(Ordering::SeqCst), 1);
+        let now = current.load();
+        assert_eq!(now.live.upstream.read_timeout, Duration::from_secs(99));
+        assert_eq!(now.boot, started.boot, "the boot half is never swapped");
+
         // Against the started config: still reported after a second reload.
-        let (applied, restart) = diff(&base, &new, &new);
-        assert!(applied.is_empty());
-        assert_eq!(restart, vec!["listen.proxy"]);
+        let report = reloader.reload("test").await.unwrap();
+        assert!(report.applied.is_empty());
+        assert_eq!(report.restart_required, vec!["listen.proxy"]);
+
+        // A bad file is refused as a whole and names the key.
+        std::fs::write(&file, "[upstream]\nread_timeout = \"banana\"\n").unwrap();
+        let err = reloader.reload("test").await.unwrap_err().to_string();
+        assert!(err.contains("read_timeout"), "{err}");
+        assert_eq!(
+            current.load().live.upstream.read_timeout,
+            Duration::from_secs(99)
+        );
     }
 }

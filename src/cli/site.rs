@@ -1,0 +1,501 @@
+//! `wpgate site ...`: register sites and set their credential, health and auth policy.
+
+use super::{actor, explain, parse_duration, print_table, report};
+use crate::admin::views::SiteView;
+use crate::auth::policy::{AuthPolicy, JwtPolicy, JwtVerify, Method};
+use crate::config::Config;
+use crate::fleet::{CredentialInput, Fleet, NewSite};
+use crate::secret::Secret;
+use crate::site::{CredentialKind, SiteId};
+use crate::store::SiteRecord;
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// Register a WordPress site.
+    Add {
+        id: SiteId,
+        /// Base URL of the site, http or https, optionally with a path prefix.
+        #[arg(long)]
+        upstream: String,
+        /// Display name (default: the id).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        credential: CredentialArgs,
+    },
+    /// List sites.
+    List {
+        /// Start after this site id (pagination).
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Show one site (never its secret).
+    Show { id: SiteId },
+    /// Delete a site and its API keys.
+    Rm { id: SiteId },
+    /// Let requests through to a site again.
+    Enable { id: SiteId },
+    /// Refuse requests to a site (403 site.disabled).
+    Disable { id: SiteId },
+    /// Replace a site's upstream credential.
+    SetCredential {
+        id: SiteId,
+        #[command(flatten)]
+        credential: CredentialArgs,
+        /// Check the new credential against the site first (users/me must accept it)
+        /// and store it only if the check passes; otherwise keep the old one.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Set a site's health settings (replaces them): REST namespaces it must offer, and
+    /// whether proxy requests fail fast (503 site.unavailable) while it is unreachable.
+    SetHealth {
+        id: SiteId,
+        /// A REST namespace the site must offer, e.g. myplugin/v1 (repeatable).
+        #[arg(long)]
+        require_namespace: Vec<String>,
+        /// Answer 503 at once while the health check finds the site unreachable.
+        #[arg(long)]
+        fail_fast: bool,
+    },
+    /// Set how clients authenticate to a site (replaces its whole auth policy).
+    SetAuth {
+        id: SiteId,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// Accepted methods, comma-separated: api_key, jwt.
+    #[arg(long, value_delimiter = ',', default_value = "api_key")]
+    pub methods: Vec<String>,
+    /// Who verifies JWTs: local (wpgate, with the keys below) or wordpress (the site).
+    #[arg(long, default_value = "local")]
+    pub jwt_verify: String,
+    /// Allowed algorithms (repeat or comma-separate): HS256/384/512, RS*, PS*, ES256/384, EdDSA.
+    #[arg(long, value_delimiter = ',')]
+    pub jwt_alg: Vec<String>,
+    /// JWKS URL the verification keys are fetched from.
+    #[arg(long)]
+    pub jwt_jwks_url: Option<String>,
+    /// PEM file with a public key (repeatable).
+    #[arg(long)]
+    pub jwt_public_key_file: Vec<PathBuf>,
+    /// Required `iss`.
+    #[arg(long)]
+    pub jwt_issuer: Option<String>,
+    /// Accepted `aud` values (repeatable); the token must name one of them.
+    #[arg(long)]
+    pub jwt_audience: Vec<String>,
+    /// Clock leeway for exp/nbf/iat.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub jwt_leeway: Duration,
+    /// Longest accepted token lifetime (exp - iat).
+    #[arg(long, value_parser = parse_duration)]
+    pub jwt_max_lifetime: Option<Duration>,
+    /// Copy a verified claim into an upstream header: CLAIM=HEADER, e.g. sub=X-Auth-Subject.
+    #[arg(long)]
+    pub jwt_claim_header: Vec<String>,
+    /// Read the HMAC secret for HS* algorithms from standard input.
+    #[arg(long)]
+    pub jwt_secret_stdin: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthKind {
+    /// HTTP Basic with a WordPress Application Password (needs --username).
+    AppPassword,
+    /// Authorization: Bearer <secret>.
+    Bearer,
+    /// A plugin's own header (needs --header-name).
+    Header,
+    /// No credential.
+    None,
+}
+
+impl From<AuthKind> for CredentialKind {
+    fn from(k: AuthKind) -> Self {
+        match k {
+            AuthKind::AppPassword => CredentialKind::AppPassword,
+            AuthKind::Bearer => CredentialKind::Bearer,
+            AuthKind::Header => CredentialKind::Header,
+            AuthKind::None => CredentialKind::None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialArgs {
+    /// How wpgate authenticates to the site.
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthKind>,
+    /// WordPress user for --auth app-password.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Header name for --auth header.
+    #[arg(long)]
+    pub header_name: Option<String>,
+    /// Read the secret from standard input (never from the command line).
+    #[arg(long)]
+    pub secret_stdin: bool,
+}
+
+fn read_secret(args: &CredentialArgs) -> anyhow::Result<Option<Secret>> {
+    if !args.secret_stdin {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read the secret from standard input")?;
+    let text = zeroize::Zeroizing::new(text);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        bail!("--secret-stdin: standard input was empty");
+    }
+    Ok(Some(Secret::from_string(trimmed.to_string())))
+}
+
+/// Builds the credential from flags; `current` fills in what a rotation leaves out.
+fn credential_input(
+    args: &CredentialArgs,
+    current: Option<&SiteRecord>,
+) -> anyhow::Result<CredentialInput> {
+    let kind: CredentialKind = match (args.auth, current) {
+        (Some(k), _) => k.into(),
+        (None, Some(site)) => site.credential.kind,
+        (None, None) if args.username.is_some() => CredentialKind::AppPassword,
+        (None, None) if args.header_name.is_some() => CredentialKind::Header,
+        (None, None) if args.secret_stdin => {
+            bail!("say which kind of credential the secret is: --auth app-password|bearer|header")
+        }
+        (None, None) => CredentialKind::None,
+    };
+    let keep = current
+        .filter(|s| s.credential.kind == kind)
+        .and_then(|s| s.credential.username.clone());
+    let username = match kind {
+        CredentialKind::AppPassword => {
+            if args.header_name.is_some() {
+                bail!("--header-name goes with --auth header");
+            }
+            Some(
+                args.username
+                    .clone()
+                    .or(keep)
+                    .context("--auth app-password needs --username")?,
+            )
+        }
+        CredentialKind::Header => {
+            if args.username.is_some() {
+                bail!("--username goes with --auth app-password");
+            }
+            Some(
+                args.header_name
+                    .clone()
+                    .or(keep)
+                    .context("--auth header needs --header-name")?,
+            )
+        }
+        CredentialKind::Bearer | CredentialKind::None => {
+            if args.username.is_some() || args.header_name.is_some() {
+                bail!(
+                    "--username and --header-name do not go with --auth {}",
+                    kind.as_str()
+                );
+            }
+            None
+        }
+    };
+    let secret = read_secret(args)?;
+    if kind.needs_secret() && secret.is_none() {
+        bail!(
+            "--auth {} needs the secret on standard input: add --secret-stdin",
+            kind.as_str()
+        );
+    }
+    if !kind.needs_secret() && secret.is_some() {
+        bail!("--auth none takes no secret");
+    }
+    Ok(CredentialInput {
+        kind,
+        username,
+        secret,
+    })
+}
+
+fn auth_policy(args: &AuthArgs) -> anyhow::Result<(AuthPolicy, Option<Secret>)> {
+    let methods = args
+        .methods
+        .iter()
+        .map(|m| match m.trim() {
+            "api_key" | "api-key" => Ok(Method::ApiKey),
+            "jwt" => Ok(Method::Jwt),
+            other => bail!("unknown method {other:?} (api_key, jwt)"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let verify = match args.jwt_verify.as_str() {
+        "local" => JwtVerify::Local,
+        "wordpress" => JwtVerify::Wordpress,
+        other => bail!("--jwt-verify must be local or wordpress, got {other:?}"),
+    };
+    let mut public_keys = Vec::new();
+    for path in &args.jwt_public_key_file {
+        public_keys.push(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        );
+    }
+    let mut claim_headers = std::collections::BTreeMap::new();
+    for pair in &args.jwt_claim_header {
+        let (claim, header) = pair
+            .split_once('=')
+            .context("--jwt-claim-header takes CLAIM=HEADER, e.g. sub=X-Auth-Subject")?;
+        claim_headers.insert(claim.trim().to_string(), header.trim().to_string());
+    }
+    let jwt = methods.contains(&Method::Jwt).then(|| JwtPolicy {
+        verify,
+        algorithms: args.jwt_alg.clone(),
+        jwks_url: args.jwt_jwks_url.clone(),
+        public_keys,
+        issuer: args.jwt_issuer.clone(),
+        audiences: args.jwt_audience.clone(),
+        leeway: args.jwt_leeway,
+        max_lifetime: args.jwt_max_lifetime,
+        claim_headers,
+    });
+    let secret = if args.jwt_secret_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the JWT secret from standard input")?;
+        let text = zeroize::Zeroizing::new(text);
+        let trimmed = text.trim_end_matches(['\r', '\n']);
+        if trimmed.is_empty() {
+            bail!("--jwt-secret-stdin: standard input was empty");
+        }
+        Some(Secret::from_string(trimmed.to_string()))
+    } else {
+        None
+    };
+    Ok((AuthPolicy { methods, jwt }, secret))
+}
+
+fn auth_text(s: &SiteRecord) -> String {
+    match AuthPolicy::from_json(s.auth_policy.as_deref()) {
+        Ok(p) => {
+            let mut parts: Vec<String> = p
+                .methods
+                .iter()
+                .map(|m| match m {
+                    Method::ApiKey => "api_key".to_string(),
+                    Method::Jwt => "jwt".to_string(),
+                })
+                .collect();
+            if let Some(j) = &p.jwt {
+                match j.verify {
+                    JwtVerify::Wordpress => parts.push("verified by WordPress".into()),
+                    JwtVerify::Local => {
+                        parts.push(format!("algorithms {}", j.algorithms.join(",")))
+                    }
+                }
+            }
+            parts.join(", ")
+        }
+        Err(e) => format!("invalid: {e}"),
+    }
+}
+
+/// The site as the admin API shows it (never a secret).
+fn site_json(s: &SiteRecord) -> Value {
+    serde_json::to_value(SiteView::from(s)).unwrap_or(Value::Null)
+}
+
+fn credential_text(s: &SiteRecord) -> String {
+    match (s.credential.kind, &s.credential.username) {
+        (CredentialKind::AppPassword, Some(u)) => format!("app_password (user {u})"),
+        (CredentialKind::Header, Some(h)) => format!("header ({h})"),
+        (kind, _) => kind.as_str().to_string(),
+    }
+}
+
+fn print_site(s: &SiteRecord, json: bool) {
+    if json {
+        println!("{}", site_json(s));
+    } else {
+        println!("id:         {}", s.id);
+        println!("name:       {}", s.name);
+        println!("upstream:   {}", s.upstream_url);
+        println!("enabled:    {}", s.enabled);
+        println!("credential: {}", credential_text(s));
+        println!("auth:       {}", auth_text(s));
+        println!("created:    {}", crate::time::rfc3339(s.created_at));
+        println!("updated:    {}", crate::time::rfc3339(s.updated_at));
+        println!("version:    {}", s.version);
+    }
+}
+
+pub(super) async fn run(
+    fleet: &Fleet,
+    config: &Config,
+    cmd: &SiteCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    let actor = actor();
+    match cmd {
+        SiteCommand::Add {
+            id,
+            upstream,
+            name,
+            credential,
+        } => {
+            let credential = credential_input(credential, None)?;
+            let record = fleet
+                .add_site(
+                    NewSite {
+                        id: id.clone(),
+                        name: name.clone(),
+                        upstream_url: upstream.clone(),
+                        credential,
+                    },
+                    &actor,
+                )
+                .await
+                .map_err(explain)?;
+            if json {
+                println!("{}", site_json(&record));
+            } else {
+                println!(
+                    "site {} added: {} with {}",
+                    record.id,
+                    record.upstream_url,
+                    credential_text(&record)
+                );
+            }
+        }
+        SiteCommand::List { after, limit } => {
+            let sites = fleet.store().list_sites(after.as_deref(), *limit).await?;
+            if json {
+                println!("{}", Value::Array(sites.iter().map(site_json).collect()));
+            } else {
+                print_table(
+                    [
+                        ("ID", 24),
+                        ("ENABLED", 8),
+                        ("CREDENTIAL", 28),
+                        ("UPSTREAM", 0),
+                    ],
+                    sites.iter().map(|s| {
+                        [
+                            s.id.clone(),
+                            s.enabled.to_string(),
+                            credential_text(s),
+                            s.upstream_url.clone(),
+                        ]
+                    }),
+                );
+            }
+        }
+        SiteCommand::Show { id } => print_site(&fleet.site(id).await.map_err(explain)?, json),
+        SiteCommand::Rm { id } => {
+            fleet.remove_site(id, &actor).await.map_err(explain)?;
+            report(
+                json,
+                json!({"id": id, "deleted": true}),
+                format!("site {id} deleted"),
+            );
+        }
+        SiteCommand::Enable { id } | SiteCommand::Disable { id } => {
+            let enable = matches!(cmd, SiteCommand::Enable { .. });
+            let s = fleet
+                .set_enabled(id, enable, &actor)
+                .await
+                .map_err(explain)?;
+            let word = if enable { "enabled" } else { "disabled" };
+            report(json, site_json(&s), format!("site {id} {word}"));
+        }
+        SiteCommand::SetHealth {
+            id,
+            require_namespace,
+            fail_fast,
+        } => {
+            let s = fleet
+                .set_health(id, require_namespace.clone(), *fail_fast, &actor)
+                .await
+                .map_err(explain)?;
+            report(
+                json,
+                site_json(&s),
+                format!(
+                    "site {id}: required namespaces [{}], fail fast {}",
+                    s.required_namespaces.join(", "),
+                    s.health_fail_fast
+                ),
+            );
+        }
+        SiteCommand::SetAuth { id, auth } => {
+            let (policy, secret) = auth_policy(auth)?;
+            let s = fleet
+                .set_auth_policy(id, &policy, secret, &actor)
+                .await
+                .map_err(explain)?;
+            report(
+                json,
+                site_json(&s),
+                format!("site {id}: auth policy set ({})", auth_text(&s)),
+            );
+        }
+        SiteCommand::SetCredential {
+            id,
+            credential,
+            confirm,
+        } => {
+            let current = fleet.site(id).await.map_err(explain)?;
+            let input = credential_input(credential, Some(&current))?;
+            if *confirm {
+                let timeout = config.boot.health.timeout;
+                let client =
+                    crate::health::client(config.boot.upstream_ca_file.as_deref(), timeout)?;
+                let (s, checked) = fleet
+                    .set_credential_confirmed(
+                        id,
+                        &input,
+                        &crate::health::targets::CredentialProbe { client, timeout },
+                        &actor,
+                    )
+                    .await
+                    .map_err(explain)?;
+                report(
+                    json,
+                    site_json(&s),
+                    format!(
+                        "site {id}: new credential confirmed ({}) and set ({}); the old one is no longer used",
+                        checked.message,
+                        credential_text(&s)
+                    ),
+                );
+            } else {
+                let s = fleet
+                    .set_credential(id, &input, &actor)
+                    .await
+                    .map_err(explain)?;
+                report(
+                    json,
+                    site_json(&s),
+                    format!("site {id}: credential set ({})", credential_text(&s)),
+                );
+            }
+        }
+    }
+    Ok(())
+}
