@@ -14,7 +14,7 @@ use pingora::http::RequestHeader;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
-use wpgate::auth::jwks::{JwksCache, JwksSettings};
+use wpgate::auth::jwt::jwks::{JwksCache, JwksSettings};
 use wpgate::auth::jwt::{JwtKeys, JwtSettings, JwtVerifier};
 use wpgate::auth::policy::{AuthPolicy, JwtPolicy, JwtVerify, Method};
 use wpgate::config::{self, Config};

@@ -2,7 +2,6 @@
 //! client is, and the exact reason when it proves nothing.
 
 pub mod api_key;
-pub mod jwks;
 pub mod jwt;
 pub mod policy;
 pub mod ratelimit;

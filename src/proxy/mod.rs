@@ -9,7 +9,7 @@ mod respond;
 
 pub use client::ForwardedFor;
 
-use crate::auth::jwks::{JwksCache, JwksSettings};
+use crate::auth::jwt::jwks::{JwksCache, JwksSettings};
 use crate::auth::policy::JwtAuth;
 use crate::auth::ratelimit::{retry_after_secs, FailureLimiter};
 use crate::auth::wordpress::DelegatedVerifier;
