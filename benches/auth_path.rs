@@ -12,8 +12,10 @@ use pingora::http::RequestHeader;
 use std::hint::black_box;
 use std::sync::Arc;
 use wpgate::auth::api_key::{self, KeyHasher};
+use wpgate::auth::Authenticator;
 use wpgate::config::{self, Config};
 use wpgate::fleet::{Actor, Fleet};
+use wpgate::health::HealthBoard;
 use wpgate::proxy::ctx::RequestCtx;
 use wpgate::proxy::Gateway;
 use wpgate::secret::Secret;
@@ -41,7 +43,8 @@ async fn setup() -> Setup {
         .unwrap();
     let fleet = Arc::new(fleet);
     let live = config::live(config.clone());
-    let gateway = Gateway::new(Arc::clone(&fleet), live).unwrap();
+    let auth = Authenticator::new(Arc::clone(&fleet), &config).unwrap();
+    let gateway = Gateway::new(Arc::clone(&fleet), live, auth, Arc::new(HealthBoard::new()));
     Setup {
         _dir: dir,
         gateway,

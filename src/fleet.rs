@@ -7,8 +7,8 @@ use crate::auth::api_key::{self, KeyHasher};
 use crate::auth::policy::{AuthPolicy, InvalidPolicy, SiteAuth};
 use crate::cache::LookupCache;
 use crate::config::Config;
+use crate::credential::{credential_header, InvalidCredential};
 use crate::crypto::{CryptoError, Keyring, KeyringError, KeyringSource, Place};
-use crate::proxy::inject::{credential_header, InvalidCredential};
 use crate::secret::Secret;
 use crate::site::{CredentialKind, InvalidSiteId, InvalidUpstream, SiteId, UpstreamTarget};
 use crate::store::{
