@@ -291,3 +291,44 @@ pub(super) fn verifying_key(params: &AlgorithmParameters) -> Result<VerifyingKey
         AlgorithmParameters::OctetKey(_) => Err("symmetric keys are never used"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_ring_cannot_use_are_refused_when_loaded() {
+        let ok = |r: Result<VerifyingKey, &'static str>| r.unwrap();
+        let n2048 = [&[0x80u8][..], &[0x11; 255]].concat();
+        ok(VerifyingKey::rsa(&n2048, &[1, 0, 1]));
+        // Leading zeros do not count.
+        let padded = [&[0u8, 0][..], &n2048].concat();
+        ok(VerifyingKey::rsa(&padded, &[0, 1, 0, 1]));
+        let too_short = [0x7fu8; 256];
+        assert!(VerifyingKey::rsa(&too_short, &[1, 0, 1])
+            .unwrap_err()
+            .contains("2048 to 8192"));
+        assert!(VerifyingKey::rsa(&[0xff; 1025], &[3]).is_err());
+        for e in [&[][..], &[1], &[2], &[1, 0, 0], &[2, 0, 0, 0, 1], &[1; 6]] {
+            assert!(
+                VerifyingKey::rsa(&n2048, e)
+                    .unwrap_err()
+                    .contains("exponent"),
+                "{e:?}"
+            );
+        }
+        assert!(VerifyingKey::ec_point(&[2; 33])
+            .unwrap_err()
+            .contains("compressed"));
+        assert!(VerifyingKey::ec_point(&[4; 66]).is_err());
+        assert!(VerifyingKey::ec_coordinates(KeyShape::EcP256, &[1; 32], &[1; 31]).is_err());
+        assert!(VerifyingKey::ec_coordinates(KeyShape::EcP384, &[1; 32], &[1; 32]).is_err());
+        assert!(VerifyingKey::ed25519(&[1; 31]).is_err());
+        assert_eq!(
+            VerifyingKey::ec_coordinates(KeyShape::EcP384, &[1; 48], &[1; 48])
+                .unwrap()
+                .shape(),
+            KeyShape::EcP384
+        );
+    }
+}
