@@ -91,10 +91,6 @@ mod tests {
     use base64::engine::general_purpose::STANDARD as B64;
     use base64::Engine;
 
-    fn secret(s: &str) -> Secret {
-        Secret::from_string(s.into())
-    }
-
     #[test]
     fn prepare_strips_injects_and_forwards() {
         let mut req = RequestHeader::build("GET", b"/wp-json/wp/v2/posts?x=1", None).unwrap();
@@ -105,8 +101,8 @@ mod tests {
         req.insert_header("Cookie", "wordpress_logged_in=1")
             .unwrap();
         req.insert_header("X-Forwarded-For", "6.6.6.6").unwrap();
-        let cred =
-            credential_header(CredentialKind::AppPassword, Some("api"), &secret("pw")).unwrap();
+        let pw = Secret::from_string("pw".into());
+        let cred = credential_header(CredentialKind::AppPassword, Some("api"), &pw).unwrap();
         let upstream = UpstreamTarget::parse("http://127.0.0.1:9000/blog").unwrap();
         let strip: Vec<HeaderName> = ["authorization", "x-api-key", "cookie"]
             .iter()
