@@ -12,8 +12,10 @@ use pingora::http::RequestHeader;
 use std::hint::black_box;
 use std::sync::Arc;
 use wpgate::auth::api_key::{self, KeyHasher};
+use wpgate::auth::Authenticator;
 use wpgate::config::{self, Config};
 use wpgate::fleet::{Actor, Fleet};
+use wpgate::health::HealthBoard;
 use wpgate::proxy::ctx::RequestCtx;
 use wpgate::proxy::Gateway;
 use wpgate::secret::Secret;
@@ -40,8 +42,9 @@ async fn setup() -> Setup {
         .insert_header("X-API-Key", key.expose_str().unwrap())
         .unwrap();
     let fleet = Arc::new(fleet);
-    let current = config::current(config.clone());
-    let gateway = Gateway::new(Arc::clone(&fleet), current).unwrap();
+    let live = config::current(config.clone());
+    let auth = Authenticator::new(Arc::clone(&fleet), &config).unwrap();
+    let gateway = Gateway::new(Arc::clone(&fleet), live, auth, Arc::new(HealthBoard::new()));
     Setup {
         _dir: dir,
         gateway,

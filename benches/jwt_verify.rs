@@ -14,11 +14,13 @@ use pingora::http::RequestHeader;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
-use wpgate::auth::jwks::{JwksCache, JwksSettings};
+use wpgate::auth::jwt::jwks::{JwksCache, JwksSettings};
 use wpgate::auth::jwt::{JwtKeys, JwtSettings, JwtVerifier};
 use wpgate::auth::policy::{AuthPolicy, JwtPolicy, JwtVerify, Method};
+use wpgate::auth::Authenticator;
 use wpgate::config::{self, Config};
 use wpgate::fleet::Actor;
+use wpgate::health::HealthBoard;
 use wpgate::proxy::ctx::RequestCtx;
 use wpgate::proxy::Gateway;
 use wpgate::secret::Secret;
@@ -77,9 +79,11 @@ async fn gateway_with_hs256_site(dir: &std::path::Path) -> (Gateway, Arc<Config>
         )
         .await
         .unwrap();
-    let current = config::current(config.clone());
+    let fleet = Arc::new(fleet);
+    let auth = Authenticator::new(Arc::clone(&fleet), &config).unwrap();
+    let live = config::current(config.clone());
     (
-        Gateway::new(Arc::new(fleet), current).unwrap(),
+        Gateway::new(fleet, live, auth, Arc::new(HealthBoard::new())),
         Arc::new(config),
     )
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod credential;
 pub mod crypto;
 pub mod error;
 pub mod fleet;

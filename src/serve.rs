@@ -182,7 +182,10 @@ pub fn run(
         let _guard = control.enter();
         reload::spawn_triggers(Arc::clone(&reloader));
     }
-    let gateway = Gateway::new(Arc::clone(&fleet), current).context("cannot set up the proxy")?;
+    let auth = crate::auth::Authenticator::new(Arc::clone(&fleet), &current.load_full())
+        .context("cannot set up the proxy")?;
+    let health_board = Arc::new(crate::health::HealthBoard::new());
+    let gateway = Gateway::new(Arc::clone(&fleet), current, auth, health_board);
     let health_client = crate::health::client(health_ca.as_deref(), health.timeout)
         .context("cannot set up the health checks")?;
     if health.enabled {

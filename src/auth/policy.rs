@@ -3,6 +3,7 @@
 //! when an operator sets it and turned into a ready verifier when the site is loaded.
 
 use super::jwt::{JwtKeys, JwtSettings, JwtVerifier};
+use crate::credential::ReservedHeader;
 use crate::secret::Secret;
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
@@ -111,22 +112,6 @@ impl SiteAuth {
     }
 }
 
-/// Headers wpgate owns: a claim may not be copied into them.
-const RESERVED_HEADERS: &[&str] = &[
-    "authorization",
-    "host",
-    "cookie",
-    "x-api-key",
-    "x-website-id",
-    "x-request-id",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-];
-
 impl AuthPolicy {
     pub fn from_json(text: Option<&str>) -> Result<AuthPolicy, InvalidPolicy> {
         match text {
@@ -173,7 +158,8 @@ impl AuthPolicy {
         for (claim, header) in &j.claim_headers {
             let name = HeaderName::from_bytes(header.as_bytes())
                 .map_err(|_| InvalidPolicy::Invalid(format!("{header:?} is not a header name")))?;
-            if RESERVED_HEADERS.contains(&name.as_str()) {
+            // Every header the gateway owns, the client's credential headers included.
+            if ReservedHeader::of(&name).is_some() {
                 return Err(InvalidPolicy::Invalid(format!(
                     "claim {claim:?} cannot be copied into {header}: the gateway owns that header"
                 )));

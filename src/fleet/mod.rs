@@ -18,7 +18,7 @@ use crate::auth::policy::InvalidPolicy;
 use crate::cache::LookupCache;
 use crate::config::Config;
 use crate::crypto::{CryptoError, Keyring, KeyringError, KeyringSource, Place};
-use crate::proxy::inject::{credential_header, InvalidCredential};
+use crate::credential::{credential_header, InvalidCredential};
 use crate::secret::Secret;
 use crate::site::{InvalidSiteId, InvalidUpstream};
 use crate::store::{self, ApiKeyRecord, Store, StoreError};

@@ -1,6 +1,6 @@
 //! Per-request state, carried through the Pingora phases.
 
-use crate::auth::Principal;
+use crate::auth::Admitted;
 use crate::config::Config;
 use crate::error::ErrorCode;
 use crate::fleet::ResolvedSite;
@@ -38,15 +38,14 @@ pub struct RequestCtx {
     /// The site, once found (also when the request is then refused). Only an admitted
     /// request is forwarded.
     pub site: Option<Arc<ResolvedSite>>,
-    /// True once every check passed: only then is the request forwarded.
-    pub admitted: bool,
-    pub principal: Option<Principal>,
+    /// Who the client proved to be for the site, with the identity headers to send.
+    /// Kept (for the access log) when the site then turns the request away; such a
+    /// request is answered in `request_filter` and never reaches the upstream phases.
+    pub admitted: Option<Admitted>,
     pub rejection: Option<Rejection>,
     /// The client's address (see `client.rs`) and the X-Forwarded-For to send upstream.
     pub client_ip: Option<std::net::IpAddr>,
     pub forwarded_for: Option<super::ForwardedFor>,
-    /// Verified claims to pass upstream (the site's claim -> header mapping).
-    pub identity_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Seconds for Retry-After on a 429.
     pub retry_after: Option<u64>,
     /// When the upstream phase began (for the upstream latency histogram).
@@ -71,12 +70,10 @@ impl RequestCtx {
             request_id: http::HeaderValue::from_static(""),
             site_id: None,
             site: None,
-            admitted: false,
-            principal: None,
+            admitted: None,
             rejection: None,
             client_ip: None,
             forwarded_for: None,
-            identity_headers: Vec::new(),
             retry_after: None,
             upstream_started: None,
         }

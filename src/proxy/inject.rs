@@ -1,85 +1,10 @@
 //! What changes between the client's request and the one WordPress receives: client
 //! credentials out, the site's credential in, forwarding headers set.
 
-use crate::secret::Secret;
-use crate::site::{CredentialKind, UpstreamTarget};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use http::header::{AUTHORIZATION, HOST};
+use crate::site::UpstreamTarget;
+use http::header::HOST;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum InvalidCredential {
-    #[error("an app-password credential needs a user name (--username) without ':'")]
-    Username,
-    #[error("a header credential needs a valid header name (--header-name)")]
-    HeaderName,
-    #[error("the header {0} cannot carry a credential: it is removed or rewritten by the gateway")]
-    ReservedHeader(String),
-    #[error("the secret must be non-empty text without control characters")]
-    Secret,
-}
-
-/// Headers a `header` credential must not use: the gateway owns them.
-const RESERVED: &[&str] = &[
-    "host",
-    "x-request-id",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-];
-
-fn header_text(secret: &Secret) -> Result<&str, InvalidCredential> {
-    match secret.expose_str() {
-        Some(s) if !s.is_empty() && !s.chars().any(char::is_control) => Ok(s),
-        _ => Err(InvalidCredential::Secret),
-    }
-}
-
-fn sensitive(mut v: HeaderValue) -> HeaderValue {
-    v.set_sensitive(true);
-    v
-}
-
-/// The header that carries a site's credential to WordPress.
-pub fn credential_header(
-    kind: CredentialKind,
-    username: Option<&str>,
-    secret: &Secret,
-) -> Result<(HeaderName, HeaderValue), InvalidCredential> {
-    let text = header_text(secret)?;
-    let (name, value) = match kind {
-        CredentialKind::AppPassword => {
-            let user = username
-                .filter(|u| !u.is_empty() && !u.contains(':') && !u.chars().any(char::is_control))
-                .ok_or(InvalidCredential::Username)?;
-            let plain = zeroize::Zeroizing::new(format!("{user}:{text}"));
-            let value = zeroize::Zeroizing::new(format!("Basic {}", B64.encode(plain.as_bytes())));
-            (AUTHORIZATION, HeaderValue::from_str(&value))
-        }
-        CredentialKind::Bearer => {
-            let value = zeroize::Zeroizing::new(format!("Bearer {text}"));
-            (AUTHORIZATION, HeaderValue::from_str(&value))
-        }
-        CredentialKind::Header => {
-            let name = username
-                .and_then(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-                .ok_or(InvalidCredential::HeaderName)?;
-            if RESERVED.contains(&name.as_str()) {
-                return Err(InvalidCredential::ReservedHeader(name.to_string()));
-            }
-            (name, HeaderValue::from_str(text))
-        }
-        CredentialKind::None => return Err(InvalidCredential::Secret),
-    };
-    value
-        .map(|v| (name, sensitive(v)))
-        .map_err(|_| InvalidCredential::Secret)
-}
 
 /// Everything the upstream request needs besides the body.
 pub struct Forwarding<'a> {
@@ -160,57 +85,11 @@ pub fn prepare(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn secret(s: &str) -> Secret {
-        Secret::from_string(s.into())
-    }
-
-    #[test]
-    fn app_password_is_basic() {
-        let (n, v) =
-            credential_header(CredentialKind::AppPassword, Some("api"), &secret("ab cd")).unwrap();
-        assert_eq!(n, AUTHORIZATION);
-        assert_eq!(
-            v.to_str().unwrap(),
-            format!("Basic {}", B64.encode("api:ab cd"))
-        );
-        assert!(v.is_sensitive());
-        assert_eq!(
-            credential_header(CredentialKind::AppPassword, None, &secret("x")),
-            Err(InvalidCredential::Username)
-        );
-        assert_eq!(
-            credential_header(CredentialKind::AppPassword, Some("a:b"), &secret("x")),
-            Err(InvalidCredential::Username)
-        );
-    }
-
-    #[test]
-    fn bearer_and_header() {
-        let (n, v) = credential_header(CredentialKind::Bearer, None, &secret("tok")).unwrap();
-        assert_eq!(
-            (n.as_str(), v.to_str().unwrap()),
-            ("authorization", "Bearer tok")
-        );
-        let (n, v) =
-            credential_header(CredentialKind::Header, Some("X-Plugin-Auth"), &secret("t")).unwrap();
-        assert_eq!((n.as_str(), v.to_str().unwrap()), ("x-plugin-auth", "t"));
-        assert!(
-            credential_header(CredentialKind::Header, Some("bad header"), &secret("t")).is_err()
-        );
-        assert!(matches!(
-            credential_header(CredentialKind::Header, Some("Host"), &secret("t")),
-            Err(InvalidCredential::ReservedHeader(_))
-        ));
-        assert_eq!(
-            credential_header(CredentialKind::Bearer, None, &secret("a\r\nb")),
-            Err(InvalidCredential::Secret)
-        );
-        assert_eq!(
-            credential_header(CredentialKind::Bearer, None, &secret("")),
-            Err(InvalidCredential::Secret)
-        );
-    }
+    use crate::credential::credential_header;
+    use crate::secret::Secret;
+    use crate::site::CredentialKind;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
 
     #[test]
     fn prepare_strips_injects_and_forwards() {
@@ -222,8 +101,8 @@ mod tests {
         req.insert_header("Cookie", "wordpress_logged_in=1")
             .unwrap();
         req.insert_header("X-Forwarded-For", "6.6.6.6").unwrap();
-        let cred =
-            credential_header(CredentialKind::AppPassword, Some("api"), &secret("pw")).unwrap();
+        let pw = Secret::from_string("pw".into());
+        let cred = credential_header(CredentialKind::AppPassword, Some("api"), &pw).unwrap();
         let upstream = UpstreamTarget::parse("http://127.0.0.1:9000/blog").unwrap();
         let strip: Vec<HeaderName> = ["authorization", "x-api-key", "cookie"]
             .iter()

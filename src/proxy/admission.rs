@@ -1,0 +1,137 @@
+//! Whether a request may pass: a well-formed site id, the client under the failure
+//! limit, a credential the site accepts (judged by the [`Authenticator`]), and a site
+//! that is enabled and reachable.
+
+use super::ctx::{Rejection, RequestCtx};
+use super::{client, Gateway};
+use crate::auth::{self, api_key::KeyHasher, AuthFailure, KeyLookup, Presented, SiteRef};
+use crate::error::ErrorCode;
+use crate::fleet::{Fleet, FleetError, ResolvedSite};
+use crate::health::HealthState;
+use crate::store::{ApiKeyRecord, StoreError};
+use http::HeaderValue;
+use pingora::http::RequestHeader;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const SITE_HEADER: &str = "x-website-id";
+/// `SITE_HEADER` pre-parsed, for lookups on the request path.
+const SITE: http::HeaderName = http::HeaderName::from_static(SITE_HEADER);
+
+/// The authenticator finds API keys in the fleet's key cache.
+impl KeyLookup for Fleet {
+    fn key_hasher(&self) -> &KeyHasher {
+        self.hasher()
+    }
+
+    fn key_at(
+        &self,
+        key_id: &str,
+        at: Instant,
+    ) -> impl Future<Output = Result<Option<Arc<ApiKeyRecord>>, Arc<StoreError>>> + Send {
+        self.find_key_at(key_id, at)
+    }
+}
+
+impl Gateway {
+    /// Steps 2-6 of the request path: site id, rate limit, credential, site, key or
+    /// token, site state. Public for the benchmark of the auth path.
+    pub async fn admit(
+        &self,
+        req: &RequestHeader,
+        peer: Option<IpAddr>,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), Rejection> {
+        let (site_id, value) = site_id(req)?;
+        ctx.site_id = Some(value.clone());
+        let client = client::identify(peer, &req.headers, &ctx.config.live.proxy);
+        ctx.client_ip = client.ip;
+        ctx.forwarded_for = client.forwarded_for;
+        // Over the failure limit: refused before any lookup or crypto.
+        if let Some(retry) = client.ip.and_then(|ip| self.auth.retry_after(ip)) {
+            ctx.retry_after = Some(retry);
+            return Err(AuthFailure::RateLimited.into());
+        }
+        let result = self.authenticate(req, site_id, ctx).await;
+        if let (Err(rejection), Some(ip)) = (&result, client.ip) {
+            if matches!(
+                rejection.code,
+                ErrorCode::InvalidCredentials | ErrorCode::MissingCredentials
+            ) {
+                self.auth.record_failure(ip);
+            }
+        }
+        let site = result?;
+        if !site.enabled {
+            return Err(AuthFailure::SiteDisabled.into());
+        }
+        if site.health_fail_fast && self.health.state(&site.id) == HealthState::Unreachable {
+            return Err(Rejection::new(
+                ErrorCode::SiteUnavailable,
+                "site_unreachable",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Finds the site and has the authenticator judge the credential. The principal is
+    /// kept (for the access log) even when the site then turns the request away.
+    async fn authenticate(
+        &self,
+        req: &RequestHeader,
+        site_id: &str,
+        ctx: &mut RequestCtx,
+    ) -> Result<Arc<ResolvedSite>, Rejection> {
+        // A request without a usable credential is refused before any lookup.
+        let presented = auth::presented(&req.headers);
+        if let Presented::Refused(f) = presented {
+            // Label metrics with the site when it is already known; no store read.
+            ctx.site = self.fleet.cached_site(site_id);
+            return Err(f.into());
+        }
+        let site = self
+            .fleet
+            .resolve_site_at(site_id, ctx.started)
+            .await
+            .map_err(|e| lookup_failed(&e, site_id))?
+            .ok_or(AuthFailure::UnknownSite)?;
+        ctx.site = Some(Arc::clone(&site));
+        let site_ref = SiteRef {
+            id: site_id,
+            upstream_url: &site.upstream_url,
+            auth: &site.auth,
+        };
+        ctx.admitted = Some(self.auth.admit(presented, site_ref, ctx.started).await?);
+        Ok(site)
+    }
+}
+
+/// Exactly one well-formed X-Website-ID, as text and as the header value.
+fn site_id(req: &RequestHeader) -> Result<(&str, &HeaderValue), Rejection> {
+    let mut values = req.headers.get_all(&SITE).iter();
+    let Some(first) = values.next() else {
+        return Err(Rejection::new(ErrorCode::MissingSiteId, "missing_site_id"));
+    };
+    if values.next().is_some() || !crate::site::is_valid_site_id(first.as_bytes()) {
+        return Err(Rejection::new(ErrorCode::InvalidSiteId, "invalid_site_id"));
+    }
+    first
+        .to_str()
+        .map(|text| (text, first))
+        .map_err(|_| Rejection::new(ErrorCode::InvalidSiteId, "invalid_site_id"))
+}
+
+fn lookup_failed(e: &FleetError, site_id: &str) -> Rejection {
+    match e {
+        FleetError::Store(_) => {
+            tracing::error!(site = site_id, error = %e, "store lookup of a site failed");
+            Rejection::new(ErrorCode::StoreUnavailable, "store_unavailable")
+        }
+        _ => {
+            tracing::error!(site = site_id, error = %e, "site record cannot be used");
+            Rejection::new(ErrorCode::Internal, "site_unusable")
+        }
+    }
+}
