@@ -83,7 +83,7 @@ where
         self.call(async move {
             let mut tx = self.backend.begin_write().await?;
             let namespaces = namespaces_json(&site.required_namespaces);
-            let res = sqlx::query(&self.sql.insert_site)
+            sqlx::query(&self.sql.insert_site)
                 .bind(site.id.as_str())
                 .bind(site.name.as_str())
                 .bind(site.upstream_url.as_str())
@@ -99,14 +99,8 @@ where
                 .bind(site.updated_at)
                 .bind(site.version)
                 .execute(&mut *tx)
-                .await;
-            match res {
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::AlreadyExists(format!("site {}", site.id)))
-                }
-                Err(e) => return Err(B::unavailable(e)),
-                Ok(_) => {}
-            }
+                .await
+                .map_err(|e| already_exists::<B>(e, || format!("site {}", site.id)))?;
             B::record_changes(&mut tx, ChangeKind::Site, &[&site.id]).await?;
             self.commit(tx, audit).await
         })
@@ -221,7 +215,7 @@ where
     ) -> Result<(), StoreError> {
         self.call(async move {
             let mut tx = self.backend.begin_write().await?;
-            let res = sqlx::query(&self.sql.insert_key)
+            sqlx::query(&self.sql.insert_key)
                 .bind(key.key_id.as_str())
                 .bind(key.site_id.as_str())
                 .bind(key.label.as_deref())
@@ -231,17 +225,13 @@ where
                 .bind(key.revoked_at)
                 .bind(key.grace_until)
                 .execute(&mut *tx)
-                .await;
-            match res {
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::AlreadyExists(format!("key {}", key.key_id)))
-                }
-                Err(e) if is_foreign_key_violation(&e) => {
-                    return Err(StoreError::NotFound(format!("site {}", key.site_id)))
-                }
-                Err(e) => return Err(B::unavailable(e)),
-                Ok(_) => {}
-            }
+                .await
+                .map_err(|e| match e {
+                    e if is_foreign_key_violation(&e) => {
+                        StoreError::NotFound(format!("site {}", key.site_id))
+                    }
+                    e => already_exists::<B>(e, || format!("key {}", key.key_id)),
+                })?;
             B::record_changes(&mut tx, ChangeKind::ApiKey, &[&key.key_id]).await?;
             self.commit(tx, audit).await
         })
@@ -299,7 +289,7 @@ where
     ) -> Result<(), StoreError> {
         self.call(async move {
             let mut tx = self.backend.begin_write().await?;
-            let res = sqlx::query(&self.sql.insert_token)
+            sqlx::query(&self.sql.insert_token)
                 .bind(token.id.as_str())
                 .bind(token.label.as_deref())
                 .bind(token.scope.as_str())
@@ -308,17 +298,8 @@ where
                 .bind(token.revoked_at)
                 .bind(token.last_used_at)
                 .execute(&mut *tx)
-                .await;
-            match res {
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::AlreadyExists(format!(
-                        "admin token {}",
-                        token.id
-                    )))
-                }
-                Err(e) => return Err(B::unavailable(e)),
-                Ok(_) => {}
-            }
+                .await
+                .map_err(|e| already_exists::<B>(e, || format!("admin token {}", token.id)))?;
             B::record_changes(&mut tx, ChangeKind::AdminToken, &[&token.id]).await?;
             self.commit(tx, audit).await
         })
@@ -706,6 +687,16 @@ where
             .await
             .map_err(B::unavailable)?;
         tx.commit().await.map_err(B::unavailable)
+    }
+}
+
+/// An INSERT's error: a record already there is `AlreadyExists(what)`, anything else
+/// the store's.
+fn already_exists<B: Backend>(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::AlreadyExists(what())
+    } else {
+        B::unavailable(e)
     }
 }
 
