@@ -18,7 +18,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// What the shared code asks of a database driver. sqlx states a driver's abilities as
 /// bounds on other types (`i64: Encode<DB>`), which Rust does not carry from one impl
-/// to the next: they are listed here, and `write_audit` names the few it needs.
+/// to the next: they are listed here, and `commit` names the few it needs.
 #[async_trait]
 impl<B: Backend> Store for SqlStore<B>
 where
