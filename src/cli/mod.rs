@@ -8,6 +8,7 @@ pub mod key;
 pub mod keyring;
 pub mod serve;
 pub mod site;
+pub mod store;
 
 use crate::config::{Config, LoadOptions};
 use crate::fleet::{Actor, Fleet, FleetError};
@@ -59,7 +60,7 @@ pub enum Command {
     Keyring(keyring::KeyringCommand),
     /// Work on whole stores (copy one into another).
     #[command(subcommand)]
-    Store(crate::store::migrate::StoreCommand),
+    Store(store::StoreCommand),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -98,7 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             block_on(async { admin::token(&open_fleet(&config).await?, cmd, cli.json).await })
         }
         Command::Keyring(cmd) => block_on(keyring::run(&config, cmd, cli.json)),
-        Command::Store(cmd) => block_on(crate::store::migrate::run(cmd, cli.json)),
+        Command::Store(cmd) => block_on(store::run(cmd, cli.json)),
     }
 }
 

@@ -1033,6 +1033,14 @@ async fn dump(
 }
 
 /// A store copied to the other backend and back holds exactly what it held.
+fn copy_options(batch: u32, from: &str, to: &str) -> store::copy::CopyOptions {
+    store::copy::CopyOptions {
+        batch,
+        from: from.into(),
+        to: to.into(),
+    }
+}
+
 async fn export_import_round_trip(b: Backend) {
     let src = Fresh::new(b).await;
     let s = src.store.as_ref();
@@ -1085,7 +1093,7 @@ async fn export_import_round_trip(b: Backend) {
     assert_eq!(counts.audit, original.4.len() as u64);
 
     let there = Fresh::new(b.other()).await;
-    let report = store::migrate::migrate(s, there.store.as_ref(), 2, "src", "there")
+    let report = store::copy::copy(s, there.store.as_ref(), &copy_options(2, "src", "there"))
         .await
         .unwrap();
     assert_eq!(report.copied, counts);
@@ -1098,12 +1106,10 @@ async fn export_import_round_trip(b: Backend) {
         s.sealed_key_counts().await.unwrap()
     );
     let back = Fresh::new(b).await;
-    store::migrate::migrate(
+    store::copy::copy(
         there.store.as_ref(),
         back.store.as_ref(),
-        1000,
-        "there",
-        "back",
+        &copy_options(1000, "there", "back"),
     )
     .await
     .unwrap();
@@ -1112,7 +1118,7 @@ async fn export_import_round_trip(b: Backend) {
     assert_eq!(back.store.latest_change().await.unwrap(), 0);
 
     // A non-empty target is refused, and left as it was.
-    let err = store::migrate::migrate(s, back.store.as_ref(), 10, "src", "back")
+    let err = store::copy::copy(s, back.store.as_ref(), &copy_options(10, "src", "back"))
         .await
         .unwrap_err()
         .to_string();

@@ -1,0 +1,91 @@
+//! Where SQLite's and PostgreSQL's SQL really differ. The shared queries are written
+//! once with `?` parameters and these pieces, and rendered for a backend when its store
+//! opens.
+
+/// One backend's spelling of what the shared queries need.
+#[derive(Debug, Clone, Copy)]
+pub struct Dialect {
+    /// Parameters are numbered (`$1, $2, ...`, PostgreSQL) instead of `?` (SQLite).
+    pub numbered_params: bool,
+    /// The smaller of two values: SQLite's scalar `MIN`, PostgreSQL's `LEAST`.
+    pub least: &'static str,
+    /// `sites.required_namespaces` read as JSON array text (or NULL for none): SQLite
+    /// stores that text, PostgreSQL a `text[]`.
+    pub namespaces_read: &'static str,
+    /// The value stored in `sites.required_namespaces` for a JSON array text parameter
+    /// `?` (NULL for none).
+    pub namespaces_write: &'static str,
+    /// The key id of sealed text `v1.<kid>.<nonce>.<ct>` in column `{v}`: the text
+    /// between the first two dots.
+    pub key_id_of: &'static str,
+}
+
+impl Dialect {
+    /// The select-list item for `sites.required_namespaces`.
+    pub fn namespaces_column(&self) -> String {
+        format!("{} AS required_namespaces", self.namespaces_read)
+    }
+
+    /// The key id expression of sealed text in `column`.
+    pub fn key_id(&self, column: &str) -> String {
+        self.key_id_of.replace("{v}", column)
+    }
+
+    /// `INSERT INTO {table} VALUES ({row}), ...` with `rows` rows, rendered.
+    pub fn insert_rows(&self, table: &str, row: &str, rows: usize) -> String {
+        let values = vec![format!("({row})"); rows].join(", ");
+        self.render(&format!("INSERT INTO {table} VALUES {values}"))
+    }
+
+    /// `sql` with its `?` parameters in this dialect's form (string literals left as
+    /// they are).
+    pub fn render(&self, sql: &str) -> String {
+        if !self.numbered_params {
+            return sql.to_string();
+        }
+        let mut out = String::with_capacity(sql.len() + 16);
+        let (mut n, mut quoted) = (0, false);
+        for c in sql.chars() {
+            match c {
+                '\'' => {
+                    quoted = !quoted;
+                    out.push(c);
+                }
+                '?' if !quoted => {
+                    n += 1;
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                }
+                _ => out.push(c),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NUMBERED: Dialect = Dialect {
+        numbered_params: true,
+        least: "LEAST",
+        namespaces_read: "",
+        namespaces_write: "",
+        key_id_of: "split_part({v}, '.', 2)",
+    };
+
+    #[test]
+    fn parameters_are_numbered_outside_literals() {
+        assert_eq!(
+            NUMBERED.render("SELECT '?' FROM t WHERE a = ? AND b LIKE 'v1.%' LIMIT ?"),
+            "SELECT '?' FROM t WHERE a = $1 AND b LIKE 'v1.%' LIMIT $2"
+        );
+        let plain = Dialect {
+            numbered_params: false,
+            ..NUMBERED
+        };
+        assert_eq!(plain.render("a = ? AND b = ?"), "a = ? AND b = ?");
+        assert_eq!(NUMBERED.key_id("value"), "split_part(value, '.', 2)");
+    }
+}

@@ -1,0 +1,715 @@
+//! [`Store`] on every [`Backend`]: the same statements and the same Rust for SQLite and
+//! PostgreSQL. Every write is one transaction that records its changes (through the
+//! backend) and writes its audit record.
+
+use super::queries::{ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, SITE_COLUMNS};
+use super::rows::{namespaces_json, records, AdminTokenRow, ChangeRow, CountsRow, SiteRow};
+use super::{
+    bounded, is_foreign_key_violation, is_unique_violation, sealed_by_kinds, Backend, SqlStore,
+};
+use crate::store::{
+    trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, ChangeEvent, ChangeKind,
+    ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot, SealedValue, SiteRecord, Store,
+    StoreError,
+};
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Transaction, Type};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What the shared code asks of a database driver. sqlx states a driver's abilities as
+/// bounds on other types (`i64: Encode<DB>`), which Rust does not carry from one impl
+/// to the next: they are listed here, and `commit` names the few it needs.
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B>
+where
+    for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
+    for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> &'q [u8]: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> bool: Encode<'q, B::Db> + Type<B::Db>,
+    for<'r> String: Decode<'r, B::Db> + Type<B::Db>,
+    for<'r> Vec<u8>: Decode<'r, B::Db> + Type<B::Db>,
+    for<'r> i64: Decode<'r, B::Db>,
+    for<'r> bool: Decode<'r, B::Db>,
+    for<'r> &'r str: ColumnIndex<<B::Db as Database>::Row>,
+    usize: ColumnIndex<<B::Db as Database>::Row>,
+{
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.call(async move {
+            sqlx::query(&self.sql.ping)
+                .execute(self.backend.pool())
+                .await
+                .map_err(B::unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_site(&self, id: &str) -> Result<Option<SiteRecord>, StoreError> {
+        self.call(async move {
+            trace_query("get_site", id);
+            let row: Option<SiteRow> = sqlx::query_as(&self.sql.site)
+                .bind(id)
+                .fetch_optional(self.backend.pool())
+                .await
+                .map_err(B::unavailable)?;
+            row.map(SiteRecord::try_from).transpose()
+        })
+        .await
+    }
+
+    async fn list_sites(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SiteRecord>, StoreError> {
+        self.call(async move {
+            trace_query("list_sites", after.unwrap_or(""));
+            let rows: Vec<SiteRow> = sqlx::query_as(&self.sql.sites_after)
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)?;
+            records(rows)
+        })
+        .await
+    }
+
+    async fn create_site(&self, site: &SiteRecord, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.call(async move {
+            let mut tx = self.backend.begin_write().await?;
+            let namespaces = namespaces_json(&site.required_namespaces);
+            sqlx::query(&self.sql.insert_site)
+                .bind(site.id.as_str())
+                .bind(site.name.as_str())
+                .bind(site.upstream_url.as_str())
+                .bind(site.enabled)
+                .bind(site.credential.kind.as_str())
+                .bind(site.credential.username.as_deref())
+                .bind(site.credential.sealed_secret.as_deref())
+                .bind(site.auth_policy.as_deref())
+                .bind(site.jwt_secret_sealed.as_deref())
+                .bind(namespaces.as_deref())
+                .bind(site.health_fail_fast)
+                .bind(site.created_at)
+                .bind(site.updated_at)
+                .bind(site.version)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| already_exists::<B>(e, || format!("site {}", site.id)))?;
+            B::record_changes(&mut tx, ChangeKind::Site, &[&site.id]).await?;
+            self.commit(tx, audit).await
+        })
+        .await
+    }
+
+    async fn update_site(
+        &self,
+        site: &SiteRecord,
+        audit: &AuditEntry,
+    ) -> Result<SiteRecord, StoreError> {
+        self.call(async move {
+            let mut tx = self.backend.begin_write().await?;
+            let now = crate::time::now_unix();
+            let namespaces = namespaces_json(&site.required_namespaces);
+            let done = sqlx::query(&self.sql.update_site)
+                .bind(site.name.as_str())
+                .bind(site.upstream_url.as_str())
+                .bind(site.enabled)
+                .bind(site.credential.kind.as_str())
+                .bind(site.credential.username.as_deref())
+                .bind(site.credential.sealed_secret.as_deref())
+                .bind(site.auth_policy.as_deref())
+                .bind(site.jwt_secret_sealed.as_deref())
+                .bind(namespaces.as_deref())
+                .bind(site.health_fail_fast)
+                .bind(now)
+                .bind(site.id.as_str())
+                .bind(site.version)
+                .execute(&mut *tx)
+                .await
+                .map_err(B::unavailable)?;
+            if B::rows_affected(&done) == 0 {
+                let exists = sqlx::query(&self.sql.site_exists)
+                    .bind(site.id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(B::unavailable)?
+                    .is_some();
+                return Err(if exists {
+                    StoreError::VersionConflict {
+                        what: format!("site {}", site.id),
+                        expected: site.version,
+                    }
+                } else {
+                    StoreError::NotFound(format!("site {}", site.id))
+                });
+            }
+            B::record_changes(&mut tx, ChangeKind::Site, &[&site.id]).await?;
+            self.commit(tx, audit).await?;
+            Ok(SiteRecord {
+                updated_at: now,
+                version: site.version + 1,
+                ..site.clone()
+            })
+        })
+        .await
+    }
+
+    async fn delete_site(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.call(async move {
+            let mut tx = self.backend.begin_write().await?;
+            let keys: Vec<String> = sqlx::query_scalar(&self.sql.site_key_ids)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(B::unavailable)?;
+            let done = sqlx::query(&self.sql.delete_site)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(B::unavailable)?;
+            if B::rows_affected(&done) == 0 {
+                return Err(StoreError::NotFound(format!("site {id}")));
+            }
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            B::record_changes(&mut tx, ChangeKind::ApiKey, &keys).await?;
+            B::record_changes(&mut tx, ChangeKind::Site, &[id]).await?;
+            self.commit(tx, audit).await
+        })
+        .await
+    }
+
+    async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.call(async move {
+            trace_query("get_api_key", key_id);
+            sqlx::query_as(&self.sql.key)
+                .bind(key_id)
+                .fetch_optional(self.backend.pool())
+                .await
+                .map_err(B::unavailable)
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self, site_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.call(async move {
+            trace_query("list_api_keys", site_id);
+            sqlx::query_as(&self.sql.site_keys)
+                .bind(site_id)
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)
+        })
+        .await
+    }
+
+    async fn insert_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.call(async move {
+            let mut tx = self.backend.begin_write().await?;
+            sqlx::query(&self.sql.insert_key)
+                .bind(key.key_id.as_str())
+                .bind(key.site_id.as_str())
+                .bind(key.label.as_deref())
+                .bind(key.secret_hash.as_slice())
+                .bind(key.created_at)
+                .bind(key.expires_at)
+                .bind(key.revoked_at)
+                .bind(key.grace_until)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match e {
+                    e if is_foreign_key_violation(&e) => {
+                        StoreError::NotFound(format!("site {}", key.site_id))
+                    }
+                    e => already_exists::<B>(e, || format!("key {}", key.key_id)),
+                })?;
+            B::record_changes(&mut tx, ChangeKind::ApiKey, &[&key.key_id]).await?;
+            self.commit(tx, audit).await
+        })
+        .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        key_id: &str,
+        revoked_at: i64,
+        grace_until: i64,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        self.call(async move {
+            let mut tx = self.backend.begin_write().await?;
+            let key: Option<ApiKeyRecord> = sqlx::query_as(&self.sql.revoke_key)
+                .bind(revoked_at)
+                .bind(grace_until)
+                .bind(grace_until)
+                .bind(key_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(B::unavailable)?;
+            let Some(key) = key else {
+                return Err(StoreError::NotFound(format!("key {key_id}")));
+            };
+            B::record_changes(&mut tx, ChangeKind::ApiKey, &[key_id]).await?;
+            self.commit(tx, audit).await?;
+            Ok(key)
+        })
+        .await
+    }
+
+    async fn list_audit(
+        &self,
+        site_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.call(async move {
+            sqlx::query_as(&self.sql.audit_newest)
+                .bind(site_id)
+                .bind(site_id)
+                .bind(i64::from(limit))
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)
+        })
+        .await
+    }
+
+    async fn create_admin_token(
+        &self,
+        token: &AdminTokenRecord,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        self.call(async move {
+            let mut tx = self.backend.begin_write().await?;
+            sqlx::query(&self.sql.insert_token)
+                .bind(token.id.as_str())
+                .bind(token.label.as_deref())
+                .bind(token.scope.as_str())
+                .bind(token.secret_hash.as_str())
+                .bind(token.created_at)
+                .bind(token.revoked_at)
+                .bind(token.last_used_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| already_exists::<B>(e, || format!("admin token {}", token.id)))?;
+            B::record_changes(&mut tx, ChangeKind::AdminToken, &[&token.id]).await?;
+            self.commit(tx, audit).await
+        })
+        .await
+    }
+
+    async fn get_admin_token(&self, id: &str) -> Result<Option<AdminTokenRecord>, StoreError> {
+        self.call(async move {
+            trace_query("get_admin_token", id);
+            let row: Option<AdminTokenRow> = sqlx::query_as(&self.sql.token)
+                .bind(id)
+                .fetch_optional(self.backend.pool())
+                .await
+                .map_err(B::unavailable)?;
+            row.map(AdminTokenRecord::try_from).transpose()
+        })
+        .await
+    }
+
+    async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenRecord>, StoreError> {
+        self.call(async move {
+            let rows: Vec<AdminTokenRow> = sqlx::query_as(&self.sql.tokens)
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)?;
+            records(rows)
+        })
+        .await
+    }
+
+    async fn revoke_admin_token(
+        &self,
+        id: &str,
+        at: i64,
+        audit: &AuditEntry,
+    ) -> Result<AdminTokenRecord, StoreError> {
+        self.call(async move {
+            let mut tx = self.backend.begin_write().await?;
+            let row: Option<AdminTokenRow> = sqlx::query_as(&self.sql.revoke_token)
+                .bind(at)
+                .bind(at)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(B::unavailable)?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound(format!("admin token {id}")));
+            };
+            let token = AdminTokenRecord::try_from(row)?;
+            B::record_changes(&mut tx, ChangeKind::AdminToken, &[id]).await?;
+            self.commit(tx, audit).await?;
+            Ok(token)
+        })
+        .await
+    }
+
+    async fn touch_admin_token(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        self.call(async move {
+            sqlx::query(&self.sql.touch_token)
+                .bind(at)
+                .bind(id)
+                .execute(self.backend.pool())
+                .await
+                .map_err(B::unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        self.call(async move {
+            trace_query("get_setting", name);
+            sqlx::query_scalar(&self.sql.setting)
+                .bind(name)
+                .fetch_optional(self.backend.pool())
+                .await
+                .map_err(B::unavailable)
+        })
+        .await
+    }
+
+    async fn insert_setting_if_absent(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        self.call(async move {
+            let mut tx = self.backend.begin_write().await?;
+            let inserted = sqlx::query(&self.sql.insert_setting_if_absent)
+                .bind(name)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .map_err(B::unavailable)?;
+            if B::rows_affected(&inserted) > 0 {
+                B::record_changes(&mut tx, ChangeKind::Setting, &[name]).await?;
+            }
+            let stored: String = sqlx::query_scalar(&self.sql.setting)
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(B::unavailable)?;
+            tx.commit().await.map_err(B::unavailable)?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn latest_change(&self) -> Result<i64, StoreError> {
+        self.call(async move {
+            sqlx::query_scalar(&self.sql.latest_change)
+                .fetch_one(self.backend.pool())
+                .await
+                .map_err(B::unavailable)
+        })
+        .await
+    }
+
+    async fn changes_since(&self, seq: i64, limit: u32) -> Result<ChangesSince, StoreError> {
+        self.call(async move {
+            let rows: Vec<ChangeRow> = sqlx::query_as(&self.sql.changes_after)
+                .bind(seq)
+                .bind(i64::from(limit))
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)?;
+            // Pruned past `seq`: the oldest kept row is not the next one after it.
+            let oldest = rows.first().and_then(|r| r.oldest);
+            let complete = oldest.is_none_or(|oldest| oldest <= seq + 1);
+            Ok(ChangesSince {
+                changes: records(rows)?,
+                complete,
+            })
+        })
+        .await
+    }
+
+    async fn prune_changes(&self, before: i64) -> Result<u64, StoreError> {
+        self.call(async move {
+            let done = sqlx::query(&self.sql.prune_changes)
+                .bind(before)
+                .execute(self.backend.pool())
+                .await
+                .map_err(B::unavailable)?;
+            Ok(B::rows_affected(&done))
+        })
+        .await
+    }
+
+    fn spawn_listener(&self, events: UnboundedSender<ChangeEvent>) -> bool {
+        self.backend.spawn_listener(events)
+    }
+
+    async fn sealed_key_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.call(async move {
+            sqlx::query_as(&self.sql.sealed_counts)
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)
+        })
+        .await
+    }
+
+    async fn sealed_not_by(
+        &self,
+        key_id: &str,
+        after: Option<&SealedSlot>,
+        limit: u32,
+    ) -> Result<Vec<SealedValue>, StoreError> {
+        self.call(sealed_by_kinds(
+            after,
+            limit,
+            |kind, after_id, want| async move {
+                sqlx::query_as(self.sql.sealed_of_kind(kind))
+                    .bind(after_id.as_str())
+                    .bind(key_id)
+                    .bind(want)
+                    .fetch_all(self.backend.pool())
+                    .await
+                    .map_err(B::unavailable)
+            },
+        ))
+        .await
+    }
+
+    async fn reseal(&self, batch: &[Reseal], audit: &AuditEntry) -> Result<u64, StoreError> {
+        self.call(async move {
+            let mut tx = self.backend.begin_write().await?;
+            let mut replaced = 0;
+            for r in batch {
+                let (kind, id) = r.old.slot.change();
+                let done = sqlx::query(self.sql.reseal(&r.old.slot))
+                    .bind(r.new_sealed.as_str())
+                    .bind(id)
+                    .bind(r.old.sealed.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(B::unavailable)?;
+                if B::rows_affected(&done) > 0 {
+                    replaced += B::rows_affected(&done);
+                    B::record_changes(&mut tx, kind, &[id]).await?;
+                }
+            }
+            self.commit(tx, audit).await?;
+            Ok(replaced)
+        })
+        .await
+    }
+
+    async fn record_counts(&self) -> Result<RecordCounts, StoreError> {
+        self.call(async move {
+            let row: CountsRow = sqlx::query_as(&self.sql.record_counts)
+                .fetch_one(self.backend.pool())
+                .await
+                .map_err(B::unavailable)?;
+            Ok(row.into())
+        })
+        .await
+    }
+
+    async fn export_api_keys(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.call(async move {
+            sqlx::query_as(&self.sql.keys_after)
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)
+        })
+        .await
+    }
+
+    async fn export_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.call(async move {
+            sqlx::query_as(&self.sql.settings)
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)
+        })
+        .await
+    }
+
+    async fn export_audit(&self, after: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        self.call(async move {
+            sqlx::query_as(&self.sql.audit_after)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)
+        })
+        .await
+    }
+
+    async fn import(&self, batch: &ImportBatch) -> Result<(), StoreError> {
+        bounded::<B, _>(B::IMPORT_TIMEOUT, async move {
+            let mut tx = self.backend.begin_write().await?;
+            // Multi-row INSERTs, each under SQLite's limit of 32766 bound parameters.
+            let d = &B::DIALECT;
+            for chunk in batch.settings.chunks(1000) {
+                let sql = d.insert_rows("settings (name, value)", "?, ?", chunk.len());
+                let mut q = sqlx::query(&sql);
+                for (name, value) in chunk {
+                    q = q.bind(name.as_str()).bind(value.as_str());
+                }
+                q.execute(&mut *tx).await.map_err(import_error::<B>)?;
+            }
+            for chunk in batch.admin_tokens.chunks(1000) {
+                let table = format!("admin_tokens ({ADMIN_TOKEN_COLUMNS})");
+                let sql = d.insert_rows(&table, "?, ?, ?, ?, ?, ?, ?", chunk.len());
+                let mut q = sqlx::query(&sql);
+                for t in chunk {
+                    q = q
+                        .bind(t.id.as_str())
+                        .bind(t.label.as_deref())
+                        .bind(t.scope.as_str())
+                        .bind(t.secret_hash.as_str())
+                        .bind(t.created_at)
+                        .bind(t.revoked_at)
+                        .bind(t.last_used_at);
+                }
+                q.execute(&mut *tx).await.map_err(import_error::<B>)?;
+            }
+            for chunk in batch.sites.chunks(1000) {
+                let namespaces: Vec<Option<String>> = chunk
+                    .iter()
+                    .map(|s| namespaces_json(&s.required_namespaces))
+                    .collect();
+                let table = format!("sites ({SITE_COLUMNS})");
+                let row = format!(
+                    "?, ?, ?, ?, ?, ?, ?, ?, ?, {}, ?, ?, ?, ?",
+                    d.namespaces_write
+                );
+                let sql = d.insert_rows(&table, &row, chunk.len());
+                let mut q = sqlx::query(&sql);
+                for (site, ns) in chunk.iter().zip(&namespaces) {
+                    q = q
+                        .bind(site.id.as_str())
+                        .bind(site.name.as_str())
+                        .bind(site.upstream_url.as_str())
+                        .bind(site.enabled)
+                        .bind(site.credential.kind.as_str())
+                        .bind(site.credential.username.as_deref())
+                        .bind(site.credential.sealed_secret.as_deref())
+                        .bind(site.auth_policy.as_deref())
+                        .bind(site.jwt_secret_sealed.as_deref())
+                        .bind(ns.as_deref())
+                        .bind(site.health_fail_fast)
+                        .bind(site.created_at)
+                        .bind(site.updated_at)
+                        .bind(site.version);
+                }
+                q.execute(&mut *tx).await.map_err(import_error::<B>)?;
+            }
+            for chunk in batch.api_keys.chunks(2000) {
+                let table = format!("api_keys ({KEY_COLUMNS})");
+                let sql = d.insert_rows(&table, "?, ?, ?, ?, ?, ?, ?, ?", chunk.len());
+                let mut q = sqlx::query(&sql);
+                for k in chunk {
+                    q = q
+                        .bind(k.key_id.as_str())
+                        .bind(k.site_id.as_str())
+                        .bind(k.label.as_deref())
+                        .bind(k.secret_hash.as_slice())
+                        .bind(k.created_at)
+                        .bind(k.expires_at)
+                        .bind(k.revoked_at)
+                        .bind(k.grace_until);
+                }
+                q.execute(&mut *tx).await.map_err(import_error::<B>)?;
+            }
+            for chunk in batch.audit.chunks(2000) {
+                let table = format!("audit_log ({AUDIT_COLUMNS})");
+                let sql = d.insert_rows(&table, "?, ?, ?, ?, ?, ?, ?, ?", chunk.len());
+                let mut q = sqlx::query(&sql);
+                for r in chunk {
+                    q = q
+                        .bind(r.id)
+                        .bind(r.at)
+                        .bind(r.entry.actor.as_str())
+                        .bind(r.entry.action.as_str())
+                        .bind(r.entry.target.as_str())
+                        .bind(r.entry.site_id.as_deref())
+                        .bind(r.entry.request_id.as_deref())
+                        .bind(r.entry.detail.as_deref());
+                }
+                q.execute(&mut *tx).await.map_err(import_error::<B>)?;
+            }
+            if !batch.audit.is_empty() {
+                B::audit_imported(&mut tx).await?;
+            }
+            tx.commit().await.map_err(B::unavailable)
+        })
+        .await
+    }
+}
+
+impl<B: Backend> SqlStore<B>
+where
+    for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
+    for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
+    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Type<B::Db>,
+{
+    /// Ends a write (its changes recorded): writes its audit record and commits.
+    async fn commit(
+        &self,
+        mut tx: Transaction<'static, B::Db>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.insert_audit)
+            .bind(crate::time::now_unix())
+            .bind(audit.actor.as_str())
+            .bind(audit.action.as_str())
+            .bind(audit.target.as_str())
+            .bind(audit.site_id.as_deref())
+            .bind(audit.request_id.as_deref())
+            .bind(audit.detail.as_deref())
+            .execute(&mut *tx)
+            .await
+            .map_err(B::unavailable)?;
+        tx.commit().await.map_err(B::unavailable)
+    }
+}
+
+/// An INSERT's error: a record already there is `AlreadyExists(what)`, anything else
+/// the store's.
+fn already_exists<B: Backend>(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::AlreadyExists(what())
+    } else {
+        B::unavailable(e)
+    }
+}
+
+/// An import's error: a record already there or a key without its site is the caller's
+/// mistake, anything else the store's.
+fn import_error<B: Backend>(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::AlreadyExists(format!("a record being imported ({d})"))
+        }
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            StoreError::NotFound("the site of an API key being imported".into())
+        }
+        _ => B::unavailable(e),
+    }
+}
