@@ -171,7 +171,12 @@ fn load_config(path: &Path) -> Config {
 /// Opens the fleet as `wpgate serve` does at start; returns it and how long it took.
 async fn open_fleet(config: &Config) -> (Fleet, Duration) {
     let started = Instant::now();
-    let (fleet, _) = Fleet::open(config).await.unwrap();
+    let (fleet, _) = Fleet::open(
+        config,
+        std::sync::Arc::new(wpgate::metrics::Metrics::new().unwrap()),
+    )
+    .await
+    .unwrap();
     (fleet, started.elapsed())
 }
 

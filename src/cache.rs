@@ -116,9 +116,9 @@ pub struct LookupCache<V> {
     front: Arc<Front<V>>,
     lifetimes: Lifetimes,
     /// `wpgate_cache_requests_total{cache=<name>, result=hit|miss|stale}`, resolved once.
-    hits: Option<prometheus::IntCounter>,
-    misses: Option<prometheus::IntCounter>,
-    stale: Option<prometheus::IntCounter>,
+    hits: prometheus::IntCounter,
+    misses: prometheus::IntCounter,
+    stale: prometheus::IntCounter,
 }
 
 impl<V: Send + Sync + 'static> LookupCache<V> {
@@ -128,6 +128,7 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
         ttl: Duration,
         negative_ttl: Duration,
         max_stale: Duration,
+        metrics: &crate::metrics::Metrics,
     ) -> Self {
         let lifetimes = Lifetimes {
             ttl,
@@ -148,9 +149,7 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
                 }
             })
             .build();
-        let counter = |result: &str| {
-            crate::metrics::get().map(|m| m.cache_requests.with_label_values(&[name, result]))
-        };
+        let counter = |result: &str| metrics.cache_requests.with_label_values(&[name, result]);
         Self {
             inner,
             front,
@@ -187,7 +186,7 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
     {
         if let Some(slot) = self.front.get(id) {
             if self.lifetimes.is_fresh(&slot, now) {
-                count(&self.hits);
+                self.hits.inc();
                 if sample_for_eviction_policy() {
                     // Let moka see some of the reads, so that under capacity pressure it
                     // keeps the entries that are used.
@@ -210,17 +209,17 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
         if let Some(slot) = self.inner.get(id).await {
             let now = Instant::now();
             if self.lifetimes.is_fresh(&slot, now) {
-                count(&self.hits);
+                self.hits.inc();
                 self.front.insert(id, &slot, now);
                 return Ok(entry_value(slot.entry));
             }
             if slot.retry_at.is_some_and(|at| now < at) {
-                count(&self.stale);
+                self.stale.inc();
                 return Ok(entry_value(slot.entry));
             }
             return self.reload_stale(id, load).await;
         }
-        count(&self.misses);
+        self.misses.inc();
         let slot = self
             .inner
             .try_get_with(id.to_string(), async move {
@@ -294,13 +293,13 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
             .await;
         match (result.into_entry(), failure) {
             (Some(entry), None) => {
-                count(&self.misses);
+                self.misses.inc();
                 let slot = entry.into_value();
                 self.mirror(id, &slot);
                 Ok(entry_value(slot.entry))
             }
             (Some(entry), Some(_)) => {
-                count(&self.stale);
+                self.stale.inc();
                 let slot = entry.into_value();
                 self.mirror(id, &slot);
                 Ok(entry_value(slot.entry))
@@ -439,12 +438,6 @@ impl<V> Front<V> {
     }
 }
 
-fn count(counter: &Option<prometheus::IntCounter>) {
-    if let Some(c) = counter {
-        c.inc();
-    }
-}
-
 fn entry_value<V>(entry: Entry<V>) -> Option<Arc<V>> {
     match entry {
         Entry::Found(v) => Some(v),
@@ -457,10 +450,19 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    fn test_cache<V: Send + Sync + 'static>(
+        capacity: u64,
+        ttl: Duration,
+        negative_ttl: Duration,
+        max_stale: Duration,
+    ) -> LookupCache<V> {
+        let metrics = crate::metrics::Metrics::new().expect("metrics");
+        LookupCache::new("t", capacity, ttl, negative_ttl, max_stale, &metrics)
+    }
+
     #[tokio::test]
     async fn a_burst_of_cold_lookups_loads_once() {
-        let cache = LookupCache::<String>::new(
-            "t",
+        let cache = test_cache::<String>(
             100,
             Duration::from_secs(60),
             Duration::from_secs(1),
@@ -490,8 +492,7 @@ mod tests {
 
     #[tokio::test]
     async fn negative_entries_expire_sooner_and_errors_are_not_cached() {
-        let cache = LookupCache::<u32>::new(
-            "t",
+        let cache = test_cache::<u32>(
             100,
             Duration::from_secs(60),
             Duration::from_millis(100),
@@ -522,8 +523,7 @@ mod tests {
 
     #[tokio::test]
     async fn stale_values_answer_while_the_store_fails_then_expire() {
-        let cache = LookupCache::<u32>::new(
-            "t",
+        let cache = test_cache::<u32>(
             100,
             Duration::from_millis(100),
             Duration::from_millis(50),
@@ -569,8 +569,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stale_entry_is_reloaded_when_the_store_answers() {
-        let cache = LookupCache::<u32>::new(
-            "t",
+        let cache = test_cache::<u32>(
             100,
             Duration::from_millis(50),
             Duration::from_millis(50),
@@ -597,8 +596,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_front_holds_only_what_moka_holds() {
-        let cache = LookupCache::<u32>::new(
-            "t",
+        let cache = test_cache::<u32>(
             4,
             Duration::from_secs(60),
             Duration::from_secs(60),
@@ -647,8 +645,7 @@ mod tests {
 
     #[tokio::test]
     async fn invalidate_forces_a_reload() {
-        let cache = LookupCache::<u32>::new(
-            "t",
+        let cache = test_cache::<u32>(
             100,
             Duration::from_secs(60),
             Duration::from_secs(1),

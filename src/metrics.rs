@@ -1,4 +1,6 @@
-//! Every metric family wpgate exports, defined and registered once per process.
+//! Every metric family wpgate exports, defined in one place. `serve` builds one
+//! [`Metrics`] (its own registry) and hands it to what records: the fleet (caches, store
+//! follower), the proxy, the health prober, the reloader and the admin listener.
 //! Names follow Prometheus conventions (`wpgate_` prefix, `_total`, `_seconds`).
 //!
 //! Site labels: requests for unknown sites are counted under `site="unknown"` (an
@@ -61,6 +63,13 @@ pub struct Metrics {
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+impl Metrics {
+    /// Every family, registered in a registry of its own.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        build()
+    }
+}
 
 fn build() -> Result<Metrics, prometheus::Error> {
     let registry = Registry::new();
@@ -204,22 +213,6 @@ fn build() -> Result<Metrics, prometheus::Error> {
     })
 }
 
-static METRICS: OnceLock<Option<Metrics>> = OnceLock::new();
-
-/// The process's metrics. `None` only if the families could not be built (a bug that
-/// the tests catch); callers then skip recording rather than fail a request.
-pub fn get() -> Option<&'static Metrics> {
-    METRICS
-        .get_or_init(|| match build() {
-            Ok(m) => Some(m),
-            Err(e) => {
-                tracing::error!(error = %e, "metrics could not be registered");
-                None
-            }
-        })
-        .as_ref()
-}
-
 impl Metrics {
     pub fn set_per_site_labels(&self, on: bool) {
         self.per_site.store(on, Ordering::Relaxed);
@@ -275,10 +268,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn families_register_once_and_render() {
-        let m = get().expect("metrics");
+    fn families_register_and_render() {
+        let m = Metrics::new().expect("metrics");
+        // Each instance has its own registry: a second one in the same process is fine.
+        let other = Metrics::new().expect("a second instance");
         m.requests.with_label_values(&["shop", "2xx"]).inc();
-        assert!(std::ptr::eq(m, get().unwrap()));
+        assert_eq!(other.requests.with_label_values(&["shop", "2xx"]).get(), 0);
         let text = m.render();
         assert!(
             text.contains("wpgate_requests_total{site=\"shop\",status_class=\"2xx\"}"),
@@ -300,7 +295,7 @@ mod tests {
 
     #[test]
     fn cached_site_counters_count_the_same_series() {
-        let m = get().expect("metrics");
+        let m = Metrics::new().expect("metrics");
         let series = |site: &str| m.requests.with_label_values(&[site, "2xx"]).get();
         let counters = SiteCounters::default();
         let before = series("cached-site");

@@ -4,11 +4,15 @@ use crate::config::reload::{self, KeyringInUse, KeyringReload, ReloadError, Relo
 use crate::config::{self, Config, LogFormat};
 use crate::crypto::{Keyring, KeyringSource};
 use crate::fleet::Fleet;
+use crate::health::targets::{metrics_hook, FleetTargets};
+use crate::health::HealthBoard;
+use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use anyhow::Context;
 use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{BackgroundService, GenBackgroundService};
 use std::sync::Arc;
 
 /// Installs the global tracing subscriber (stderr). `RUST_LOG`, when set, wins over
@@ -60,23 +64,6 @@ pub fn init_logging(config: &Config) {
     log::set_max_level(log_ceiling);
 }
 
-/// Binds the admin listener. During a graceful upgrade the old process holds the port
-/// until it exits (a few seconds after SIGQUIT): keep trying for up to 60 s.
-async fn bind_admin(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Err(e)
-                if e.kind() == std::io::ErrorKind::AddrInUse
-                    && std::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
 /// Records this process's id (for `kill -HUP` / `kill -QUIT`); a failure is logged.
 fn write_pid_file(path: &std::path::Path) {
     if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
@@ -108,28 +95,29 @@ pub fn run(
     options: config::LoadOptions,
     serve: ServeOptions,
 ) -> anyhow::Result<()> {
-    // Start-up work and background tasks run on their own small runtime; Pingora builds
-    // one runtime per service for the request path.
-    let control = tokio::runtime::Builder::new_multi_thread()
+    let metrics = Arc::new(Metrics::new().context("cannot register the metrics")?);
+    // Start-up work (store, migrations, keyring) runs on a small runtime of its own,
+    // which stays alive: the store's first pooled connections are registered with its
+    // I/O driver. Everything else runs on Pingora's runtimes, as Pingora services.
+    let startup = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .thread_name("wpgate-control")
+        .thread_name("wpgate-startup")
         .enable_all()
         .build()
-        .context("cannot start the control runtime")?;
-    let (fleet, source) = control
-        .block_on(Fleet::open(&config))
+        .context("cannot start the start-up runtime")?;
+    let (fleet, source) = startup
+        .block_on(Fleet::open(&config, Arc::clone(&metrics)))
         .context("cannot open the store and keyring")?;
     log_keyring_source(&source);
-    if let Some(m) = crate::metrics::get() {
-        m.config_last_reload_success.set(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or_default(),
-        );
-    }
+    metrics.config_last_reload_success.set(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default(),
+    );
+    metrics.set_per_site_labels(config.live.metrics_per_site_labels);
 
-    let boot = &config.boot;
+    let boot = config.boot.clone();
     let data_dir = &boot.data_dir;
     let server_conf = ServerConf {
         threads: boot.proxy_threads,
@@ -160,15 +148,18 @@ pub fn run(
     server.bootstrap();
     write_pid_file(&data_dir.join("wpgate.pid"));
 
-    let listen = boot.listen_proxy;
-    let listen_admin = boot.listen_admin;
-    let health = boot.health.clone();
-    let health_ca = boot.upstream_ca_file.clone();
-    if let Some(m) = crate::metrics::get() {
-        m.set_per_site_labels(config.live.metrics_per_site_labels);
-    }
-    let refresh_every = (boot.auth.jwks_min_ttl / 2).max(std::time::Duration::from_secs(1));
-    let poll_interval = boot.store_poll_interval;
+    // Outside an upgrade, failing to bind the admin listener is fatal. During one, the
+    // old process holds the port until it exits: bind in the background so the proxy
+    // starts at once.
+    let admin_listener = if serve.upgrade {
+        None
+    } else {
+        let l = std::net::TcpListener::bind(boot.listen_admin)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .with_context(|| format!("cannot listen on {} (listen.admin)", boot.listen_admin))?;
+        Some(l)
+    };
+
     let keyring_from_env = source == KeyringSource::Environment;
     let current = config::current(config);
     let fleet = Arc::new(fleet);
@@ -177,97 +168,168 @@ pub fn run(
         Arc::clone(&current),
         Arc::new(FleetKeyring(Arc::clone(&fleet))),
         keyring_from_env,
+        Arc::clone(&metrics),
     ));
-    {
-        let _guard = control.enter();
-        reload::spawn_triggers(Arc::clone(&reloader));
-    }
     let auth = crate::auth::Authenticator::new(Arc::clone(&fleet), &current.load_full())
         .context("cannot set up the proxy")?;
-    let health_board = Arc::new(crate::health::HealthBoard::new());
-    let gateway = Gateway::new(Arc::clone(&fleet), current, auth, health_board);
-    let health_client = crate::health::client(health_ca.as_deref(), health.timeout)
+    let jwks = Arc::clone(auth.jwks());
+    let board = Arc::new(HealthBoard::new());
+    let gateway = Gateway::new(Arc::clone(&fleet), current, auth, Arc::clone(&board));
+    let health = &boot.health;
+    let health_client = crate::health::client(boot.upstream_ca_file.as_deref(), health.timeout)
         .context("cannot set up the health checks")?;
+    let tokens = Arc::new(crate::admin::token::AdminTokens::new());
+
+    server.add_service(background("config reload triggers", {
+        let reloader = Arc::clone(&reloader);
+        move || reload::run_triggers(Arc::clone(&reloader))
+    }));
     if health.enabled {
-        let client = health_client.clone();
         let mut settings = crate::health::ProberSettings::with_interval(health.interval);
         settings.concurrency = health.concurrency;
         settings.timeout = health.timeout;
-        let board = Arc::clone(gateway.health());
-        let _guard = control.enter();
-        crate::health::spawn_prober(
-            Arc::new(crate::health::targets::FleetTargets {
-                fleet: Arc::clone(&fleet),
-            }),
-            Arc::clone(&board),
-            client,
-            settings,
-            Some(crate::health::targets::metrics_hook(board)),
-        );
+        let targets: Arc<dyn crate::health::TargetSource> = Arc::new(FleetTargets {
+            fleet: Arc::clone(&fleet),
+        });
+        let hook = metrics_hook(Arc::clone(&board), Arc::clone(&metrics));
+        let (board, client) = (Arc::clone(&board), health_client.clone());
+        server.add_service(background("health prober", move || {
+            crate::health::run_prober(
+                Arc::clone(&targets),
+                Arc::clone(&board),
+                client.clone(),
+                settings.clone(),
+                Some(Arc::clone(&hook)),
+            )
+        }));
     }
-    let tokens = Arc::new(crate::admin::token::AdminTokens::new());
-    {
-        // Follow changes other processes make to the store (and watch that it answers).
-        let _guard = control.enter();
-        let tokens = Arc::clone(&tokens);
-        crate::fleet::follow::spawn(
-            Arc::clone(&fleet),
-            poll_interval,
-            Some(Arc::new(move || tokens.forget_all())),
-        );
-    }
-    // The admin listener runs on the control runtime; failing to bind it is fatal.
-    let admin_state = crate::admin::AdminState {
-        fleet,
-        tokens,
-        health: Arc::clone(gateway.health()),
-        health_client: Some(health_client),
-        health_timeout: health.timeout,
-        reloader: Some(reloader),
-    };
-    // Outside an upgrade, failing to bind it is fatal. During one, the old process holds
-    // the port until it exits: bind in the background so the proxy starts at once.
-    let admin_listener = if serve.upgrade {
-        None
-    } else {
-        Some(
-            control
-                .block_on(tokio::net::TcpListener::bind(listen_admin))
-                .with_context(|| format!("cannot listen on {listen_admin} (listen.admin)"))?,
-        )
-    };
-    control.spawn(async move {
-        let listener = match admin_listener {
-            Some(l) => l,
-            None => match bind_admin(listen_admin).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(listen = %listen_admin, error = %e, "cannot listen on listen.admin");
-                    return;
-                }
-            },
-        };
-        tracing::info!(listen = %listen_admin, "admin listener serving /healthz /readyz /metrics");
-        if let Err(e) = axum::serve(listener, crate::admin::router(admin_state)).await {
-            tracing::error!(error = %e, "admin listener stopped");
+    // Follow changes other processes make to the store (and watch that it answers).
+    server.add_service(background("store change follower", {
+        let (fleet, tokens) = (Arc::clone(&fleet), Arc::clone(&tokens));
+        let poll = boot.store_poll_interval;
+        move || {
+            let tokens = Arc::clone(&tokens);
+            crate::fleet::follow::run(
+                Arc::clone(&fleet),
+                poll,
+                Some(Arc::new(move || tokens.forget_all())),
+            )
         }
-    });
-    {
-        // Refresh JWKS sets before they expire, on the control runtime.
-        let _guard = control.enter();
-        gateway.jwks().spawn_refresher(refresh_every);
-    }
+    }));
+    // Refresh JWKS sets before they expire.
+    let refresh_every = (boot.auth.jwks_min_ttl / 2).max(std::time::Duration::from_secs(1));
+    server.add_service(background("jwks refresher", move || {
+        jwks.refresher(refresh_every)
+    }));
+    let admin = AdminListener {
+        addr: boot.listen_admin,
+        bound: std::sync::Mutex::new(admin_listener),
+        state: crate::admin::AdminState {
+            fleet,
+            tokens,
+            health: Arc::clone(&board),
+            health_client: Some(health_client),
+            health_timeout: health.timeout,
+            reloader: Some(reloader),
+        },
+    };
+    server.add_service(pingora::services::background::background_service(
+        "admin listener",
+        admin,
+    ));
+
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     if let Some(proxy) = service.app_logic_mut() {
         let mut options = HttpServerOptions::default();
         options.h2c = true;
         proxy.server_options = Some(options);
     }
-    service.add_tcp(&listen.to_string());
+    service.add_tcp(&boot.listen_proxy.to_string());
     server.add_service(service);
-    tracing::info!(listen = %listen, version = env!("CARGO_PKG_VERSION"), "wpgate serving");
-    // `control` stays alive: run_forever never returns.
+    tracing::info!(listen = %boot.listen_proxy, version = env!("CARGO_PKG_VERSION"), "wpgate serving");
+    // `startup` stays alive (see above): run_forever never returns.
     server.run_forever();
+}
+
+/// A background task as a Pingora service: `task()` runs on the service's runtime until
+/// it ends or Pingora shuts down, whichever comes first.
+fn background<F, Fut>(name: &str, task: F) -> GenBackgroundService<UntilShutdown<F>>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    pingora::services::background::background_service(name, UntilShutdown(task))
+}
+
+struct UntilShutdown<F>(F);
+
+#[async_trait::async_trait]
+impl<F, Fut> BackgroundService for UntilShutdown<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            () = (self.0)() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// The admin API (and /healthz, /readyz, /metrics) as a Pingora service: it stops
+/// accepting at shutdown and lets requests in flight finish.
+struct AdminListener {
+    addr: std::net::SocketAddr,
+    /// Bound before start-up (outside an upgrade); taken once by `start`.
+    bound: std::sync::Mutex<Option<std::net::TcpListener>>,
+    state: crate::admin::AdminState,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for AdminListener {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let bound = self.bound.lock().ok().and_then(|mut b| b.take());
+        let listener = match bound {
+            Some(l) => tokio::net::TcpListener::from_std(l),
+            None => bind_admin(self.addr).await,
+        };
+        let listener = match listener {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(listen = %self.addr, error = %e, "cannot listen on listen.admin");
+                return;
+            }
+        };
+        tracing::info!(listen = %self.addr, "admin listener serving /healthz /readyz /metrics");
+        let router = crate::admin::router(self.state.clone());
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "admin listener stopped");
+        }
+    }
+}
+
+/// Binds the admin listener. During a graceful upgrade the old process holds the port
+/// until it exits (a few seconds after SIGQUIT): keep trying for up to 60 s.
+async fn bind_admin(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The keyring's part in a reload, done on the fleet.

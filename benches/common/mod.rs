@@ -14,7 +14,12 @@ pub async fn fleet_with_shop(dir: &Path) -> (Fleet, Config) {
         data_dir: Some(dir.to_path_buf()),
     })
     .unwrap();
-    let (fleet, _) = Fleet::open(&config).await.unwrap();
+    let (fleet, _) = Fleet::open(
+        &config,
+        std::sync::Arc::new(wpgate::metrics::Metrics::new().unwrap()),
+    )
+    .await
+    .unwrap();
     fleet
         .add_site(
             NewSite {

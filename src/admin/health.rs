@@ -109,7 +109,10 @@ pub async fn test_site(
     let target = crate::health::targets::probe_target(&site);
     let report = crate::health::probe(&client, &target, state.health_timeout).await;
     let report = state.health.record(id.as_str(), report);
-    crate::health::targets::metrics_hook(Arc::clone(&state.health))(id.as_str(), &report);
+    crate::health::targets::metrics_hook(
+        Arc::clone(&state.health),
+        Arc::clone(state.fleet.metrics()),
+    )(id.as_str(), &report);
     Ok(json_reply(
         StatusCode::OK,
         &HealthView::new(&id, Some(report)),

@@ -27,7 +27,7 @@ pub use state::AdminState;
 
 use crate::error::ErrorCode;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -129,18 +129,15 @@ fn degraded(why: String) -> Response {
     .into_response()
 }
 
-async fn metrics() -> Response {
-    match crate::metrics::get() {
-        Some(m) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            m.render(),
-        )
-            .into_response(),
-        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
+async fn metrics(State(state): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.fleet.metrics().render(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -149,6 +146,7 @@ mod tests {
     use axum::body::Body;
     use axum::extract::Request;
     use axum::http::Method;
+    use axum::http::StatusCode;
     use tower::ServiceExt;
 
     async fn state() -> (tempfile::TempDir, AdminState) {
@@ -158,7 +156,10 @@ mod tests {
             data_dir: Some(dir.path().join("data")),
         })
         .unwrap();
-        let (fleet, _) = crate::fleet::Fleet::open(&config).await.unwrap();
+        let (fleet, _) =
+            crate::fleet::Fleet::open(&config, Arc::new(crate::metrics::Metrics::new().unwrap()))
+                .await
+                .unwrap();
         let state = AdminState {
             reloader: None,
             fleet: Arc::new(fleet),

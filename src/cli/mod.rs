@@ -113,7 +113,9 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow
 
 /// The fleet (the store and keyring of `config`) the site, key and token commands edit.
 async fn open_fleet(config: &Config) -> anyhow::Result<Fleet> {
-    let (fleet, source) = Fleet::open(config)
+    // The CLI records nothing it exports: a registry of its own, dropped with the fleet.
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new()?);
+    let (fleet, source) = Fleet::open(config, metrics)
         .await
         .context("cannot open the store and keyring")?;
     crate::serve::log_keyring_source(&source);

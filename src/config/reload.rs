@@ -9,6 +9,7 @@
 //! addresses, the store, thread and cache sizes, ...) is reported as needing a restart.
 
 use super::{Config, ConfigError, Current, LoadOptions};
+use crate::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -60,6 +61,7 @@ pub struct Reloader {
     keyring: Arc<dyn KeyringReload>,
     /// The keyring came from `WPGATE_KEYRING`: it cannot change without a restart.
     keyring_from_env: bool,
+    metrics: Arc<Metrics>,
     one_at_a_time: tokio::sync::Mutex<()>,
 }
 
@@ -69,12 +71,14 @@ impl Reloader {
         current: Current,
         keyring: Arc<dyn KeyringReload>,
         keyring_from_env: bool,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Reloader {
             options,
             current,
             keyring,
             keyring_from_env,
+            metrics,
             one_at_a_time: tokio::sync::Mutex::new(()),
         }
     }
@@ -93,13 +97,11 @@ impl Reloader {
     pub async fn reload(&self, trigger: &str) -> Result<ReloadReport, ReloadError> {
         let _one = self.one_at_a_time.lock().await;
         let result = self.try_reload().await;
-        let m = crate::metrics::get();
+        let m = &self.metrics;
         match &result {
             Ok(report) => {
-                if let Some(m) = m {
-                    m.config_reloads.with_label_values(&["success"]).inc();
-                    m.config_last_reload_success.set(unix_now());
-                }
+                m.config_reloads.with_label_values(&["success"]).inc();
+                m.config_last_reload_success.set(unix_now());
                 tracing::info!(
                     trigger,
                     applied = ?report.applied,
@@ -115,9 +117,7 @@ impl Reloader {
                 }
             }
             Err(reason) => {
-                if let Some(m) = m {
-                    m.config_reloads.with_label_values(&["failure"]).inc();
-                }
+                m.config_reloads.with_label_values(&["failure"]).inc();
                 tracing::error!(trigger, reason = %reason, "reload refused: the previous configuration keeps serving");
             }
         }
@@ -140,9 +140,8 @@ impl Reloader {
         // a boot setting stays reported until the process restarts.
         let applied = old.live.changed(&new.live);
         let restart_required = old.boot.changed(&new.boot);
-        if let Some(m) = crate::metrics::get() {
-            m.set_per_site_labels(new.live.metrics_per_site_labels);
-        }
+        self.metrics
+            .set_per_site_labels(new.live.metrics_per_site_labels);
         self.current.store(Arc::new(Config {
             boot: old.boot.clone(),
             live: new.live,
@@ -168,25 +167,26 @@ fn unix_now() -> f64 {
 /// Reloads on SIGHUP and when a watched file changes (polled every second; a change
 /// is acted on once the file has been stable for one more poll, so an editor's
 /// several writes make one reload).
-pub fn spawn_triggers(reloader: Arc<Reloader>) {
-    {
-        let reloader = Arc::clone(&reloader);
-        tokio::spawn(async move {
-            let mut hup = match tokio::signal::unix::signal(
-                tokio::signal::unix::SignalKind::hangup(),
-            ) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGHUP: reload by file change or the admin API");
-                    return;
-                }
-            };
-            while hup.recv().await.is_some() {
-                let _ = reloader.reload("sighup").await;
-            }
-        });
+/// Runs until the future is dropped (at shutdown).
+pub async fn run_triggers(reloader: Arc<Reloader>) {
+    tokio::join!(on_sighup(&reloader), on_file_change(&reloader));
+}
+
+async fn on_sighup(reloader: &Reloader) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP: reload by file change or the admin API");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let _ = reloader.reload("sighup").await;
     }
-    tokio::spawn(async move {
+}
+
+async fn on_file_change(reloader: &Reloader) {
+    {
         let mut seen = fingerprints(&reloader.watched_files());
         let mut pending: Option<Vec<Option<Fingerprint>>> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -207,7 +207,7 @@ pub fn spawn_triggers(reloader: Arc<Reloader>) {
             seen = now;
             let _ = reloader.reload("file_change").await;
         }
-    });
+    }
 }
 
 /// What tells a file changed: modification time, size and a hash of the content.
@@ -262,7 +262,13 @@ mod tests {
         let started = Config::load(&options).unwrap();
         let current = crate::config::current(started.clone());
         let keyring = Arc::new(SameKeyring::default());
-        let reloader = Reloader::new(options, Arc::clone(&current), keyring.clone(), false);
+        let reloader = Reloader::new(
+            options,
+            Arc::clone(&current),
+            keyring.clone(),
+            false,
+            Arc::new(Metrics::new().unwrap()),
+        );
 
         std::fs::write(
             &file,

@@ -23,21 +23,19 @@ const KEYRING_COUNTS_EVERY: Duration = Duration::from_secs(60);
 /// Called when admin tokens changed elsewhere (their verification cache must go).
 pub type AdminTokensChanged = Arc<dyn Fn() + Send + Sync>;
 
-/// Spawns the follower on the current tokio runtime.
-pub fn spawn(
+/// Follows the store's changes until the future is dropped (at shutdown).
+pub async fn run(
     fleet: Arc<Fleet>,
     poll: Duration,
     admin_tokens_changed: Option<AdminTokensChanged>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        Follower {
-            fleet,
-            admin_tokens_changed,
-            last: None,
-        }
-        .run(poll)
-        .await
-    })
+) {
+    Follower {
+        fleet,
+        admin_tokens_changed,
+        last: None,
+    }
+    .run(poll)
+    .await
 }
 
 struct Follower {
@@ -60,10 +58,10 @@ impl Follower {
                 event = rx.recv(), if pushed => match event {
                     Some(ChangeEvent::Changed(change)) => self.pushed(change).await,
                     Some(ChangeEvent::Connected) => {
-                        set_listener(1);
+                        self.set_listener(1);
                         self.poll().await;
                     }
-                    Some(ChangeEvent::Disconnected) => set_listener(0),
+                    Some(ChangeEvent::Disconnected) => self.set_listener(0),
                     None => pushed = false,
                 },
                 _ = tick.tick() => {
@@ -99,7 +97,7 @@ impl Follower {
             return match store.latest_change().await {
                 Ok(seq) => {
                     self.last = Some(seq);
-                    store_up(true);
+                    self.store_up(true);
                     true
                 }
                 Err(e) => self.failed("latest_change", &e),
@@ -127,7 +125,7 @@ impl Follower {
             }
             self.last = Some(last);
             if n < BATCH as usize {
-                store_up(true);
+                self.store_up(true);
                 return true;
             }
         }
@@ -140,9 +138,11 @@ impl Follower {
                 hook();
             }
         }
-        if let Some(m) = crate::metrics::get() {
-            m.store_changes_applied.with_label_values(&[source]).inc();
-        }
+        self.fleet
+            .metrics()
+            .store_changes_applied
+            .with_label_values(&[source])
+            .inc();
     }
 
     async fn prune(&self) {
@@ -153,39 +153,36 @@ impl Follower {
     }
 
     fn failed(&self, op: &str, e: &crate::store::StoreError) -> bool {
-        if crate::metrics::get().is_some_and(|m| m.store_up.get() != 0) {
+        if self.fleet.metrics().store_up.get() != 0 {
             tracing::warn!(error = %e, "store unreachable: serving cached sites and keys");
         }
-        store_up(false);
-        if let Some(m) = crate::metrics::get() {
-            m.store_errors.with_label_values(&[op]).inc();
-        }
+        self.store_up(false);
+        self.fleet
+            .metrics()
+            .store_errors
+            .with_label_values(&[op])
+            .inc();
         false
     }
-}
 
-fn store_up(up: bool) {
-    if let Some(m) = crate::metrics::get() {
+    fn store_up(&self, up: bool) {
+        let m = self.fleet.metrics();
         let was = m.store_up.get();
         m.store_up.set(i64::from(up));
         if up && was == 0 {
             tracing::info!("store reachable");
         }
     }
-}
 
-fn set_listener(v: i64) {
-    if let Some(m) = crate::metrics::get() {
-        m.store_listener_connected.set(v);
+    fn set_listener(&self, v: i64) {
+        self.fleet.metrics().store_listener_connected.set(v);
     }
 }
 
 /// Sets `wpgate_keyring_sealed_records{key_id}` from the store (every key of the
 /// keyring is listed, at 0 when it seals nothing).
 pub async fn refresh_keyring_counts(fleet: &Fleet) {
-    let Some(m) = crate::metrics::get() else {
-        return;
-    };
+    let m = fleet.metrics();
     match fleet.store().sealed_key_counts().await {
         Ok(counts) => {
             m.keyring_sealed_records.reset();

@@ -68,7 +68,7 @@ impl Fleet {
                     .store
                     .get_site(id)
                     .await
-                    .inspect_err(|_| store_error("get_site"))?;
+                    .inspect_err(|_| store_error(&self.metrics, "get_site"))?;
                 match found {
                     None => Ok(None),
                     Some(record) => resolve(&record, &self.keyring.load()).await.map(Some),
@@ -116,16 +116,14 @@ impl Fleet {
                 self.store
                     .get_api_key(key_id)
                     .await
-                    .inspect_err(|_| store_error("get_api_key"))
+                    .inspect_err(|_| store_error(&self.metrics, "get_api_key"))
             })
             .await
     }
 }
 
-fn store_error(op: &str) {
-    if let Some(m) = crate::metrics::get() {
-        m.store_errors.with_label_values(&[op]).inc();
-    }
+fn store_error(metrics: &crate::metrics::Metrics, op: &str) {
+    metrics.store_errors.with_label_values(&[op]).inc();
 }
 
 /// Builds the request-path view of a site record.

@@ -19,6 +19,7 @@ use crate::cache::LookupCache;
 use crate::config::Config;
 use crate::credential::{credential_header, InvalidCredential};
 use crate::crypto::{CryptoError, Keyring, KeyringError, KeyringSource, Place};
+use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::site::{InvalidSiteId, InvalidUpstream};
 use crate::store::{self, ApiKeyRecord, Store, StoreError};
@@ -68,18 +69,22 @@ pub struct Fleet {
     hasher: KeyHasher,
     sites: LookupCache<ResolvedSite>,
     keys: LookupCache<ApiKeyRecord>,
+    metrics: Arc<Metrics>,
 }
 
 impl Fleet {
     /// Opens the store and keyring named by `config` (generating the keyring on first
     /// start), and loads or creates the API-key pepper.
-    pub async fn open(config: &Config) -> Result<(Fleet, KeyringSource), FleetError> {
+    pub async fn open(
+        config: &Config,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Fleet, KeyringSource), FleetError> {
         create_private_dir(&config.boot.data_dir)?;
         let env_keyring = std::env::var("WPGATE_KEYRING").ok();
         let (keyring, source) =
             Keyring::load_or_create(&config.boot.keyring_file, env_keyring.as_deref())?;
         let store = store::open(&config.boot.store).await?;
-        let fleet = Fleet::with_parts(store, keyring, config).await?;
+        let fleet = Fleet::with_parts(store, keyring, config, metrics).await?;
         Ok((fleet, source))
     }
 
@@ -87,6 +92,7 @@ impl Fleet {
         store: Arc<dyn Store>,
         keyring: Keyring,
         config: &Config,
+        metrics: Arc<Metrics>,
     ) -> Result<Fleet, FleetError> {
         check_keyring_covers(store.as_ref(), &keyring).await?;
         let pepper = load_or_create_pepper(store.as_ref(), &keyring).await?;
@@ -95,13 +101,33 @@ impl Fleet {
             store,
             keyring: ArcSwap::from_pointee(keyring),
             hasher: KeyHasher::new(&pepper),
-            sites: LookupCache::new("sites", c.capacity, c.ttl, c.negative_ttl, c.max_stale),
-            keys: LookupCache::new("api_keys", c.capacity, c.ttl, c.negative_ttl, c.max_stale),
+            sites: LookupCache::new(
+                "sites",
+                c.capacity,
+                c.ttl,
+                c.negative_ttl,
+                c.max_stale,
+                &metrics,
+            ),
+            keys: LookupCache::new(
+                "api_keys",
+                c.capacity,
+                c.ttl,
+                c.negative_ttl,
+                c.max_stale,
+                &metrics,
+            ),
+            metrics,
         })
     }
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    /// The metrics this fleet (and what serves it) records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn hasher(&self) -> &KeyHasher {

@@ -6,6 +6,7 @@ use crate::fleet::{CredentialCheck, Fleet, ResolvedSite};
 use crate::health::{
     HealthBoard, HealthReport, HealthState, ProbeTarget, ReportHook, TargetSource,
 };
+use crate::metrics::{Metrics, ALL_SITES};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,15 +54,13 @@ impl TargetSource for FleetTargets {
 
 /// Updates `wpgate_site_health` and the check-duration histogram after each report.
 /// With per-site labels off, `site="_all"` carries the number of sites in each state.
-pub fn metrics_hook(board: Arc<HealthBoard>) -> ReportHook {
+pub fn metrics_hook(board: Arc<HealthBoard>, metrics: Arc<Metrics>) -> ReportHook {
     Arc::new(move |site: &str, report: &HealthReport| {
-        let Some(m) = crate::metrics::get() else {
-            return;
-        };
+        let m = &metrics;
         m.health_check_duration
             .observe(report.duration_ms as f64 / 1000.0);
         let label = m.site_label(site);
-        if label == crate::metrics::ALL_SITES {
+        if label == ALL_SITES {
             for (state, n) in board.counts() {
                 m.site_health
                     .with_label_values(&[label, state.as_str()])

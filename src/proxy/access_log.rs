@@ -2,14 +2,12 @@
 
 use super::ctx::RequestCtx;
 use crate::error::ErrorCode;
+use crate::metrics::{Metrics, UNKNOWN_SITE};
 use pingora::proxy::Session;
 use std::time::Instant;
 
 /// Metrics for one finished request.
-fn record_metrics(status: u16, ctx: &RequestCtx, end: Instant) {
-    let Some(m) = crate::metrics::get() else {
-        return;
-    };
+fn record_metrics(m: &Metrics, status: u16, ctx: &RequestCtx, end: Instant) {
     // Only a site found in the store becomes a label value.
     m.count_request(
         ctx.site.as_ref().map(|s| (s.id.as_str(), &s.counters)),
@@ -31,7 +29,7 @@ fn record_metrics(status: u16, ctx: &RequestCtx, end: Instant) {
             let site = ctx
                 .site
                 .as_ref()
-                .map_or(crate::metrics::UNKNOWN_SITE, |s| m.site_label(&s.id));
+                .map_or(UNKNOWN_SITE, |s| m.site_label(&s.id));
             m.auth_failures.with_label_values(&[site, r.reason]).inc();
         }
     }
@@ -39,12 +37,17 @@ fn record_metrics(status: u16, ctx: &RequestCtx, end: Instant) {
 
 /// One structured line and the metrics per request. Never a header value, never the
 /// query string.
-pub fn access_log(session: &Session, e: Option<&pingora::Error>, ctx: &RequestCtx) {
+pub fn access_log(
+    metrics: &Metrics,
+    session: &Session,
+    e: Option<&pingora::Error>,
+    ctx: &RequestCtx,
+) {
     let req = session.req_header();
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     // One clock read for the metrics and the log line.
     let end = Instant::now();
-    record_metrics(status, ctx, end);
+    record_metrics(metrics, status, ctx, end);
     let duration_ms = end.saturating_duration_since(ctx.started).as_secs_f64() * 1000.0;
     let reason = ctx.rejection.map_or("-", |r| r.reason);
     let code = ctx.rejection.map_or("-", |r| r.code.as_str());

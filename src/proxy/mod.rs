@@ -145,7 +145,7 @@ impl ProxyHttp for Gateway {
         e: Option<&pingora::Error>,
         ctx: &mut RequestCtx,
     ) {
-        access_log::access_log(session, e, ctx);
+        access_log::access_log(self.fleet.metrics(), session, e, ctx);
     }
 
     /// Used in Pingora's own error lines: no query string (it may carry secrets).

@@ -397,11 +397,15 @@ impl JwksCache {
         }
     }
 
-    /// Calls [`refresh_due`](Self::refresh_due) every `every` until the cache is dropped.
-    pub fn spawn_refresher(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// Calls [`refresh_due`](Self::refresh_due) every `every` until the cache is dropped
+    /// (or the future is, at shutdown). Holds no strong reference to the cache.
+    pub fn refresher(
+        self: &Arc<Self>,
+        every: Duration,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let cache = Arc::downgrade(self);
         let every = every.max(Duration::from_millis(10));
-        tokio::spawn(async move {
+        async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await; // the first tick is immediate
@@ -410,7 +414,7 @@ impl JwksCache {
                 let Some(cache) = cache.upgrade() else { break };
                 cache.refresh_due().await;
             }
-        })
+        }
     }
 
     /// How many HTTP fetches were made for `url` (for tests and metrics).

@@ -378,7 +378,7 @@ async fn the_refresher_runs_in_the_background_and_stops_with_the_cache() {
     let cache = Arc::new(cache());
     found(cache.key(&server.url, Some("k1"), Algorithm::ES256).await);
     cache.advance_clock(settings().default_ttl);
-    let handle = cache.spawn_refresher(Duration::from_millis(20));
+    let handle = tokio::spawn(cache.refresher(Duration::from_millis(20)));
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while cache.fetch_count(&server.url) < 2 {
         assert!(
