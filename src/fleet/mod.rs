@@ -195,3 +195,19 @@ async fn load_or_create_pepper(store: &dyn Store, keyring: &Keyring) -> Result<S
     };
     Ok(keyring.open(&place, &sealed)?)
 }
+
+/// The authenticator finds API keys in the fleet's key cache.
+impl crate::auth::KeyLookup for Fleet {
+    fn key_hasher(&self) -> &KeyHasher {
+        self.hasher()
+    }
+
+    fn key_at(
+        &self,
+        key_id: &str,
+        at: std::time::Instant,
+    ) -> impl std::future::Future<Output = Result<Option<Arc<ApiKeyRecord>>, Arc<StoreError>>> + Send
+    {
+        self.find_key_at(key_id, at)
+    }
+}

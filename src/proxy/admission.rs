@@ -4,36 +4,18 @@
 
 use super::ctx::{Rejection, RequestCtx};
 use super::{client, Gateway};
-use crate::auth::{self, api_key::KeyHasher, AuthFailure, KeyLookup, Presented, SiteRef};
+use crate::auth::{self, AuthFailure, Presented, SiteRef};
 use crate::error::ErrorCode;
-use crate::fleet::{Fleet, FleetError, ResolvedSite};
+use crate::fleet::{FleetError, ResolvedSite};
 use crate::health::HealthState;
-use crate::store::{ApiKeyRecord, StoreError};
 use http::HeaderValue;
 use pingora::http::RequestHeader;
-use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 pub const SITE_HEADER: &str = "x-website-id";
 /// `SITE_HEADER` pre-parsed, for lookups on the request path.
 const SITE: http::HeaderName = http::HeaderName::from_static(SITE_HEADER);
-
-/// The authenticator finds API keys in the fleet's key cache.
-impl KeyLookup for Fleet {
-    fn key_hasher(&self) -> &KeyHasher {
-        self.hasher()
-    }
-
-    fn key_at(
-        &self,
-        key_id: &str,
-        at: Instant,
-    ) -> impl Future<Output = Result<Option<Arc<ApiKeyRecord>>, Arc<StoreError>>> + Send {
-        self.find_key_at(key_id, at)
-    }
-}
 
 impl Gateway {
     /// Steps 2-6 of the request path: site id, rate limit, credential, site, key or
