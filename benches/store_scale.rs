@@ -17,6 +17,7 @@
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sqlx::{Connection, Executor, PgConnection};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -24,8 +25,10 @@ use std::time::{Duration, Instant};
 use wpgate::config::{Config, LoadOptions};
 use wpgate::crypto::{Keyring, Place};
 use wpgate::fleet::Fleet;
-use wpgate::site::CredentialKind;
-use wpgate::store::{ApiKeyRecord, ImportBatch, SiteRecord, Store, StoredCredential};
+use wpgate::store::{ApiKeyRecord, ImportBatch, SiteRecord, Store};
+
+#[path = "../tests/it/harness/records.rs"]
+mod records;
 
 // Like the gateway binary: memory figures should be the gateway's.
 #[global_allocator]
@@ -187,13 +190,27 @@ async fn startup(config: &Config) -> Duration {
     times[1]
 }
 
-/// Sites `from..to`, each with an app-password credential sealed under `keyring`.
-async fn load_sites(store: &dyn Store, keyring: &Keyring, from: usize, to: usize) -> Duration {
+/// Imports `from..to` in batches of [`BATCH`], each built by `batch` (inside the timing).
+async fn import_in_batches(
+    store: &dyn Store,
+    from: usize,
+    to: usize,
+    mut batch: impl FnMut(Range<usize>) -> ImportBatch,
+) -> Duration {
     let started = Instant::now();
     let mut i = from;
     while i < to {
         let end = (i + BATCH).min(to);
-        let sites = (i..end)
+        store.import(&batch(i..end)).await.unwrap();
+        i = end;
+    }
+    started.elapsed()
+}
+
+/// Sites `from..to`, each with an app-password credential sealed under `keyring`.
+async fn load_sites(store: &dyn Store, keyring: &Keyring, from: usize, to: usize) -> Duration {
+    import_in_batches(store, from, to, |range| ImportBatch {
+        sites: range
             .map(|n| {
                 let id = site_id(n);
                 let sealed = keyring
@@ -205,42 +222,20 @@ async fn load_sites(store: &dyn Store, keyring: &Keyring, from: usize, to: usize
                 SiteRecord {
                     name: format!("Site {n}"),
                     upstream_url: format!("http://127.0.0.1:{}", 10_000 + n % 50_000),
-                    enabled: true,
-                    credential: StoredCredential {
-                        kind: CredentialKind::AppPassword,
-                        username: Some("gateway".into()),
-                        sealed_secret: Some(sealed),
-                    },
-                    auth_policy: None,
-                    jwt_secret_sealed: None,
-                    required_namespaces: Vec::new(),
-                    health_fail_fast: false,
-                    created_at: 1_700_000_000,
-                    updated_at: 1_700_000_000,
-                    version: 1,
-                    id,
+                    credential: records::app_password(sealed),
+                    ..records::site(&id)
                 }
             })
-            .collect();
-        store
-            .import(&ImportBatch {
-                sites,
-                ..ImportBatch::default()
-            })
-            .await
-            .unwrap();
-        i = end;
-    }
-    started.elapsed()
+            .collect(),
+        ..ImportBatch::default()
+    })
+    .await
 }
 
 async fn load_keys(store: &dyn Store, keys: usize, sites: usize) -> Duration {
-    let started = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let mut i = 0;
-    while i < keys {
-        let end = (i + BATCH).min(keys);
-        let api_keys = (i..end)
+    import_in_batches(store, 0, keys, |range| ImportBatch {
+        api_keys: range
             .map(|n| ApiKeyRecord {
                 key_id: key_id(n),
                 site_id: site_id(n % sites),
@@ -251,17 +246,10 @@ async fn load_keys(store: &dyn Store, keys: usize, sites: usize) -> Duration {
                 revoked_at: None,
                 grace_until: None,
             })
-            .collect();
-        store
-            .import(&ImportBatch {
-                api_keys,
-                ..ImportBatch::default()
-            })
-            .await
-            .unwrap();
-        i = end;
-    }
-    started.elapsed()
+            .collect(),
+        ..ImportBatch::default()
+    })
+    .await
 }
 
 /// Times `samples` calls of `f` on distinct random indexes below `n`.

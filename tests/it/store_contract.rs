@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::harness::postgres::TestDb;
+use crate::harness::records::{self, site};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use wpgate::config::StoreUrl;
 use wpgate::site::CredentialKind;
@@ -90,37 +91,12 @@ fn audit(action: &str, target: &str) -> AuditEntry {
     }
 }
 
-fn site(id: &str) -> SiteRecord {
-    SiteRecord {
-        id: id.into(),
-        name: id.into(),
-        upstream_url: "http://127.0.0.1:1".into(),
-        enabled: true,
-        credential: StoredCredential {
-            kind: CredentialKind::None,
-            username: None,
-            sealed_secret: None,
-        },
-        auth_policy: None,
-        jwt_secret_sealed: None,
-        required_namespaces: Vec::new(),
-        health_fail_fast: false,
-        created_at: 1_700_000_000,
-        updated_at: 1_700_000_000,
-        version: 1,
-    }
-}
-
 /// A site with every optional field set.
 fn full_site(id: &str) -> SiteRecord {
     SiteRecord {
         name: format!("Site {id} ✓"),
         upstream_url: format!("https://{id}.example.com/blog"),
-        credential: StoredCredential {
-            kind: CredentialKind::AppPassword,
-            username: Some("gateway".into()),
-            sealed_secret: Some(format!("v1.k1.bm9uY2U.{id}-cred")),
-        },
+        credential: records::app_password(format!("v1.k1.bm9uY2U.{id}-cred")),
         auth_policy: Some(r#"{"methods":["api_key","jwt"],"jwt":{"verify":"wordpress"}}"#.into()),
         jwt_secret_sealed: Some(format!("v1.k2.bm9uY2U.{id}-jwt")),
         required_namespaces: vec!["myplugin/v1".into(), "wc/v3".into()],
