@@ -252,21 +252,23 @@ async fn load_keys(store: &dyn Store, keys: usize, sites: usize) -> Duration {
     .await
 }
 
-/// Times `samples` calls of `f` on distinct random indexes below `n`.
-async fn time_each<F, Fut>(n: usize, samples: usize, seed: u64, mut f: F) -> Vec<Duration>
+/// Times `samples` lookups `find` of distinct random indexes below `n`; each must find
+/// its record.
+async fn time_lookups<F, Fut>(n: usize, samples: usize, seed: u64, mut find: F) -> Percentiles
 where
     F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = bool>,
 {
     let mut idx: Vec<usize> = (0..n).collect();
     idx.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
     let mut times = Vec::with_capacity(samples);
     for &i in idx.iter().cycle().take(samples) {
         let started = Instant::now();
-        f(i).await;
+        let found = find(i).await;
         times.push(started.elapsed());
+        assert!(found, "record {i} not found");
     }
-    times
+    percentiles(times)
 }
 
 async fn run_backend(backend: Backend, scale: Scale, dir: &Path, store_url: &str) -> Results {
@@ -289,47 +291,27 @@ async fn run_backend(backend: Backend, scale: Scale, dir: &Path, store_url: &str
         // warm the pool and the statement caches
         store.get_site(&site_id(0)).await.unwrap();
     }
-    r.get_site = percentiles(
-        time_each(scale.sites, scale.samples, 1, |i| {
-            let store = &store;
-            async move {
-                assert!(store.get_site(&site_id(i)).await.unwrap().is_some());
-            }
-        })
-        .await,
-    );
-    r.get_key = percentiles(
-        time_each(scale.keys, scale.samples, 2, |i| {
-            let store = &store;
-            async move {
-                assert!(store.get_api_key(&key_id(i)).await.unwrap().is_some());
-            }
-        })
-        .await,
-    );
+    r.get_site = time_lookups(scale.sites, scale.samples, 1, |i| {
+        let store = &store;
+        async move { store.get_site(&site_id(i)).await.unwrap().is_some() }
+    })
+    .await;
+    r.get_key = time_lookups(scale.keys, scale.samples, 2, |i| {
+        let store = &store;
+        async move { store.get_api_key(&key_id(i)).await.unwrap().is_some() }
+    })
+    .await;
 
     // Resolve as the request path does: a miss loads, unseals and caches; then hits.
     let (fleet, _) = open_fleet(&config).await;
     let fleet = Arc::new(fleet);
     let samples = scale.samples.min(scale.sites);
-    r.resolve_cold = percentiles(
-        time_each(scale.sites, samples, 3, |i| {
-            let fleet = &fleet;
-            async move {
-                assert!(fleet.resolve_site(&site_id(i)).await.unwrap().is_some());
-            }
-        })
-        .await,
-    );
-    r.resolve_hit = percentiles(
-        time_each(scale.sites, samples, 3, |i| {
-            let fleet = &fleet;
-            async move {
-                assert!(fleet.resolve_site(&site_id(i)).await.unwrap().is_some());
-            }
-        })
-        .await,
-    );
+    let resolve = |i: usize| {
+        let fleet = &fleet;
+        async move { fleet.resolve_site(&site_id(i)).await.unwrap().is_some() }
+    };
+    r.resolve_cold = time_lookups(scale.sites, samples, 3, resolve).await;
+    r.resolve_hit = time_lookups(scale.sites, samples, 3, resolve).await;
     drop(fleet);
 
     r.memory = memory_in_child(&config_path, scale.sites);
