@@ -283,9 +283,7 @@ async fn wrong_keys_are_401() {
     }
     assert!(s.up.requests().is_empty());
     // The right key still works after all those failures.
-    s.gw.get_as("blog", &s.key.full, "/wp-json/")
-        .await
-        .assert_ok();
+    s.get("/wp-json/").await.assert_ok();
 }
 
 #[tokio::test]
@@ -330,9 +328,7 @@ async fn key_of_another_site_is_401() {
 async fn revoked_key_is_401() {
     let s = OneSite::start("blog", &SiteAuth::None);
     let other = s.gw.issue_key("blog", &[]);
-    s.gw.get_as("blog", &s.key.full, "/wp-json/")
-        .await
-        .assert_ok();
+    s.get("/wp-json/").await.assert_ok();
     s.gw.cli(&["key", "revoke", &s.key.key_id], None)
         .assert_success();
     s.gw.poll_status("blog", &s.key.full, "/wp-json/", 401)
@@ -375,9 +371,7 @@ async fn expired_key_is_401() {
 #[tokio::test]
 async fn revoked_key_with_grace_works_until_the_grace_ends() {
     let s = OneSite::start("blog", &SiteAuth::None);
-    s.gw.get_as("blog", &s.key.full, "/wp-json/")
-        .await
-        .assert_ok();
+    s.get("/wp-json/").await.assert_ok();
 
     let revoked_at = Instant::now();
     s.gw.cli(&["key", "revoke", &s.key.key_id, "--grace", "3s"], None)
@@ -385,7 +379,7 @@ async fn revoked_key_with_grace_works_until_the_grace_ends() {
     // Inside the grace period the key keeps working.
     let mut accepted = 0;
     while revoked_at.elapsed() < Duration::from_millis(2000) {
-        let a = s.gw.get_as("blog", &s.key.full, "/wp-json/").await;
+        let a = s.get("/wp-json/").await;
         if revoked_at.elapsed() < Duration::from_millis(2800) {
             assert_eq!(
                 a.status,
@@ -416,9 +410,7 @@ async fn revoked_key_with_grace_works_until_the_grace_ends() {
 #[tokio::test]
 async fn disabled_site_is_403_and_reenabled_works() {
     let s = OneSite::start("blog", &SiteAuth::None);
-    s.gw.get_as("blog", &s.key.full, "/wp-json/")
-        .await
-        .assert_ok();
+    s.get("/wp-json/").await.assert_ok();
 
     s.gw.cli(&["site", "disable", "blog"], None)
         .assert_success();
