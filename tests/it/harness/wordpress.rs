@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
+use super::answer::Answer;
 use super::cli::run_within;
 use super::wait::block_on_thread;
 
@@ -204,8 +205,18 @@ pub struct WpCleanup {
 }
 
 impl WpCleanup {
-    pub fn add(&mut self, site: &WpSite, path: String) {
-        self.objects.push((site.clone(), path));
+    /// The JSON answer to `POST <collection>` through the gateway; the object it
+    /// created, if any, is deleted later (`<collection>/<id>`) whatever else the answer
+    /// says.
+    pub fn created(&mut self, a: &Answer, site: &WpSite, collection: &str) -> Value {
+        let created = a
+            .json()
+            .unwrap_or_else(|| panic!("POST {collection} via wpgate: {}", a.summary()));
+        if let Some(id) = created["id"].as_u64() {
+            self.objects
+                .push((site.clone(), format!("{collection}/{id}")));
+        }
+        created
     }
 
     /// Deletes the objects now, asserting that each delete succeeds (the guard has
