@@ -147,14 +147,17 @@ async fn client_credentials_never_reach_the_upstream() {
     }
 }
 
+/// `req` is answered `status` `code`, and nothing reached the upstream.
+async fn refused_unproxied(s: &OneSite, req: reqwest::RequestBuilder, status: u16, code: &str) {
+    s.gw.send(req).await.assert_error(status, code);
+    assert!(s.up.requests().is_empty());
+}
+
 #[tokio::test]
 async fn missing_site_id_is_400() {
     let s = OneSite::start("blog", &SiteAuth::None);
-    let a =
-        s.gw.send(s.gw.get("/wp-json/").header(KEY_HEADER, &s.key.full))
-            .await;
-    a.assert_error(400, "request.missing_site_id");
-    assert!(s.up.requests().is_empty());
+    let no_site = s.gw.get("/wp-json/").header(KEY_HEADER, &s.key.full);
+    refused_unproxied(&s, no_site, 400, "request.missing_site_id").await;
 }
 
 #[tokio::test]
@@ -247,11 +250,8 @@ async fn unknown_site_answers_like_a_wrong_key() {
 #[tokio::test]
 async fn missing_key_is_401() {
     let s = OneSite::start("blog", &SiteAuth::None);
-    let a =
-        s.gw.send(s.gw.get("/wp-json/").header(SITE_HEADER, "blog"))
-            .await;
-    a.assert_error(401, "auth.missing_credentials");
-    assert!(s.up.requests().is_empty());
+    let no_key = s.gw.get("/wp-json/").header(SITE_HEADER, "blog");
+    refused_unproxied(&s, no_key, 401, "auth.missing_credentials").await;
 }
 
 #[tokio::test]
@@ -289,16 +289,12 @@ async fn wrong_keys_are_401() {
 #[tokio::test]
 async fn both_key_headers_are_ambiguous() {
     let s = OneSite::start("blog", &SiteAuth::None);
-    let a =
-        s.gw.send(
-            s.gw.get("/wp-json/")
-                .header(SITE_HEADER, "blog")
-                .header(KEY_HEADER, &s.key.full)
-                .bearer_auth(&s.key.full),
-        )
-        .await;
-    a.assert_error(400, "request.ambiguous_credentials");
-    assert!(s.up.requests().is_empty());
+    let both =
+        s.gw.get("/wp-json/")
+            .header(SITE_HEADER, "blog")
+            .header(KEY_HEADER, &s.key.full)
+            .bearer_auth(&s.key.full);
+    refused_unproxied(&s, both, 400, "request.ambiguous_credentials").await;
 }
 
 #[tokio::test]
