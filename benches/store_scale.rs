@@ -17,6 +17,7 @@
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sqlx::{Connection, Executor, PgConnection};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -24,8 +25,10 @@ use std::time::{Duration, Instant};
 use wpgate::config::{Config, LoadOptions};
 use wpgate::crypto::{Keyring, Place};
 use wpgate::fleet::Fleet;
-use wpgate::site::CredentialKind;
-use wpgate::store::{ApiKeyRecord, ImportBatch, SiteRecord, Store, StoredCredential};
+use wpgate::store::{ApiKeyRecord, ImportBatch, SiteRecord, Store};
+
+#[path = "../tests/it/harness/records.rs"]
+mod records;
 
 // Like the gateway binary: memory figures should be the gateway's.
 #[global_allocator]
@@ -192,13 +195,27 @@ async fn startup(config: &Config) -> Duration {
     times[1]
 }
 
-/// Sites `from..to`, each with an app-password credential sealed under `keyring`.
-async fn load_sites(store: &dyn Store, keyring: &Keyring, from: usize, to: usize) -> Duration {
+/// Imports `from..to` in batches of [`BATCH`], each built by `batch` (inside the timing).
+async fn import_in_batches(
+    store: &dyn Store,
+    from: usize,
+    to: usize,
+    mut batch: impl FnMut(Range<usize>) -> ImportBatch,
+) -> Duration {
     let started = Instant::now();
     let mut i = from;
     while i < to {
         let end = (i + BATCH).min(to);
-        let sites = (i..end)
+        store.import(&batch(i..end)).await.unwrap();
+        i = end;
+    }
+    started.elapsed()
+}
+
+/// Sites `from..to`, each with an app-password credential sealed under `keyring`.
+async fn load_sites(store: &dyn Store, keyring: &Keyring, from: usize, to: usize) -> Duration {
+    import_in_batches(store, from, to, |range| ImportBatch {
+        sites: range
             .map(|n| {
                 let id = site_id(n);
                 let sealed = keyring
@@ -210,42 +227,20 @@ async fn load_sites(store: &dyn Store, keyring: &Keyring, from: usize, to: usize
                 SiteRecord {
                     name: format!("Site {n}"),
                     upstream_url: format!("http://127.0.0.1:{}", 10_000 + n % 50_000),
-                    enabled: true,
-                    credential: StoredCredential {
-                        kind: CredentialKind::AppPassword,
-                        username: Some("gateway".into()),
-                        sealed_secret: Some(sealed),
-                    },
-                    auth_policy: None,
-                    jwt_secret_sealed: None,
-                    required_namespaces: Vec::new(),
-                    health_fail_fast: false,
-                    created_at: 1_700_000_000,
-                    updated_at: 1_700_000_000,
-                    version: 1,
-                    id,
+                    credential: records::app_password(sealed),
+                    ..records::site(&id)
                 }
             })
-            .collect();
-        store
-            .import(&ImportBatch {
-                sites,
-                ..ImportBatch::default()
-            })
-            .await
-            .unwrap();
-        i = end;
-    }
-    started.elapsed()
+            .collect(),
+        ..ImportBatch::default()
+    })
+    .await
 }
 
 async fn load_keys(store: &dyn Store, keys: usize, sites: usize) -> Duration {
-    let started = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let mut i = 0;
-    while i < keys {
-        let end = (i + BATCH).min(keys);
-        let api_keys = (i..end)
+    import_in_batches(store, 0, keys, |range| ImportBatch {
+        api_keys: range
             .map(|n| ApiKeyRecord {
                 key_id: key_id(n),
                 site_id: site_id(n % sites),
@@ -256,34 +251,29 @@ async fn load_keys(store: &dyn Store, keys: usize, sites: usize) -> Duration {
                 revoked_at: None,
                 grace_until: None,
             })
-            .collect();
-        store
-            .import(&ImportBatch {
-                api_keys,
-                ..ImportBatch::default()
-            })
-            .await
-            .unwrap();
-        i = end;
-    }
-    started.elapsed()
+            .collect(),
+        ..ImportBatch::default()
+    })
+    .await
 }
 
-/// Times `samples` calls of `f` on distinct random indexes below `n`.
-async fn time_each<F, Fut>(n: usize, samples: usize, seed: u64, mut f: F) -> Vec<Duration>
+/// Times `samples` lookups `find` of distinct random indexes below `n`; each must find
+/// its record.
+async fn time_lookups<F, Fut>(n: usize, samples: usize, seed: u64, mut find: F) -> Percentiles
 where
     F: FnMut(usize) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = bool>,
 {
     let mut idx: Vec<usize> = (0..n).collect();
     idx.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
     let mut times = Vec::with_capacity(samples);
     for &i in idx.iter().cycle().take(samples) {
         let started = Instant::now();
-        f(i).await;
+        let found = find(i).await;
         times.push(started.elapsed());
+        assert!(found, "record {i} not found");
     }
-    times
+    percentiles(times)
 }
 
 async fn run_backend(backend: Backend, scale: Scale, dir: &Path, store_url: &str) -> Results {
@@ -306,47 +296,27 @@ async fn run_backend(backend: Backend, scale: Scale, dir: &Path, store_url: &str
         // warm the pool and the statement caches
         store.get_site(&site_id(0)).await.unwrap();
     }
-    r.get_site = percentiles(
-        time_each(scale.sites, scale.samples, 1, |i| {
-            let store = &store;
-            async move {
-                assert!(store.get_site(&site_id(i)).await.unwrap().is_some());
-            }
-        })
-        .await,
-    );
-    r.get_key = percentiles(
-        time_each(scale.keys, scale.samples, 2, |i| {
-            let store = &store;
-            async move {
-                assert!(store.get_api_key(&key_id(i)).await.unwrap().is_some());
-            }
-        })
-        .await,
-    );
+    r.get_site = time_lookups(scale.sites, scale.samples, 1, |i| {
+        let store = &store;
+        async move { store.get_site(&site_id(i)).await.unwrap().is_some() }
+    })
+    .await;
+    r.get_key = time_lookups(scale.keys, scale.samples, 2, |i| {
+        let store = &store;
+        async move { store.get_api_key(&key_id(i)).await.unwrap().is_some() }
+    })
+    .await;
 
     // Resolve as the request path does: a miss loads, unseals and caches; then hits.
     let (fleet, _) = open_fleet(&config).await;
     let fleet = Arc::new(fleet);
     let samples = scale.samples.min(scale.sites);
-    r.resolve_cold = percentiles(
-        time_each(scale.sites, samples, 3, |i| {
-            let fleet = &fleet;
-            async move {
-                assert!(fleet.resolve_site(&site_id(i)).await.unwrap().is_some());
-            }
-        })
-        .await,
-    );
-    r.resolve_hit = percentiles(
-        time_each(scale.sites, samples, 3, |i| {
-            let fleet = &fleet;
-            async move {
-                assert!(fleet.resolve_site(&site_id(i)).await.unwrap().is_some());
-            }
-        })
-        .await,
-    );
+    let resolve = |i: usize| {
+        let fleet = &fleet;
+        async move { fleet.resolve_site(&site_id(i)).await.unwrap().is_some() }
+    };
+    r.resolve_cold = time_lookups(scale.sites, samples, 3, resolve).await;
+    r.resolve_hit = time_lookups(scale.sites, samples, 3, resolve).await;
     drop(fleet);
 
     r.memory = memory_in_child(&config_path, scale.sites);

@@ -8,37 +8,17 @@ async fn site_lifecycle() {
     let up = Upstream::start();
     let gw = Gateway::start();
     let upstream = format!("{}/wp", up.url());
-    gw.cli(
-        &[
-            "site",
-            "add",
-            "cli-site",
-            "--upstream",
-            &upstream,
-            "--name",
-            "CLI Site",
-            "--auth",
-            "bearer",
-            "--secret-stdin",
-        ],
-        Some("cli-secret-token\n"),
-    )
-    .assert_success();
+    let add = |rest: &[&'static str]| {
+        let mut args = vec!["site", "add", "cli-site", "--upstream", &upstream];
+        args.extend_from_slice(rest);
+        args
+    };
+    let bearer = ["--name", "CLI Site", "--auth", "bearer", "--secret-stdin"];
+    gw.cli(&add(&bearer), Some("cli-secret-token\n"))
+        .assert_success();
 
     // Adding the same id twice is refused.
-    gw.cli(
-        &[
-            "site",
-            "add",
-            "cli-site",
-            "--upstream",
-            &upstream,
-            "--auth",
-            "none",
-        ],
-        None,
-    )
-    .assert_failure();
+    gw.cli(&add(&["--auth", "none"]), None).assert_failure();
 
     let show = gw.cli_json(&["site", "show", "cli-site"]);
     show.assert_success();

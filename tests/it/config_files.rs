@@ -47,47 +47,46 @@ fn every_shipped_config_file_validates() {
     }
 }
 
-/// A config that `check` must accept, as the base for the refusals below.
-fn write_config(dir: &Path, body: &str) -> PathBuf {
+/// `check` on `body` written as `wpgate.toml` in `dir`.
+fn check_text(dir: &Path, body: &str) -> crate::harness::CliOutput {
     let path = dir.join("wpgate.toml");
     std::fs::write(&path, body).unwrap();
-    path
+    check(&path)
 }
 
-fn valid_config(dir: &Path) -> String {
-    format!(
+/// A temp dir and a config in it that `check` must accept, as the base for the
+/// refusals below.
+fn valid_config() -> (tempfile::TempDir, String) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let body = format!(
         "data_dir = {}\n\n[listen]\nproxy = \"127.0.0.1:{}\"\nadmin = \"127.0.0.1:{}\"\n\n[cache]\nttl = \"1s\"\nnegative_ttl = \"1s\"\n",
-        toml_str(&dir.join("data").to_string_lossy()),
+        toml_str(&dir.path().join("data").to_string_lossy()),
         free_port(),
         free_port()
-    )
+    );
+    (dir, body)
 }
 
 #[test]
 fn check_accepts_a_valid_config() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let path = write_config(dir.path(), &valid_config(dir.path()));
-    let out = check(&path);
+    let (dir, body) = valid_config();
+    let out = check_text(dir.path(), &body);
     assert!(out.success(), "valid config refused:\n{}", out.stderr);
 }
 
 #[test]
 fn unknown_keys_are_refused_by_name() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let base = valid_config(dir.path());
-    for (extra, key) in [
-        ("bogus_top_level = 1\n", "bogus_top_level"),
-        ("\n[upstream]\nread_timout = \"5s\"\n", "read_timout"),
-        ("\n[log]\nformatt = \"json\"\n", "formatt"),
-    ] {
+    let (dir, base) = valid_config();
+    for (body, key) in [
         // Top-level keys must come before the first table.
-        let body = if key == "bogus_top_level" {
-            format!("{extra}{base}")
-        } else {
-            format!("{base}{extra}")
-        };
-        let path = write_config(dir.path(), &body);
-        let out = check(&path);
+        (format!("bogus_top_level = 1\n{base}"), "bogus_top_level"),
+        (
+            format!("{base}\n[upstream]\nread_timout = \"5s\"\n"),
+            "read_timout",
+        ),
+        (format!("{base}\n[log]\nformatt = \"json\"\n"), "formatt"),
+    ] {
+        let out = check_text(dir.path(), &body);
         assert!(!out.success(), "config with unknown key `{key}` accepted");
         assert!(
             out.stderr.contains(key),
@@ -99,15 +98,13 @@ fn unknown_keys_are_refused_by_name() {
 
 #[test]
 fn bad_values_are_refused() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let base = valid_config(dir.path());
+    let (dir, base) = valid_config();
     for (extra, what) in [
         ("\n[upstream]\nread_timeout = \"soon\"\n", "duration"),
         ("\n[log]\nformat = \"xml\"\n", "log format"),
         ("\n[proxy]\nthreads = \"many\"\n", "thread count"),
     ] {
-        let path = write_config(dir.path(), &format!("{base}{extra}"));
-        let out = check(&path);
+        let out = check_text(dir.path(), &format!("{base}{extra}"));
         assert!(!out.success(), "config with a bad {what} accepted");
         assert!(
             !out.stderr.trim().is_empty(),
@@ -118,14 +115,17 @@ fn bad_values_are_refused() {
         "data_dir = {}\n\n[listen]\nproxy = \"127.0.0.1:99999\"\n",
         toml_str(&dir.path().join("data").to_string_lossy())
     );
-    let path = write_config(dir.path(), &body);
-    assert!(!check(&path).success(), "listen port 99999 accepted");
+    assert!(
+        !check_text(dir.path(), &body).success(),
+        "listen port 99999 accepted"
+    );
 }
 
 #[test]
 fn environment_overrides_the_file() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let path = write_config(dir.path(), &valid_config(dir.path()));
+    let (dir, body) = valid_config();
+    let path = dir.path().join("wpgate.toml");
+    std::fs::write(&path, body).unwrap();
     let config = path.to_string_lossy().into_owned();
     let out = run_wpgate(
         &["--config", &config, "check"],

@@ -82,6 +82,13 @@ fn front(env: &WpEnv, extra_toml: &str) -> Front {
     Front { gw, sites }
 }
 
+/// [`front`] over the sites as they are, with the read guard on [`SITES`] to hold for
+/// the test (the health test, which breaks them, waits).
+async fn shared_front(extra_toml: &str) -> (tokio::sync::RwLockReadGuard<'static, ()>, Front) {
+    let shared = SITES.read().await;
+    (shared, front(&wp_env(), extra_toml))
+}
+
 impl Front {
     /// A request through the gateway for `site` with its API key.
     fn req(&self, site: &Linked, method: Method, path: &str) -> reqwest::RequestBuilder {
@@ -230,9 +237,7 @@ fn generated_png_is_well_formed() {
 
 #[tokio::test]
 async fn users_me_through_wpgate_is_each_sites_admin() {
-    let _shared = SITES.read().await;
-    let env = wp_env();
-    let f = front(&env, "");
+    let (_shared, f) = shared_front("").await;
 
     let mut avatars = Vec::new();
     for site in &f.sites {
@@ -276,9 +281,7 @@ async fn users_me_through_wpgate_is_each_sites_admin() {
 
 #[tokio::test]
 async fn a_draft_post_lands_on_the_right_site_only() {
-    let _shared = SITES.read().await;
-    let env = wp_env();
-    let f = front(&env, "");
+    let (_shared, f) = shared_front("").await;
     let mut cleanup = WpCleanup::default();
 
     for (i, site) in f.sites.iter().enumerate() {
@@ -295,12 +298,7 @@ async fn a_draft_post_lands_on_the_right_site_only() {
                     })),
             )
             .await;
-        let created = a
-            .json()
-            .unwrap_or_else(|| panic!("POST posts via wpgate: {}", a.summary()));
-        if let Some(id) = created["id"].as_u64() {
-            cleanup.add(&site.wp, format!("/wp-json/wp/v2/posts/{id}"));
-        }
+        let created = cleanup.created(&a, &site.wp, "/wp-json/wp/v2/posts");
         assert_eq!(a.status, 201, "POST posts via wpgate: {}", a.summary());
         assert_eq!(created["status"], "draft", "{created}");
         assert_eq!(created["title"]["raw"], json!(title), "{created}");
@@ -341,9 +339,7 @@ async fn a_draft_post_lands_on_the_right_site_only() {
 
 #[tokio::test]
 async fn a_media_upload_of_a_few_mb_passes_and_downloads_back_identical() {
-    let _shared = SITES.read().await;
-    let env = wp_env();
-    let f = front(&env, "");
+    let (_shared, f) = shared_front("").await;
     let mut cleanup = WpCleanup::default();
     let site = &f.sites[0];
 
@@ -364,12 +360,7 @@ async fn a_media_upload_of_a_few_mb_passes_and_downloads_back_identical() {
                 .body(png.clone()),
         )
         .await;
-    let media = a
-        .json()
-        .unwrap_or_else(|| panic!("POST media via wpgate: {}", a.summary()));
-    if let Some(id) = media["id"].as_u64() {
-        cleanup.add(&site.wp, format!("/wp-json/wp/v2/media/{id}"));
-    }
+    let media = cleanup.created(&a, &site.wp, "/wp-json/wp/v2/media");
     eprintln!(
         "upload of {} bytes through wpgate: {} in {:.2}s",
         png.len(),
@@ -599,9 +590,7 @@ async fn settle_metrics(
 
 #[tokio::test]
 async fn metrics_after_real_traffic_pass_promtool_and_show_every_family() {
-    let _shared = SITES.read().await;
-    let env = wp_env();
-    let f = front(&env, FAST_HEALTH);
+    let (_shared, f) = shared_front(FAST_HEALTH).await;
     let (one, two) = (&f.sites[0], &f.sites[1]);
 
     // The admin listener's other endpoints.
@@ -786,12 +775,10 @@ async fn metrics_after_real_traffic_pass_promtool_and_show_every_family() {
 
 #[tokio::test]
 async fn without_per_site_labels_every_site_counts_under_all() {
-    let _shared = SITES.read().await;
-    let env = wp_env();
-    let f = front(
-        &env,
-        &format!("{FAST_HEALTH}\n[metrics]\nper_site_labels = false\n"),
-    );
+    let (_shared, f) = shared_front(&format!(
+        "{FAST_HEALTH}\n[metrics]\nper_site_labels = false\n"
+    ))
+    .await;
     let (one, two) = (&f.sites[0], &f.sites[1]);
 
     f.users_me(one).await.assert_ok();
@@ -866,24 +853,38 @@ fn metrics_parser_reads_labels_escapes_and_specials() {
 // Admin API against real WordPress
 // ---------------------------------------------------------------------------------
 
-/// A call to the admin API with a bearer token; the answer and its JSON body.
-async fn admin_call(
-    gw: &Gateway,
-    token: Option<&str>,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (Answer, Value) {
-    let mut req = gw.client.request(method, gw.admin_url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
+/// The admin API as one caller: with `token` as bearer token, or anonymous.
+struct AdminCaller<'a> {
+    gw: &'a Gateway,
+    token: Option<&'a str>,
+}
+
+impl AdminCaller<'_> {
+    /// `method path` with `body` as JSON, when given; the answer and its JSON body.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (Answer, Value) {
+        let mut req = self.gw.client.request(method, self.gw.admin_url(path));
+        if let Some(t) = self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let a = self.gw.send(req).await;
+        let v = a.json().unwrap_or(Value::Null);
+        (a, v)
     }
-    if let Some(b) = body {
-        req = req.json(&b);
+
+    async fn get(&self, path: &str) -> (Answer, Value) {
+        self.call(Method::GET, path, None).await
     }
-    let a = gw.send(req).await;
-    let v = a.json().unwrap_or(Value::Null);
-    (a, v)
+
+    async fn post(&self, path: &str, body: Value) -> (Answer, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> (Answer, Value) {
+        self.call(Method::PUT, path, Some(body)).await
+    }
 }
 
 #[tokio::test]
@@ -892,51 +893,32 @@ async fn admin_api_site_credential_key_use_revoke_audit() {
     let env = wp_env();
     let wp = &env.sites[0];
     let gw = Gateway::start();
-    let writer = gw.admin_token("write", Some("e2e-admin"));
-    let reader = gw.admin_token("read", Some("e2e-reader"));
+    let writer_token = gw.admin_token("write", Some("e2e-admin"));
+    let reader_token = gw.admin_token("read", Some("e2e-reader"));
+    let caller = |token| AdminCaller { gw: &gw, token };
+    let anonymous = caller(None);
+    let writer = caller(Some(&writer_token));
+    let reader = caller(Some(&reader_token));
     let id = "e2e-api-site";
 
     // No token, or a read-only one for a change: refused.
     let create = json!({"id": id, "name": "e2e via admin API", "upstream": wp.url});
-    let (a, _) = admin_call(
-        &gw,
-        None,
-        Method::POST,
-        "/admin/v1/sites",
-        Some(create.clone()),
-    )
-    .await;
+    let (a, _) = anonymous.post("/admin/v1/sites", create.clone()).await;
     assert_eq!(a.status, 401, "create without a token: {}", a.summary());
-    let (a, _) = admin_call(
-        &gw,
-        Some(&reader),
-        Method::POST,
-        "/admin/v1/sites",
-        Some(create.clone()),
-    )
-    .await;
+    let (a, _) = reader.post("/admin/v1/sites", create.clone()).await;
     assert_eq!(a.status, 403, "create with a read token: {}", a.summary());
 
     // Create the site (no credential yet), then set its credential.
-    let (a, site) = admin_call(
-        &gw,
-        Some(&writer),
-        Method::POST,
-        "/admin/v1/sites",
-        Some(create),
-    )
-    .await;
+    let (a, site) = writer.post("/admin/v1/sites", create).await;
     assert_eq!(a.status, 201, "create: {}", a.summary());
     assert_eq!(site["id"], id, "{site}");
     let create_rid = a.request_id().map(str::to_owned);
-    let (a, site) = admin_call(
-        &gw,
-        Some(&writer),
-        Method::PUT,
-        &format!("/admin/v1/sites/{id}/credential"),
-        Some(json!({"kind": "app_password", "username": wp.user, "secret": wp.app_password})),
-    )
-    .await;
+    let (a, site) = writer
+        .put(
+            &format!("/admin/v1/sites/{id}/credential"),
+            json!({"kind": "app_password", "username": wp.user, "secret": wp.app_password}),
+        )
+        .await;
     assert_eq!(a.status, 200, "set credential: {}", a.summary());
     assert!(
         !a.all_text().contains(&wp.app_password),
@@ -945,14 +927,7 @@ async fn admin_api_site_credential_key_use_revoke_audit() {
     );
     assert_eq!(site["id"], id, "{site}");
     let credential_rid = a.request_id().map(str::to_owned);
-    let (a, shown) = admin_call(
-        &gw,
-        Some(&reader),
-        Method::GET,
-        &format!("/admin/v1/sites/{id}"),
-        None,
-    )
-    .await;
+    let (a, shown) = reader.get(&format!("/admin/v1/sites/{id}")).await;
     assert_eq!(a.status, 200, "show: {}", a.summary());
     assert!(!a.all_text().contains(&wp.app_password), "{shown}");
     assert!(
@@ -961,14 +936,12 @@ async fn admin_api_site_credential_key_use_revoke_audit() {
     );
 
     // Issue a key and use it against the real site.
-    let (a, issued) = admin_call(
-        &gw,
-        Some(&writer),
-        Method::POST,
-        &format!("/admin/v1/sites/{id}/keys"),
-        Some(json!({"label": "e2e"})),
-    )
-    .await;
+    let (a, issued) = writer
+        .post(
+            &format!("/admin/v1/sites/{id}/keys"),
+            json!({"label": "e2e"}),
+        )
+        .await;
     assert_eq!(a.status, 201, "issue key: {}", a.summary());
     let key = ApiKey::parse(issued["key"].as_str().unwrap_or_default());
     assert_eq!(issued["key_id"], json!(key.key_id), "{issued}");
@@ -983,14 +956,9 @@ async fn admin_api_site_credential_key_use_revoke_audit() {
     );
 
     // Revoke it: refused from the next request on (this gateway's cache is invalidated).
-    let (a, revoked) = admin_call(
-        &gw,
-        Some(&writer),
-        Method::POST,
-        &format!("/admin/v1/keys/{}/revoke", key.key_id),
-        Some(json!({})),
-    )
-    .await;
+    let (a, revoked) = writer
+        .post(&format!("/admin/v1/keys/{}/revoke", key.key_id), json!({}))
+        .await;
     assert_eq!(a.status, 200, "revoke: {}", a.summary());
     assert!(revoked["revoked_at"].is_string(), "{revoked}");
     let revoke_rid = a.request_id().map(str::to_owned);
@@ -1000,14 +968,9 @@ async fn admin_api_site_credential_key_use_revoke_audit() {
 
     // The audit: every change, by the token's label, with the API call's request id,
     // never a secret.
-    let (a, audit) = admin_call(
-        &gw,
-        Some(&reader),
-        Method::GET,
-        &format!("/admin/v1/audit?site={id}&limit=50"),
-        None,
-    )
-    .await;
+    let (a, audit) = reader
+        .get(&format!("/admin/v1/audit?site={id}&limit=50"))
+        .await;
     assert_eq!(a.status, 200, "audit: {}", a.summary());
     assert!(!a.body.contains(&wp.app_password), "a secret in the audit");
     assert!(!a.body.contains(&key.secret), "a key secret in the audit");

@@ -37,12 +37,8 @@ struct TestKey {
 impl TestKey {
     /// HMAC with `secret`.
     fn hmac(alg: Algorithm, secret: &str) -> Self {
-        TestKey {
-            alg,
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            public_pem: String::new(),
-            jwk: Value::Null,
-        }
+        let encoding = EncodingKey::from_secret(secret.as_bytes());
+        Self::new(alg, encoding, String::new(), Value::Null)
     }
 
     /// The fixed RSA key, for RS* or PS*.
@@ -52,44 +48,49 @@ impl TestKey {
         let mut jwk = serde_json::to_value(jwk).unwrap();
         // No `alg` on the JWK: the one RSA key serves RS* and PS*.
         jwk.as_object_mut().unwrap().remove("alg");
-        TestKey {
-            alg,
-            encoding,
-            public_pem: RSA_PUBLIC_PEM.to_owned(),
-            jwk,
-        }
+        Self::new(alg, encoding, RSA_PUBLIC_PEM.to_owned(), jwk)
     }
 
     /// A fresh P-256 key (ES256).
     fn es256() -> Self {
-        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let raw = pair.public_key_raw();
-        assert_eq!(raw.len(), 65, "uncompressed P-256 point");
-        TestKey {
-            alg: Algorithm::ES256,
-            encoding: EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
-            public_pem: pair.public_key_pem(),
-            jwk: json!({
-                "kty": "EC",
-                "crv": "P-256",
-                "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
-                "y": URL_SAFE_NO_PAD.encode(&raw[33..]),
-            }),
-        }
+        Self::generate(Algorithm::ES256, &rcgen::PKCS_ECDSA_P256_SHA256, |raw| {
+            assert_eq!(raw.len(), 65, "uncompressed P-256 point");
+            json!({"kty": "EC", "crv": "P-256", "x": b64(&raw[1..33]), "y": b64(&raw[33..])})
+        })
     }
 
     /// A fresh Ed25519 key (EdDSA).
     fn ed25519() -> Self {
-        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        Self::generate(
+            Algorithm::EdDSA,
+            &rcgen::PKCS_ED25519,
+            |raw| json!({"kty": "OKP", "crv": "Ed25519", "x": b64(raw)}),
+        )
+    }
+
+    /// A fresh key pair of `rc_alg` (EC or Ed25519), its JWK made from the raw public
+    /// key by `jwk`.
+    fn generate(
+        alg: Algorithm,
+        rc_alg: &'static rcgen::SignatureAlgorithm,
+        jwk: impl FnOnce(&[u8]) -> Value,
+    ) -> Self {
+        let pair = rcgen::KeyPair::generate_for(rc_alg).unwrap();
+        let private_pem = pair.serialize_pem();
+        let encoding = match alg {
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(private_pem.as_bytes()),
+            _ => EncodingKey::from_ec_pem(private_pem.as_bytes()),
+        };
+        let jwk = jwk(pair.public_key_raw());
+        Self::new(alg, encoding.unwrap(), pair.public_key_pem(), jwk)
+    }
+
+    fn new(alg: Algorithm, encoding: EncodingKey, public_pem: String, jwk: Value) -> Self {
         TestKey {
-            alg: Algorithm::EdDSA,
-            encoding: EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes()).unwrap(),
-            public_pem: pair.public_key_pem(),
-            jwk: json!({
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "x": URL_SAFE_NO_PAD.encode(pair.public_key_raw()),
-            }),
+            alg,
+            encoding,
+            public_pem,
+            jwk,
         }
     }
 
@@ -188,38 +189,20 @@ impl Lab {
         cred
     }
 
-    /// [`Lab::site`] with HS256 JWTs signed with `secret`.
-    fn hs256_site(&self, id: &str, secret: &str) -> String {
-        self.site(
-            id,
-            &["--methods", "jwt", "--jwt-alg", "HS256"],
-            Some(secret),
-        )
+    /// [`Lab::site`] with HS256 JWTs signed with `secret`, and `more` policy options.
+    fn hs256_site(&self, id: &str, secret: &str, more: &[&str]) -> String {
+        self.site(id, &jwt_policy("HS256", more), Some(secret))
     }
 
     /// [`Lab::site`] with JWTs of `alg` checked against the public key in `pem_file`.
     fn public_key_site(&self, id: &str, alg: &str, pem_file: &str) -> String {
-        self.site(
-            id,
-            &[
-                "--methods",
-                "jwt",
-                "--jwt-alg",
-                alg,
-                "--jwt-public-key-file",
-                pem_file,
-            ],
-            None,
-        )
+        let policy = jwt_policy(alg, &["--jwt-public-key-file", pem_file]);
+        self.site(id, &policy, None)
     }
 
     /// [`Lab::site`] with JWTs of `alg` checked against the JWKS at `url`.
     fn jwks_site(&self, id: &str, alg: &str, url: &str) -> String {
-        self.site(
-            id,
-            &["--methods", "jwt", "--jwt-alg", alg, "--jwt-jwks-url", url],
-            None,
-        )
+        self.site(id, &jwt_policy(alg, &["--jwt-jwks-url", url]), None)
     }
 
     /// A PEM file in the gateway's temp dir.
@@ -237,6 +220,13 @@ fn pem_file(gw: &Gateway, name: &str, pem: &str) -> String {
     let path: PathBuf = gw.dir.path().join(name);
     std::fs::write(&path, pem).unwrap();
     path.to_string_lossy().into_owned()
+}
+
+/// `set-auth` arguments for JWTs of `alg` (only), then `more`.
+fn jwt_policy<'a>(alg: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut policy = vec!["--methods", "jwt", "--jwt-alg", alg];
+    policy.extend_from_slice(more);
+    policy
 }
 
 /// `wpgate site set-auth <id> <args...>`, feeding `secret` on stdin when given (with
@@ -312,11 +302,19 @@ async fn assert_refused(gw: &Gateway, a: &Answer, reason: &str, what: &str) {
     assert_eq!(logged, reason, "{what}: wrong reason in the access log");
 }
 
-async fn refused(gw: &Gateway, site: &str, token: &str, reason: &str, what: &str) {
+async fn refused(lab: &Lab, site: &str, token: &str, reason: &str, what: &str) {
+    let gw = &lab.gw;
     let a = gw
         .send(bearer(gw, site, token, "/wp-json/wp/v2/posts"))
         .await;
     assert_refused(gw, &a, reason, what).await;
+}
+
+/// Off by 20 s: accepted on `blog` (default leeway), refused for `reason` on `strict`
+/// (leeway 0).
+async fn only_within_leeway(lab: &Lab, token: &str, blog_cred: &str, reason: &str, what: &str) {
+    accepted(lab, "blog", token, blog_cred).await;
+    refused(lab, "strict", token, reason, &format!("{what}, leeway 0")).await;
 }
 
 // ---------------------------------------------------------------------------------
@@ -401,7 +399,7 @@ async fn every_algorithm_family_is_accepted_and_the_credential_swapped() {
     // An algorithm the site does not allow is refused even with the right key.
     let rs_on_ps = rs.sign(&claims("x"));
     refused(
-        &lab.gw,
+        &lab,
         "ps",
         &rs_on_ps,
         "alg_not_allowed",
@@ -419,62 +417,28 @@ async fn exp_nbf_and_iat_are_honoured_with_leeway() {
     let lab = Lab::prepare(AUTH_TOML);
     let secret = hmac_secret();
     let key = TestKey::hmac(Algorithm::HS256, &secret);
-    let cred = lab.hs256_site("blog", &secret);
-    let strict_cred = lab.site(
-        "strict",
-        &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "HS256",
-            "--jwt-leeway",
-            "0s",
-        ],
-        Some(&secret),
-    );
+    let cred = lab.hs256_site("blog", &secret, &[]);
+    let strict_cred = lab.hs256_site("strict", &secret, &["--jwt-leeway", "0s"]);
     let lab = lab.serve();
     let t = now();
 
     // exp
     let expired = key.sign(&json!({"sub": "a", "iat": t - 600, "exp": t - 120}));
-    refused(&lab.gw, "blog", &expired, "expired", "exp 2 min ago").await;
+    refused(&lab, "blog", &expired, "expired", "exp 2 min ago").await;
     let just_past = key.sign(&json!({"sub": "a", "iat": t - 600, "exp": t - 20}));
-    accepted(&lab, "blog", &just_past, &cred).await;
-    refused(
-        &lab.gw,
-        "strict",
-        &just_past,
-        "expired",
-        "exp 20 s ago, leeway 0",
-    )
-    .await;
+    only_within_leeway(&lab, &just_past, &cred, "expired", "exp 20 s ago").await;
     let missing_exp = key.sign(&json!({"sub": "a", "iat": t}));
-    refused(&lab.gw, "blog", &missing_exp, "malformed", "no exp").await;
+    refused(&lab, "blog", &missing_exp, "malformed", "no exp").await;
 
     // nbf
     let not_yet = key.sign(&json!({"sub": "a", "nbf": t + 300, "exp": t + 900}));
-    refused(&lab.gw, "blog", &not_yet, "not_yet_valid", "nbf in 5 min").await;
+    refused(&lab, "blog", &not_yet, "not_yet_valid", "nbf in 5 min").await;
     let nbf_soon = key.sign(&json!({"sub": "a", "nbf": t + 20, "exp": t + 900}));
-    accepted(&lab, "blog", &nbf_soon, &cred).await;
-    refused(
-        &lab.gw,
-        "strict",
-        &nbf_soon,
-        "not_yet_valid",
-        "nbf in 20 s, leeway 0",
-    )
-    .await;
+    only_within_leeway(&lab, &nbf_soon, &cred, "not_yet_valid", "nbf in 20 s").await;
 
     // iat
     let issued_later = key.sign(&json!({"sub": "a", "iat": t + 300, "exp": t + 900}));
-    refused(
-        &lab.gw,
-        "blog",
-        &issued_later,
-        "not_yet_valid",
-        "iat in 5 min",
-    )
-    .await;
+    refused(&lab, "blog", &issued_later, "not_yet_valid", "iat in 5 min").await;
     let iat_soon = key.sign(&json!({"sub": "a", "iat": t + 20, "exp": t + 900}));
     accepted(&lab, "blog", &iat_soon, &cred).await;
 
@@ -487,13 +451,10 @@ async fn issuer_audience_and_lifetime_cap() {
     let lab = Lab::prepare(AUTH_TOML);
     let secret = hmac_secret();
     let key = TestKey::hmac(Algorithm::HS256, &secret);
-    let cred = lab.site(
+    let cred = lab.hs256_site(
         "blog",
+        &secret,
         &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "HS256",
             "--jwt-issuer",
             "https://idp.test",
             "--jwt-audience",
@@ -501,86 +462,39 @@ async fn issuer_audience_and_lifetime_cap() {
             "--jwt-audience",
             "shop-api",
         ],
-        Some(&secret),
     );
-    let capped_cred = lab.site(
-        "capped",
-        &[
-            "--methods",
-            "jwt",
-            "--jwt-alg",
-            "HS256",
-            "--jwt-max-lifetime",
-            "1h",
-        ],
-        Some(&secret),
-    );
+    let capped_cred = lab.hs256_site("capped", &secret, &["--jwt-max-lifetime", "1h"]);
     let lab = lab.serve();
     let t = now();
     let with = |iss: Value, aud: Value| {
         key.sign(&json!({"sub": "a", "iat": t, "exp": t + 600, "iss": iss, "aud": aud}))
     };
 
-    accepted(
-        &lab,
-        "blog",
-        &with(json!("https://idp.test"), json!("blog-api")),
-        &cred,
-    )
-    .await;
-    accepted(
-        &lab,
-        "blog",
-        &with(json!("https://idp.test"), json!(["other", "shop-api"])),
-        &cred,
-    )
-    .await;
-    refused(
-        &lab.gw,
-        "blog",
-        &with(json!("https://evil.test"), json!("blog-api")),
-        "wrong_issuer",
-        "wrong iss",
-    )
-    .await;
+    for aud in [json!("blog-api"), json!(["other", "shop-api"])] {
+        accepted(&lab, "blog", &with(json!("https://idp.test"), aud), &cred).await;
+    }
+    let evil_iss = with(json!("https://evil.test"), json!("blog-api"));
     let no_iss = key.sign(&json!({"sub": "a", "exp": t + 600, "aud": "blog-api"}));
-    refused(&lab.gw, "blog", &no_iss, "wrong_issuer", "missing iss").await;
-    refused(
-        &lab.gw,
-        "blog",
-        &with(json!("https://idp.test"), json!("mail-api")),
-        "wrong_audience",
-        "wrong aud",
-    )
-    .await;
-    refused(
-        &lab.gw,
-        "blog",
-        &with(json!("https://idp.test"), json!(["mail-api", "chat-api"])),
-        "wrong_audience",
-        "aud list without ours",
-    )
-    .await;
+    let other_aud = with(json!("https://idp.test"), json!("mail-api"));
+    let others_only = with(json!("https://idp.test"), json!(["mail-api", "chat-api"]));
+    for (token, reason, what) in [
+        (&evil_iss, "wrong_issuer", "wrong iss"),
+        (&no_iss, "wrong_issuer", "missing iss"),
+        (&other_aud, "wrong_audience", "wrong aud"),
+        (&others_only, "wrong_audience", "aud list without ours"),
+    ] {
+        refused(&lab, "blog", token, reason, what).await;
+    }
 
     // Lifetime cap of one hour: exp - iat.
     let long = key.sign(&json!({"sub": "a", "iat": t, "exp": t + 2 * 3600}));
-    refused(
-        &lab.gw,
-        "capped",
-        &long,
-        "lifetime_exceeded",
-        "2 h token, 1 h cap",
-    )
-    .await;
     let old_iat = key.sign(&json!({"sub": "a", "iat": t - 3000, "exp": t + 1000}));
-    refused(
-        &lab.gw,
-        "capped",
-        &old_iat,
-        "lifetime_exceeded",
-        "iat-to-exp 4000 s",
-    )
-    .await;
+    for (token, what) in [
+        (&long, "2 h token, 1 h cap"),
+        (&old_iat, "iat-to-exp 4000 s"),
+    ] {
+        refused(&lab, "capped", token, "lifetime_exceeded", what).await;
+    }
     let short = key.sign(&json!({"sub": "a", "iat": t - 10, "exp": t + 50 * 60}));
     accepted(&lab, "capped", &short, &capped_cred).await;
     // The same two-hour lifetime is fine on a site without a cap.
@@ -600,7 +514,7 @@ async fn alg_none_is_refused() {
     let lab = Lab::prepare(AUTH_TOML);
     let secret = hmac_secret();
     let rsa_pem = lab.pem_file("rsa.pem", RSA_PUBLIC_PEM);
-    lab.hs256_site("hs", &secret);
+    lab.hs256_site("hs", &secret, &[]);
     lab.public_key_site("rs", "RS256", &rsa_pem);
     let lab = lab.serve();
     let payload = b64(claims("admin").to_string().as_bytes());
@@ -657,7 +571,7 @@ async fn hmac_token_signed_with_the_public_key_is_refused() {
             let kid = (site == "rs-jwks").then_some("r1");
             let confused = sign_with(Algorithm::HS256, &key, &claims("admin"), kid);
             refused(
-                &lab.gw,
+                &lab,
                 site,
                 &confused,
                 "alg_not_allowed",
@@ -684,8 +598,8 @@ async fn a_token_for_one_site_is_refused_by_another() {
     let (ec_c, ec_d) = (TestKey::es256(), TestKey::es256());
     let pem_c = lab.pem_file("c.pem", &ec_c.public_pem);
     let pem_d = lab.pem_file("d.pem", &ec_d.public_pem);
-    let cred_a = lab.hs256_site("a", &secret_a);
-    let cred_b = lab.hs256_site("b", &secret_b);
+    let cred_a = lab.hs256_site("a", &secret_a, &[]);
+    let cred_b = lab.hs256_site("b", &secret_b, &[]);
     let cred_c = lab.public_key_site("c", "ES256", &pem_c);
     let cred_d = lab.public_key_site("d", "ES256", &pem_d);
     let lab = lab.serve();
@@ -698,17 +612,17 @@ async fn a_token_for_one_site_is_refused_by_another() {
     accepted(&lab, "c", &tok_c, &cred_c).await;
     accepted(&lab, "d", &tok_d, &cred_d).await;
     let before = lab.up.requests().len();
-    refused(&lab.gw, "b", &tok_a, "bad_signature", "site a's token on b").await;
-    refused(&lab.gw, "a", &tok_b, "bad_signature", "site b's token on a").await;
-    refused(&lab.gw, "d", &tok_c, "bad_signature", "site c's token on d").await;
-    refused(&lab.gw, "c", &tok_d, "bad_signature", "site d's token on c").await;
+    refused(&lab, "b", &tok_a, "bad_signature", "site a's token on b").await;
+    refused(&lab, "a", &tok_b, "bad_signature", "site b's token on a").await;
+    refused(&lab, "d", &tok_c, "bad_signature", "site c's token on d").await;
+    refused(&lab, "c", &tok_d, "bad_signature", "site d's token on c").await;
     // Tampered payload, original signature.
     let (h, rest) = tok_a.split_once('.').unwrap();
     let (_, s) = rest.split_once('.').unwrap();
     let mut c = claims("a");
     c["role"] = json!("administrator");
     let tampered = format!("{h}.{}.{s}", b64(c.to_string().as_bytes()));
-    refused(&lab.gw, "a", &tampered, "bad_signature", "tampered payload").await;
+    refused(&lab, "a", &tampered, "bad_signature", "tampered payload").await;
     assert_eq!(lab.up.requests().len(), before);
 }
 
@@ -729,7 +643,7 @@ async fn unknown_kid_refetches_the_jwks_once_then_refuses() {
     assert_eq!(jwks.hits(), 1);
 
     let forged = key.sign_kid(&claims("a"), "no-such-kid");
-    refused(&lab.gw, "idp", &forged, "bad_signature", "unknown kid").await;
+    refused(&lab, "idp", &forged, "bad_signature", "unknown kid").await;
     assert_eq!(
         jwks.hits(),
         2,
@@ -739,14 +653,7 @@ async fn unknown_kid_refetches_the_jwks_once_then_refuses() {
     // Within the refetch interval, more unknown kids cost no fetch.
     for kid in ["no-such-kid", "another-kid", "third-kid"] {
         let forged = key.sign_kid(&claims("a"), kid);
-        refused(
-            &lab.gw,
-            "idp",
-            &forged,
-            "bad_signature",
-            &format!("kid {kid}"),
-        )
-        .await;
+        refused(&lab, "idp", &forged, "bad_signature", &format!("kid {kid}")).await;
     }
     assert_eq!(
         jwks.hits(),
@@ -776,14 +683,8 @@ async fn a_rotated_key_is_found_with_one_refetch() {
     accepted(&lab, "idp", &new.sign_kid(&claims("b"), "2025"), &cred).await;
     assert_eq!(jwks.hits(), 2);
     // The retired key no longer verifies (and costs no fetch within the interval).
-    refused(
-        &lab.gw,
-        "idp",
-        &old.sign_kid(&claims("a"), "2024"),
-        "bad_signature",
-        "retired kid",
-    )
-    .await;
+    let retired = old.sign_kid(&claims("a"), "2024");
+    refused(&lab, "idp", &retired, "bad_signature", "retired kid").await;
     assert_eq!(jwks.hits(), 2);
 }
 
@@ -800,33 +701,16 @@ async fn jwks_outage_cached_site_keeps_working_cold_site_is_503() {
     let cold_cred = lab.jwks_site("cold", "ES256", &cold_jwks.url());
     lab.jwks_site("nowhere", "ES256", &closed);
     let lab = lab.serve();
+    let warm = |sub: &str| warm_key.sign_kid(&claims(sub), "w");
 
-    accepted(
-        &lab,
-        "warm",
-        &warm_key.sign_kid(&claims("u1"), "w"),
-        &warm_cred,
-    )
-    .await;
+    accepted(&lab, "warm", &warm("u1"), &warm_cred).await;
     assert_eq!(warm_jwks.hits(), 1);
 
     // The warm site's JWKS fails, then goes away entirely: its cached keys serve.
     warm_jwks.set_status(500);
-    accepted(
-        &lab,
-        "warm",
-        &warm_key.sign_kid(&claims("u2"), "w"),
-        &warm_cred,
-    )
-    .await;
+    accepted(&lab, "warm", &warm("u2"), &warm_cred).await;
     warm_jwks.stop();
-    accepted(
-        &lab,
-        "warm",
-        &warm_key.sign_kid(&claims("u3"), "w"),
-        &warm_cred,
-    )
-    .await;
+    accepted(&lab, "warm", &warm("u3"), &warm_cred).await;
 
     // A site whose JWKS was never fetched: 503, not 401.
     cold_jwks.set_status(500);
@@ -854,13 +738,7 @@ async fn jwks_outage_cached_site_keeps_working_cold_site_is_503() {
     assert_eq!(lab.gw.logged_reason(&a).await, "jwks_unavailable");
 
     // The warm site still works while all that fails.
-    accepted(
-        &lab,
-        "warm",
-        &warm_key.sign_kid(&claims("u4"), "w"),
-        &warm_cred,
-    )
-    .await;
+    accepted(&lab, "warm", &warm("u4"), &warm_cred).await;
 
     // When the cold site's JWKS comes back, the site recovers.
     cold_jwks.set_status(200);
@@ -898,10 +776,10 @@ async fn jwks_outage_cached_site_keeps_working_cold_site_is_503() {
 async fn malformed_tokens_are_401() {
     let lab = Lab::prepare(AUTH_TOML);
     let secret = hmac_secret();
-    let key = TestKey::hmac(Algorithm::HS256, &secret);
-    let cred = lab.hs256_site("hs", &secret);
+    let cred = lab.hs256_site("hs", &secret, &[]);
     let lab = lab.serve();
 
+    let key = TestKey::hmac(Algorithm::HS256, &secret);
     let good = key.sign(&claims("a"));
     let parts: Vec<&str> = good.split('.').collect();
     let (h, p, s) = (parts[0], parts[1], parts[2]);
@@ -932,7 +810,7 @@ async fn malformed_tokens_are_401() {
         ("opaque bearer", "opaque-token".to_owned()),
     ];
     for (what, token) in &cases {
-        refused(&lab.gw, "hs", token, "malformed", what).await;
+        refused(&lab, "hs", token, "malformed", what).await;
     }
     assert!(
         lab.up.requests().is_empty(),
@@ -1017,7 +895,7 @@ async fn a_site_accepts_only_its_methods() {
     accepted(&lab, "jwt-only", &token, "cred-jwt-only").await;
 
     refused(
-        &lab.gw,
+        &lab,
         "keys-only",
         &token,
         "method_not_allowed",
@@ -1042,7 +920,7 @@ async fn brute_force_from_one_client_is_rate_limited() {
         ..GatewayConfig::default()
     });
     let secret = hmac_secret();
-    let cred = lab.hs256_site("blog", &secret);
+    let cred = lab.hs256_site("blog", &secret, &[]);
     let lab = lab.serve();
     let key = TestKey::hmac(Algorithm::HS256, &secret);
     let good = key.sign(&claims("a"));
@@ -1140,15 +1018,19 @@ async fn claims_are_mapped_to_headers_and_cannot_be_spoofed() {
     let token = key.sign(&json!({
         "sub": "alice", "email": "alice@example.test", "iat": t, "exp": t + 600
     }));
-    let m = marker();
-    lab.gw
-        .send(
-            bearer(&lab.gw, "blog", &token, &format!("/wp-json/?{m}"))
-                .header("X-Auth-Subject", "admin")
-                .header("x-auth-email", "root@example.test"),
-        )
-        .await
-        .assert_ok();
+    // Sends a JWT request that also carries its own claim headers; its marker.
+    let gw = &lab.gw;
+    let spoofing = |token: &str, email_header: &str| {
+        let m = marker();
+        let req = bearer(gw, "blog", token, &format!("/wp-json/?{m}"))
+            .header("X-Auth-Subject", "admin")
+            .header(email_header, "root@example.test");
+        async move {
+            gw.send(req).await.assert_ok();
+            m
+        }
+    };
+    let m = spoofing(&token, "x-auth-email").await;
     check_forwarded(&lab.up, &m, &token, &cred);
     let r = lab.up.one_with(&m);
     assert_eq!(r.header_values("x-auth-subject"), vec!["alice"], "{r:#?}");
@@ -1160,15 +1042,7 @@ async fn claims_are_mapped_to_headers_and_cannot_be_spoofed() {
 
     // A token without those claims: no header at all, spoofed or not.
     let bare = key.sign(&json!({"iat": t, "exp": t + 600}));
-    let m = marker();
-    lab.gw
-        .send(
-            bearer(&lab.gw, "blog", &bare, &format!("/wp-json/?{m}"))
-                .header("X-Auth-Subject", "admin")
-                .header("X-Auth-Email", "root@example.test"),
-        )
-        .await
-        .assert_ok();
+    let m = spoofing(&bare, "X-Auth-Email").await;
     let r = lab.up.one_with(&m);
     assert!(r.header("x-auth-subject").is_none(), "{r:#?}");
     assert!(r.header("x-auth-email").is_none(), "{r:#?}");
@@ -1319,7 +1193,7 @@ async fn delegated_site_unreachable_is_503() {
 async fn set_auth_refuses_invalid_policies() {
     let lab = Lab::prepare(AUTH_TOML);
     let secret = hmac_secret();
-    let cred = lab.hs256_site("blog", &secret);
+    let cred = lab.hs256_site("blog", &secret, &[]);
     lab.gw.add_site("fresh", &lab.up.url(), &SiteAuth::None);
     let rsa_pem = lab.pem_file("rsa.pem", RSA_PUBLIC_PEM);
     let jwks = "http://127.0.0.1:9/jwks.json";
@@ -1327,66 +1201,39 @@ async fn set_auth_refuses_invalid_policies() {
     let token = TestKey::hmac(Algorithm::HS256, &secret).sign(&claims("a"));
     accepted(&lab, "blog", &token, &cred).await;
 
+    let pem = ["--jwt-public-key-file", rsa_pem.as_str()];
     let cases: Vec<(&str, &str, Vec<&str>, Option<&str>)> = vec![
         (
             "HS256 without a secret",
             "fresh",
-            vec!["--methods", "jwt", "--jwt-alg", "HS256"],
+            jwt_policy("HS256", &[]),
             None,
         ),
         (
             "a JWKS URL and a public key file",
             "blog",
-            vec![
-                "--methods",
-                "jwt",
-                "--jwt-alg",
-                "RS256",
-                "--jwt-jwks-url",
-                jwks,
-                "--jwt-public-key-file",
-                &rsa_pem,
-            ],
+            jwt_policy("RS256", &[&["--jwt-jwks-url", jwks][..], &pem].concat()),
             None,
         ),
         (
             "a secret shorter than 32 bytes",
             "blog",
-            vec!["--methods", "jwt", "--jwt-alg", "HS256"],
+            jwt_policy("HS256", &[]),
             Some("only-16-bytes-xx"),
         ),
         (
             "HS256 beside a public key",
             "blog",
-            vec![
-                "--methods",
-                "jwt",
-                "--jwt-alg",
-                "RS256,HS256",
-                "--jwt-public-key-file",
-                &rsa_pem,
-            ],
+            jwt_policy("RS256,HS256", &pem),
             None,
         ),
         (
             "RS256 with no key at all",
             "blog",
-            vec!["--methods", "jwt", "--jwt-alg", "RS256"],
+            jwt_policy("RS256", &[]),
             None,
         ),
-        (
-            "alg none",
-            "blog",
-            vec![
-                "--methods",
-                "jwt",
-                "--jwt-alg",
-                "none",
-                "--jwt-public-key-file",
-                &rsa_pem,
-            ],
-            None,
-        ),
+        ("alg none", "blog", jwt_policy("none", &pem), None),
         (
             "no algorithm",
             "blog",
@@ -1396,16 +1243,10 @@ async fn set_auth_refuses_invalid_policies() {
         (
             "a claim copied into Authorization",
             "blog",
-            vec![
-                "--methods",
-                "jwt",
-                "--jwt-alg",
+            jwt_policy(
                 "RS256",
-                "--jwt-public-key-file",
-                &rsa_pem,
-                "--jwt-claim-header",
-                "sub=Authorization",
-            ],
+                &[&pem[..], &["--jwt-claim-header", "sub=Authorization"]].concat(),
+            ),
             None,
         ),
         (

@@ -56,30 +56,43 @@ fn sealed_by(status: &Value) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// A gateway, the default config it runs (for the test to change and write back) and
+/// a write admin token.
+fn start_with_default_config() -> (GatewayConfig, Gateway, String) {
+    let config = GatewayConfig::default();
+    let gw = Gateway::start_with(config.clone());
+    let token = gw.admin_token("write", None);
+    (config, gw, token)
+}
+
+/// A request on `shop` with `X-Internal-Secret: s<n>` on a fresh path, which must
+/// succeed; that path.
+async fn send_with_secret(gw: &Gateway, key: &ApiKey, n: u32) -> String {
+    let path = format!("/reload-{n}-{}", crate::harness::marker());
+    gw.send(
+        gw.get(&path)
+            .header("x-website-id", "shop")
+            .header("x-api-key", &key.full)
+            .header("x-internal-secret", format!("s{n}")),
+    )
+    .await
+    .assert_ok();
+    path
+}
+
 #[tokio::test]
 async fn reload_applies_good_files_and_refuses_bad_ones() {
     let upstream = Upstream::start();
-    let mut config = GatewayConfig::default();
-    let gw = Gateway::start_with(config.clone());
-    let token = gw.admin_token("write", None);
+    let (mut config, gw, token) = start_with_default_config();
     gw.add_site(
         "shop",
         &upstream.url(),
         &SiteAuth::app_password("api", "pw one"),
     );
     let key = gw.issue_key("shop", &[]);
-    let marker = |n: u32| format!("/reload-{n}-{}", crate::harness::marker());
 
     // Before: a custom header reaches the site.
-    let path = marker(1);
-    gw.send(
-        gw.get(&path)
-            .header("x-website-id", "shop")
-            .header("x-api-key", &key.full)
-            .header("x-internal-secret", "s1"),
-    )
-    .await
-    .assert_ok();
+    let path = send_with_secret(&gw, &key, 1).await;
     assert_eq!(
         upstream.one_with(&path).header("x-internal-secret"),
         Some("s1")
@@ -94,15 +107,7 @@ async fn reload_applies_good_files_and_refuses_bad_ones() {
         "the file change to be applied",
         Duration::from_secs(15),
         || async {
-            let path = marker(2);
-            gw.send(
-                gw.get(&path)
-                    .header("x-website-id", "shop")
-                    .header("x-api-key", &key.full)
-                    .header("x-internal-secret", "s2"),
-            )
-            .await
-            .assert_ok();
+            let path = send_with_secret(&gw, &key, 2).await;
             upstream
                 .one_with(&path)
                 .header("x-internal-secret")
@@ -166,15 +171,7 @@ async fn reload_applies_good_files_and_refuses_bad_ones() {
     );
     assert!(reloads(&gw, "failure").await > failures_before);
     assert!(gw.logs().contains("reload refused"), "{}", gw.logs());
-    let path = marker(3);
-    gw.send(
-        gw.get(&path)
-            .header("x-website-id", "shop")
-            .header("x-api-key", &key.full)
-            .header("x-internal-secret", "s3"),
-    )
-    .await
-    .assert_ok();
+    let path = send_with_secret(&gw, &key, 3).await;
     let seen = upstream.one_with(&path);
     assert!(seen.header("x-internal-secret").is_none());
     assert_eq!(
@@ -469,9 +466,7 @@ impl Load {
 #[tokio::test]
 async fn rotating_everything_under_load_fails_no_request() {
     let wp = WpMimic::start();
-    let mut config = GatewayConfig::default();
-    let gw = Gateway::start_with(config.clone());
-    let token = gw.admin_token("write", None);
+    let (mut config, gw, token) = start_with_default_config();
     let mut sites = Vec::new();
     for i in 0..8 {
         let id = format!("site{i}");

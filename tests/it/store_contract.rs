@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::harness::postgres::TestDb;
+use crate::harness::records::{self, site};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use wpgate::config::StoreUrl;
 use wpgate::site::CredentialKind;
@@ -90,37 +91,12 @@ fn audit(action: &str, target: &str) -> AuditEntry {
     }
 }
 
-fn site(id: &str) -> SiteRecord {
-    SiteRecord {
-        id: id.into(),
-        name: id.into(),
-        upstream_url: "http://127.0.0.1:1".into(),
-        enabled: true,
-        credential: StoredCredential {
-            kind: CredentialKind::None,
-            username: None,
-            sealed_secret: None,
-        },
-        auth_policy: None,
-        jwt_secret_sealed: None,
-        required_namespaces: Vec::new(),
-        health_fail_fast: false,
-        created_at: 1_700_000_000,
-        updated_at: 1_700_000_000,
-        version: 1,
-    }
-}
-
 /// A site with every optional field set.
 fn full_site(id: &str) -> SiteRecord {
     SiteRecord {
         name: format!("Site {id} ✓"),
         upstream_url: format!("https://{id}.example.com/blog"),
-        credential: StoredCredential {
-            kind: CredentialKind::AppPassword,
-            username: Some("gateway".into()),
-            sealed_secret: Some(format!("v1.k1.bm9uY2U.{id}-cred")),
-        },
+        credential: records::app_password(format!("v1.k1.bm9uY2U.{id}-cred")),
         auth_policy: Some(r#"{"methods":["api_key","jwt"],"jwt":{"verify":"wordpress"}}"#.into()),
         jwt_secret_sealed: Some(format!("v1.k2.bm9uY2U.{id}-jwt")),
         required_namespaces: vec!["myplugin/v1".into(), "wc/v3".into()],
@@ -235,15 +211,12 @@ async fn sites_crud_and_versions(b: Backend) {
     let f = Fresh::new(b).await;
     let s = f.store.as_ref();
     let shop = full_site("shop");
-    s.create_site(&shop, &audit("site.create", "site:shop"))
-        .await
-        .unwrap();
+    create(s, &shop).await.unwrap();
     // Every field comes back as written.
     assert_eq!(s.get_site("shop").await.unwrap(), Some(shop.clone()));
     assert!(s.get_site("nope").await.unwrap().is_none());
     assert!(matches!(
-        s.create_site(&site("shop"), &audit("site.create", "site:shop"))
-            .await,
+        create(s, &site("shop")).await,
         Err(StoreError::AlreadyExists(what)) if what == "site shop"
     ));
 
@@ -280,9 +253,7 @@ async fn sites_crud_and_versions(b: Backend) {
     // Paging lists ids in byte order on every backend, whatever the database's locale.
     let ids = ["b", "a_b", "A", "a-b", "ab", "Z9", "a"];
     for id in ids {
-        s.create_site(&site(id), &audit("site.create", &format!("site:{id}")))
-            .await
-            .unwrap();
+        create(s, &site(id)).await.unwrap();
     }
     let mut expected: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
     expected.push("shop".into());
@@ -312,9 +283,7 @@ async fn keys_revoke_and_grace(b: Backend) {
     let f = Fresh::new(b).await;
     let s = f.store.as_ref();
     for id in ["shop", "blog"] {
-        s.create_site(&site(id), &audit("site.create", &format!("site:{id}")))
-            .await
-            .unwrap();
+        create(s, &site(id)).await.unwrap();
     }
     let abc = key("abc", "shop", 10);
     let def = ApiKeyRecord {
@@ -382,23 +351,18 @@ async fn audit_log(b: Backend) {
     let f = Fresh::new(b).await;
     let s = f.store.as_ref();
     let before = now_unix();
-    let mut create = audit("site.create", "site:shop");
-    create.request_id = Some("req-1".into());
-    create.detail = Some("upstream=https://shop.example.com".into());
-    s.create_site(&site("shop"), &create).await.unwrap();
-    s.create_site(&site("blog"), &audit("site.create", "site:blog"))
-        .await
-        .unwrap();
+    let mut shop_created = audit("site.create", "site:shop");
+    shop_created.request_id = Some("req-1".into());
+    shop_created.detail = Some("upstream=https://shop.example.com".into());
+    s.create_site(&site("shop"), &shop_created).await.unwrap();
+    create(s, &site("blog")).await.unwrap();
     let mut issue = audit("key.issue", "key:abc");
     issue.site_id = Some("shop".into());
     s.insert_api_key(&key("abc", "shop", 1), &issue)
         .await
         .unwrap();
     // A refused write leaves no audit entry.
-    let _ = s
-        .create_site(&site("shop"), &audit("site.create", "site:shop"))
-        .await
-        .unwrap_err();
+    let _ = create(s, &site("shop")).await.unwrap_err();
 
     let all = s.list_audit(None, 100).await.unwrap();
     let actions: Vec<_> = all
@@ -415,7 +379,7 @@ async fn audit_log(b: Backend) {
     );
     assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
     assert!(all.iter().all(|r| r.at >= before && r.at <= now_unix()));
-    assert_eq!(all[2].entry, create);
+    assert_eq!(all[2].entry, shop_created);
     let shop = s.list_audit(Some("shop"), 10).await.unwrap();
     let targets: Vec<_> = shop.iter().map(|r| r.entry.target.as_str()).collect();
     assert_eq!(targets, vec!["key:abc", "site:shop"]);
@@ -530,9 +494,7 @@ async fn change_log_records_every_write(b: Backend) {
     let mut seq = 0;
     use ChangeKind::*;
 
-    s.create_site(&site("shop"), &audit("site.create", "site:shop"))
-        .await
-        .unwrap();
+    create(s, &site("shop")).await.unwrap();
     expect(s, &mut seq, "create_site", &[(Site, "shop")]).await;
     let rec = s.get_site("shop").await.unwrap().unwrap();
     s.update_site(&rec, &audit("site.update", "site:shop"))
@@ -544,10 +506,7 @@ async fn change_log_records_every_write(b: Backend) {
         .update_site(&rec, &audit("site.update", "site:shop"))
         .await
         .unwrap_err();
-    let _ = s
-        .create_site(&site("shop"), &audit("site.create", "site:shop"))
-        .await
-        .unwrap_err();
+    let _ = create(s, &site("shop")).await.unwrap_err();
     let _ = s
         .insert_api_key(&key("k0", "nope", 1), &audit("key.issue", "key:k0"))
         .await
@@ -580,12 +539,10 @@ async fn change_log_records_every_write(b: Backend) {
         .await
         .unwrap();
     expect(s, &mut seq, "revoke_admin_token", &[(AdminToken, "t1")]).await;
-    s.insert_setting_if_absent("pepper", "v1.k1.n.c")
-        .await
-        .unwrap();
-    s.insert_setting_if_absent("pepper", "v1.k1.n.other")
-        .await
-        .unwrap();
+    // The second write finds the setting present and changes nothing.
+    for value in ["v1.k1.n.c", "v1.k1.n.other"] {
+        s.insert_setting_if_absent("pepper", value).await.unwrap();
+    }
     expect(
         s,
         &mut seq,
@@ -660,9 +617,7 @@ async fn change_log_prune_and_completeness(b: Backend) {
     let c = s.changes_since(5, 100).await.unwrap();
     assert!(c.complete && c.changes.is_empty());
     // Numbering goes on after the kept row.
-    s.create_site(&site("s5"), &audit("site.create", "site:s5"))
-        .await
-        .unwrap();
+    create(s, &site("s5")).await.unwrap();
     assert_eq!(s.latest_change().await.unwrap(), 6);
 }
 
@@ -706,9 +661,7 @@ async fn change_log_seq_order_is_commit_order(b: Backend) {
             tokio::spawn(async move {
                 for i in 0..20 {
                     let id = format!("w{t}-{i}");
-                    s.create_site(&site(&id), &audit("site.create", &format!("site:{id}")))
-                        .await
-                        .unwrap();
+                    create(s.as_ref(), &site(&id)).await.unwrap();
                 }
             })
         })
@@ -742,17 +695,12 @@ async fn sealed_values_and_reseal(b: Backend) {
         username: Some("X-Plugin-Auth".into()),
         sealed_secret: Some("v1.k1.bm9uY2U.s2cred".into()),
     };
-    for (rec, id) in [(&s1, "s1"), (&s2, "s2"), (&site("s3"), "s3")] {
-        s.create_site(rec, &audit("site.create", &format!("site:{id}")))
-            .await
-            .unwrap();
+    for rec in [&s1, &s2, &site("s3")] {
+        create(s, rec).await.unwrap();
     }
-    s.insert_setting_if_absent("pepper", "v1.k1.bm9uY2U.pepper")
-        .await
-        .unwrap();
-    s.insert_setting_if_absent("plain", "not sealed")
-        .await
-        .unwrap();
+    for (name, value) in [("pepper", "v1.k1.bm9uY2U.pepper"), ("plain", "not sealed")] {
+        s.insert_setting_if_absent(name, value).await.unwrap();
+    }
 
     assert_eq!(
         s.sealed_key_counts().await.unwrap(),
@@ -911,6 +859,12 @@ async fn sealed_values_and_reseal(b: Backend) {
     );
 }
 
+/// Creates `rec`, audited as `site.create` of `site:<id>`.
+async fn create(s: &dyn Store, rec: &SiteRecord) -> Result<(), StoreError> {
+    s.create_site(rec, &audit("site.create", &format!("site:{}", rec.id)))
+        .await
+}
+
 /// Waits for the next event, failing after 15 s.
 async fn next_event(rx: &mut UnboundedReceiver<ChangeEvent>, waiting_for: &str) -> ChangeEvent {
     match tokio::time::timeout(Duration::from_secs(15), rx.recv()).await {
@@ -918,6 +872,15 @@ async fn next_event(rx: &mut UnboundedReceiver<ChangeEvent>, waiting_for: &str) 
         Ok(None) => panic!("the listener stopped while waiting for {waiting_for}"),
         Err(_) => panic!("no listener event within 15s while waiting for {waiting_for}"),
     }
+}
+
+/// Waits for the next event, which must be `want`.
+async fn expect_event(
+    rx: &mut UnboundedReceiver<ChangeEvent>,
+    want: ChangeEvent,
+    waiting_for: &str,
+) {
+    assert_eq!(next_event(rx, waiting_for).await, want);
 }
 
 async fn listener(b: Backend) {
@@ -931,25 +894,17 @@ async fn listener(b: Backend) {
     }
     let db = f.db.as_ref().unwrap();
     assert!(reader.spawn_listener(tx));
-    assert_eq!(
-        next_event(&mut rx, "Connected").await,
-        ChangeEvent::Connected
-    );
+    expect_event(&mut rx, ChangeEvent::Connected, "Connected").await;
 
     // A write through another instance reaches this one, with its change-log number.
-    f.store
-        .create_site(&site("shop"), &audit("site.create", "site:shop"))
-        .await
-        .unwrap();
+    create(f.store.as_ref(), &site("shop")).await.unwrap();
     let seq = f.store.latest_change().await.unwrap();
-    assert_eq!(
-        next_event(&mut rx, "the site change").await,
-        ChangeEvent::Changed(Change {
-            seq,
-            kind: ChangeKind::Site,
-            id: "shop".into()
-        })
-    );
+    let shop = ChangeEvent::Changed(Change {
+        seq,
+        kind: ChangeKind::Site,
+        id: "shop".into(),
+    });
+    expect_event(&mut rx, shop, "the site change").await;
     // A transaction that touches several records announces each, in order, at commit.
     for k in ["k1", "k2"] {
         f.store
@@ -981,18 +936,9 @@ async fn listener(b: Backend) {
 
     // The listener's connection is killed: it says so, reconnects and says so again.
     assert_eq!(db.terminate_backends(LISTENER_APPLICATION_NAME).await, 1);
-    assert_eq!(
-        next_event(&mut rx, "Disconnected").await,
-        ChangeEvent::Disconnected
-    );
-    assert_eq!(
-        next_event(&mut rx, "Connected again").await,
-        ChangeEvent::Connected
-    );
-    f.store
-        .create_site(&site("blog"), &audit("site.create", "site:blog"))
-        .await
-        .unwrap();
+    expect_event(&mut rx, ChangeEvent::Disconnected, "Disconnected").await;
+    expect_event(&mut rx, ChangeEvent::Connected, "Connected again").await;
+    create(f.store.as_ref(), &site("blog")).await.unwrap();
     assert!(matches!(
         next_event(&mut rx, "a change after the reconnect").await,
         ChangeEvent::Changed(Change { kind: ChangeKind::Site, id, .. }) if id == "blog"
@@ -1051,9 +997,7 @@ async fn export_import_round_trip(b: Backend) {
         } else {
             site(&id)
         };
-        s.create_site(&rec, &audit("site.create", &format!("site:{id}")))
-            .await
-            .unwrap();
+        create(s, &rec).await.unwrap();
         for k in 0..3 {
             let key_id = format!("key{i}x{k}");
             s.insert_api_key(&key(&key_id, &id, k), &audit("key.issue", "key:x"))
@@ -1146,9 +1090,7 @@ async fn export_import_round_trip(b: Backend) {
     ));
     // New audit entries are numbered after the copied ones.
     let last = original.4.last().unwrap().id;
-    b2.create_site(&site("later"), &audit("site.create", "site:later"))
-        .await
-        .unwrap();
+    create(b2, &site("later")).await.unwrap();
     assert_eq!(b2.list_audit(None, 1).await.unwrap()[0].id, last + 1);
 }
 
@@ -1228,9 +1170,7 @@ async fn postgres_outage_gives_errors_not_hangs() {
         relay.port
     );
     let s = PostgresStore::open(&url).await.unwrap();
-    s.create_site(&site("shop"), &audit("site.create", "site:shop"))
-        .await
-        .unwrap();
+    create(&s, &site("shop")).await.unwrap();
     assert!(s.get_site("shop").await.unwrap().is_some());
 
     relay.frozen.store(true, Ordering::SeqCst);
@@ -1238,10 +1178,7 @@ async fn postgres_outage_gives_errors_not_hangs() {
         let started = Instant::now();
         let res = match what {
             "read" => s.get_site("shop").await.map(|_| ()),
-            _ => {
-                s.create_site(&site("blog"), &audit("site.create", "site:blog"))
-                    .await
-            }
+            _ => create(&s, &site("blog")).await,
         };
         let took = started.elapsed();
         match res {

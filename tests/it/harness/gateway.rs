@@ -126,8 +126,13 @@ impl Gateway {
     pub fn prepare(config: GatewayConfig) -> Self {
         let dir = TempDir::new().unwrap();
         let data_dir = dir.path().join("data");
-        let proxy_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let proxy_port = free_port();
+        // Two picks in a row can return the same released port.
+        let admin_port = std::iter::repeat_with(free_port)
+            .find(|p| *p != proxy_port)
+            .unwrap();
+        let proxy_addr: SocketAddr = format!("127.0.0.1:{proxy_port}").parse().unwrap();
+        let admin_addr: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
         let config_path = dir.path().join("wpgate.toml");
         std::fs::write(
             &config_path,

@@ -1,6 +1,7 @@
 //! The most common set-up: one recording upstream behind one gateway, with one site and
 //! one API key for it.
 
+use super::answer::Answer;
 use super::credentials::{ApiKey, SiteAuth, KEY_HEADER, SITE_HEADER};
 use super::gateway::{Gateway, GatewayConfig};
 use super::upstream::{Recorded, Upstream};
@@ -35,6 +36,11 @@ impl OneSite {
             site: site.to_owned(),
             key,
         }
+    }
+
+    /// GET `path` through the gateway for the site, with its key.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.gw.get_as(&self.site, &self.key.full, path).await
     }
 
     /// GET `path` through the gateway with the key (asserting 200), and the one request

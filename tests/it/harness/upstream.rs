@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
+use super::credentials::SiteAuth;
 use super::payload::pattern_stream;
 use super::text::{hex, sha256_hex};
 use super::tls::{TestCa, TlsListener};
@@ -48,6 +49,15 @@ impl Recorded {
     pub fn path(&self) -> &str {
         self.uri.split('?').next().unwrap_or("")
     }
+
+    /// Asserts the request carries the header `auth` becomes, once, with its value.
+    #[track_caller]
+    pub fn assert_credential(&self, auth: &SiteAuth) {
+        let (name, value) = auth
+            .expected_upstream_header()
+            .expect("a site credential that sends a header");
+        assert_eq!(self.header_values(&name), vec![value.as_str()], "{self:#?}");
+    }
 }
 
 #[derive(Clone, Default)]
@@ -71,12 +81,10 @@ struct UpstreamState {
 ///
 /// It runs on its own thread and runtime, independent of the test's runtime.
 pub struct Upstream {
-    port: u16,
     scheme: &'static str,
     host: &'static str,
     state: UpstreamState,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: ServerThread,
 }
 
 impl Upstream {
@@ -99,71 +107,22 @@ impl Upstream {
             .fallback(handle_upstream)
             .layer(DefaultBodyLimit::disable())
             .with_state(state.clone());
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let is_tls = tls.is_some();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let port = listener.local_addr().unwrap().port();
-                match tls {
-                    None => {
-                        port_tx.send(port).unwrap();
-                        tokio::select! {
-                            r = axum::serve(listener, app) => r.unwrap(),
-                            _ = stop_rx => {}
-                        }
-                    }
-                    Some(config) => {
-                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                        let v4 = TlsListener {
-                            tcp: listener,
-                            acceptor: acceptor.clone(),
-                        };
-                        let v6 = tokio::net::TcpListener::bind(("::1", port))
-                            .await
-                            .ok()
-                            .map(|tcp| TlsListener { tcp, acceptor });
-                        port_tx.send(port).unwrap();
-                        let app6 = app.clone();
-                        let serve6 = async move {
-                            match v6 {
-                                Some(l) => axum::serve(l, app6).await.unwrap(),
-                                None => std::future::pending::<()>().await,
-                            }
-                        };
-                        tokio::select! {
-                            r = axum::serve(v4, app) => r.unwrap(),
-                            _ = serve6 => {}
-                            _ = stop_rx => {}
-                        }
-                    }
-                }
-            });
-        });
-        let port = port_rx.recv().unwrap();
         Upstream {
-            port,
             scheme: if is_tls { "https" } else { "http" },
             host: if is_tls { "localhost" } else { "127.0.0.1" },
             state,
-            shutdown: Some(stop_tx),
-            thread: Some(thread),
+            server: ServerThread::start_with(app, tls, 2),
         }
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port
     }
 
     /// `http://127.0.0.1:<port>` or `https://localhost:<port>`.
     pub fn url(&self) -> String {
-        format!("{}://{}:{}", self.scheme, self.host, self.port)
+        format!("{}://{}:{}", self.scheme, self.host, self.server.port)
     }
 
     /// Path+query of the requests whose first body bytes have arrived so far, while
@@ -194,17 +153,6 @@ impl Upstream {
             "expected exactly one upstream request containing {needle:?}, got {found:#?}"
         );
         found.remove(0)
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -241,17 +189,16 @@ async fn handle_upstream(State(state): State<UpstreamState>, req: Request) -> Re
         })
         .collect();
 
+    // The body's length and digest are filled in once it has been read.
+    let mut seen = Recorded {
+        method: method.clone(),
+        uri: uri.clone(),
+        headers,
+        body_len: 0,
+        body_sha256: sha256_hex(b""),
+    };
     if path.ends_with("/slow") {
-        record(
-            &state,
-            Recorded {
-                method: method.clone(),
-                uri,
-                headers,
-                body_len: 0,
-                body_sha256: sha256_hex(b""),
-            },
-        );
+        record(&state, seen);
         tokio::time::sleep(Upstream::SLOW).await;
         return json_response(StatusCode::OK, serde_json::json!({"slow": true}));
     }
@@ -278,16 +225,8 @@ async fn handle_upstream(State(state): State<UpstreamState>, req: Request) -> Re
         }
     }
     let digest = hex(&hasher.finalize());
-    record(
-        &state,
-        Recorded {
-            method: method.clone(),
-            uri,
-            headers,
-            body_len: len,
-            body_sha256: digest.clone(),
-        },
-    );
+    (seen.body_len, seen.body_sha256) = (len, digest.clone());
+    record(&state, seen);
 
     if let Some(n) = path
         .rsplit_once("/download/")
@@ -348,20 +287,29 @@ pub(super) struct ServerThread {
 }
 
 impl ServerThread {
+    /// Plain HTTP, one worker thread.
     pub(super) fn start(app: Router) -> Self {
+        Self::start_with(app, None, 1)
+    }
+
+    /// `workers` runtime threads; with `tls`, HTTPS (see [`serve`]).
+    fn start_with(
+        app: Router,
+        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+        workers: usize,
+    ) -> Self {
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+                .worker_threads(workers)
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                port_tx.send(listener.local_addr().unwrap().port()).unwrap();
                 tokio::select! {
-                    r = axum::serve(listener, app) => r.unwrap(),
+                    _ = serve(listener, app, tls, port_tx) => {}
                     _ = stop_rx => {}
                 }
             });
@@ -387,5 +335,42 @@ impl ServerThread {
 impl Drop for ServerThread {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Serves `app` on `listener`; with `tls`, over HTTPS and also on ::1 at the same port
+/// when the machine has it, so `localhost` works whichever address it resolves to
+/// first. Sends the port once every listener is bound.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    port_tx: std::sync::mpsc::Sender<u16>,
+) {
+    let port = listener.local_addr().unwrap().port();
+    let Some(config) = tls else {
+        port_tx.send(port).unwrap();
+        return axum::serve(listener, app).await.unwrap();
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let v4 = TlsListener {
+        tcp: listener,
+        acceptor: acceptor.clone(),
+    };
+    let v6 = tokio::net::TcpListener::bind(("::1", port))
+        .await
+        .ok()
+        .map(|tcp| TlsListener { tcp, acceptor });
+    port_tx.send(port).unwrap();
+    let app6 = app.clone();
+    let serve6 = async move {
+        match v6 {
+            Some(l) => axum::serve(l, app6).await.unwrap(),
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        r = axum::serve(v4, app) => r.unwrap(),
+        _ = serve6 => {}
     }
 }

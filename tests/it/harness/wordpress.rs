@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
+use super::answer::Answer;
 use super::cli::run_within;
 use super::wait::block_on_thread;
 
@@ -204,8 +205,18 @@ pub struct WpCleanup {
 }
 
 impl WpCleanup {
-    pub fn add(&mut self, site: &WpSite, path: String) {
-        self.objects.push((site.clone(), path));
+    /// The JSON answer to `POST <collection>` through the gateway; the object it
+    /// created, if any, is deleted later (`<collection>/<id>`) whatever else the answer
+    /// says.
+    pub fn created(&mut self, a: &Answer, site: &WpSite, collection: &str) -> Value {
+        let created = a
+            .json()
+            .unwrap_or_else(|| panic!("POST {collection} via wpgate: {}", a.summary()));
+        if let Some(id) = created["id"].as_u64() {
+            self.objects
+                .push((site.clone(), format!("{collection}/{id}")));
+        }
+        created
     }
 
     /// Deletes the objects now, asserting that each delete succeeds (the guard has
@@ -249,10 +260,9 @@ impl Drop for WpCleanup {
 /// Puts the shared sites back when the health test ends, however it ends.
 pub struct RestoreSites {
     state_dir: PathBuf,
-    /// setup.sh names of sites whose nginx the test stopped.
-    stopped: Vec<String>,
-    /// setup.sh names of sites whose Application Password the test revoked.
-    revoked: Vec<String>,
+    /// The setup.sh commands that undo what the test did, with their site's setup.sh
+    /// name: `start-site` for a stopped nginx, `new-app-password` for a revoked one.
+    undo: Vec<(&'static str, String)>,
 }
 
 impl RestoreSites {
@@ -260,8 +270,7 @@ impl RestoreSites {
     pub fn new(env: &WpEnv) -> Self {
         RestoreSites {
             state_dir: env.state_dir.clone(),
-            stopped: Vec::new(),
-            revoked: Vec::new(),
+            undo: Vec::new(),
         }
     }
 
@@ -269,39 +278,44 @@ impl RestoreSites {
         setup_sh(Some(&self.state_dir), args);
     }
 
+    /// Runs `command` on site `name`, remembering `undo` for the drop.
+    fn change(&mut self, command: &str, name: &str, undo: &'static str) {
+        self.undo.push((undo, name.to_owned()));
+        self.run(&[command, name]);
+    }
+
+    /// Runs `undo` on site `name` now, so the drop need not.
+    fn restore(&mut self, undo: &'static str, name: &str) {
+        self.run(&[undo, name]);
+        self.undo.retain(|(u, n)| !(*u == undo && n == name));
+    }
+
     pub fn stop_site(&mut self, name: &str) {
-        self.stopped.push(name.to_owned());
-        self.run(&["stop-site", name]);
+        self.change("stop-site", name, "start-site");
     }
 
     pub fn start_site(&mut self, name: &str) {
-        self.run(&["start-site", name]);
-        self.stopped.retain(|n| n != name);
+        self.restore("start-site", name);
     }
 
     pub fn revoke_app_password(&mut self, name: &str) {
-        self.revoked.push(name.to_owned());
-        self.run(&["revoke-app-password", name]);
+        self.change("revoke-app-password", name, "new-app-password");
     }
 
     pub fn new_app_password(&mut self, name: &str) {
-        self.run(&["new-app-password", name]);
-        self.revoked.retain(|n| n != name);
+        self.restore("new-app-password", name);
     }
 }
 
 impl Drop for RestoreSites {
     fn drop(&mut self) {
-        for name in std::mem::take(&mut self.stopped) {
-            let r = std::panic::catch_unwind(|| self.run(&["start-site", &name]));
+        let mut undo = std::mem::take(&mut self.undo);
+        // Sites are started before any Application Password is renewed.
+        undo.sort_by_key(|(command, _)| *command != "start-site");
+        for (command, name) in undo {
+            let r = std::panic::catch_unwind(|| self.run(&[command, &name]));
             if r.is_err() {
-                eprintln!("RESTORE FAILED: run tests/wordpress/setup.sh start-site {name}");
-            }
-        }
-        for name in std::mem::take(&mut self.revoked) {
-            let r = std::panic::catch_unwind(|| self.run(&["new-app-password", &name]));
-            if r.is_err() {
-                eprintln!("RESTORE FAILED: run tests/wordpress/setup.sh new-app-password {name}");
+                eprintln!("RESTORE FAILED: run tests/wordpress/setup.sh {command} {name}");
             }
         }
     }
