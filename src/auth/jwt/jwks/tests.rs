@@ -114,10 +114,11 @@ async fn a_rotated_key_is_found_by_the_unknown_kid_refetch() {
     let new = TestKey::ec(Algorithm::ES256);
     let server = JwksServer::start(vec![old.jwk_with_kid("old")]).await;
     let cache = cache();
-    found(cache.key(&server.url, Some("old"), Algorithm::ES256).await);
+    let url = &server.url;
+    found(cache.key(url, Some("old"), Algorithm::ES256).await);
     server.set_keys(vec![old.jwk_with_kid("old"), new.jwk_with_kid("new")]);
-    found(cache.key(&server.url, Some("new"), Algorithm::ES256).await);
-    assert_eq!(cache.fetch_count(&server.url), 2);
+    found(cache.key(url, Some("new"), Algorithm::ES256).await);
+    assert_eq!(cache.fetch_count(url), 2);
 }
 
 #[tokio::test]
