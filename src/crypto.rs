@@ -162,6 +162,9 @@ fn keyring_text(file: &KeyringToml) -> zeroize::Zeroizing<String> {
 pub mod edit {
     use super::*;
 
+    /// The edited keyring text, or why the edit was refused.
+    pub type NewText = Result<zeroize::Zeroizing<String>, KeyringError>;
+
     fn parse(text: &str, origin: &str) -> Result<KeyringToml, KeyringError> {
         // Validates the whole keyring first (ids, secrets, primary).
         Keyring::parse(text, origin)?;
@@ -187,43 +190,43 @@ pub mod edit {
     }
 
     /// Makes an existing key the primary.
-    pub fn set_primary(
-        text: &str,
-        origin: &str,
-        key_id: &str,
-    ) -> Result<zeroize::Zeroizing<String>, KeyringError> {
-        let mut file = parse(text, origin)?;
-        if !file.keys.iter().any(|k| k.id == key_id) {
-            return Err(KeyringError::Invalid {
-                origin: origin.to_string(),
-                problem: format!("there is no key {key_id:?}"),
-            });
-        }
-        file.primary = key_id.to_string();
-        Ok(keyring_text(&file))
+    pub fn set_primary(text: &str, origin: &str, key_id: &str) -> NewText {
+        change_key(text, origin, key_id, |file| {
+            file.primary = key_id.to_string();
+            Ok(())
+        })
     }
 
     /// Removes a key that is not the primary.
-    pub fn remove_key(
+    pub fn remove_key(text: &str, origin: &str, key_id: &str) -> NewText {
+        change_key(text, origin, key_id, |file| {
+            if file.primary == key_id {
+                return Err(format!(
+                    "key {key_id:?} is the primary: make another key primary first"
+                ));
+            }
+            file.keys.retain(|k| k.id != key_id);
+            Ok(())
+        })
+    }
+
+    /// Applies `change` (which may refuse, saying why) to a keyring that has the key
+    /// `key_id`; returns the new text.
+    fn change_key(
         text: &str,
         origin: &str,
         key_id: &str,
-    ) -> Result<zeroize::Zeroizing<String>, KeyringError> {
+        change: impl FnOnce(&mut KeyringToml) -> Result<(), String>,
+    ) -> NewText {
         let mut file = parse(text, origin)?;
         let invalid = |problem: String| KeyringError::Invalid {
             origin: origin.to_string(),
             problem,
         };
-        if file.primary == key_id {
-            return Err(invalid(format!(
-                "key {key_id:?} is the primary: make another key primary first"
-            )));
-        }
-        let before = file.keys.len();
-        file.keys.retain(|k| k.id != key_id);
-        if file.keys.len() == before {
+        if !file.keys.iter().any(|k| k.id == key_id) {
             return Err(invalid(format!("there is no key {key_id:?}")));
         }
+        change(&mut file).map_err(invalid)?;
         Ok(keyring_text(&file))
     }
 }

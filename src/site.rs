@@ -180,21 +180,13 @@ mod tests {
         let t = UpstreamTarget::parse("http://[::1]:9000/x").unwrap();
         assert_eq!(t.host, "::1");
         assert_eq!(t.authority, "[::1]:9000");
-        assert_eq!(
-            UpstreamTarget::parse("ftp://x"),
-            Err(InvalidUpstream::Scheme)
-        );
-        assert_eq!(
-            UpstreamTarget::parse("nope"),
-            Err(InvalidUpstream::Unparsable)
-        );
-        assert_eq!(
-            UpstreamTarget::parse("http://u:p@x/"),
-            Err(InvalidUpstream::UserInfo)
-        );
-        assert_eq!(
-            UpstreamTarget::parse("http://x/?a=1"),
-            Err(InvalidUpstream::QueryOrFragment)
-        );
+        for (url, refused) in [
+            ("ftp://x", InvalidUpstream::Scheme),
+            ("nope", InvalidUpstream::Unparsable),
+            ("http://u:p@x/", InvalidUpstream::UserInfo),
+            ("http://x/?a=1", InvalidUpstream::QueryOrFragment),
+        ] {
+            assert_eq!(UpstreamTarget::parse(url), Err(refused), "{url}");
+        }
     }
 }

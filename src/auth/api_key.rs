@@ -248,20 +248,18 @@ mod tests {
             expires_at: Some(100),
             ..rec.clone()
         };
-        assert_eq!(check(&h, p, &expiring, "shop", || 99), Ok(()));
-        assert_eq!(
-            check(&h, p, &expiring, "shop", || 100),
-            Err(AuthFailure::Expired)
-        );
         let revoked = ApiKeyRecord {
             revoked_at: Some(50),
             grace_until: Some(60),
             ..rec.clone()
         };
-        assert_eq!(check(&h, p, &revoked, "shop", || 59), Ok(()));
-        assert_eq!(
-            check(&h, p, &revoked, "shop", || 60),
-            Err(AuthFailure::Revoked)
-        );
+        // Accepted until the instant before the deadline, refused from it on.
+        for (limited, deadline, refused) in [
+            (&expiring, 100, AuthFailure::Expired),
+            (&revoked, 60, AuthFailure::Revoked),
+        ] {
+            assert_eq!(check(&h, p, limited, "shop", || deadline - 1), Ok(()));
+            assert_eq!(check(&h, p, limited, "shop", || deadline), Err(refused));
+        }
     }
 }

@@ -64,14 +64,12 @@ mod tests {
     #[tokio::test]
     async fn client_trusts_only_the_ca_file() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("missing.pem");
-        assert!(client(Some(&missing), Duration::from_secs(1)).is_err());
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "").unwrap();
-        assert!(client(Some(&empty), Duration::from_secs(1)).is_err());
+        let with_ca = |file: &str| client(Some(&dir.path().join(file)), Duration::from_secs(1));
+        assert!(with_ca("missing.pem").is_err());
+        std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+        assert!(with_ca("empty.pem").is_err());
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, cert.cert.pem()).unwrap();
-        assert!(client(Some(&ca), Duration::from_secs(1)).is_ok());
+        std::fs::write(dir.path().join("ca.pem"), cert.cert.pem()).unwrap();
+        assert!(with_ca("ca.pem").is_ok());
     }
 }

@@ -26,12 +26,12 @@ fn settings(algorithms: Vec<Algorithm>, keys: JwtKeys) -> JwtSettings {
     }
 }
 
+fn hmac_settings(algorithms: Vec<Algorithm>) -> JwtSettings {
+    settings(algorithms, JwtKeys::Hmac(Secret::new(SECRET.to_vec())))
+}
+
 fn hmac_verifier(algorithms: Vec<Algorithm>) -> JwtVerifier {
-    JwtVerifier::new(settings(
-        algorithms,
-        JwtKeys::Hmac(Secret::new(SECRET.to_vec())),
-    ))
-    .unwrap()
+    JwtVerifier::new(hmac_settings(algorithms)).unwrap()
 }
 
 fn hs(alg: Algorithm, claims: &Value) -> String {
@@ -374,10 +374,7 @@ async fn nbf_and_iat_in_the_future_are_not_yet_valid() {
 
 #[tokio::test]
 async fn issuer_is_checked_when_configured() {
-    let mut s = settings(
-        vec![Algorithm::HS256],
-        JwtKeys::Hmac(Secret::new(SECRET.to_vec())),
-    );
+    let mut s = hmac_settings(vec![Algorithm::HS256]);
     s.issuer = Some("https://idp.example".into());
     let v = JwtVerifier::new(s).unwrap();
     let token = |iss: Value| hs(Algorithm::HS256, &json!({"exp": NOW + 60, "iss": iss}));
@@ -397,10 +394,7 @@ async fn issuer_is_checked_when_configured() {
 
 #[tokio::test]
 async fn audience_must_contain_a_configured_one() {
-    let mut s = settings(
-        vec![Algorithm::HS256],
-        JwtKeys::Hmac(Secret::new(SECRET.to_vec())),
-    );
+    let mut s = hmac_settings(vec![Algorithm::HS256]);
     s.audiences = vec!["shop".into(), "blog".into()];
     let v = JwtVerifier::new(s).unwrap();
     let token = |aud: Value| hs(Algorithm::HS256, &json!({"exp": NOW + 60, "aud": aud}));
@@ -428,10 +422,7 @@ async fn audience_must_contain_a_configured_one() {
 
 #[tokio::test]
 async fn lifetime_cap() {
-    let mut s = settings(
-        vec![Algorithm::HS256],
-        JwtKeys::Hmac(Secret::new(SECRET.to_vec())),
-    );
+    let mut s = hmac_settings(vec![Algorithm::HS256]);
     s.max_lifetime = Some(Duration::from_secs(3600));
     let v = JwtVerifier::new(s).unwrap();
     let token = |c: Value| hs(Algorithm::HS256, &c);
@@ -678,10 +669,7 @@ fn verify_is_send() {
 
 #[tokio::test]
 async fn only_kept_claims_are_returned() {
-    let mut s = settings(
-        vec![Algorithm::HS256],
-        JwtKeys::Hmac(Secret::new(SECRET.to_vec())),
-    );
+    let mut s = hmac_settings(vec![Algorithm::HS256]);
     s.kept_claims = ["role", "sub", "iat", "missing", "n", "flag", "role"]
         .map(String::from)
         .to_vec();

@@ -16,9 +16,13 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Transaction, Type};
 use tokio::sync::mpsc::UnboundedSender;
 
+/// A statement being bound.
+type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
+
 /// What the shared code asks of a database driver. sqlx states a driver's abilities as
 /// bounds on other types (`i64: Encode<DB>`), which Rust does not carry from one impl
-/// to the next: they are listed here, and `commit` names the few it needs.
+/// to the next: they are listed here, and the helpers (`commit`, `bind_*`) name the few
+/// they need.
 #[async_trait]
 impl<B: Backend> Store for SqlStore<B>
 where
@@ -83,24 +87,14 @@ where
         self.call(async move {
             let mut tx = self.backend.begin_write().await?;
             let namespaces = namespaces_json(&site.required_namespaces);
-            sqlx::query(&self.sql.insert_site)
-                .bind(site.id.as_str())
-                .bind(site.name.as_str())
-                .bind(site.upstream_url.as_str())
-                .bind(site.enabled)
-                .bind(site.credential.kind.as_str())
-                .bind(site.credential.username.as_deref())
-                .bind(site.credential.sealed_secret.as_deref())
-                .bind(site.auth_policy.as_deref())
-                .bind(site.jwt_secret_sealed.as_deref())
-                .bind(namespaces.as_deref())
-                .bind(site.health_fail_fast)
-                .bind(site.created_at)
-                .bind(site.updated_at)
-                .bind(site.version)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| already_exists::<B>(e, || format!("site {}", site.id)))?;
+            Self::bind_site(
+                sqlx::query(&self.sql.insert_site),
+                site,
+                namespaces.as_deref(),
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| already_exists::<B>(e, || format!("site {}", site.id)))?;
             B::record_changes(&mut tx, ChangeKind::Site, &[&site.id]).await?;
             self.commit(tx, audit).await
         })
@@ -215,15 +209,7 @@ where
     ) -> Result<(), StoreError> {
         self.call(async move {
             let mut tx = self.backend.begin_write().await?;
-            sqlx::query(&self.sql.insert_key)
-                .bind(key.key_id.as_str())
-                .bind(key.site_id.as_str())
-                .bind(key.label.as_deref())
-                .bind(key.secret_hash.as_slice())
-                .bind(key.created_at)
-                .bind(key.expires_at)
-                .bind(key.revoked_at)
-                .bind(key.grace_until)
+            Self::bind_key(sqlx::query(&self.sql.insert_key), key)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| match e {
@@ -289,14 +275,7 @@ where
     ) -> Result<(), StoreError> {
         self.call(async move {
             let mut tx = self.backend.begin_write().await?;
-            sqlx::query(&self.sql.insert_token)
-                .bind(token.id.as_str())
-                .bind(token.label.as_deref())
-                .bind(token.scope.as_str())
-                .bind(token.secret_hash.as_str())
-                .bind(token.created_at)
-                .bind(token.revoked_at)
-                .bind(token.last_used_at)
+            Self::bind_token(sqlx::query(&self.sql.insert_token), token)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| already_exists::<B>(e, || format!("admin token {}", token.id)))?;
@@ -576,14 +555,7 @@ where
                 let sql = d.insert_rows(&table, "?, ?, ?, ?, ?, ?, ?", chunk.len());
                 let mut q = sqlx::query(&sql);
                 for t in chunk {
-                    q = q
-                        .bind(t.id.as_str())
-                        .bind(t.label.as_deref())
-                        .bind(t.scope.as_str())
-                        .bind(t.secret_hash.as_str())
-                        .bind(t.created_at)
-                        .bind(t.revoked_at)
-                        .bind(t.last_used_at);
+                    q = Self::bind_token(q, t);
                 }
                 q.execute(&mut *tx).await.map_err(import_error::<B>)?;
             }
@@ -600,21 +572,7 @@ where
                 let sql = d.insert_rows(&table, &row, chunk.len());
                 let mut q = sqlx::query(&sql);
                 for (site, ns) in chunk.iter().zip(&namespaces) {
-                    q = q
-                        .bind(site.id.as_str())
-                        .bind(site.name.as_str())
-                        .bind(site.upstream_url.as_str())
-                        .bind(site.enabled)
-                        .bind(site.credential.kind.as_str())
-                        .bind(site.credential.username.as_deref())
-                        .bind(site.credential.sealed_secret.as_deref())
-                        .bind(site.auth_policy.as_deref())
-                        .bind(site.jwt_secret_sealed.as_deref())
-                        .bind(ns.as_deref())
-                        .bind(site.health_fail_fast)
-                        .bind(site.created_at)
-                        .bind(site.updated_at)
-                        .bind(site.version);
+                    q = Self::bind_site(q, site, ns.as_deref());
                 }
                 q.execute(&mut *tx).await.map_err(import_error::<B>)?;
             }
@@ -623,15 +581,7 @@ where
                 let sql = d.insert_rows(&table, "?, ?, ?, ?, ?, ?, ?, ?", chunk.len());
                 let mut q = sqlx::query(&sql);
                 for k in chunk {
-                    q = q
-                        .bind(k.key_id.as_str())
-                        .bind(k.site_id.as_str())
-                        .bind(k.label.as_deref())
-                        .bind(k.secret_hash.as_slice())
-                        .bind(k.created_at)
-                        .bind(k.expires_at)
-                        .bind(k.revoked_at)
-                        .bind(k.grace_until);
+                    q = Self::bind_key(q, k);
                 }
                 q.execute(&mut *tx).await.map_err(import_error::<B>)?;
             }
@@ -668,6 +618,9 @@ where
     for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
     for<'q> Option<&'q str>: Encode<'q, B::Db> + Type<B::Db>,
     for<'q> i64: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> &'q [u8]: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> bool: Encode<'q, B::Db> + Type<B::Db>,
 {
     /// Ends a write (its changes recorded): writes its audit record and commits.
     async fn commit(
@@ -687,6 +640,53 @@ where
             .await
             .map_err(B::unavailable)?;
         tx.commit().await.map_err(B::unavailable)
+    }
+
+    /// Binds a site's values in [`SITE_COLUMNS`] order (`namespaces` as
+    /// [`namespaces_json`] stores them), for one row of an INSERT.
+    fn bind_site<'q>(
+        q: Query<'q, B::Db>,
+        site: &'q SiteRecord,
+        namespaces: Option<&'q str>,
+    ) -> Query<'q, B::Db> {
+        q.bind(site.id.as_str())
+            .bind(site.name.as_str())
+            .bind(site.upstream_url.as_str())
+            .bind(site.enabled)
+            .bind(site.credential.kind.as_str())
+            .bind(site.credential.username.as_deref())
+            .bind(site.credential.sealed_secret.as_deref())
+            .bind(site.auth_policy.as_deref())
+            .bind(site.jwt_secret_sealed.as_deref())
+            .bind(namespaces)
+            .bind(site.health_fail_fast)
+            .bind(site.created_at)
+            .bind(site.updated_at)
+            .bind(site.version)
+    }
+
+    /// Binds an API key's values in [`KEY_COLUMNS`] order, for one row of an INSERT.
+    fn bind_key<'q>(q: Query<'q, B::Db>, key: &'q ApiKeyRecord) -> Query<'q, B::Db> {
+        q.bind(key.key_id.as_str())
+            .bind(key.site_id.as_str())
+            .bind(key.label.as_deref())
+            .bind(key.secret_hash.as_slice())
+            .bind(key.created_at)
+            .bind(key.expires_at)
+            .bind(key.revoked_at)
+            .bind(key.grace_until)
+    }
+
+    /// Binds an admin token's values in [`ADMIN_TOKEN_COLUMNS`] order, for one row of an
+    /// INSERT.
+    fn bind_token<'q>(q: Query<'q, B::Db>, token: &'q AdminTokenRecord) -> Query<'q, B::Db> {
+        q.bind(token.id.as_str())
+            .bind(token.label.as_deref())
+            .bind(token.scope.as_str())
+            .bind(token.secret_hash.as_str())
+            .bind(token.created_at)
+            .bind(token.revoked_at)
+            .bind(token.last_used_at)
     }
 }
 

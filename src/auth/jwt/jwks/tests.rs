@@ -20,6 +20,18 @@ fn found(r: Result<Arc<VerifyingKey>, JwksError>) -> Arc<VerifyingKey> {
     }
 }
 
+/// A JWKS server with one ES256 key, kid `k1`.
+async fn one_key_server() -> JwksServer {
+    JwksServer::start(vec![TestKey::ec(Algorithm::ES256).jwk_with_kid("k1")]).await
+}
+
+fn refused(r: Result<Arc<VerifyingKey>, JwksError>) -> JwksError {
+    match r {
+        Ok(_) => panic!("expected an error, got a key"),
+        Err(e) => e,
+    }
+}
+
 #[tokio::test]
 async fn finds_keys_by_kid_and_the_single_fitting_key_without_kid() {
     let rsa = TestKey::rsa(Algorithm::RS256);
@@ -44,10 +56,7 @@ async fn finds_keys_by_kid_and_the_single_fitting_key_without_kid() {
     assert_eq!(server.hits(), 1);
     // A kid that names a key of another type is not that key.
     assert_eq!(
-        cache
-            .key(url, Some("r1"), Algorithm::ES256)
-            .await
-            .unwrap_err(),
+        refused(cache.key(url, Some("r1"), Algorithm::ES256).await),
         JwksError::UnknownKid
     );
 }
@@ -59,10 +68,7 @@ async fn several_fitting_keys_without_kid_is_ambiguous() {
     let server = JwksServer::start(vec![a.jwk_with_kid("a"), b.jwk_with_kid("b")]).await;
     let cache = cache();
     assert_eq!(
-        cache
-            .key(&server.url, None, Algorithm::ES256)
-            .await
-            .unwrap_err(),
+        refused(cache.key(&server.url, None, Algorithm::ES256).await),
         JwksError::UnknownKid
     );
     found(cache.key(&server.url, Some("b"), Algorithm::ES256).await);
@@ -71,8 +77,7 @@ async fn several_fitting_keys_without_kid_is_ambiguous() {
 
 #[tokio::test]
 async fn unknown_kid_refetches_once_per_interval_then_refuses() {
-    let ec = TestKey::ec(Algorithm::ES256);
-    let server = JwksServer::start(vec![ec.jwk_with_kid("k1")]).await;
+    let server = one_key_server().await;
     let cache = cache();
     let url = &server.url;
     found(cache.key(url, Some("k1"), Algorithm::ES256).await);
@@ -80,19 +85,13 @@ async fn unknown_kid_refetches_once_per_interval_then_refuses() {
 
     // Unknown kid: exactly one refetch, then refused.
     assert_eq!(
-        cache
-            .key(url, Some("nope"), Algorithm::ES256)
-            .await
-            .unwrap_err(),
+        refused(cache.key(url, Some("nope"), Algorithm::ES256).await),
         JwksError::UnknownKid
     );
     assert_eq!(cache.fetch_count(url), 2);
     // Another unknown kid within the interval: no fetch at all.
     assert_eq!(
-        cache
-            .key(url, Some("other"), Algorithm::ES256)
-            .await
-            .unwrap_err(),
+        refused(cache.key(url, Some("other"), Algorithm::ES256).await),
         JwksError::UnknownKid
     );
     assert_eq!(cache.fetch_count(url), 2);
@@ -115,19 +114,19 @@ async fn a_rotated_key_is_found_by_the_unknown_kid_refetch() {
     let new = TestKey::ec(Algorithm::ES256);
     let server = JwksServer::start(vec![old.jwk_with_kid("old")]).await;
     let cache = cache();
-    found(cache.key(&server.url, Some("old"), Algorithm::ES256).await);
+    let url = &server.url;
+    found(cache.key(url, Some("old"), Algorithm::ES256).await);
     server.set_keys(vec![old.jwk_with_kid("old"), new.jwk_with_kid("new")]);
-    found(cache.key(&server.url, Some("new"), Algorithm::ES256).await);
-    assert_eq!(cache.fetch_count(&server.url), 2);
+    found(cache.key(url, Some("new"), Algorithm::ES256).await);
+    assert_eq!(cache.fetch_count(url), 2);
 }
 
 #[tokio::test]
 async fn cached_keys_keep_working_while_the_jwks_is_down() {
-    let ec = TestKey::ec(Algorithm::ES256);
-    let server = JwksServer::start(vec![ec.jwk_with_kid("k1")]).await;
-    let s = settings();
-    let cache = JwksCache::new(client(), s.clone());
+    let server = one_key_server().await;
+    let cache = cache();
     let url = &server.url;
+    let s = settings();
     found(cache.key(url, Some("k1"), Algorithm::ES256).await);
     server.set_status(500);
 
@@ -160,10 +159,7 @@ async fn cached_keys_keep_working_while_the_jwks_is_down() {
 async fn a_cold_url_that_cannot_be_fetched_is_unavailable() {
     let cache = cache();
     let closed = closed_url().await;
-    let err = cache
-        .key(&closed, Some("k"), Algorithm::RS256)
-        .await
-        .unwrap_err();
+    let err = refused(cache.key(&closed, Some("k"), Algorithm::RS256).await);
     assert!(matches!(err, JwksError::Unavailable(_)), "{err:?}");
     assert_eq!(cache.fetch_count(&closed), 1);
     // Backing off: the next request does not hammer the URL.
@@ -175,10 +171,7 @@ async fn a_cold_url_that_cannot_be_fetched_is_unavailable() {
 
     let server = JwksServer::start(vec![]).await;
     server.set_status(500);
-    let err = cache
-        .key(&server.url, None, Algorithm::RS256)
-        .await
-        .unwrap_err();
+    let err = refused(cache.key(&server.url, None, Algorithm::RS256).await);
     assert_eq!(
         err,
         JwksError::Unavailable("HTTP 500 Internal Server Error".into())
@@ -194,8 +187,7 @@ async fn a_cold_url_that_cannot_be_fetched_is_unavailable() {
 
 #[tokio::test]
 async fn concurrent_cold_lookups_share_one_fetch() {
-    let ec = TestKey::ec(Algorithm::ES256);
-    let server = JwksServer::start(vec![ec.jwk_with_kid("k1")]).await;
+    let server = one_key_server().await;
     server.set_delay(Duration::from_millis(100));
     let cache = Arc::new(cache());
     let mut tasks = tokio::task::JoinSet::new();
@@ -213,8 +205,7 @@ async fn concurrent_cold_lookups_share_one_fetch() {
 
 #[tokio::test]
 async fn concurrent_unknown_kids_share_one_refetch() {
-    let ec = TestKey::ec(Algorithm::ES256);
-    let server = JwksServer::start(vec![ec.jwk_with_kid("k1")]).await;
+    let server = one_key_server().await;
     let cache = Arc::new(cache());
     found(cache.key(&server.url, Some("k1"), Algorithm::ES256).await);
     server.set_delay(Duration::from_millis(100));
@@ -236,8 +227,7 @@ async fn concurrent_unknown_kids_share_one_refetch() {
 
 #[tokio::test]
 async fn max_age_is_respected_and_clamped() {
-    let ec = TestKey::ec(Algorithm::ES256);
-    let server = JwksServer::start(vec![ec.jwk_with_kid("k1")]).await;
+    let server = one_key_server().await;
     let s = settings();
     for (cache_control, want) in [
         (Some("public, max-age=120"), Duration::from_secs(120)),
@@ -292,19 +282,13 @@ async fn unusable_keys_are_skipped_and_symmetric_keys_never_used() {
     found(cache.key(url, Some("good"), Algorithm::ES256).await);
     for kid in ["hmac", "weird", "broken", "enc", "wrong-alg"] {
         assert_eq!(
-            cache
-                .key(url, Some(kid), Algorithm::ES256)
-                .await
-                .unwrap_err(),
+            refused(cache.key(url, Some(kid), Algorithm::ES256).await),
             JwksError::UnknownKid,
             "{kid}"
         );
     }
     assert_eq!(
-        cache
-            .key(url, Some("hmac"), Algorithm::HS256)
-            .await
-            .unwrap_err(),
+        refused(cache.key(url, Some("hmac"), Algorithm::HS256).await),
         JwksError::UnknownKid
     );
 }
@@ -320,19 +304,13 @@ async fn oversized_and_non_json_responses_fail() {
         },
     );
     server.set_body(Some("x".repeat(MAX_JWKS_BYTES + 1)));
-    let err = cache
-        .key(&server.url, None, Algorithm::ES256)
-        .await
-        .unwrap_err();
+    let err = refused(cache.key(&server.url, None, Algorithm::ES256).await);
     assert!(
         matches!(&err, JwksError::Unavailable(m) if m.contains("larger")),
         "{err:?}"
     );
     server.set_body(Some("<html>".into()));
-    let err = cache
-        .key(&server.url, None, Algorithm::ES256)
-        .await
-        .unwrap_err();
+    let err = refused(cache.key(&server.url, None, Algorithm::ES256).await);
     assert!(
         matches!(&err, JwksError::Unavailable(m) if m.contains("not a JWKS")),
         "{err:?}"
@@ -373,8 +351,7 @@ async fn refresh_due_refreshes_near_expiry_sets_and_a_failing_url_blocks_none() 
 
 #[tokio::test]
 async fn the_refresher_runs_in_the_background_and_stops_with_the_cache() {
-    let ec = TestKey::ec(Algorithm::ES256);
-    let server = JwksServer::start(vec![ec.jwk_with_kid("k1")]).await;
+    let server = one_key_server().await;
     let cache = Arc::new(cache());
     found(cache.key(&server.url, Some("k1"), Algorithm::ES256).await);
     cache.advance_clock(settings().default_ttl);
