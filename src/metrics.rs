@@ -67,150 +67,146 @@ const LATENCY_BUCKETS: &[f64] = &[
 impl Metrics {
     /// Every family, registered in a registry of its own.
     pub fn new() -> Result<Metrics, prometheus::Error> {
-        build()
-    }
-}
-
-fn build() -> Result<Metrics, prometheus::Error> {
-    let registry = Registry::new();
-    let requests = IntCounterVec::new(
-        Opts::new(
-            "wpgate_requests_total",
-            "Requests answered, by site and status class (2xx, 4xx, ...).",
-        ),
-        &["site", "status_class"],
-    )?;
-    let request_duration = Histogram::with_opts(
-        HistogramOpts::new(
-            "wpgate_request_duration_seconds",
-            "Time from request start to the end of the response, as wpgate saw it.",
-        )
-        .buckets(LATENCY_BUCKETS.to_vec()),
-    )?;
-    let upstream_duration = Histogram::with_opts(
-        HistogramOpts::new(
-            "wpgate_upstream_duration_seconds",
-            "Time from forwarding a request to the end of the site's response.",
-        )
-        .buckets(LATENCY_BUCKETS.to_vec()),
-    )?;
-    let auth_failures = IntCounterVec::new(
-        Opts::new(
-            "wpgate_auth_failures_total",
-            "Refused authentications, by site and exact reason.",
-        ),
-        &["site", "reason"],
-    )?;
-    let site_health = IntGaugeVec::new(
-        Opts::new(
-            "wpgate_site_health",
-            "1 for the site's current health state, 0 for the others.",
-        ),
-        &["site", "state"],
-    )?;
-    let health_check_duration = Histogram::with_opts(
-        HistogramOpts::new(
-            "wpgate_site_health_check_duration_seconds",
-            "Duration of one health check of a site.",
-        )
-        .buckets(LATENCY_BUCKETS.to_vec()),
-    )?;
-    let cache_requests = IntCounterVec::new(
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "wpgate_requests_total",
+                "Requests answered, by site and status class (2xx, 4xx, ...).",
+            ),
+            &["site", "status_class"],
+        )?;
+        let request_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "wpgate_request_duration_seconds",
+                "Time from request start to the end of the response, as wpgate saw it.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let upstream_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "wpgate_upstream_duration_seconds",
+                "Time from forwarding a request to the end of the site's response.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "wpgate_auth_failures_total",
+                "Refused authentications, by site and exact reason.",
+            ),
+            &["site", "reason"],
+        )?;
+        let site_health = IntGaugeVec::new(
+            Opts::new(
+                "wpgate_site_health",
+                "1 for the site's current health state, 0 for the others.",
+            ),
+            &["site", "state"],
+        )?;
+        let health_check_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "wpgate_site_health_check_duration_seconds",
+                "Duration of one health check of a site.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let cache_requests = IntCounterVec::new(
         Opts::new(
             "wpgate_cache_requests_total",
             "Cache lookups by cache (sites, api_keys) and result (hit, miss, stale: answered past its TTL while the store fails).",
         ),
         &["cache", "result"],
     )?;
-    let store_errors = IntCounterVec::new(
-        Opts::new(
-            "wpgate_store_errors_total",
-            "Failed store operations, by operation.",
-        ),
-        &["op"],
-    )?;
-    let store_up = IntGauge::new(
-        "wpgate_store_up",
-        "1 when the store answered the last check, 0 when it did not.",
-    )?;
-    let store_listener_connected = IntGauge::new(
-        "wpgate_store_listener_connected",
-        "1 while the change notification listener (PostgreSQL LISTEN) is connected.",
-    )?;
-    let store_changes_applied = IntCounterVec::new(
-        Opts::new(
-            "wpgate_store_changes_applied_total",
-            "Store changes applied to this process's caches, by source (notify, poll).",
-        ),
-        &["source"],
-    )?;
-    let config_reloads = IntCounterVec::new(
-        Opts::new(
-            "wpgate_config_reloads_total",
-            "Configuration reloads by result (success, failure).",
-        ),
-        &["result"],
-    )?;
-    let config_last_reload_success = Gauge::new(
-        "wpgate_config_last_reload_success_timestamp_seconds",
-        "Unix time of the last configuration load or reload that succeeded.",
-    )?;
-    let keyring_sealed_records = IntGaugeVec::new(
-        Opts::new(
-            "wpgate_keyring_sealed_records",
-            "Stored records sealed by each keyring key (a key at 0 can be retired).",
-        ),
-        &["key_id"],
-    )?;
-    let build_info = IntGaugeVec::new(
-        Opts::new(
-            "wpgate_build_info",
-            "Always 1; the labels say which build runs.",
-        ),
-        &["version"],
-    )?;
-    registry.register(Box::new(requests.clone()))?;
-    registry.register(Box::new(request_duration.clone()))?;
-    registry.register(Box::new(upstream_duration.clone()))?;
-    registry.register(Box::new(auth_failures.clone()))?;
-    registry.register(Box::new(site_health.clone()))?;
-    registry.register(Box::new(health_check_duration.clone()))?;
-    registry.register(Box::new(cache_requests.clone()))?;
-    registry.register(Box::new(store_errors.clone()))?;
-    registry.register(Box::new(store_up.clone()))?;
-    registry.register(Box::new(store_listener_connected.clone()))?;
-    registry.register(Box::new(store_changes_applied.clone()))?;
-    registry.register(Box::new(config_reloads.clone()))?;
-    registry.register(Box::new(config_last_reload_success.clone()))?;
-    registry.register(Box::new(keyring_sealed_records.clone()))?;
-    registry.register(Box::new(build_info.clone()))?;
-    for result in ["success", "failure"] {
-        config_reloads.with_label_values(&[result]);
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "wpgate_store_errors_total",
+                "Failed store operations, by operation.",
+            ),
+            &["op"],
+        )?;
+        let store_up = IntGauge::new(
+            "wpgate_store_up",
+            "1 when the store answered the last check, 0 when it did not.",
+        )?;
+        let store_listener_connected = IntGauge::new(
+            "wpgate_store_listener_connected",
+            "1 while the change notification listener (PostgreSQL LISTEN) is connected.",
+        )?;
+        let store_changes_applied = IntCounterVec::new(
+            Opts::new(
+                "wpgate_store_changes_applied_total",
+                "Store changes applied to this process's caches, by source (notify, poll).",
+            ),
+            &["source"],
+        )?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new(
+                "wpgate_config_reloads_total",
+                "Configuration reloads by result (success, failure).",
+            ),
+            &["result"],
+        )?;
+        let config_last_reload_success = Gauge::new(
+            "wpgate_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration load or reload that succeeded.",
+        )?;
+        let keyring_sealed_records = IntGaugeVec::new(
+            Opts::new(
+                "wpgate_keyring_sealed_records",
+                "Stored records sealed by each keyring key (a key at 0 can be retired).",
+            ),
+            &["key_id"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "wpgate_build_info",
+                "Always 1; the labels say which build runs.",
+            ),
+            &["version"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(auth_failures.clone()))?;
+        registry.register(Box::new(site_health.clone()))?;
+        registry.register(Box::new(health_check_duration.clone()))?;
+        registry.register(Box::new(cache_requests.clone()))?;
+        registry.register(Box::new(store_errors.clone()))?;
+        registry.register(Box::new(store_up.clone()))?;
+        registry.register(Box::new(store_listener_connected.clone()))?;
+        registry.register(Box::new(store_changes_applied.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(config_last_reload_success.clone()))?;
+        registry.register(Box::new(keyring_sealed_records.clone()))?;
+        registry.register(Box::new(build_info.clone()))?;
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Ok(Metrics {
+            registry,
+            per_site: AtomicBool::new(true),
+            all_sites: SiteCounters::default(),
+            unknown_site: SiteCounters::default(),
+            requests,
+            request_duration,
+            upstream_duration,
+            auth_failures,
+            site_health,
+            health_check_duration,
+            cache_requests,
+            store_errors,
+            store_up,
+            store_listener_connected,
+            store_changes_applied,
+            config_reloads,
+            config_last_reload_success,
+            keyring_sealed_records,
+            build_info,
+        })
     }
-    build_info
-        .with_label_values(&[env!("CARGO_PKG_VERSION")])
-        .set(1);
-    Ok(Metrics {
-        registry,
-        per_site: AtomicBool::new(true),
-        all_sites: SiteCounters::default(),
-        unknown_site: SiteCounters::default(),
-        requests,
-        request_duration,
-        upstream_duration,
-        auth_failures,
-        site_health,
-        health_check_duration,
-        cache_requests,
-        store_errors,
-        store_up,
-        store_listener_connected,
-        store_changes_applied,
-        config_reloads,
-        config_last_reload_success,
-        keyring_sealed_records,
-        build_info,
-    })
 }
 
 impl Metrics {

@@ -1,7 +1,7 @@
 //! Site health: is each WordPress reachable, does it accept the credential wpgate injects,
 //! and are the REST namespaces it needs there. One check is [`probe`]; the latest report
 //! per site lives on the [`HealthBoard`], which the proxy (fail-fast), the admin API and
-//! the metrics read; [`spawn_prober`] keeps the board fresh in the background.
+//! the metrics read; [`run_prober`] keeps the board fresh in the background.
 //!
 //! A check makes at most three requests to the site, none of which change anything:
 //! 1. `GET {base}/wp-json/` must answer 200 with a JSON index that lists `namespaces`
@@ -33,7 +33,7 @@ pub mod targets;
 pub use board::HealthBoard;
 pub use check::probe;
 pub use client::{client, ClientError};
-pub use prober::{run_prober, spawn_prober, ProberSettings, ReportHook, TargetSource};
+pub use prober::{run_prober, ProberSettings, ReportHook, TargetSource};
 
 use http::{HeaderName, HeaderValue};
 use std::fmt;

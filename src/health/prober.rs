@@ -116,17 +116,6 @@ pub async fn run_prober(
     prober.run().await
 }
 
-/// [`run_prober`] as a task of its own, until the handle is aborted.
-pub fn spawn_prober(
-    source: Arc<dyn TargetSource>,
-    board: Arc<HealthBoard>,
-    client: reqwest::Client,
-    settings: ProberSettings,
-    on_report: Option<ReportHook>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run_prober(source, board, client, settings, on_report))
-}
-
 struct Prober {
     source: Arc<dyn TargetSource>,
     board: Arc<HealthBoard>,
@@ -451,13 +440,13 @@ mod tests {
             })
         };
         let settings = fast(Duration::from_millis(100), 4);
-        let handle = spawn_prober(
+        let handle = tokio::spawn(run_prober(
             source,
             Arc::clone(&board),
             test_client(),
             settings.clone(),
             Some(hook),
-        );
+        ));
 
         eventually("4 failures in a row", || {
             board
@@ -502,13 +491,13 @@ mod tests {
         let (base, counters) = serve_counted(m).await;
         let targets = (0..10).map(|i| target(&format!("s{i}"), &base)).collect();
         let board = Arc::new(HealthBoard::new());
-        let handle = spawn_prober(
+        let handle = tokio::spawn(run_prober(
             Arc::new(Targets(Mutex::new(targets))),
             Arc::clone(&board),
             test_client(),
             fast(Duration::from_secs(3600), 2),
             None,
-        );
+        ));
         eventually("10 reports", || board.snapshot().len() == 10).await;
         handle.abort();
         assert!(board
@@ -527,13 +516,13 @@ mod tests {
             target("b", &base),
         ])));
         let board = Arc::new(HealthBoard::new());
-        let handle = spawn_prober(
+        let handle = tokio::spawn(run_prober(
             Arc::clone(&source) as Arc<dyn TargetSource>,
             Arc::clone(&board),
             test_client(),
             fast(Duration::from_secs(3600), 4),
             None,
-        );
+        ));
         eventually("both checked", || board.snapshot().len() == 2).await;
         assert_eq!(counters.index.load(Ordering::SeqCst), 2);
 

@@ -13,7 +13,6 @@ pub mod request_id;
 pub use admission::SITE_HEADER;
 pub use client::ForwardedFor;
 
-use crate::auth::jwt::jwks::JwksCache;
 use crate::auth::Authenticator;
 use crate::config::Current;
 use crate::fleet::Fleet;
@@ -45,16 +44,6 @@ impl Gateway {
             health,
             auth,
         }
-    }
-
-    /// The latest health report of each site (written by the prober).
-    pub fn health(&self) -> &Arc<HealthBoard> {
-        &self.health
-    }
-
-    /// The JWKS cache, for the background refresher.
-    pub fn jwks(&self) -> &Arc<JwksCache> {
-        self.auth.jwks()
     }
 }
 
