@@ -7,7 +7,12 @@
 //!   processes make, read from the store's change log);
 //! - bounded stale serving: past its TTL an entry is reloaded (one caller at a time);
 //!   while the store fails, the last good value keeps answering for up to `max_stale`
-//!   past the TTL, retried at most once a second.
+//!   past the TTL. After one failed reload the entry is retried in the background, at
+//!   most once a second, so no request waits on a store that is known to be failing;
+//! - an invalidation is never undone: a load that was in flight when `invalidate` ran
+//!   may answer the request that started it, but is never served to a later lookup
+//!   (each front shard counts invalidations; a slot remembers the count its load began
+//!   under, and one loaded under an older count is dropped instead of served).
 //!
 //! Errors are never cached: the next lookup tries the store again.
 //!
@@ -17,11 +22,12 @@
 
 use moka::future::Cache;
 use moka::notification::RemovalCause;
-use moka::ops::compute::Op;
+use moka::ops::compute::{CompResult, Op};
 use moka::Expiry;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -49,8 +55,51 @@ impl<V> Clone for Entry<V> {
 struct Slot<V> {
     entry: Entry<V>,
     loaded: Instant,
-    /// A stale entry whose reload failed is not reloaded again before this.
-    retry_at: Option<Instant>,
+    /// The invalidation count of the id's front shard when the load began.
+    generation: u64,
+    /// Set when a reload of this stale entry failed (`None` on every healthy entry,
+    /// so copying a slot on a hit stays cheap).
+    retry: Option<Arc<Retry>>,
+}
+
+/// After a failed reload: when to try again, and whether a caller already has.
+#[derive(Debug)]
+struct Retry {
+    at: Instant,
+    claimed: AtomicBool,
+}
+
+impl Retry {
+    fn after_failure() -> Option<Arc<Retry>> {
+        Some(Arc::new(Retry {
+            at: Instant::now() + STALE_RETRY,
+            claimed: AtomicBool::new(false),
+        }))
+    }
+
+    /// True for exactly one caller once the retry is due.
+    fn claim(&self, now: Instant) -> bool {
+        now >= self.at && !self.claimed.swap(true, Ordering::AcqRel)
+    }
+}
+
+impl<V> Slot<V> {
+    fn loaded(found: Option<V>, generation: u64) -> Self {
+        Slot {
+            entry: match found {
+                Some(v) => Entry::Found(Arc::new(v)),
+                None => Entry::Missing,
+            },
+            loaded: Instant::now(),
+            generation,
+            retry: None,
+        }
+    }
+
+    /// Whether this is the same load as `other` (not a newer one).
+    fn same_load(&self, other: &Slot<V>) -> bool {
+        self.loaded == other.loaded && self.generation == other.generation
+    }
 }
 
 impl<V> Clone for Slot<V> {
@@ -58,7 +107,8 @@ impl<V> Clone for Slot<V> {
         Slot {
             entry: self.entry.clone(),
             loaded: self.loaded,
-            retry_at: self.retry_at,
+            generation: self.generation,
+            retry: self.retry.clone(),
         }
     }
 }
@@ -161,12 +211,13 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
     }
 
     /// The value for `id`: from the cache while fresh, else from `load` (called only on
-    /// a miss or a stale entry, so a hit builds no loader state).
+    /// a miss or a stale entry, so a hit builds no loader state). The future `load`
+    /// makes owns what it needs: a stale entry may be reloaded in the background.
     pub async fn get_or_load<E, L, F>(&self, id: &str, load: L) -> Result<Option<Arc<V>>, Arc<E>>
     where
         E: Send + Sync + 'static,
-        L: FnOnce() -> F,
-        F: Future<Output = Result<Option<V>, E>>,
+        L: Fn() -> F,
+        F: Future<Output = Result<Option<V>, E>> + Send + 'static,
     {
         self.get_or_load_at(id, Instant::now(), load).await
     }
@@ -181,8 +232,8 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
     ) -> Result<Option<Arc<V>>, Arc<E>>
     where
         E: Send + Sync + 'static,
-        L: FnOnce() -> F,
-        F: Future<Output = Result<Option<V>, E>>,
+        L: Fn() -> F,
+        F: Future<Output = Result<Option<V>, E>> + Send + 'static,
     {
         if let Some(slot) = self.front.get(id) {
             if self.lifetimes.is_fresh(&slot, now) {
@@ -203,38 +254,72 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
     async fn get_or_load_slow<E, L, F>(&self, id: &str, load: L) -> Result<Option<Arc<V>>, Arc<E>>
     where
         E: Send + Sync + 'static,
-        L: FnOnce() -> F,
-        F: Future<Output = Result<Option<V>, E>>,
+        L: Fn() -> F,
+        F: Future<Output = Result<Option<V>, E>> + Send + 'static,
+    {
+        // A round repeats only when what it found was loaded before an invalidation
+        // this caller has seen (it joined a load already in flight).
+        for _ in 0..3 {
+            let generation = self.front.generation(id);
+            if let Round::Done(value) = self.lookup(id, generation, &load).await? {
+                return Ok(value);
+            }
+        }
+        // Writes keep racing with loads: answer from the store, cache nothing.
+        self.misses.inc();
+        load()
+            .await
+            .map(|found| found.map(Arc::new))
+            .map_err(Arc::new)
+    }
+
+    async fn lookup<E, L, F>(&self, id: &str, generation: u64, load: &L) -> Result<Round<V>, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        L: Fn() -> F,
+        F: Future<Output = Result<Option<V>, E>> + Send + 'static,
     {
         if let Some(slot) = self.inner.get(id).await {
-            let now = Instant::now();
-            if self.lifetimes.is_fresh(&slot, now) {
-                self.hits.inc();
-                self.front.insert(id, &slot, now);
-                return Ok(entry_value(slot.entry));
+            if slot.generation < generation {
+                // Loaded before an invalidation: never served again.
+                self.discard(id, &slot).await;
+            } else {
+                let now = Instant::now();
+                if self.lifetimes.is_fresh(&slot, now) {
+                    self.hits.inc();
+                    self.front.insert(id, &slot, now);
+                    return Ok(Round::Done(entry_value(slot.entry)));
+                }
+                if let Some(retry) = &slot.retry {
+                    // Its last reload failed: the stale value answers at once, and one
+                    // caller, once the retry is due, reloads it in the background.
+                    self.stale.inc();
+                    if retry.claim(now) {
+                        self.retry_in_background(id, slot.clone(), load());
+                    }
+                    return Ok(Round::Done(entry_value(slot.entry)));
+                }
+                return self
+                    .reload_stale(id, generation, load)
+                    .await
+                    .map(Round::Done);
             }
-            if slot.retry_at.is_some_and(|at| now < at) {
-                self.stale.inc();
-                return Ok(entry_value(slot.entry));
-            }
-            return self.reload_stale(id, load).await;
         }
         self.misses.inc();
+        let loading = load();
         let slot = self
             .inner
             .try_get_with(id.to_string(), async move {
-                load().await.map(|found| Slot {
-                    entry: match found {
-                        Some(v) => Entry::Found(Arc::new(v)),
-                        None => Entry::Missing,
-                    },
-                    loaded: Instant::now(),
-                    retry_at: None,
-                })
+                loading.await.map(|found| Slot::loaded(found, generation))
             })
             .await?;
+        if slot.generation < generation {
+            // This caller joined a load that began before an invalidation it has seen.
+            self.discard(id, &slot).await;
+            return Ok(Round::Again);
+        }
         self.mirror(id, &slot);
-        Ok(entry_value(slot.entry))
+        Ok(Round::Done(entry_value(slot.entry)))
     }
 
     /// Copies an entry moka holds to the front. Not when moka has already let it go (its
@@ -246,15 +331,36 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
         }
     }
 
-    async fn reload_stale<E, L, F>(&self, id: &str, load: L) -> Result<Option<Arc<V>>, Arc<E>>
+    /// Drops `slot` from moka unless a newer load replaced it meanwhile.
+    async fn discard(&self, id: &str, slot: &Slot<V>) {
+        self.inner
+            .entry_by_ref(id)
+            .and_compute_with(|current| {
+                std::future::ready(match current {
+                    Some(c) if c.value().same_load(slot) => Op::Remove,
+                    _ => Op::Nop,
+                })
+            })
+            .await;
+    }
+
+    async fn reload_stale<E, L, F>(
+        &self,
+        id: &str,
+        generation: u64,
+        load: &L,
+    ) -> Result<Option<Arc<V>>, Arc<E>>
     where
         E: Send + Sync + 'static,
-        L: FnOnce() -> F,
-        F: Future<Output = Result<Option<V>, E>>,
+        L: Fn() -> F,
+        F: Future<Output = Result<Option<V>, E>> + Send + 'static,
     {
         let lifetimes = self.lifetimes;
+        let front = &self.front;
         let mut failure: Option<E> = None;
-        let failure_ref = &mut failure;
+        let mut uncached: Option<Option<Arc<V>>> = None;
+        let (failure_ref, uncached_ref) = (&mut failure, &mut uncached);
+        let loading = load();
         let result = self
             .inner
             .entry_by_ref(id)
@@ -263,34 +369,46 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
                 let current = current.map(|c| c.into_value());
                 if let Some(slot) = &current {
                     // Someone else reloaded it, or gave up on the store a moment ago.
-                    if lifetimes.is_fresh(slot, now) || slot.retry_at.is_some_and(|at| now < at) {
+                    if slot.generation >= generation
+                        && (lifetimes.is_fresh(slot, now) || slot.retry.is_some())
+                    {
                         return Op::Nop;
                     }
                 }
-                match load().await {
-                    Ok(found) => Op::Put(Slot {
-                        entry: match found {
-                            Some(v) => Entry::Found(Arc::new(v)),
-                            None => Entry::Missing,
-                        },
-                        loaded: Instant::now(),
-                        retry_at: None,
-                    }),
+                match loading.await {
+                    Ok(found) => {
+                        let slot = Slot::loaded(found, generation);
+                        if front.generation(id) != generation {
+                            // Invalidated while loading: this caller gets what it
+                            // read, nothing is kept.
+                            *uncached_ref = Some(entry_value(slot.entry));
+                            return if current.is_some() {
+                                Op::Remove
+                            } else {
+                                Op::Nop
+                            };
+                        }
+                        Op::Put(slot)
+                    }
                     Err(e) => {
                         *failure_ref = Some(e);
                         match current {
                             // Keep answering with the stale value for now.
-                            Some(stale) => Op::Put(Slot {
-                                retry_at: Some(Instant::now() + STALE_RETRY),
+                            Some(stale) if stale.generation >= generation => Op::Put(Slot {
+                                retry: Retry::after_failure(),
                                 ..stale
                             }),
                             // Invalidated meanwhile (a write): never bring it back.
-                            None => Op::Nop,
+                            _ => Op::Nop,
                         }
                     }
                 }
             })
             .await;
+        if let Some(value) = uncached {
+            self.misses.inc();
+            return Ok(value);
+        }
         match (result.into_entry(), failure) {
             (Some(entry), None) => {
                 self.misses.inc();
@@ -310,6 +428,42 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
         }
     }
 
+    /// Reloads a stale entry whose last reload failed, off the request path. The result
+    /// replaces the entry only if it is still the one the retry started from.
+    fn retry_in_background<E, F>(&self, id: &str, stale: Slot<V>, loading: F)
+    where
+        E: Send + 'static,
+        F: Future<Output = Result<Option<V>, E>> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let front = Arc::clone(&self.front);
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let next = match loading.await {
+                Ok(found) => Slot::loaded(found, stale.generation),
+                Err(_) => Slot {
+                    retry: Retry::after_failure(),
+                    ..stale.clone()
+                },
+            };
+            let front_ref = &front;
+            let id_ref = id.as_str();
+            let result = inner
+                .entry_by_ref(id_ref)
+                .and_compute_with(|current| {
+                    let same = current.is_some_and(|c| c.value().same_load(&stale))
+                        && front_ref.generation(id_ref) == stale.generation;
+                    std::future::ready(if same { Op::Put(next) } else { Op::Nop })
+                })
+                .await;
+            if let CompResult::ReplacedWith(entry) = result {
+                if inner.contains_key(id_ref) {
+                    front.insert(id_ref, &entry.into_value(), Instant::now());
+                }
+            }
+        });
+    }
+
     /// The cached value for `id`, if any, without loading it (not counted as a lookup).
     pub fn peek(&self, id: &str) -> Option<Arc<V>> {
         let slot = self.front.get(id)?;
@@ -318,15 +472,16 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
             .flatten()
     }
 
-    /// Forgets `id`: the next lookup goes to the store.
+    /// Forgets `id`: the next lookup goes to the store, and no load already in flight
+    /// can bring the old value back.
     pub async fn invalidate(&self, id: &str) {
-        self.front.remove(id);
+        self.front.invalidate(id);
         self.inner.invalidate(id).await;
     }
 
     /// Forgets every entry (a change log gap: changes may have been missed).
     pub fn invalidate_all(&self) {
-        self.front.clear();
+        self.front.invalidate_all();
         self.inner.invalidate_all();
     }
 
@@ -351,7 +506,14 @@ fn sample_for_eviction_policy() -> bool {
 
 const FRONT_SHARDS: usize = 16;
 
-type Shard<V> = RwLock<HashMap<Box<str>, Slot<V>, foldhash::fast::RandomState>>;
+type Shard<V> = RwLock<ShardMap<V>>;
+
+struct ShardMap<V> {
+    map: HashMap<Box<str>, Slot<V>, foldhash::fast::RandomState>,
+    /// How many invalidations reached this shard: a slot loaded under an older count
+    /// is never put here (see `LookupCache::invalidate`).
+    generation: u64,
+}
 
 /// The read side of a `LookupCache`: moka's entries, in shards behind read-write locks.
 /// Entries arrive after moka holds them and leave when moka drops them (its eviction
@@ -371,7 +533,12 @@ impl<V> Front<V> {
         let per_shard = usize::try_from(capacity).unwrap_or(usize::MAX) / FRONT_SHARDS;
         Self {
             shards: (0..FRONT_SHARDS)
-                .map(|_| RwLock::new(HashMap::default()))
+                .map(|_| {
+                    RwLock::new(ShardMap {
+                        map: HashMap::default(),
+                        generation: 0,
+                    })
+                })
                 .collect(),
             shard_of: foldhash::fast::RandomState::default(),
             // moka spreads entries over shards unevenly: allow twice the mean.
@@ -391,30 +558,44 @@ impl<V> Front<V> {
             .shard(id)
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        shard.get(id).cloned()
+        shard.map.get(id).cloned()
     }
 
+    /// The invalidation count a load of `id` starting now runs under.
+    fn generation(&self, id: &str) -> u64 {
+        self.shard(id)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation
+    }
+
+    /// Puts `slot` here, unless `id`'s shard was invalidated since its load began.
     fn insert(&self, id: &str, slot: &Slot<V>, now: Instant) {
         let mut shard = self
             .shard(id)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if shard.len() >= self.shard_cap && !shard.contains_key(id) {
+        if slot.generation != shard.generation {
+            return;
+        }
+        if shard.map.len() >= self.shard_cap && !shard.map.contains_key(id) {
             let lifetimes = self.lifetimes;
-            shard.retain(|_, s| lifetimes.deadline(s) > now);
-            if shard.len() >= self.shard_cap {
-                shard.clear();
+            shard.map.retain(|_, s| lifetimes.deadline(s) > now);
+            if shard.map.len() >= self.shard_cap {
+                shard.map.clear();
             }
         }
-        shard.insert(id.into(), slot.clone());
+        shard.map.insert(id.into(), slot.clone());
     }
 
-    fn remove(&self, id: &str) {
+    /// Forgets `id` and counts the invalidation, under one lock.
+    fn invalidate(&self, id: &str) {
         let mut shard = self
             .shard(id)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        shard.remove(id);
+        shard.generation += 1;
+        shard.map.remove(id);
     }
 
     /// Removes `id` if it is still the entry loaded at `loaded` (not a newer load).
@@ -423,19 +604,25 @@ impl<V> Front<V> {
             .shard(id)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if shard.get(id).is_some_and(|s| s.loaded == loaded) {
-            shard.remove(id);
+        if shard.map.get(id).is_some_and(|s| s.loaded == loaded) {
+            shard.map.remove(id);
         }
     }
 
-    fn clear(&self) {
+    fn invalidate_all(&self) {
         for shard in self.shards.iter() {
-            shard
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
+            let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
+            shard.generation += 1;
+            shard.map.clear();
         }
     }
+}
+
+/// What one round of a lookup came to.
+enum Round<V> {
+    Done(Option<Arc<V>>),
+    /// What it found was loaded before an invalidation: look again.
+    Again,
 }
 
 fn entry_value<V>(entry: Entry<V>) -> Option<Arc<V>> {
@@ -476,10 +663,13 @@ mod tests {
             let loads = Arc::clone(&loads);
             tasks.push(tokio::spawn(async move {
                 cache
-                    .get_or_load("cold", || async {
-                        loads.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok::<_, ()>(Some("v".to_string()))
+                    .get_or_load("cold", || {
+                        let loads = Arc::clone(&loads);
+                        async move {
+                            loads.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok::<_, ()>(Some("v".to_string()))
+                        }
                     })
                     .await
             }));
@@ -498,10 +688,13 @@ mod tests {
             Duration::from_millis(100),
             Duration::ZERO,
         );
-        let loads = AtomicUsize::new(0);
-        let load = || async {
-            loads.fetch_add(1, Ordering::SeqCst);
-            Ok::<Option<u32>, ()>(None)
+        let loads = Arc::new(AtomicUsize::new(0));
+        let load = || {
+            let loads = Arc::clone(&loads);
+            async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<Option<u32>, ()>(None)
+            }
         };
         assert_eq!(cache.get_or_load("x", &load).await.unwrap(), None);
         assert_eq!(cache.get_or_load("x", &load).await.unwrap(), None);
@@ -530,10 +723,13 @@ mod tests {
             Duration::from_millis(800),
         );
         let ok = |v| async move { Ok::<_, &str>(Some(v)) };
-        let loads = AtomicUsize::new(0);
-        let down = || async {
-            loads.fetch_add(1, Ordering::SeqCst);
-            Err::<Option<u32>, _>("store down")
+        let loads = Arc::new(AtomicUsize::new(0));
+        let down = || {
+            let loads = Arc::clone(&loads);
+            async move {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Err::<Option<u32>, _>("store down")
+            }
         };
         assert_eq!(
             cache.get_or_load("k", || ok(1)).await.unwrap().as_deref(),
@@ -618,6 +814,7 @@ mod tests {
             .flat_map(|s| {
                 s.read()
                     .unwrap()
+                    .map
                     .keys()
                     .map(|k| k.to_string())
                     .collect::<Vec<_>>()
@@ -667,5 +864,152 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v.as_deref(), Some(&2));
+    }
+
+    /// A loader held open on `gate`, answering what the "store" held when it began.
+    fn held_loader(
+        store: &Arc<std::sync::atomic::AtomicU32>,
+        gate: &Arc<tokio::sync::Semaphore>,
+        loads: &Arc<AtomicUsize>,
+    ) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Result<Option<u32>, ()>> + Send>>
+           + Clone
+           + Send
+           + Sync
+           + 'static {
+        let (store, gate, loads) = (Arc::clone(store), Arc::clone(gate), Arc::clone(loads));
+        move || {
+            let (store, gate, loads) = (Arc::clone(&store), Arc::clone(&gate), Arc::clone(&loads));
+            Box::pin(async move {
+                let read = store.load(Ordering::SeqCst);
+                loads.fetch_add(1, Ordering::SeqCst);
+                let _permit = gate.acquire().await.map_err(|_| ())?;
+                Ok(Some(read))
+            })
+        }
+    }
+
+    async fn wait_for_loads(loads: &AtomicUsize, n: usize) {
+        while loads.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_invalidation_is_never_undone_by_a_load_in_flight() {
+        let cache = Arc::new(test_cache::<u32>(
+            100,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            Duration::ZERO,
+        ));
+        let store = Arc::new(std::sync::atomic::AtomicU32::new(1));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let load = held_loader(&store, &gate, &loads);
+        // A cold load reads the old record and is held open...
+        let first = {
+            let (cache, load) = (Arc::clone(&cache), load.clone());
+            tokio::spawn(async move { cache.get_or_load("k", load).await })
+        };
+        wait_for_loads(&loads, 1).await;
+        // ...while a write changes the record and invalidates it.
+        store.store(2, Ordering::SeqCst);
+        cache.invalidate("k").await;
+        // A lookup after the invalidation joins the load in flight.
+        let second = {
+            let (cache, load) = (Arc::clone(&cache), load.clone());
+            tokio::spawn(async move { cache.get_or_load("k", load).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gate.add_permits(100);
+        // The request that began before the write may see what it read...
+        assert_eq!(first.await.unwrap().unwrap().as_deref(), Some(&1));
+        // ...but nothing that began after it sees the old record.
+        assert_eq!(second.await.unwrap().unwrap().as_deref(), Some(&2));
+        for _ in 0..3 {
+            assert_eq!(
+                cache.get_or_load("k", &load).await.unwrap().as_deref(),
+                Some(&2)
+            );
+        }
+        assert_eq!(cache.peek("k").as_deref(), Some(&2));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_invalidation_is_never_undone_by_a_stale_reload_in_flight() {
+        let cache = Arc::new(test_cache::<u32>(
+            100,
+            Duration::from_millis(50),
+            Duration::from_millis(50),
+            Duration::from_secs(60),
+        ));
+        let store = Arc::new(std::sync::atomic::AtomicU32::new(1));
+        let gate = Arc::new(tokio::sync::Semaphore::new(1));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let load = held_loader(&store, &gate, &loads);
+        cache.get_or_load("k", &load).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        // Past its TTL: the reload reads the old record and is held open...
+        let reload = {
+            let (cache, load) = (Arc::clone(&cache), load.clone());
+            tokio::spawn(async move { cache.get_or_load("k", load).await })
+        };
+        wait_for_loads(&loads, 2).await;
+        store.store(2, Ordering::SeqCst);
+        cache.invalidate("k").await;
+        gate.add_permits(100);
+        assert_eq!(reload.await.unwrap().unwrap().as_deref(), Some(&1));
+        assert_eq!(
+            cache.get_or_load("k", &load).await.unwrap().as_deref(),
+            Some(&2)
+        );
+        assert_eq!(cache.peek("k").as_deref(), Some(&2));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_failed_reload_the_stale_value_answers_at_once_and_reloads_behind() {
+        let cache = Arc::new(test_cache::<u32>(
+            100,
+            Duration::from_millis(50),
+            Duration::from_millis(50),
+            Duration::from_secs(60),
+        ));
+        cache
+            .get_or_load("k", || async { Ok::<_, &str>(Some(1)) })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let v = cache
+            .get_or_load("k", || async { Err::<Option<u32>, _>("down") })
+            .await
+            .unwrap();
+        assert_eq!(v.as_deref(), Some(&1));
+        tokio::time::sleep(STALE_RETRY + Duration::from_millis(50)).await;
+        // The retry is due: it runs in the background, held open here, while the stale
+        // value answers at once.
+        let store = Arc::new(std::sync::atomic::AtomicU32::new(2));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let load = held_loader(&store, &gate, &loads);
+        for _ in 0..5 {
+            let v = cache.get_or_load("k", &load).await.unwrap();
+            assert_eq!(v.as_deref(), Some(&1));
+        }
+        wait_for_loads(&loads, 1).await;
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "one retry at a time");
+        gate.add_permits(100);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cache.peek("k").as_deref() != Some(&2) {
+            assert!(
+                Instant::now() < deadline,
+                "the background reload never landed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            cache.get_or_load("k", &load).await.unwrap().as_deref(),
+            Some(&2)
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
     }
 }

@@ -63,15 +63,20 @@ impl Fleet {
         now: Instant,
     ) -> Result<Option<Arc<ResolvedSite>>, Arc<FleetError>> {
         self.sites
-            .get_or_load_at(id, now, || async {
-                let found = self
-                    .store
-                    .get_site(id)
-                    .await
-                    .inspect_err(|_| store_error(&self.metrics, "get_site"))?;
-                match found {
-                    None => Ok(None),
-                    Some(record) => resolve(&record, &self.keyring.load()).await.map(Some),
+            .get_or_load_at(id, now, || {
+                // Owned: a stale entry may be reloaded in the background.
+                let (store, metrics) = (Arc::clone(&self.store), Arc::clone(&self.metrics));
+                let keyring = self.keyring.load_full();
+                let id = id.to_string();
+                async move {
+                    let found = store
+                        .get_site(&id)
+                        .await
+                        .inspect_err(|_| store_error(&metrics, "get_site"))?;
+                    match found {
+                        None => Ok(None),
+                        Some(record) => resolve(&record, &keyring).await.map(Some),
+                    }
                 }
             })
             .await
@@ -112,11 +117,15 @@ impl Fleet {
         now: Instant,
     ) -> Result<Option<Arc<ApiKeyRecord>>, Arc<StoreError>> {
         self.keys
-            .get_or_load_at(key_id, now, || async {
-                self.store
-                    .get_api_key(key_id)
-                    .await
-                    .inspect_err(|_| store_error(&self.metrics, "get_api_key"))
+            .get_or_load_at(key_id, now, || {
+                let (store, metrics) = (Arc::clone(&self.store), Arc::clone(&self.metrics));
+                let key_id = key_id.to_string();
+                async move {
+                    store
+                        .get_api_key(&key_id)
+                        .await
+                        .inspect_err(|_| store_error(&metrics, "get_api_key"))
+                }
             })
             .await
     }
