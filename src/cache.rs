@@ -866,16 +866,14 @@ mod tests {
         assert_eq!(v.as_deref(), Some(&2));
     }
 
+    type HeldLoad = std::pin::Pin<Box<dyn Future<Output = Result<Option<u32>, ()>> + Send>>;
+
     /// A loader held open on `gate`, answering what the "store" held when it began.
     fn held_loader(
         store: &Arc<std::sync::atomic::AtomicU32>,
         gate: &Arc<tokio::sync::Semaphore>,
         loads: &Arc<AtomicUsize>,
-    ) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Result<Option<u32>, ()>> + Send>>
-           + Clone
-           + Send
-           + Sync
-           + 'static {
+    ) -> impl Fn() -> HeldLoad + Clone + Send + Sync + 'static {
         let (store, gate, loads) = (Arc::clone(store), Arc::clone(gate), Arc::clone(loads));
         move || {
             let (store, gate, loads) = (Arc::clone(&store), Arc::clone(&gate), Arc::clone(&loads));
