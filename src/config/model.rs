@@ -274,7 +274,7 @@ pub struct UpstreamTimeouts {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProxySettings {
     /// Headers removed before forwarding besides the client credentials that always are
-    /// (`proxy::inject::CLIENT_CREDENTIALS`).
+    /// (`credential::CLIENT_CREDENTIAL_HEADERS`).
     pub strip_headers: Vec<HeaderName>,
     /// Peers whose X-Forwarded-For is believed (load balancers in front of wpgate).
     pub trusted_proxies: Vec<ipnet::IpNet>,

@@ -1,24 +1,15 @@
 //! What changes between the client's request and the one WordPress receives: client
 //! credentials out, the site's credential in, forwarding headers set.
 
+use crate::credential::CLIENT_CREDENTIAL_HEADERS;
 use crate::site::UpstreamTarget;
-use http::header::{AUTHORIZATION, COOKIE, HOST, PROXY_AUTHORIZATION};
+use http::header::HOST;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 
-/// Client credentials: removed from every request before anything is added, whatever
-/// the configuration says (`proxy.strip_headers` only adds names to these).
-pub const CLIENT_CREDENTIALS: [HeaderName; 5] = [
-    AUTHORIZATION,
-    PROXY_AUTHORIZATION,
-    HeaderName::from_static("x-api-key"),
-    COOKIE,
-    HeaderName::from_static("x-wp-nonce"),
-];
-
 /// Everything the upstream request needs besides the body.
 pub struct Forwarding<'a> {
-    /// Removed besides [`CLIENT_CREDENTIALS`] (`proxy.strip_headers`).
+    /// Removed besides [`CLIENT_CREDENTIAL_HEADERS`] (`proxy.strip_headers`).
     pub strip: &'a [HeaderName],
     /// The header the site's own credential goes in (e.g. a plugin's `X-Plugin-Auth`):
     /// always removed from the client's request, even when something else is injected.
@@ -55,7 +46,7 @@ pub fn prepare(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<(
     // Room for what is added below, made in one step (the map is sized for the
     // client's headers, and grows by doubling).
     h.reserve(f.identity.len() + 6);
-    for name in CLIENT_CREDENTIALS.iter().chain(f.strip) {
+    for name in CLIENT_CREDENTIAL_HEADERS.iter().chain(f.strip) {
         h.remove(name);
     }
     if let Some(name) = f.site_credential_header {
@@ -204,7 +195,10 @@ mod tests {
         req.insert_header("X-Plugin-Auth", "forged").unwrap();
         req.insert_header("Authorization", "Bearer client").unwrap();
         let site_header = HeaderName::from_static("x-plugin-auth");
-        let other = (AUTHORIZATION, HeaderValue::from_static("Bearer delegated"));
+        let other = (
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer delegated"),
+        );
         let upstream = UpstreamTarget::parse("http://127.0.0.1:9000").unwrap();
         prepare(
             &mut req,
