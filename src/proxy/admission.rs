@@ -19,8 +19,9 @@ pub const SITE_HEADER: &str = "x-website-id";
 const SITE: http::HeaderName = http::HeaderName::from_static(SITE_HEADER);
 
 impl Gateway {
-    /// Steps 2-7 of the request path: method, site id, rate limit, credential, site, key
-    /// or token, request target, site state. Public for the benchmark of the auth path.
+    /// Admission, in order: method, site id, rate limit, credential, site, key or token,
+    /// request target, site state (README, "What happens to a request", steps 1-5).
+    /// Public for the benchmark of the auth path.
     pub async fn admit(
         &self,
         req: &RequestHeader,
@@ -31,7 +32,7 @@ impl Gateway {
         if route::method_refused(req.method.as_str().as_bytes()) {
             return Err(Rejection::new(
                 ErrorCode::MethodNotAllowed,
-                "method_not_allowed",
+                "method_never_forwarded",
             ));
         }
         let (site_id, value) = site_id(req)?;

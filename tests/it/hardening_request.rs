@@ -61,6 +61,7 @@ async fn trace_track_and_connect_are_refused_before_anything_is_looked_up() {
                 .header("allow")
                 .unwrap_or_else(|| panic!("no Allow: {a:?}"));
             assert!(allow.contains("GET") && !allow.contains("TRACE"), "{allow}");
+            assert_eq!(s.gw.logged_reason(&a).await, "method_never_forwarded");
         }
     }
     assert!(s.up.requests().is_empty(), "{:#?}", s.up.requests());
@@ -256,30 +257,31 @@ async fn a_site_allows_more_paths_through_the_cli_and_the_admin_api() {
     s.gw.poll_status("shop", &key, "/wp-login.php", 403).await;
 }
 
-/// What the upstream must never receive, whatever the encoding.
-const HOSTILE: [&[u8]; 16] = [
-    b"/wp-json/../wp-admin/",
-    b"/wp-json/..",
-    b"/wp-json/./wp/v2/posts",
-    b"/wp-json/%2e%2e/wp-admin/",
-    b"/wp-json/%2E%2E/wp-admin/",
-    b"/wp-json/.%2E/wp-admin/",
-    b"/wp-json/a%2fb",
-    b"/wp-json%2f..%2fwp-admin/",
-    b"/wp-json/a\\b",
-    b"/wp-json\\..\\wp-admin\\",
-    b"/wp-json/%5c..%5cwp-admin/",
-    b"/wp-json/a%00.php",
-    b"/wp-json/a%0d%0aX-Injected:%201",
-    b"/wp-json/%252e%252e/wp-admin/",
-    b"/wp-json/%c0%ae%c0%ae/wp-admin/",
-    b"/wp-json/caf%e9/",
+/// What the upstream must never receive, whatever the encoding, and the reason the
+/// access log gives.
+const HOSTILE: [(&[u8], &str); 16] = [
+    (b"/wp-json/../wp-admin/", "path_dot_segment"),
+    (b"/wp-json/..", "path_dot_segment"),
+    (b"/wp-json/./wp/v2/posts", "path_dot_segment"),
+    (b"/wp-json/%2e%2e/wp-admin/", "path_dot_segment"),
+    (b"/wp-json/%2E%2E/wp-admin/", "path_dot_segment"),
+    (b"/wp-json/.%2E/wp-admin/", "path_dot_segment"),
+    (b"/wp-json/a%2fb", "path_encoded_slash"),
+    (b"/wp-json%2f..%2fwp-admin/", "path_encoded_slash"),
+    (b"/wp-json/a\\b", "path_backslash"),
+    (b"/wp-json\\..\\wp-admin\\", "path_backslash"),
+    (b"/wp-json/%5c..%5cwp-admin/", "path_encoded_slash"),
+    (b"/wp-json/a%00.php", "path_control_char"),
+    (b"/wp-json/a%0d%0aX-Injected:%201", "path_control_char"),
+    (b"/wp-json/%252e%252e/wp-admin/", "path_double_encoded"),
+    (b"/wp-json/%c0%ae%c0%ae/wp-admin/", "path_not_utf8"),
+    (b"/wp-json/caf%e9/", "path_not_utf8"),
 ];
 
 #[tokio::test]
 async fn hostile_targets_are_400_and_never_forwarded() {
     let s = OneSite::start("shop", &site_auth());
-    for target in HOSTILE {
+    for (target, reason) in HOSTILE {
         let a = raw_as(&s, "GET", target).await;
         let code = a.error_code();
         assert_eq!(
@@ -290,6 +292,7 @@ async fn hostile_targets_are_400_and_never_forwarded() {
             a.summary()
         );
         a.assert_error(400, "request.malformed_path");
+        assert_eq!(s.gw.logged_reason(&a).await, reason);
     }
     // Bytes that are not UTF-8, unencoded: Pingora refuses them before the gateway's
     // checks (400 without a body); never forwarded either way.
