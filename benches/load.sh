@@ -162,6 +162,8 @@ EOF
     wait_port "$port" "$started_pid" "$dir/error.log"
 }
 
+# Every target is asked for the same REST API path (wpgate forwards only the REST API).
+REQ_PATH=/wp-json/wp/v2/posts
 BODY='{"id":1,"name":"bench","status":"publish","link":"http://127.0.0.1/bench","tags":[1,2,3]}'
 
 # Static upstream: always needed.
@@ -264,8 +266,8 @@ check_200() { # $1 name, $2 url, $3 log file, rest: curl args
 }
 
 if wants a; then
-    check_200 a "http://127.0.0.1:$P_STATIC/" "$tmp/static/error.log"
-    measure a "http://127.0.0.1:$P_STATIC/" ""
+    check_200 a "http://127.0.0.1:$P_STATIC$REQ_PATH" "$tmp/static/error.log"
+    measure a "http://127.0.0.1:$P_STATIC$REQ_PATH" ""
 fi
 
 if wants b; then
@@ -281,8 +283,8 @@ if wants b; then
         }
     }"
     nginx_pid=$started_pid
-    check_200 b "http://127.0.0.1:$P_NGINX/" "$tmp/proxy/error.log"
-    measure b "http://127.0.0.1:$P_NGINX/" "$nginx_pid"
+    check_200 b "http://127.0.0.1:$P_NGINX$REQ_PATH" "$tmp/proxy/error.log"
+    measure b "http://127.0.0.1:$P_NGINX$REQ_PATH" "$nginx_pid"
 fi
 
 if wants c; then
@@ -291,8 +293,8 @@ if wants c; then
     bare_pid=$!
     pids+=("$bare_pid")
     wait_port "$P_BARE" "$bare_pid" "$tmp/bare.log"
-    check_200 c "http://127.0.0.1:$P_BARE/" "$tmp/bare.log"
-    measure c "http://127.0.0.1:$P_BARE/" "$bare_pid"
+    check_200 c "http://127.0.0.1:$P_BARE$REQ_PATH" "$tmp/bare.log"
+    measure c "http://127.0.0.1:$P_BARE$REQ_PATH" "$bare_pid"
 fi
 
 # The HS256 token of (e) and (f): iss, aud, iat, exp.
@@ -341,13 +343,13 @@ EOF
     wait_port "$P_WPGATE" "$wpgate_pid" "$tmp/wpgate.log"
     if wants d; then
         auth=(-H "X-Website-ID: bench" -H "X-API-Key: $KEY")
-        check_200 d "http://127.0.0.1:$P_WPGATE/" "$tmp/wpgate.log" "${auth[@]}"
-        measure d "http://127.0.0.1:$P_WPGATE/" "$wpgate_pid" "${auth[@]}"
+        check_200 d "http://127.0.0.1:$P_WPGATE$REQ_PATH" "$tmp/wpgate.log" "${auth[@]}"
+        measure d "http://127.0.0.1:$P_WPGATE$REQ_PATH" "$wpgate_pid" "${auth[@]}"
     fi
     if wants e; then
         auth=(-H "X-Website-ID: benchjwt" -H "Authorization: Bearer $JWT")
-        check_200 e "http://127.0.0.1:$P_WPGATE/" "$tmp/wpgate.log" "${auth[@]}"
-        measure e "http://127.0.0.1:$P_WPGATE/" "$wpgate_pid" "${auth[@]}"
+        check_200 e "http://127.0.0.1:$P_WPGATE$REQ_PATH" "$tmp/wpgate.log" "${auth[@]}"
+        measure e "http://127.0.0.1:$P_WPGATE$REQ_PATH" "$wpgate_pid" "${auth[@]}"
     fi
 fi
 
@@ -386,15 +388,15 @@ EOF
     pids+=("$haproxy_pid")
     wait_port "$P_HAPROXY" "$haproxy_pid" "$tmp/haproxy.log"
     auth=(-H "Authorization: Bearer $JWT")
-    check_200 f "http://127.0.0.1:$P_HAPROXY/" "$tmp/haproxy.log" "${auth[@]}"
+    check_200 f "http://127.0.0.1:$P_HAPROXY$REQ_PATH" "$tmp/haproxy.log" "${auth[@]}"
     # A forged token must be refused, or the reference measures nothing.
     i=$((${#JWT} - 10))
     [[ ${JWT:i:1} == A ]] && c=B || c=A
     forged=${JWT:0:i}$c${JWT:i+1}
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
-        -H "Authorization: Bearer $forged" "http://127.0.0.1:$P_HAPROXY/") || true
+        -H "Authorization: Bearer $forged" "http://127.0.0.1:$P_HAPROXY$REQ_PATH") || true
     [[ $code == 401 ]] || die "target f accepted a token with a bad signature (HTTP $code)"
-    measure f "http://127.0.0.1:$P_HAPROXY/" "$haproxy_pid" "${auth[@]}"
+    measure f "http://127.0.0.1:$P_HAPROXY$REQ_PATH" "$haproxy_pid" "${auth[@]}"
 fi
 
 run_rounds

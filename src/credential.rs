@@ -5,8 +5,18 @@ use crate::secret::Secret;
 use crate::site::CredentialKind;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
 use http::{HeaderName, HeaderValue};
+
+/// Client credentials: removed from every request before it is forwarded, whatever the
+/// configuration says (`proxy.strip_headers` only adds names to these).
+pub const CLIENT_CREDENTIAL_HEADERS: [HeaderName; 5] = [
+    AUTHORIZATION,
+    PROXY_AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    COOKIE,
+    HeaderName::from_static("x-wp-nonce"),
+];
 
 /// A header the gateway owns on the way to a site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +33,12 @@ impl ReservedHeader {
     /// Whether (and why) the gateway owns `name`: the one list of reserved names.
     pub fn of(name: &HeaderName) -> Option<ReservedHeader> {
         match name.as_str() {
-            "authorization" | "cookie" | "x-api-key" | "x-website-id" => {
-                Some(ReservedHeader::Client)
-            }
+            "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "x-api-key"
+            | "x-wp-nonce"
+            | "x-website-id" => Some(ReservedHeader::Client),
             "host" | "x-request-id" | "x-forwarded-for" | "x-forwarded-proto"
             | "x-forwarded-host" | "content-length" | "transfer-encoding" | "connection" => {
                 Some(ReservedHeader::Gateway)
@@ -161,6 +174,13 @@ mod tests {
         assert_eq!(of("X-Forwarded-For"), Some(ReservedHeader::Gateway));
         assert_eq!(of("cookie"), Some(ReservedHeader::Client));
         assert_eq!(of("x-plugin-auth"), None);
+        for name in &CLIENT_CREDENTIAL_HEADERS {
+            assert_eq!(
+                ReservedHeader::of(name),
+                Some(ReservedHeader::Client),
+                "{name}"
+            );
+        }
         // The site's own credential may travel in a header the client's credential uses.
         assert!(credential_header(CredentialKind::Header, Some("X-API-Key"), &secret("t")).is_ok());
     }

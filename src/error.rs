@@ -10,6 +10,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     MalformedRequest,
+    MalformedPath,
+    MethodNotAllowed,
+    RouteNotAllowed,
     MissingSiteId,
     InvalidSiteId,
     AmbiguousCredentials,
@@ -39,8 +42,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::MalformedRequest,
+        ErrorCode::MalformedPath,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RouteNotAllowed,
         ErrorCode::MissingSiteId,
         ErrorCode::InvalidSiteId,
         ErrorCode::AmbiguousCredentials,
@@ -72,6 +78,9 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::MalformedRequest => "request.malformed",
+            ErrorCode::MalformedPath => "request.malformed_path",
+            ErrorCode::MethodNotAllowed => "request.method_not_allowed",
+            ErrorCode::RouteNotAllowed => "route.not_allowed",
             ErrorCode::MissingSiteId => "request.missing_site_id",
             ErrorCode::InvalidSiteId => "request.invalid_site_id",
             ErrorCode::AmbiguousCredentials => "request.ambiguous_credentials",
@@ -103,11 +112,13 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             ErrorCode::MalformedRequest
+            | ErrorCode::MalformedPath
             | ErrorCode::MissingSiteId
             | ErrorCode::InvalidSiteId
             | ErrorCode::AmbiguousCredentials => 400,
             ErrorCode::MissingCredentials | ErrorCode::InvalidCredentials => 401,
-            ErrorCode::SiteDisabled => 403,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::SiteDisabled | ErrorCode::RouteNotAllowed => 403,
             ErrorCode::RateLimited => 429,
             ErrorCode::JwksUnavailable | ErrorCode::VerifierUnavailable => 503,
             ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamError => 502,
@@ -130,6 +141,15 @@ impl ErrorCode {
     pub fn message(self) -> &'static str {
         match self {
             ErrorCode::MalformedRequest => "the request is not valid HTTP",
+            ErrorCode::MalformedPath => {
+                "the request path is not accepted: no dot segments, encoded slashes, \
+                 backslashes or control characters"
+            }
+            ErrorCode::MethodNotAllowed => "this method is not forwarded",
+            ErrorCode::RouteNotAllowed => {
+                "this path is not forwarded to the site: only the WordPress REST API \
+                 and the paths the site allows"
+            }
             ErrorCode::MissingSiteId => "the X-Website-ID header is required",
             ErrorCode::InvalidSiteId => {
                 "send exactly one X-Website-ID header of 1-64 characters [A-Za-z0-9_-]"
@@ -189,6 +209,14 @@ impl ErrorCode {
             _ => None,
         }
     }
+
+    /// The `Allow` header that goes with a 405: the methods the gateway forwards.
+    pub fn allow(self) -> Option<&'static str> {
+        match self {
+            ErrorCode::MethodNotAllowed => Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -237,7 +265,8 @@ mod tests {
             let (prefix, _) = code.as_str().split_once('.').unwrap();
             let status = code.status();
             match prefix {
-                "request" => assert_eq!(status, 400, "{code:?}"),
+                "request" => assert!(matches!(status, 400 | 405), "{code:?}"),
+                "route" => assert_eq!(status, 403, "{code:?}"),
                 "auth" => assert!(matches!(status, 401 | 429 | 503), "{code:?}"),
                 "site" => assert!(status == 403 || status == 503, "{code:?}"),
                 "store" => assert_eq!(status, 503, "{code:?}"),
@@ -251,6 +280,8 @@ mod tests {
             }
             // A 401 always carries a challenge, nothing else does.
             assert_eq!(code.www_authenticate().is_some(), status == 401, "{code:?}");
+            // A 405 always says what is allowed, nothing else does.
+            assert_eq!(code.allow().is_some(), status == 405, "{code:?}");
             assert!(!code.message().is_empty());
         }
     }
@@ -265,6 +296,9 @@ mod tests {
             table,
             vec![
                 ("request.malformed", 400),
+                ("request.malformed_path", 400),
+                ("request.method_not_allowed", 405),
+                ("route.not_allowed", 403),
                 ("request.missing_site_id", 400),
                 ("request.invalid_site_id", 400),
                 ("request.ambiguous_credentials", 400),

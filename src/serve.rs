@@ -242,6 +242,9 @@ pub fn run(
     if let Some(proxy) = service.app_logic_mut() {
         let mut options = HttpServerOptions::default();
         options.h2c = true;
+        // CONNECT reaches `request_filter`, which refuses it like TRACE (405 with the
+        // error body, request id and access log line); it is never forwarded.
+        options.allow_connect_method_proxying = true;
         proxy.server_options = Some(options);
     }
     service.add_tcp(&boot.listen_proxy.to_string());

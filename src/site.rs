@@ -153,6 +153,128 @@ impl UpstreamTarget {
     }
 }
 
+/// A path prefix a site allows besides the WordPress REST API, e.g. `/xmlrpc.php` or
+/// `/wp-content/uploads/`. It matches on segment boundaries: `/xmlrpc.php` allows
+/// `/xmlrpc.php` and `/xmlrpc.php/...`, never `/xmlrpc.phpx`; a trailing slash changes
+/// nothing. Compared with the request path after percent-decoding (see
+/// `proxy::route::check_target`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct AllowPath(String);
+
+/// Longest allow-path, in bytes.
+pub const ALLOW_PATH_MAX_LEN: usize = 256;
+/// Most allow-paths one site may have.
+pub const ALLOW_PATHS_MAX: usize = 32;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidAllowPath {
+    #[error("allow-path {0:?} must start with /")]
+    NoLeadingSlash(String),
+    #[error("allow-path {0:?} is longer than {ALLOW_PATH_MAX_LEN} bytes")]
+    TooLong(String),
+    #[error(
+        "allow-path {0:?} may hold only visible ASCII characters without % ? # \\ \
+         (write the path decoded)"
+    )]
+    Characters(String),
+    #[error("allow-path {0:?} must not hold empty, . or .. segments")]
+    Segments(String),
+    #[error("a site may allow at most {ALLOW_PATHS_MAX} paths")]
+    TooMany,
+}
+
+impl AllowPath {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The prefix as compared: without its trailing slash (`/` becomes empty, so it
+    /// allows every path).
+    pub fn prefix(&self) -> &[u8] {
+        self.0.strip_suffix('/').unwrap_or(&self.0).as_bytes()
+    }
+}
+
+impl FromStr for AllowPath {
+    type Err = InvalidAllowPath;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |e: fn(String) -> InvalidAllowPath| Err(e(s.to_string()));
+        if !s.starts_with('/') {
+            return bad(InvalidAllowPath::NoLeadingSlash);
+        }
+        if s.len() > ALLOW_PATH_MAX_LEN {
+            return bad(InvalidAllowPath::TooLong);
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'%' | b'?' | b'#' | b'\\'))
+        {
+            return bad(InvalidAllowPath::Characters);
+        }
+        // Segments between the slashes; one empty one at the end is the trailing slash.
+        let inner = s[1..].strip_suffix('/').unwrap_or(&s[1..]);
+        if s != "/" && inner.split('/').any(|seg| matches!(seg, "" | "." | "..")) {
+            return bad(InvalidAllowPath::Segments);
+        }
+        Ok(AllowPath(s.to_string()))
+    }
+}
+
+impl fmt::Display for AllowPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which request paths a site's requests may take: the WordPress REST API always
+/// (`/wp-json`, `/wp-json/...`, and `/` or `/index.php` with a `rest_route`), and the
+/// site's own [`AllowPath`]s. Empty by default: REST only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteAllow {
+    paths: Vec<AllowPath>,
+}
+
+impl RouteAllow {
+    /// Only the REST API.
+    pub fn rest_only() -> Self {
+        Self::default()
+    }
+
+    /// The REST API and `paths` (duplicates dropped, order kept).
+    pub fn new(paths: Vec<AllowPath>) -> Result<Self, InvalidAllowPath> {
+        let mut unique: Vec<AllowPath> = Vec::with_capacity(paths.len());
+        for p in paths {
+            if !unique.contains(&p) {
+                unique.push(p);
+            }
+        }
+        if unique.len() > ALLOW_PATHS_MAX {
+            return Err(InvalidAllowPath::TooMany);
+        }
+        Ok(RouteAllow { paths: unique })
+    }
+
+    /// Parses stored or given text.
+    pub fn parse<S: AsRef<str>>(paths: &[S]) -> Result<Self, InvalidAllowPath> {
+        Self::new(
+            paths
+                .iter()
+                .map(|p| p.as_ref().parse())
+                .collect::<Result<_, _>>()?,
+        )
+    }
+
+    pub fn paths(&self) -> &[AllowPath] {
+        &self.paths
+    }
+
+    /// The paths as text, as stored.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.paths.iter().map(|p| p.0.clone()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +310,54 @@ mod tests {
         ] {
             assert_eq!(UpstreamTarget::parse(url), Err(refused), "{url}");
         }
+    }
+
+    #[test]
+    fn allow_paths() {
+        for ok in [
+            "/",
+            "/xmlrpc.php",
+            "/wp-content/uploads/",
+            "/a/b-c_d.e~f",
+            "/.well-known/x",
+        ] {
+            assert!(ok.parse::<AllowPath>().is_ok(), "{ok}");
+        }
+        let p: AllowPath = "/wp-content/uploads/".parse().unwrap();
+        assert_eq!(p.prefix(), b"/wp-content/uploads");
+        assert_eq!("/".parse::<AllowPath>().unwrap().prefix(), b"");
+        for (bad, why) in [
+            ("", "start with /"),
+            ("xmlrpc.php", "start with /"),
+            ("/a b", "visible ASCII"),
+            ("/a%2e", "visible ASCII"),
+            ("/a?b", "visible ASCII"),
+            ("/a#b", "visible ASCII"),
+            ("/a\\b", "visible ASCII"),
+            ("/a\u{0}", "visible ASCII"),
+            ("/caf\u{e9}", "visible ASCII"),
+            ("/a/../b", "segments"),
+            ("/a/./b", "segments"),
+            ("/..", "segments"),
+            ("/a/..", "segments"),
+            ("/a//b", "segments"),
+            ("//", "segments"),
+        ] {
+            let e = bad.parse::<AllowPath>().unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        let long = format!("/{}", "a".repeat(ALLOW_PATH_MAX_LEN));
+        assert!(matches!(
+            long.parse::<AllowPath>(),
+            Err(InvalidAllowPath::TooLong(_))
+        ));
+        let r = RouteAllow::parse(&["/a", "/b/", "/a"]).unwrap();
+        assert_eq!(r.to_strings(), vec!["/a", "/b/"]);
+        let many: Vec<String> = (0..=ALLOW_PATHS_MAX).map(|i| format!("/p{i}")).collect();
+        assert_eq!(RouteAllow::parse(&many), Err(InvalidAllowPath::TooMany));
+        assert_eq!(
+            RouteAllow::parse::<&str>(&[]).unwrap(),
+            RouteAllow::rest_only()
+        );
     }
 }

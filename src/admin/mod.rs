@@ -64,6 +64,7 @@ fn documented() -> OpenApiRouter<AdminState> {
         .routes(routes!(sites::enable_site))
         .routes(routes!(sites::disable_site))
         .routes(routes!(sites::set_credential))
+        .routes(routes!(sites::set_routes))
         .routes(routes!(keys::issue_key, keys::list_keys))
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::list_audit))
@@ -207,6 +208,7 @@ mod tests {
             "POST /admin/v1/sites/{id}/enable",
             "POST /admin/v1/sites/{id}/disable",
             "PUT /admin/v1/sites/{id}/credential",
+            "PUT /admin/v1/sites/{id}/routes",
             "POST /admin/v1/sites/{id}/keys",
             "GET /admin/v1/sites/{id}/keys",
             "POST /admin/v1/keys/{key_id}/revoke",

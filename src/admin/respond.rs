@@ -124,6 +124,7 @@ impl From<FleetError> for ApiError {
             FleetError::Upstream(e) => Self::invalid(format!("upstream: {e}")),
             FleetError::Credential(e) => Self::invalid(format!("credential: {e}")),
             FleetError::Policy(e) => Self::invalid(format!("auth: {e}")),
+            FleetError::Routes(e) => Self::invalid(format!("allow_paths: {e}")),
             FleetError::Invalid(msg) => Self::invalid(msg),
             FleetError::Unconfirmed(msg) => Self::with(ErrorCode::AdminCredentialRejected, msg),
             e @ (FleetError::Keyring(_) | FleetError::Crypto(_)) => {

@@ -1,5 +1,5 @@
 //! `/admin/v1/sites...`: list, create, show, update (If-Match), delete, enable,
-//! disable, and the write-only upstream credential.
+//! disable, the write-only upstream credential, and the paths forwarded.
 
 use super::context::Caller;
 use super::extract::{page_limit, site_id, ApiJson, ApiQuery, IfMatch, SitePath};
@@ -9,7 +9,7 @@ use super::state::AdminState;
 use super::views::SiteView;
 use crate::fleet::{CredentialInput, NewSite};
 use crate::secret::Secret;
-use crate::site::{CredentialKind, SiteId, UpstreamTarget};
+use crate::site::{CredentialKind, RouteAllow, SiteId, UpstreamTarget};
 use crate::store::SiteRecord;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -486,6 +486,46 @@ pub async fn set_credential(
             .set_credential(&id, &input, &caller.actor)
             .await?
     };
+    Ok(site_reply(StatusCode::OK, &record))
+}
+
+/// The path prefixes forwarded besides the REST API; replaces the site's list.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesBody {
+    /// Path prefixes, each starting with `/`, decoded, without `.`/`..`/empty segments,
+    /// `%`, `?`, `#`, backslashes or spaces, at most 256 bytes; at most 32. Matched on segment
+    /// boundaries: `/xmlrpc.php` allows `/xmlrpc.php` and `/xmlrpc.php/...`. Empty: the
+    /// REST API only.
+    allow_paths: Vec<String>,
+}
+
+/// Set which paths are forwarded to a site besides the WordPress REST API (replaces the
+/// list; an empty list is the default, the REST API only). Other paths get 403
+/// `route.not_allowed`.
+#[utoipa::path(
+    put,
+    path = "/admin/v1/sites/{id}/routes",
+    tag = "sites",
+    params(SitePath),
+    request_body = RoutesBody,
+    responses(
+        (status = 200, body = SiteView),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+    )
+)]
+pub async fn set_routes(
+    State(state): State<AdminState>,
+    caller: Caller,
+    SitePath { id }: SitePath,
+    ApiJson(body): ApiJson<RoutesBody>,
+) -> Result<Response, ApiError> {
+    let routes = RouteAllow::parse(&body.allow_paths)
+        .map_err(|e| ApiError::invalid(format!("allow_paths: {e}")))?;
+    let record = state.fleet.set_routes(&id, &routes, &caller.actor).await?;
     Ok(site_reply(StatusCode::OK, &record))
 }
 

@@ -34,6 +34,15 @@ pub struct HealthSettingsView {
     pub fail_fast: bool,
 }
 
+/// Which request paths are forwarded to a site.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoutesView {
+    /// Path prefixes forwarded besides the WordPress REST API (`/wp-json/...` and
+    /// `/?rest_route=...`, always forwarded), e.g. `/xmlrpc.php`. Empty: the REST API
+    /// only.
+    pub allow_paths: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SiteView {
     pub id: String,
@@ -43,6 +52,7 @@ pub struct SiteView {
     pub enabled: bool,
     pub credential: CredentialView,
     pub health: HealthSettingsView,
+    pub routes: RoutesView,
     /// The client authentication policy (`null`: API keys only).
     #[schema(value_type = Option<Object>)]
     pub auth: Option<serde_json::Value>,
@@ -82,6 +92,9 @@ impl From<&SiteRecord> for SiteView {
             health: HealthSettingsView {
                 required_namespaces: s.required_namespaces.clone(),
                 fail_fast: s.health_fail_fast,
+            },
+            routes: RoutesView {
+                allow_paths: s.allowed_paths.clone(),
             },
             created_at: crate::time::rfc3339(s.created_at),
             updated_at: crate::time::rfc3339(s.updated_at),

@@ -6,7 +6,7 @@ use crate::auth::policy::{AuthPolicy, JwtPolicy, JwtVerify, Method};
 use crate::config::Config;
 use crate::fleet::{CredentialInput, Fleet, NewSite};
 use crate::secret::Secret;
-use crate::site::{CredentialKind, SiteId};
+use crate::site::{AllowPath, CredentialKind, RouteAllow, SiteId};
 use crate::store::SiteRecord;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
@@ -65,6 +65,18 @@ pub enum SiteCommand {
         /// Answer 503 at once while the health check finds the site unreachable.
         #[arg(long)]
         fail_fast: bool,
+    },
+    /// Set which paths are forwarded to a site besides the WordPress REST API (replaces
+    /// the list). Other paths get 403 route.not_allowed.
+    SetRoutes {
+        id: SiteId,
+        /// A path prefix to forward, e.g. /xmlrpc.php or /wp-content/uploads/ (repeatable;
+        /// matched on segment boundaries, after percent-decoding).
+        #[arg(long, required_unless_present = "reset")]
+        allow_path: Vec<AllowPath>,
+        /// Back to the default: the REST API only.
+        #[arg(long, conflicts_with = "allow_path")]
+        reset: bool,
     },
     /// Set how clients authenticate to a site (replaces its whole auth policy).
     SetAuth {
@@ -321,6 +333,14 @@ fn site_json(s: &SiteRecord) -> Value {
     serde_json::to_value(SiteView::from(s)).unwrap_or(Value::Null)
 }
 
+fn routes_text(s: &SiteRecord) -> String {
+    if s.allowed_paths.is_empty() {
+        "REST API only".to_string()
+    } else {
+        format!("REST API and {}", s.allowed_paths.join(", "))
+    }
+}
+
 fn credential_text(s: &SiteRecord) -> String {
     match (s.credential.kind, &s.credential.username) {
         (CredentialKind::AppPassword, Some(u)) => format!("app_password (user {u})"),
@@ -339,6 +359,7 @@ fn print_site(s: &SiteRecord, json: bool) {
         println!("enabled:    {}", s.enabled);
         println!("credential: {}", credential_text(s));
         println!("auth:       {}", auth_text(s));
+        println!("routes:     {}", routes_text(s));
         println!("created:    {}", crate::time::rfc3339(s.created_at));
         println!("updated:    {}", crate::time::rfc3339(s.updated_at));
         println!("version:    {}", s.version);
@@ -441,6 +462,23 @@ pub(super) async fn run(
                     s.required_namespaces.join(", "),
                     s.health_fail_fast
                 ),
+            );
+        }
+        SiteCommand::SetRoutes {
+            id,
+            allow_path,
+            reset: _,
+        } => {
+            // `--reset` conflicts with `--allow-path`: without paths, it is the reset.
+            let routes = RouteAllow::new(allow_path.clone())?;
+            let s = fleet
+                .set_routes(id, &routes, &actor)
+                .await
+                .map_err(explain)?;
+            report(
+                json,
+                site_json(&s),
+                format!("site {id}: routes {}", routes_text(&s)),
             );
         }
         SiteCommand::SetAuth { id, auth } => {

@@ -134,6 +134,7 @@ impl Default for UpstreamFile {
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyFile {
     pub threads: usize,
+    /// Removed besides the client credentials that are always removed.
     pub strip_headers: Vec<String>,
     pub trusted_proxies: Vec<String>,
 }
@@ -142,7 +143,7 @@ impl Default for ProxyFile {
     fn default() -> Self {
         Self {
             threads: 2,
-            strip_headers: vec!["Authorization".into(), "X-API-Key".into(), "Cookie".into()],
+            strip_headers: Vec::new(),
             trusted_proxies: Vec::new(),
         }
     }

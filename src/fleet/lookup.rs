@@ -4,7 +4,7 @@
 use super::{credential_header, Fleet, FleetError};
 use crate::auth::policy::{AuthPolicy, SiteAuth};
 use crate::crypto::{Keyring, Place};
-use crate::site::{CredentialKind, UpstreamTarget};
+use crate::site::{CredentialKind, RouteAllow, UpstreamTarget};
 use crate::store::{
     self, ApiKeyRecord, SiteRecord, StoreError, JWT_SECRET_FIELD, UPSTREAM_CREDENTIAL_FIELD,
 };
@@ -30,6 +30,8 @@ pub struct ResolvedSite {
     pub credential_username: Option<String>,
     pub required_namespaces: Vec<String>,
     pub health_fail_fast: bool,
+    /// The paths its requests may take (see `proxy::route`).
+    pub routes: RouteAllow,
     /// This site's request counters, resolved once (see `metrics::SiteCounters`).
     pub counters: crate::metrics::SiteCounters,
 }
@@ -161,6 +163,7 @@ pub(super) async fn resolve(
         }
     };
     let policy = AuthPolicy::from_json(record.auth_policy.as_deref())?;
+    let routes = RouteAllow::parse(&record.allowed_paths)?;
     let jwt_secret = match &record.jwt_secret_sealed {
         Some(sealed) => Some(keyring.open(&Place::site(&record.id, JWT_SECRET_FIELD), sealed)?),
         None => None,
@@ -185,6 +188,7 @@ pub(super) async fn resolve(
         credential_username: record.credential.username.clone(),
         required_namespaces: record.required_namespaces.clone(),
         health_fail_fast: record.health_fail_fast,
+        routes,
         counters: crate::metrics::SiteCounters::default(),
     })
 }

@@ -21,7 +21,7 @@ use crate::credential::{credential_header, InvalidCredential};
 use crate::crypto::{CryptoError, Keyring, KeyringError, KeyringSource, Place};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::site::{InvalidSiteId, InvalidUpstream};
+use crate::site::{InvalidAllowPath, InvalidSiteId, InvalidUpstream};
 use crate::store::{self, ApiKeyRecord, Store, StoreError};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -45,6 +45,8 @@ pub enum FleetError {
     Credential(#[from] InvalidCredential),
     #[error(transparent)]
     Policy(#[from] InvalidPolicy),
+    #[error(transparent)]
+    Routes(#[from] InvalidAllowPath),
     #[error("{0}")]
     Invalid(String),
     /// A new credential failed its check against the site (the old one is kept).

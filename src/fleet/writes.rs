@@ -8,7 +8,7 @@ use crate::auth::api_key;
 use crate::auth::policy::AuthPolicy;
 use crate::crypto::Place;
 use crate::secret::Secret;
-use crate::site::{CredentialKind, SiteId, UpstreamTarget};
+use crate::site::{CredentialKind, RouteAllow, SiteId, UpstreamTarget};
 use crate::store::{
     ApiKeyRecord, AuditEntry, SiteRecord, StoreError, StoredCredential, JWT_SECRET_FIELD,
     UPSTREAM_CREDENTIAL_FIELD,
@@ -95,6 +95,7 @@ impl Fleet {
             jwt_secret_sealed: None,
             required_namespaces: Vec::new(),
             health_fail_fast: false,
+            allowed_paths: Vec::new(),
             created_at: now,
             updated_at: now,
             version: 1,
@@ -250,6 +251,24 @@ impl Fleet {
         self.update(record, "site.set_health", detail, actor).await
     }
 
+    /// Sets the path prefixes a site forwards besides the REST API (replaces them; empty:
+    /// the REST API only).
+    pub async fn set_routes(
+        &self,
+        id: &SiteId,
+        routes: &RouteAllow,
+        actor: &Actor,
+    ) -> Result<SiteRecord, FleetError> {
+        let mut record = self.site(id).await?;
+        record.allowed_paths = routes.to_strings();
+        let detail = Some(if routes.paths().is_empty() {
+            "allow_paths=(rest api only)".to_string()
+        } else {
+            format!("allow_paths={}", record.allowed_paths.join(","))
+        });
+        self.update(record, "site.set_routes", detail, actor).await
+    }
+
     /// Writes `record` (optimistic concurrency on its version) and forgets the cached copy.
     pub async fn update(
         &self,
@@ -259,6 +278,7 @@ impl Fleet {
         actor: &Actor,
     ) -> Result<SiteRecord, FleetError> {
         UpstreamTarget::parse(&record.upstream_url)?;
+        RouteAllow::parse(&record.allowed_paths)?;
         // The record may come from anywhere: its id is checked before it is written.
         let site_id: SiteId = record.id.parse()?;
         let updated = self

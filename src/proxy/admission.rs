@@ -1,9 +1,10 @@
-//! Whether a request may pass: a well-formed site id, the client under the failure
-//! limit, a credential the site accepts (judged by the [`Authenticator`]), and a site
-//! that is enabled and reachable.
+//! Whether a request may pass: a method the gateway forwards, a well-formed site id,
+//! the client under the failure limit, a credential the site accepts (judged by the
+//! [`Authenticator`]), a request target the site allows (see `route`), and a site that
+//! is enabled and reachable.
 
 use super::ctx::{Rejection, RequestCtx};
-use super::{client, Gateway};
+use super::{client, route, Gateway};
 use crate::auth::{self, AuthFailure, Presented, SiteRef};
 use crate::error::ErrorCode;
 use crate::fleet::{FleetError, ResolvedSite};
@@ -18,14 +19,22 @@ pub const SITE_HEADER: &str = "x-website-id";
 const SITE: http::HeaderName = http::HeaderName::from_static(SITE_HEADER);
 
 impl Gateway {
-    /// Steps 2-6 of the request path: site id, rate limit, credential, site, key or
-    /// token, site state. Public for the benchmark of the auth path.
+    /// Admission, in order: method, site id, rate limit, credential, site, key or token,
+    /// request target, site state (README, "What happens to a request", steps 1-5).
+    /// Public for the benchmark of the auth path.
     pub async fn admit(
         &self,
         req: &RequestHeader,
         peer: Option<IpAddr>,
         ctx: &mut RequestCtx,
     ) -> Result<(), Rejection> {
+        // Before anything is looked up or counted.
+        if route::method_refused(req.method.as_str().as_bytes()) {
+            return Err(Rejection::new(
+                ErrorCode::MethodNotAllowed,
+                "method_never_forwarded",
+            ));
+        }
         let (site_id, value) = site_id(req)?;
         ctx.site_id = Some(value.clone());
         let client = client::identify(peer, &req.headers, &ctx.config.live.proxy);
@@ -46,6 +55,8 @@ impl Gateway {
             }
         }
         let site = result?;
+        // Only for a client the site accepts: nothing about its routes leaks to others.
+        route::check_target(req.raw_path(), &site.routes)?;
         if !site.enabled {
             return Err(AuthFailure::SiteDisabled.into());
         }

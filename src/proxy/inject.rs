@@ -1,6 +1,7 @@
 //! What changes between the client's request and the one WordPress receives: client
 //! credentials out, the site's credential in, forwarding headers set.
 
+use crate::credential::CLIENT_CREDENTIAL_HEADERS;
 use crate::site::UpstreamTarget;
 use http::header::HOST;
 use http::{HeaderName, HeaderValue};
@@ -8,7 +9,12 @@ use pingora::http::RequestHeader;
 
 /// Everything the upstream request needs besides the body.
 pub struct Forwarding<'a> {
+    /// Removed besides [`CLIENT_CREDENTIAL_HEADERS`] (`proxy.strip_headers`).
     pub strip: &'a [HeaderName],
+    /// The header the site's own credential goes in (e.g. a plugin's `X-Plugin-Auth`):
+    /// always removed from the client's request, even when something else is injected.
+    pub site_credential_header: Option<&'a HeaderName>,
+    /// The credential to inject, after everything above is removed.
     pub credential: Option<&'a (HeaderName, HeaderValue)>,
     pub upstream: &'a UpstreamTarget,
     pub request_id: &'a HeaderValue,
@@ -40,7 +46,10 @@ pub fn prepare(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<(
     // Room for what is added below, made in one step (the map is sized for the
     // client's headers, and grows by doubling).
     h.reserve(f.identity.len() + 6);
-    for name in f.strip {
+    for name in CLIENT_CREDENTIAL_HEADERS.iter().chain(f.strip) {
+        h.remove(name);
+    }
+    if let Some(name) = f.site_credential_header {
         h.remove(name);
     }
     for (_, name) in f.claim_headers {
@@ -100,18 +109,21 @@ mod tests {
         req.insert_header("X-API-Key", "wpg_client").unwrap();
         req.insert_header("Cookie", "wordpress_logged_in=1")
             .unwrap();
+        req.insert_header("Proxy-Authorization", "Basic eDp5")
+            .unwrap();
+        req.insert_header("X-WP-Nonce", "abc").unwrap();
+        req.insert_header("X-Debug", "1").unwrap();
         req.insert_header("X-Forwarded-For", "6.6.6.6").unwrap();
         let pw = Secret::from_string("pw".into());
         let cred = credential_header(CredentialKind::AppPassword, Some("api"), &pw).unwrap();
         let upstream = UpstreamTarget::parse("http://127.0.0.1:9000/blog").unwrap();
-        let strip: Vec<HeaderName> = ["authorization", "x-api-key", "cookie"]
-            .iter()
-            .map(|h| HeaderName::from_static(h))
-            .collect();
+        // The configuration names only X-Debug: the client's credentials go all the same.
+        let strip = [HeaderName::from_static("x-debug")];
         prepare(
             &mut req,
             &Forwarding {
                 strip: &strip,
+                site_credential_header: Some(&cred.0),
                 credential: Some(&cred),
                 upstream: &upstream,
                 request_id: &HeaderValue::from_static("rid"),
@@ -126,8 +138,15 @@ mod tests {
             h("authorization"),
             Some(format!("Basic {}", B64.encode("api:pw")))
         );
-        assert_eq!(h("x-api-key"), None);
-        assert_eq!(h("cookie"), None);
+        for gone in [
+            "x-api-key",
+            "cookie",
+            "proxy-authorization",
+            "x-wp-nonce",
+            "x-debug",
+        ] {
+            assert_eq!(h(gone), None, "{gone}");
+        }
         assert_eq!(h("x-forwarded-for").as_deref(), Some("10.1.2.3"));
         assert_eq!(h("x-forwarded-host").as_deref(), Some("gw.example"));
         assert_eq!(h("x-forwarded-proto").as_deref(), Some("http"));
@@ -153,6 +172,7 @@ mod tests {
             &mut req,
             &Forwarding {
                 strip: &[],
+                site_credential_header: None,
                 credential: None,
                 upstream: &upstream,
                 request_id: &HeaderValue::from_static("rid"),
@@ -164,5 +184,43 @@ mod tests {
         .unwrap();
         assert_eq!(req.raw_path(), b"/blog/caf\xe9?q=\xff");
         assert_eq!(req.headers.get("host").unwrap(), "127.0.0.1:9000");
+    }
+
+    /// A site whose credential goes in a plugin's header: the client's value of that
+    /// header never reaches the site, also when another credential is injected (e.g. a
+    /// client's own token, forwarded in its name).
+    #[test]
+    fn the_sites_own_credential_header_is_always_removed() {
+        let mut req = RequestHeader::build("GET", b"/wp-json/", None).unwrap();
+        req.insert_header("X-Plugin-Auth", "forged").unwrap();
+        req.insert_header("Authorization", "Bearer client").unwrap();
+        let site_header = HeaderName::from_static("x-plugin-auth");
+        let other = (
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer delegated"),
+        );
+        let upstream = UpstreamTarget::parse("http://127.0.0.1:9000").unwrap();
+        prepare(
+            &mut req,
+            &Forwarding {
+                strip: &[],
+                site_credential_header: Some(&site_header),
+                credential: Some(&other),
+                upstream: &upstream,
+                request_id: &HeaderValue::from_static("rid"),
+                forwarded_for: None,
+                claim_headers: &[],
+                identity: &[],
+            },
+        )
+        .unwrap();
+        assert!(req.headers.get("x-plugin-auth").is_none());
+        assert_eq!(
+            req.headers
+                .get_all("authorization")
+                .iter()
+                .collect::<Vec<_>>(),
+            vec!["Bearer delegated"]
+        );
     }
 }

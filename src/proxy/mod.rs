@@ -9,6 +9,7 @@ pub mod inject;
 mod peer;
 mod reject;
 pub mod request_id;
+pub mod route;
 
 pub use admission::SITE_HEADER;
 pub use client::ForwardedFor;
@@ -100,6 +101,7 @@ impl ProxyHttp for Gateway {
             upstream_request,
             &inject::Forwarding {
                 strip: &ctx.config.live.proxy.strip_headers,
+                site_credential_header: site.inject.as_ref().map(|(name, _)| name),
                 credential: site.inject.as_ref(),
                 upstream: &site.upstream,
                 request_id: &ctx.request_id,

@@ -24,6 +24,9 @@ pub async fn reject(
     if let Some(challenge) = code.www_authenticate() {
         resp.insert_header("www-authenticate", challenge)?;
     }
+    if let Some(methods) = code.allow() {
+        resp.insert_header("allow", methods)?;
+    }
     if let Some(secs) = retry_after {
         resp.insert_header("retry-after", secs.to_string())?;
     }

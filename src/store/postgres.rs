@@ -139,8 +139,8 @@ impl Backend for PostgresBackend {
     const DIALECT: Dialect = Dialect {
         numbered_params: true,
         least: "LEAST",
-        namespaces_read: "array_to_json(required_namespaces)::text",
-        namespaces_write: "ARRAY(SELECT e FROM json_array_elements_text(CAST(? AS json)) \
+        array_read: "array_to_json({c})::text",
+        array_write: "ARRAY(SELECT e FROM json_array_elements_text(CAST(? AS json)) \
                            WITH ORDINALITY AS t(e, n) ORDER BY n)",
         key_id_of: "split_part({v}, '.', 2)",
     };

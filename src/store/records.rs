@@ -33,6 +33,9 @@ pub struct SiteRecord {
     pub required_namespaces: Vec<String>,
     /// Proxy requests get 503 `site.unavailable` at once while the site is unreachable.
     pub health_fail_fast: bool,
+    /// Path prefixes forwarded besides the REST API (`site::AllowPath` text); empty:
+    /// the REST API only.
+    pub allowed_paths: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
     /// Bumped on every update; updates name the version they expect.

@@ -62,8 +62,8 @@ impl Backend for SqliteBackend {
     const DIALECT: Dialect = Dialect {
         numbered_params: false,
         least: "MIN",
-        namespaces_read: "required_namespaces",
-        namespaces_write: "?",
+        array_read: "{c}",
+        array_write: "?",
         key_id_of: "substr({v}, 4, instr(substr({v}, 4), '.') - 1)",
     };
     // One local file: calls end on their own (busy_timeout bounds lock waits).

@@ -551,6 +551,7 @@ async fn openapi_describes_every_endpoint() {
         ("/admin/v1/sites/{id}/enable", &["post"]),
         ("/admin/v1/sites/{id}/disable", &["post"]),
         ("/admin/v1/sites/{id}/credential", &["put"]),
+        ("/admin/v1/sites/{id}/routes", &["put"]),
         ("/admin/v1/sites/{id}/keys", &["get", "post"]),
         ("/admin/v1/keys/{key_id}/revoke", &["post"]),
         ("/admin/v1/audit", &["get"]),
@@ -569,6 +570,7 @@ async fn openapi_describes_every_endpoint() {
     // The credential secret is documented as write-only input, never in a response.
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     assert!(schemas.contains_key("SiteView") && schemas.contains_key("CredentialBody"));
+    assert!(schemas.contains_key("RoutesBody") && schemas.contains_key("RoutesView"));
     assert!(!schemas["SiteView"].to_string().contains("secret\""));
 }
 

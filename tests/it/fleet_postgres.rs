@@ -48,7 +48,7 @@ fn replica(store_url: &str, keyring: &str, extra: &str) -> Gateway {
 async fn refused_after(gw: &Gateway, site: &str, key: &str, limit: Duration) -> Duration {
     let start = Instant::now();
     loop {
-        let a = gw.get_as(site, key, "/probe").await;
+        let a = gw.get_as(site, key, "/wp-json/probe").await;
         if a.status == 401 {
             return start.elapsed();
         }
@@ -107,7 +107,7 @@ async fn three_replicas_on_one_postgres_see_each_others_changes_within_a_second(
     let k1_id = k1["key_id"].as_str().unwrap().to_string();
     // ...work on B and C (their caches now hold the key for an hour).
     for gw in [&b, &c] {
-        let path = format!("/on-{}", gw.proxy_addr.port());
+        let path = format!("/wp-json/on-{}", gw.proxy_addr.port());
         gw.get_as("shop", &k1_key, &path).await.assert_ok();
         assert_eq!(
             upstream.one_with(&path).header("authorization"),
@@ -135,7 +135,9 @@ async fn three_replicas_on_one_postgres_see_each_others_changes_within_a_second(
     // listeners come back by themselves.
     let k2 = a.issue_key("shop", &[]);
     for gw in [&b, &c] {
-        gw.get_as("shop", &k2.full, "/warm-k2").await.assert_ok();
+        gw.get_as("shop", &k2.full, "/wp-json/warm-k2")
+            .await
+            .assert_ok();
     }
     let killed = db.terminate_backends("wpgate-listener").await;
     assert_eq!(killed, 3, "one listener per replica");
@@ -165,8 +167,14 @@ async fn three_replicas_on_one_postgres_see_each_others_changes_within_a_second(
     let k3 = a.issue_key("shop", &[]);
     for gw in [&a, &b] {
         // The site is disabled on both replicas.
-        gw.poll_status_within("shop", &k3.full, "/disabled", 403, Duration::from_secs(2))
-            .await;
+        gw.poll_status_within(
+            "shop",
+            &k3.full,
+            "/wp-json/disabled",
+            403,
+            Duration::from_secs(2),
+        )
+        .await;
     }
 }
 
@@ -263,20 +271,23 @@ async fn a_store_outage_keeps_warm_sites_serving_and_recovers() {
     let warm = gw.issue_key("warm", &[]);
     let cold = gw.issue_key("cold", &[]);
     let revoked = gw.issue_key("warm", &[]);
-    gw.get_as("warm", &warm.full, "/before").await.assert_ok();
-    gw.get_as("warm", &revoked.full, "/before-revoked")
+    gw.get_as("warm", &warm.full, "/wp-json/before")
+        .await
+        .assert_ok();
+    gw.get_as("warm", &revoked.full, "/wp-json/before-revoked")
         .await
         .assert_ok();
     gw.cli(&["key", "revoke", &revoked.key_id], None)
         .assert_success();
-    gw.poll_status("warm", &revoked.full, "/revoked", 401).await;
+    gw.poll_status("warm", &revoked.full, "/wp-json/revoked", 401)
+        .await;
 
     relay.cut();
     // Past the cache TTL, the warm site and key keep answering from the cache; the
     // revoked key stays revoked; a site never seen gets 503 store.unavailable.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for i in 0..5 {
-        let path = format!("/during-{i}");
+        let path = format!("/wp-json/during-{i}");
         gw.get_as("warm", &warm.full, &path).await.assert_ok();
         assert_eq!(
             upstream.one_with(&path).header("authorization"),
@@ -285,12 +296,12 @@ async fn a_store_outage_keeps_warm_sites_serving_and_recovers() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert_eq!(
-        gw.get_as("warm", &revoked.full, "/during-revoked")
+        gw.get_as("warm", &revoked.full, "/wp-json/during-revoked")
             .await
             .status,
         401
     );
-    let a = gw.get_as("cold", &cold.full, "/during-cold").await;
+    let a = gw.get_as("cold", &cold.full, "/wp-json/during-cold").await;
     a.assert_error(503, "store.unavailable");
     let ready = gw.admin_get("/readyz").await;
     assert_eq!(ready.status, 200, "{}", ready.summary());
@@ -317,7 +328,7 @@ async fn a_store_outage_keeps_warm_sites_serving_and_recovers() {
     gw.poll_status_within(
         "cold",
         &cold.full,
-        "/after-cold",
+        "/wp-json/after-cold",
         200,
         Duration::from_secs(20),
     )

@@ -271,7 +271,7 @@ async fn fifty_megabyte_download_streams_through_intact() {
     let resp = s
         .authed(
             reqwest::Method::GET,
-            &format!("/wp-content/download/{FIFTY_MB}"),
+            &format!("/wp-json/download/{FIFTY_MB}"),
         )
         .send()
         .await

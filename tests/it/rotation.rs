@@ -68,7 +68,7 @@ fn start_with_default_config() -> (GatewayConfig, Gateway, String) {
 /// A request on `shop` with `X-Internal-Secret: s<n>` on a fresh path, which must
 /// succeed; that path.
 async fn send_with_secret(gw: &Gateway, key: &ApiKey, n: u32) -> String {
-    let path = format!("/reload-{n}-{}", crate::harness::marker());
+    let path = format!("/wp-json/reload-{n}-{}", crate::harness::marker());
     gw.send(
         gw.get(&path)
             .header("x-website-id", "shop")
@@ -211,10 +211,12 @@ async fn a_keyring_that_lacks_an_in_use_key_is_refused_by_name() {
         status.stdout
     );
     std::fs::write(gw.keyring_path(), &original).unwrap();
-    let a = gw.get_as("shop", &key.full, "/after-refusal").await;
+    let a = gw.get_as("shop", &key.full, "/wp-json/after-refusal").await;
     a.assert_ok();
     assert_eq!(
-        upstream.one_with("/after-refusal").header("authorization"),
+        upstream
+            .one_with("/wp-json/after-refusal")
+            .header("authorization"),
         Some("Bearer tok-1")
     );
 
@@ -293,7 +295,7 @@ async fn an_interrupted_rewrap_leaves_everything_readable_and_resumes() {
     let key_for = |i: usize| gw.issue_key(&format!("s{i}"), &[]);
     for i in [0, 1, SITES / 2, SITES - 1] {
         let k: ApiKey = key_for(i);
-        let path = format!("/mid-rewrap-{i}");
+        let path = format!("/wp-json/mid-rewrap-{i}");
         gw.get_as(&format!("s{i}"), &k.full, &path)
             .await
             .assert_ok();
@@ -330,7 +332,7 @@ async fn an_interrupted_rewrap_leaves_everything_readable_and_resumes() {
     restarted.client = crate::harness::http_client();
     for i in [2, SITES - 2] {
         let k = restarted.issue_key(&format!("s{i}"), &[]);
-        let path = format!("/after-retire-{i}");
+        let path = format!("/wp-json/after-retire-{i}");
         restarted
             .get_as(&format!("s{i}"), &k.full, &path)
             .await
@@ -360,9 +362,11 @@ async fn a_new_credential_is_confirmed_against_the_site_before_it_replaces_the_o
         out.stderr
     );
     assert!(!out.stderr.contains("new-token"), "{}", out.stderr);
-    gw.get_as("blog", &key.full, "/still-old").await.assert_ok();
+    gw.get_as("blog", &key.full, "/wp-json/still-old")
+        .await
+        .assert_ok();
     assert_eq!(
-        wp.one_with("/still-old").header("authorization"),
+        wp.one_with("/wp-json/still-old").header("authorization"),
         Some("Bearer old-token")
     );
     let a = gw
@@ -387,7 +391,7 @@ async fn a_new_credential_is_confirmed_against_the_site_before_it_replaces_the_o
         "the new credential in use",
         Duration::from_secs(10),
         || async {
-            let path = format!("/now-new-{}", crate::harness::marker());
+            let path = format!("/wp-json/now-new-{}", crate::harness::marker());
             gw.get_as("blog", &key.full, &path).await.assert_ok();
             (wp.one_with(&path).header("authorization") == Some("Bearer new-token"))
                 .then_some(())
@@ -414,7 +418,7 @@ impl Load {
         let mut tasks = Vec::new();
         for worker in 0..4 {
             let client = gw.client.clone();
-            let url = gw.url("/load");
+            let url = gw.url("/wp-json/load");
             let sites = sites.to_vec();
             let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
             tasks.push(tokio::spawn(async move {
@@ -504,7 +508,7 @@ async fn rotating_everything_under_load_fails_no_request() {
     let old_key = ApiKey::parse(&sites[1].1);
     gw.cli(&["key", "revoke", &old_key.key_id, "--grace", "1h"], None)
         .assert_success();
-    gw.get_as("site1", &new_key.full, "/new-key")
+    gw.get_as("site1", &new_key.full, "/wp-json/new-key")
         .await
         .assert_ok();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -521,7 +525,7 @@ async fn rotating_everything_under_load_fails_no_request() {
         "the new credential in use",
         Duration::from_secs(10),
         || async {
-            let path = format!("/rotated-{}", crate::harness::marker());
+            let path = format!("/wp-json/rotated-{}", crate::harness::marker());
             gw.get_as("site0", &sites[0].1, &path).await.assert_ok();
             (wp.one_with(&path).header("authorization") == Some("Bearer tok-0-new"))
                 .then_some(())

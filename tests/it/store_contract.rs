@@ -101,6 +101,7 @@ fn full_site(id: &str) -> SiteRecord {
         jwt_secret_sealed: Some(format!("v1.k2.bm9uY2U.{id}-jwt")),
         required_namespaces: vec!["myplugin/v1".into(), "wc/v3".into()],
         health_fail_fast: true,
+        allowed_paths: vec!["/xmlrpc.php".into(), "/wp-content/uploads/".into()],
         created_at: 1_700_000_001,
         updated_at: 1_700_000_002,
         version: 7,
@@ -225,6 +226,7 @@ async fn sites_crud_and_versions(b: Backend) {
     next.enabled = false;
     next.name = "Renamed".into();
     next.required_namespaces = Vec::new();
+    next.allowed_paths = vec!["/feed/".into()];
     next.jwt_secret_sealed = None;
     let updated = s
         .update_site(&next, &audit("site.update", "site:shop"))
@@ -1265,5 +1267,5 @@ async fn postgres_concurrent_opens_migrate_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(applied, vec![1]);
+    assert_eq!(applied, vec![1, 2]);
 }

@@ -30,6 +30,11 @@ async fn sqlite_store_copied_to_postgres_serves_the_same_sites_and_keys() {
     old.cli(&["key", "revoke", &revoked.key_id], None)
         .assert_success();
     old.cli(&["site", "disable", "blog"], None).assert_success();
+    old.cli(
+        &["site", "set-routes", "shop", "--allow-path", "/xmlrpc.php"],
+        None,
+    )
+    .assert_success();
     old.cli(&["admin", "token", "create", "--scope", "read"], None)
         .assert_success();
 
@@ -56,10 +61,11 @@ async fn sqlite_store_copied_to_postgres_serves_the_same_sites_and_keys() {
     assert_eq!(copied["api_keys"], 3, "{report}");
     assert_eq!(copied["admin_tokens"], 1, "{report}");
     assert_eq!(copied["settings"], 1, "the API-key pepper: {report}");
-    // site add ×2, key issue ×3, key revoke, site disable, admin token create
-    assert_eq!(copied["audit"], 8, "{report}");
+    // site add ×2, key issue ×3, key revoke, site disable, site set-routes, admin token
+    // create
+    assert_eq!(copied["audit"], 9, "{report}");
     // one record per batch
-    assert_eq!(report["batches"], 15, "{report}");
+    assert_eq!(report["batches"], 16, "{report}");
     assert!(
         report["to"].as_str().unwrap().contains("redacted"),
         "{report}"
@@ -101,6 +107,10 @@ async fn sqlite_store_copied_to_postgres_serves_the_same_sites_and_keys() {
     let r = up.one_with(&m);
     r.assert_credential(&shop_auth);
     assert!(r.header("x-api-key").is_none(), "{r:#?}");
+    // The site's allowed paths came along: /xmlrpc.php reaches shop, not blog.
+    new.get_as("shop", &shop_key.full, "/xmlrpc.php")
+        .await
+        .assert_ok();
     // A wrong secret for a copied key id is refused.
     new.get_as("shop", &shop_key.with_wrong_secret(), "/wp-json/")
         .await
@@ -123,6 +133,9 @@ async fn sqlite_store_copied_to_postgres_serves_the_same_sites_and_keys() {
             .any(|r| r.header_values(&name) == vec![value.as_str()]),
         "{seen:#?}"
     );
+    new.get_as("blog", &blog_key.full, "/xmlrpc.php")
+        .await
+        .assert_error(403, "route.not_allowed");
     // The revoked key stayed revoked.
     new.get_as("blog", &revoked.full, "/wp-json/")
         .await

@@ -40,7 +40,7 @@ async fn a_graceful_upgrade_loses_no_request() {
         } else {
             gw.client.clone()
         };
-        let url = gw.url("/upgrade");
+        let url = gw.url("/wp-json/upgrade");
         let key = key.full.clone();
         let (stop, ok, failed, retried) =
             (stop.clone(), ok.clone(), failed.clone(), retried.clone());
@@ -132,7 +132,7 @@ async fn a_graceful_upgrade_loses_no_request() {
         "the new process served nothing after the hand-over"
     );
     // Nothing was lost in flight: every request the upstream saw was answered.
-    let seen = upstream.requests_with("/upgrade").len() as u64;
+    let seen = upstream.requests_with("/wp-json/upgrade").len() as u64;
     assert_eq!(
         seen, after,
         "the upstream saw {seen} requests but clients got {after} answers"

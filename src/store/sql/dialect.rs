@@ -9,21 +9,22 @@ pub struct Dialect {
     pub numbered_params: bool,
     /// The smaller of two values: SQLite's scalar `MIN`, PostgreSQL's `LEAST`.
     pub least: &'static str,
-    /// `sites.required_namespaces` read as JSON array text (or NULL for none): SQLite
-    /// stores that text, PostgreSQL a `text[]`.
-    pub namespaces_read: &'static str,
-    /// The value stored in `sites.required_namespaces` for a JSON array text parameter
-    /// `?` (NULL for none).
-    pub namespaces_write: &'static str,
+    /// A list column `{c}` of `sites` (`required_namespaces`, `allowed_paths`) read as
+    /// JSON array text (or NULL for none): SQLite stores that text, PostgreSQL a
+    /// `text[]`.
+    pub array_read: &'static str,
+    /// The value stored in a list column for a JSON array text parameter `?` (NULL for
+    /// none).
+    pub array_write: &'static str,
     /// The key id of sealed text `v1.<kid>.<nonce>.<ct>` in column `{v}`: the text
     /// between the first two dots.
     pub key_id_of: &'static str,
 }
 
 impl Dialect {
-    /// The select-list item for `sites.required_namespaces`.
-    pub fn namespaces_column(&self) -> String {
-        format!("{} AS required_namespaces", self.namespaces_read)
+    /// The select-list item for the list column `column`.
+    pub fn array_column(&self, column: &str) -> String {
+        format!("{} AS {column}", self.array_read.replace("{c}", column))
     }
 
     /// The key id expression of sealed text in `column`.
@@ -70,8 +71,8 @@ mod tests {
     const NUMBERED: Dialect = Dialect {
         numbered_params: true,
         least: "LEAST",
-        namespaces_read: "",
-        namespaces_write: "",
+        array_read: "array_to_json({c})::text",
+        array_write: "",
         key_id_of: "split_part({v}, '.', 2)",
     };
 
@@ -87,5 +88,9 @@ mod tests {
         };
         assert_eq!(plain.render("a = ? AND b = ?"), "a = ? AND b = ?");
         assert_eq!(NUMBERED.key_id("value"), "split_part(value, '.', 2)");
+        assert_eq!(
+            NUMBERED.array_column("allowed_paths"),
+            "array_to_json(allowed_paths)::text AS allowed_paths"
+        );
     }
 }

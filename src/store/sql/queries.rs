@@ -5,7 +5,7 @@ use super::dialect::Dialect;
 /// Columns of `sites` in the order the shared code binds and reads them.
 pub const SITE_COLUMNS: &str = "id, name, upstream_url, enabled, credential_kind, \
     credential_username, credential_sealed, auth_policy, jwt_secret_sealed, \
-    required_namespaces, health_fail_fast, created_at, updated_at, version";
+    required_namespaces, health_fail_fast, allowed_paths, created_at, updated_at, version";
 pub const KEY_COLUMNS: &str =
     "key_id, site_id, label, secret_hash, created_at, expires_at, revoked_at, grace_until";
 pub const ADMIN_TOKEN_COLUMNS: &str =
@@ -17,11 +17,11 @@ pub struct Queries {
     pub site: String,
     /// (after id, limit)
     pub sites_after: String,
-    /// [`SITE_COLUMNS`], namespaces as JSON text
+    /// [`SITE_COLUMNS`], namespaces and allowed paths as JSON text
     pub insert_site: String,
     /// (name, upstream_url, enabled, credential_kind, credential_username,
     /// credential_sealed, auth_policy, jwt_secret_sealed, namespaces JSON,
-    /// health_fail_fast, updated_at, id, expected version)
+    /// health_fail_fast, allowed paths JSON, updated_at, id, expected version)
     pub update_site: String,
     pub site_exists: String,
     pub site_key_ids: String,
@@ -77,11 +77,22 @@ pub struct Queries {
     pub ping: String,
 }
 
+/// One row of [`SITE_COLUMNS`] values, lists as JSON text parameters.
+pub fn site_row(d: &Dialect) -> String {
+    let list = d.array_write;
+    format!("?, ?, ?, ?, ?, ?, ?, ?, ?, {list}, ?, {list}, ?, ?, ?")
+}
+
 impl Queries {
     pub fn new(d: &Dialect) -> Self {
         let r = |sql: &str| d.render(sql);
-        let site_select = SITE_COLUMNS.replace("required_namespaces", &d.namespaces_column());
-        let ns = d.namespaces_write;
+        let site_select = SITE_COLUMNS
+            .replace(
+                "required_namespaces",
+                &d.array_column("required_namespaces"),
+            )
+            .replace("allowed_paths", &d.array_column("allowed_paths"));
+        let list = d.array_write;
         let least = d.least;
         let sealed = |column: &str| {
             r(&format!(
@@ -97,13 +108,14 @@ impl Queries {
             )),
             insert_site: r(&format!(
                 "INSERT INTO sites ({SITE_COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, {ns}, ?, ?, ?, ?)"
+                 VALUES ({})",
+                site_row(d)
             )),
             update_site: r(&format!(
                 "UPDATE sites SET name = ?, upstream_url = ?, enabled = ?, credential_kind = ?, \
                  credential_username = ?, credential_sealed = ?, auth_policy = ?, \
-                 jwt_secret_sealed = ?, required_namespaces = {ns}, health_fail_fast = ?, \
-                 updated_at = ?, version = version + 1 \
+                 jwt_secret_sealed = ?, required_namespaces = {list}, health_fail_fast = ?, \
+                 allowed_paths = {list}, updated_at = ?, version = version + 1 \
                  WHERE id = ? AND version = ?"
             )),
             site_exists: r("SELECT 1 FROM sites WHERE id = ?"),

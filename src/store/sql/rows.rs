@@ -5,7 +5,7 @@ use crate::store::{
     AdminTokenRecord, Change, ChangeKind, RecordCounts, SiteRecord, StoreError, StoredCredential,
 };
 
-/// A `sites` row; namespaces as JSON array text (see `Dialect::namespaces_read`).
+/// A `sites` row; lists as JSON array text (see `Dialect::array_read`).
 #[derive(sqlx::FromRow)]
 pub struct SiteRow {
     id: String,
@@ -19,6 +19,7 @@ pub struct SiteRow {
     jwt_secret_sealed: Option<String>,
     required_namespaces: Option<String>,
     health_fail_fast: bool,
+    allowed_paths: Option<String>,
     created_at: i64,
     updated_at: i64,
     version: i64,
@@ -39,12 +40,9 @@ impl TryFrom<SiteRow> for SiteRecord {
             },
             auth_policy: row.auth_policy,
             jwt_secret_sealed: row.jwt_secret_sealed,
-            required_namespaces: match row.required_namespaces {
-                Some(text) => serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Corrupt(format!("required_namespaces: {e}")))?,
-                None => Vec::new(),
-            },
+            required_namespaces: list(row.required_namespaces, "required_namespaces")?,
             health_fail_fast: row.health_fail_fast,
+            allowed_paths: list(row.allowed_paths, "allowed_paths")?,
             created_at: row.created_at,
             updated_at: row.updated_at,
             version: row.version,
@@ -52,9 +50,34 @@ impl TryFrom<SiteRow> for SiteRecord {
     }
 }
 
-/// A site's required namespaces as stored: JSON array text, NULL for none.
-pub fn namespaces_json(ns: &[String]) -> Option<String> {
-    (!ns.is_empty()).then(|| serde_json::to_string(ns).unwrap_or_default())
+/// A list column as read: JSON array text, NULL for none.
+fn list(text: Option<String>, column: &str) -> Result<Vec<String>, StoreError> {
+    match text {
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A list as stored: JSON array text, NULL for none.
+fn list_json(items: &[String]) -> Option<String> {
+    (!items.is_empty()).then(|| serde_json::to_string(items).unwrap_or_default())
+}
+
+/// A site's list columns as the shared statements bind them.
+pub struct SiteLists {
+    pub namespaces: Option<String>,
+    pub allowed_paths: Option<String>,
+}
+
+impl SiteLists {
+    pub fn of(site: &SiteRecord) -> Self {
+        SiteLists {
+            namespaces: list_json(&site.required_namespaces),
+            allowed_paths: list_json(&site.allowed_paths),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]

@@ -2,8 +2,9 @@
 //! PostgreSQL. Every write is one transaction that records its changes (through the
 //! backend) and writes its audit record.
 
+use super::queries::site_row;
 use super::queries::{ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, SITE_COLUMNS};
-use super::rows::{namespaces_json, records, AdminTokenRow, ChangeRow, CountsRow, SiteRow};
+use super::rows::{records, AdminTokenRow, ChangeRow, CountsRow, SiteLists, SiteRow};
 use super::{
     bounded, is_foreign_key_violation, is_unique_violation, sealed_by_kinds, Backend, SqlStore,
 };
@@ -86,15 +87,11 @@ where
     async fn create_site(&self, site: &SiteRecord, audit: &AuditEntry) -> Result<(), StoreError> {
         self.call(async move {
             let mut tx = self.backend.begin_write().await?;
-            let namespaces = namespaces_json(&site.required_namespaces);
-            Self::bind_site(
-                sqlx::query(&self.sql.insert_site),
-                site,
-                namespaces.as_deref(),
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| already_exists::<B>(e, || format!("site {}", site.id)))?;
+            let lists = SiteLists::of(site);
+            Self::bind_site(sqlx::query(&self.sql.insert_site), site, &lists)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| already_exists::<B>(e, || format!("site {}", site.id)))?;
             B::record_changes(&mut tx, ChangeKind::Site, &[&site.id]).await?;
             self.commit(tx, audit).await
         })
@@ -109,7 +106,7 @@ where
         self.call(async move {
             let mut tx = self.backend.begin_write().await?;
             let now = crate::time::now_unix();
-            let namespaces = namespaces_json(&site.required_namespaces);
+            let lists = SiteLists::of(site);
             let done = sqlx::query(&self.sql.update_site)
                 .bind(site.name.as_str())
                 .bind(site.upstream_url.as_str())
@@ -119,8 +116,9 @@ where
                 .bind(site.credential.sealed_secret.as_deref())
                 .bind(site.auth_policy.as_deref())
                 .bind(site.jwt_secret_sealed.as_deref())
-                .bind(namespaces.as_deref())
+                .bind(lists.namespaces.as_deref())
                 .bind(site.health_fail_fast)
+                .bind(lists.allowed_paths.as_deref())
                 .bind(now)
                 .bind(site.id.as_str())
                 .bind(site.version)
@@ -560,19 +558,12 @@ where
                 q.execute(&mut *tx).await.map_err(import_error::<B>)?;
             }
             for chunk in batch.sites.chunks(1000) {
-                let namespaces: Vec<Option<String>> = chunk
-                    .iter()
-                    .map(|s| namespaces_json(&s.required_namespaces))
-                    .collect();
+                let lists: Vec<SiteLists> = chunk.iter().map(SiteLists::of).collect();
                 let table = format!("sites ({SITE_COLUMNS})");
-                let row = format!(
-                    "?, ?, ?, ?, ?, ?, ?, ?, ?, {}, ?, ?, ?, ?",
-                    d.namespaces_write
-                );
-                let sql = d.insert_rows(&table, &row, chunk.len());
+                let sql = d.insert_rows(&table, &site_row(d), chunk.len());
                 let mut q = sqlx::query(&sql);
-                for (site, ns) in chunk.iter().zip(&namespaces) {
-                    q = Self::bind_site(q, site, ns.as_deref());
+                for (site, lists) in chunk.iter().zip(&lists) {
+                    q = Self::bind_site(q, site, lists);
                 }
                 q.execute(&mut *tx).await.map_err(import_error::<B>)?;
             }
@@ -642,12 +633,12 @@ where
         tx.commit().await.map_err(B::unavailable)
     }
 
-    /// Binds a site's values in [`SITE_COLUMNS`] order (`namespaces` as
-    /// [`namespaces_json`] stores them), for one row of an INSERT.
+    /// Binds a site's values in [`SITE_COLUMNS`] order (its lists as [`SiteLists`]
+    /// stores them), for one row of an INSERT.
     fn bind_site<'q>(
         q: Query<'q, B::Db>,
         site: &'q SiteRecord,
-        namespaces: Option<&'q str>,
+        lists: &'q SiteLists,
     ) -> Query<'q, B::Db> {
         q.bind(site.id.as_str())
             .bind(site.name.as_str())
@@ -658,8 +649,9 @@ where
             .bind(site.credential.sealed_secret.as_deref())
             .bind(site.auth_policy.as_deref())
             .bind(site.jwt_secret_sealed.as_deref())
-            .bind(namespaces)
+            .bind(lists.namespaces.as_deref())
             .bind(site.health_fail_fast)
+            .bind(lists.allowed_paths.as_deref())
             .bind(site.created_at)
             .bind(site.updated_at)
             .bind(site.version)

@@ -16,6 +16,7 @@ mod payload;
 pub mod png;
 mod ports;
 pub mod postgres;
+mod raw;
 pub mod records;
 mod text;
 mod tls;

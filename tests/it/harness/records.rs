@@ -20,6 +20,7 @@ pub fn site(id: &str) -> SiteRecord {
         jwt_secret_sealed: None,
         required_namespaces: Vec::new(),
         health_fail_fast: false,
+        allowed_paths: Vec::new(),
         created_at: 1_700_000_000,
         updated_at: 1_700_000_000,
         version: 1,

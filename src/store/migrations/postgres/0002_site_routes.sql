@@ -1,0 +1,3 @@
+-- Path prefixes a site forwards besides the WordPress REST API, e.g.
+-- {/xmlrpc.php,/wp-content/uploads/}; empty: the REST API only.
+ALTER TABLE sites ADD COLUMN allowed_paths TEXT[] NOT NULL DEFAULT '{}';
