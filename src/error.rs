@@ -15,6 +15,7 @@ pub enum ErrorCode {
     AmbiguousCredentials,
     MissingCredentials,
     InvalidCredentials,
+    RoleNotAllowed,
     RateLimited,
     SiteDisabled,
     SiteUnavailable,
@@ -39,13 +40,14 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::MalformedRequest,
         ErrorCode::MissingSiteId,
         ErrorCode::InvalidSiteId,
         ErrorCode::AmbiguousCredentials,
         ErrorCode::MissingCredentials,
         ErrorCode::InvalidCredentials,
+        ErrorCode::RoleNotAllowed,
         ErrorCode::RateLimited,
         ErrorCode::SiteDisabled,
         ErrorCode::SiteUnavailable,
@@ -77,6 +79,7 @@ impl ErrorCode {
             ErrorCode::AmbiguousCredentials => "request.ambiguous_credentials",
             ErrorCode::MissingCredentials => "auth.missing_credentials",
             ErrorCode::InvalidCredentials => "auth.invalid_credentials",
+            ErrorCode::RoleNotAllowed => "auth.role_not_allowed",
             ErrorCode::RateLimited => "auth.rate_limited",
             ErrorCode::JwksUnavailable => "auth.jwks_unavailable",
             ErrorCode::VerifierUnavailable => "auth.verifier_unavailable",
@@ -107,7 +110,7 @@ impl ErrorCode {
             | ErrorCode::InvalidSiteId
             | ErrorCode::AmbiguousCredentials => 400,
             ErrorCode::MissingCredentials | ErrorCode::InvalidCredentials => 401,
-            ErrorCode::SiteDisabled => 403,
+            ErrorCode::SiteDisabled | ErrorCode::RoleNotAllowed => 403,
             ErrorCode::RateLimited => 429,
             ErrorCode::JwksUnavailable | ErrorCode::VerifierUnavailable => 503,
             ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamError => 502,
@@ -141,6 +144,9 @@ impl ErrorCode {
                 "an API key is required (X-API-Key or Authorization: Bearer)"
             }
             ErrorCode::InvalidCredentials => "the credential is not valid for this site",
+            ErrorCode::RoleNotAllowed => {
+                "this WordPress user does not hold a role this site requires"
+            }
             ErrorCode::RateLimited => "too many failed authentications; retry later",
             ErrorCode::JwksUnavailable => {
                 "the keys to verify this token cannot be fetched right now; retry later"
@@ -238,7 +244,7 @@ mod tests {
             let status = code.status();
             match prefix {
                 "request" => assert_eq!(status, 400, "{code:?}"),
-                "auth" => assert!(matches!(status, 401 | 429 | 503), "{code:?}"),
+                "auth" => assert!(matches!(status, 401 | 403 | 429 | 503), "{code:?}"),
                 "site" => assert!(status == 403 || status == 503, "{code:?}"),
                 "store" => assert_eq!(status, 503, "{code:?}"),
                 "upstream" => assert!(status == 502 || status == 504, "{code:?}"),
@@ -270,6 +276,7 @@ mod tests {
                 ("request.ambiguous_credentials", 400),
                 ("auth.missing_credentials", 401),
                 ("auth.invalid_credentials", 401),
+                ("auth.role_not_allowed", 403),
                 ("auth.rate_limited", 429),
                 ("site.disabled", 403),
                 ("site.unavailable", 503),

@@ -44,7 +44,7 @@ pub struct SiteView {
     pub credential: CredentialView,
     pub health: HealthSettingsView,
     /// The client authentication policy (`null`: API keys only).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<AuthPolicy>)]
     pub auth: Option<serde_json::Value>,
     /// RFC 3339.
     pub created_at: String,

@@ -100,7 +100,7 @@ impl ProxyHttp for Gateway {
             upstream_request,
             &inject::Forwarding {
                 strip: &ctx.config.live.proxy.strip_headers,
-                credential: site.inject.as_ref(),
+                credential: admitted.credential(site.inject.as_ref()),
                 upstream: &site.upstream,
                 request_id: &ctx.request_id,
                 forwarded_for: ctx.forwarded_for.as_ref(),
