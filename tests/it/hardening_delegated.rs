@@ -5,6 +5,11 @@
 //! timeouts. Only a real yes admits a token; and a delegated site acts as the WordPress
 //! user (the client's own token goes upstream, not the site's credential) unless the
 //! operator opts in to acting as the site for listed roles.
+//!
+//! The last test shows it on the real WordPress sites of `tests/wordpress/setup.sh`:
+//! WordPress core issues no bearer tokens, so the sites load a small JWT plugin (as real
+//! delegated setups use one); a subscriber and an editor are made for the test, each
+//! with an Application Password they fetch their token with, and deleted afterwards.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,9 +18,10 @@ use base64::Engine as _;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::harness::wordpress::{wp_client, wp_env, WpCleanup, WpSite, SITES};
 use crate::harness::{
-    marker, random_string, Answer, CliOutput, Gateway, GatewayConfig, SiteAuth, WpFault, WpMimic,
-    SITE_HEADER,
+    marker, poll_until, random_string, Answer, CliOutput, Gateway, GatewayConfig, SiteAuth,
+    WpFault, WpMimic, CHANGE_DEADLINE, SITE_HEADER,
 };
 
 /// No failure limit (one test sets its own), the default caches.
@@ -386,4 +392,168 @@ async fn acting_as_the_site_without_roles_is_refused() {
     assert!(!out.success(), "act-as with a local policy: {}", out.stdout);
     assert!(out.stderr.contains("verify=wordpress"), "{}", out.stderr);
     assert_eq!(gw.cli_json(&["site", "show", "wp"]).json(), before);
+}
+
+// ---------------------------------------------------------------------------------
+// Real WordPress: the user's own capabilities
+// ---------------------------------------------------------------------------------
+
+/// A WordPress user made for one test, with an Application Password, and the token the
+/// sites' test JWT plugin (tests/wordpress/setup.sh) issues them.
+struct RealUser {
+    id: u64,
+    token: String,
+}
+
+/// Creates user `login` with `role` on `site` (as its admin, through the REST API),
+/// gives them an Application Password, and has them fetch a token with it.
+async fn real_user(site: &WpSite, cleanup: &mut WpCleanup, login: &str, role: &str) -> RealUser {
+    let new_user = json!({
+        "username": login,
+        "email": format!("{login}@wpgate.test"),
+        "password": random_string(24),
+        "roles": [role],
+    });
+    let (status, user) = site
+        .direct_json_with(Method::POST, "/wp-json/wp/v2/users", Some(new_user))
+        .await;
+    assert_eq!(status, 201, "creating {login}: {user}");
+    let id = user["id"].as_u64().unwrap();
+    cleanup.user(site, id);
+    let (status, app) = site
+        .direct_json_with(
+            Method::POST,
+            &format!("/wp-json/wp/v2/users/{id}/application-passwords"),
+            Some(json!({"name": "wpgate-test"})),
+        )
+        .await;
+    assert_eq!(status, 201, "an application password for {login}: {app}");
+    let password = app["password"].as_str().unwrap().to_owned();
+    RealUser {
+        id,
+        token: real_token(site, login, &password).await,
+    }
+}
+
+/// The test JWT plugin's token for the user with this Application Password.
+async fn real_token(site: &WpSite, login: &str, app_password: &str) -> String {
+    let resp = wp_client()
+        .post(format!("{}/wp-json/wpgate-test-jwt/v1/token", site.url))
+        .basic_auth(login, Some(app_password))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    assert_eq!(
+        status, 200,
+        "{}: no token for {login} ({body}); tests/wordpress/setup.sh installs the test JWT plugin",
+        site.url
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn real_wordpress_applies_the_users_own_capabilities() {
+    let _shared = SITES.read().await;
+    let env = wp_env();
+    let site = &env.sites[0];
+    let mut cleanup = WpCleanup::default();
+    let tag = random_string(8).to_lowercase();
+    let sub = real_user(site, &mut cleanup, &format!("sub-{tag}"), "subscriber").await;
+    let editor = real_user(site, &mut cleanup, &format!("ed-{tag}"), "editor").await;
+    let admin = real_token(site, &site.user, &site.app_password).await;
+
+    let mut gw = Gateway::prepare(GatewayConfig {
+        extra_toml: AUTH_TOML.into(),
+        read_timeout: "120s".into(),
+        ..GatewayConfig::default()
+    });
+    gw.add_site(
+        "real",
+        &site.url,
+        &SiteAuth::app_password(&site.user, &site.app_password),
+    );
+    set_auth(&gw, "real", DELEGATED).assert_success();
+    gw.serve();
+    let call = |token: &str, method: Method, path: &str| {
+        gw.request(method, path)
+            .header(SITE_HEADER, "real")
+            .header("Authorization", format!("Bearer {token}"))
+    };
+
+    // Acting as the user (the default): WordPress sees the subscriber, not the admin
+    // whose Application Password the site is registered with.
+    let me = gw
+        .send(call(&sub.token, Method::GET, "/wp-json/wp/v2/users/me"))
+        .await;
+    assert_eq!(me.assert_ok().json().unwrap()["id"], sub.id, "{}", me.body);
+    let users = "/wp-json/wp/v2/users?context=edit&_fields=id";
+    let a = gw.send(call(&sub.token, Method::GET, users)).await;
+    assert_eq!(a.status, 403, "a subscriber listed users: {}", a.summary());
+    assert_eq!(
+        a.json().unwrap()["code"],
+        "rest_forbidden_context",
+        "{}",
+        a.body
+    );
+    let a = gw
+        .send(
+            call(&sub.token, Method::POST, "/wp-json/wp/v2/posts")
+                .json(&json!({"title": format!("by a subscriber {tag}")})),
+        )
+        .await;
+    cleanup.created(&a, site, "/wp-json/wp/v2/posts");
+    assert_eq!(a.status, 403, "a subscriber wrote a post: {}", a.summary());
+    assert_eq!(
+        a.json().unwrap()["code"],
+        "rest_cannot_create",
+        "{}",
+        a.body
+    );
+    // The admin's own token may.
+    let a = gw.send(call(&admin, Method::GET, users)).await;
+    assert!(a.assert_ok().json().unwrap().as_array().unwrap().len() >= 3);
+
+    // Acting as the site, for editors: an editor gets the site's credential (the admin),
+    // a subscriber is turned away by wpgate.
+    set_auth(
+        &gw,
+        "real",
+        &[
+            DELEGATED,
+            &["--jwt-act-as", "site", "--jwt-require-role", "editor"],
+        ]
+        .concat(),
+    )
+    .assert_success();
+    poll_until(
+        "the subscriber refused once the policy changed",
+        CHANGE_DEADLINE,
+        || async {
+            let a = gw
+                .send(call(&sub.token, Method::GET, "/wp-json/wp/v2/users/me"))
+                .await;
+            (a.status == 403)
+                .then_some(a)
+                .ok_or_else(|| "not yet".to_owned())
+        },
+    )
+    .await
+    .assert_error(403, "auth.role_not_allowed");
+    let me = gw
+        .send(call(&editor.token, Method::GET, "/wp-json/wp/v2/users/me"))
+        .await;
+    assert_eq!(
+        me.assert_ok().json().unwrap()["id"],
+        site.user_id,
+        "{}",
+        me.body
+    );
+    assert_ne!(editor.id, site.user_id);
+    gw.send(call(&editor.token, Method::GET, users))
+        .await
+        .assert_ok();
+    cleanup.delete_now().await;
 }
