@@ -70,7 +70,7 @@ pub enum SiteCommand {
     SetAuth {
         id: SiteId,
         #[command(flatten)]
-        auth: AuthArgs,
+        auth: Box<AuthArgs>,
     },
 }
 
