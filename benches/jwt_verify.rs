@@ -68,6 +68,8 @@ async fn gateway_with_hs256_site(dir: &std::path::Path) -> (Gateway, Arc<Config>
             leeway: Duration::from_secs(60),
             max_lifetime: Some(Duration::from_secs(7200)),
             claim_headers: [("sub".to_string(), "X-Auth-Subject".to_string())].into(),
+            act_as: None,
+            require_roles: vec![],
         }),
     };
     fleet

@@ -18,6 +18,7 @@ pub enum ErrorCode {
     AmbiguousCredentials,
     MissingCredentials,
     InvalidCredentials,
+    RoleNotAllowed,
     RateLimited,
     SiteDisabled,
     SiteUnavailable,
@@ -42,7 +43,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::MalformedRequest,
         ErrorCode::MalformedPath,
         ErrorCode::MethodNotAllowed,
@@ -52,6 +53,7 @@ impl ErrorCode {
         ErrorCode::AmbiguousCredentials,
         ErrorCode::MissingCredentials,
         ErrorCode::InvalidCredentials,
+        ErrorCode::RoleNotAllowed,
         ErrorCode::RateLimited,
         ErrorCode::SiteDisabled,
         ErrorCode::SiteUnavailable,
@@ -86,6 +88,7 @@ impl ErrorCode {
             ErrorCode::AmbiguousCredentials => "request.ambiguous_credentials",
             ErrorCode::MissingCredentials => "auth.missing_credentials",
             ErrorCode::InvalidCredentials => "auth.invalid_credentials",
+            ErrorCode::RoleNotAllowed => "auth.role_not_allowed",
             ErrorCode::RateLimited => "auth.rate_limited",
             ErrorCode::JwksUnavailable => "auth.jwks_unavailable",
             ErrorCode::VerifierUnavailable => "auth.verifier_unavailable",
@@ -118,7 +121,7 @@ impl ErrorCode {
             | ErrorCode::AmbiguousCredentials => 400,
             ErrorCode::MissingCredentials | ErrorCode::InvalidCredentials => 401,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::SiteDisabled | ErrorCode::RouteNotAllowed => 403,
+            ErrorCode::SiteDisabled | ErrorCode::RouteNotAllowed | ErrorCode::RoleNotAllowed => 403,
             ErrorCode::RateLimited => 429,
             ErrorCode::JwksUnavailable | ErrorCode::VerifierUnavailable => 503,
             ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamError => 502,
@@ -161,6 +164,9 @@ impl ErrorCode {
                 "an API key is required (X-API-Key or Authorization: Bearer)"
             }
             ErrorCode::InvalidCredentials => "the credential is not valid for this site",
+            ErrorCode::RoleNotAllowed => {
+                "this WordPress user does not hold a role this site requires"
+            }
             ErrorCode::RateLimited => "too many failed authentications; retry later",
             ErrorCode::JwksUnavailable => {
                 "the keys to verify this token cannot be fetched right now; retry later"
@@ -267,7 +273,7 @@ mod tests {
             match prefix {
                 "request" => assert!(matches!(status, 400 | 405), "{code:?}"),
                 "route" => assert_eq!(status, 403, "{code:?}"),
-                "auth" => assert!(matches!(status, 401 | 429 | 503), "{code:?}"),
+                "auth" => assert!(matches!(status, 401 | 403 | 429 | 503), "{code:?}"),
                 "site" => assert!(status == 403 || status == 503, "{code:?}"),
                 "store" => assert_eq!(status, 503, "{code:?}"),
                 "upstream" => assert!(status == 502 || status == 504, "{code:?}"),
@@ -304,6 +310,7 @@ mod tests {
                 ("request.ambiguous_credentials", 400),
                 ("auth.missing_credentials", 401),
                 ("auth.invalid_credentials", 401),
+                ("auth.role_not_allowed", 403),
                 ("auth.rate_limited", 429),
                 ("site.disabled", 403),
                 ("site.unavailable", 503),

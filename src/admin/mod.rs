@@ -227,4 +227,21 @@ mod tests {
         let resp = app.clone().oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     }
+
+    #[test]
+    fn the_auth_policy_is_described() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let jwt = &schemas["JwtPolicy"]["properties"];
+        assert!(jwt["act_as"].is_object(), "{jwt}");
+        assert!(jwt["require_roles"].is_object(), "{jwt}");
+        assert_eq!(
+            schemas["ActAs"]["enum"],
+            serde_json::json!(["user", "site"]),
+            "{}",
+            schemas["ActAs"]
+        );
+        let auth = serde_json::to_string(&schemas["SiteView"]["properties"]["auth"]).unwrap();
+        assert!(auth.contains("#/components/schemas/AuthPolicy"), "{auth}");
+    }
 }

@@ -54,7 +54,7 @@ pub struct SiteView {
     pub health: HealthSettingsView,
     pub routes: RoutesView,
     /// The client authentication policy (`null`: API keys only).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<AuthPolicy>)]
     pub auth: Option<serde_json::Value>,
     /// RFC 3339.
     pub created_at: String,

@@ -5,7 +5,7 @@
 use super::api_key::{self, KeyHasher};
 use super::delegated::DelegatedVerifier;
 use super::jwt::jwks::{JwksCache, JwksSettings};
-use super::policy::{JwtAuth, SiteAuth};
+use super::policy::{ActAs, JwtAuth, SiteAuth};
 use super::ratelimit::{retry_after_secs, FailureLimiter};
 use super::{AuthFailure, Presented};
 use crate::config::Config;
@@ -69,12 +69,38 @@ impl Principal {
     }
 }
 
-/// A credential the site accepts: who the client is, and the headers that tell the
-/// site (its claim -> header mapping, filled from verified values only).
+/// A credential the site accepts: who the client is, the headers that tell the site
+/// (its claim -> header mapping, filled from verified values only), and which
+/// credential goes upstream.
 #[derive(Debug)]
 pub struct Admitted {
     pub principal: Principal,
     pub identity_headers: Vec<(HeaderName, HeaderValue)>,
+    pub upstream_credential: UpstreamCredential,
+}
+
+/// Which credential the site receives with an admitted request (added after every
+/// client credential header is stripped).
+#[derive(Debug, PartialEq, Eq)]
+pub enum UpstreamCredential {
+    /// The site's own credential, if it has one.
+    Site,
+    /// The client's own token, as the site verified it (a delegated site acting as the
+    /// user): WordPress applies that user's capabilities. Marked sensitive.
+    Client((HeaderName, HeaderValue)),
+}
+
+impl Admitted {
+    /// The header to add upstream: the client's own, or `site_credential`.
+    pub fn credential<'a>(
+        &'a self,
+        site_credential: Option<&'a (HeaderName, HeaderValue)>,
+    ) -> Option<&'a (HeaderName, HeaderValue)> {
+        match &self.upstream_credential {
+            UpstreamCredential::Site => site_credential,
+            UpstreamCredential::Client(header) => Some(header),
+        }
+    }
 }
 
 /// Why the authenticator could not be built.
@@ -180,26 +206,36 @@ impl<K: KeyLookup> Authenticator<K> {
                                 subject: verified.sub,
                             },
                             identity_headers,
+                            upstream_credential: UpstreamCredential::Site,
                         })
                     }
-                    Some(JwtAuth::Wordpress) => {
-                        let subject =
+                    Some(JwtAuth::Wordpress(delegation)) => {
+                        let user =
                             Box::pin(
                                 self.delegated
                                     .verify(site.id, site.upstream_url, token, now),
                             )
                             .await?;
+                        if !delegation.allows(&user.roles) {
+                            return Err(AuthFailure::RoleNotAllowed);
+                        }
+                        let subject = user.id.to_string();
                         // The WordPress user id is the one claim a delegated check yields.
                         let identity_headers = identity_headers(site.auth, |claim| {
                             (claim == "sub")
                                 .then(|| HeaderValue::from_str(&subject).ok())
                                 .flatten()
                         });
+                        let upstream_credential = match delegation.act_as {
+                            ActAs::Site => UpstreamCredential::Site,
+                            ActAs::User => UpstreamCredential::Client(client_bearer(token)?),
+                        };
                         Ok(Admitted {
                             principal: Principal::Jwt {
                                 subject: Some(subject),
                             },
                             identity_headers,
+                            upstream_credential,
                         })
                     }
                 }
@@ -237,8 +273,17 @@ impl<K: KeyLookup> Authenticator<K> {
         Ok(Admitted {
             principal: Principal::ApiKey(key),
             identity_headers: Vec::new(),
+            upstream_credential: UpstreamCredential::Site,
         })
     }
+}
+
+/// `Authorization: Bearer <token>`: the client's token as the site verified it.
+fn client_bearer(token: &str) -> Result<(HeaderName, HeaderValue), AuthFailure> {
+    let mut value =
+        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| AuthFailure::Malformed)?;
+    value.set_sensitive(true);
+    Ok((http::header::AUTHORIZATION, value))
 }
 
 /// The site's claim -> header mapping, filled with the verified values `claim` yields.
@@ -286,4 +331,32 @@ fn site_client(c: &Config) -> Result<reqwest::Client, AuthSetupError> {
         }
     }
     b.build().map_err(client_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_token_replaces_the_site_credential_when_acting_as_the_user() {
+        let site = (
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Basic c2l0ZTpjcmVk"),
+        );
+        let admitted = |upstream_credential| Admitted {
+            principal: Principal::Jwt { subject: None },
+            identity_headers: Vec::new(),
+            upstream_credential,
+        };
+        let as_site = admitted(UpstreamCredential::Site);
+        assert_eq!(as_site.credential(Some(&site)), Some(&site));
+        assert_eq!(as_site.credential(None), None);
+        let own = client_bearer("aGVhZA.e30.c2ln").unwrap();
+        assert_eq!(own.1, "Bearer aGVhZA.e30.c2ln");
+        assert!(own.1.is_sensitive(), "never printed");
+        let as_user = admitted(UpstreamCredential::Client(own.clone()));
+        assert_eq!(as_user.credential(Some(&site)), Some(&own));
+        assert_eq!(as_user.credential(None), Some(&own));
+        assert!(!format!("{as_user:?}").contains("c2ln"), "{as_user:?}");
+    }
 }

@@ -36,8 +36,16 @@ pub enum AuthFailure {
     MethodNotAllowed,
     /// Too many failed authentications from this client.
     RateLimited,
-    /// Delegated verification: the site could not be asked.
+    /// Delegated verification: the site could not be asked (5xx, 429, timeout, no
+    /// connection). Not the client's fault: never counted against it.
     VerifierUnavailable,
+    /// Delegated verification: WordPress refused the token (401/403 from `users/me`).
+    VerifierRefused,
+    /// Delegated verification: the site's answer is no WordPress user (a page served to
+    /// everyone, a redirect, JSON without a user id): refused.
+    VerifierBadAnswer,
+    /// Delegated verification: a valid WordPress user without a role the site requires.
+    RoleNotAllowed,
 }
 
 impl AuthFailure {
@@ -65,6 +73,9 @@ impl AuthFailure {
             AuthFailure::MethodNotAllowed => "method_not_allowed",
             AuthFailure::RateLimited => "rate_limited",
             AuthFailure::VerifierUnavailable => "verifier_unavailable",
+            AuthFailure::VerifierRefused => "verifier_refused",
+            AuthFailure::VerifierBadAnswer => "verifier_bad_answer",
+            AuthFailure::RoleNotAllowed => "role_not_allowed",
         }
     }
 
@@ -77,6 +88,7 @@ impl AuthFailure {
             AuthFailure::JwksUnavailable => ErrorCode::JwksUnavailable,
             AuthFailure::RateLimited => ErrorCode::RateLimited,
             AuthFailure::VerifierUnavailable => ErrorCode::VerifierUnavailable,
+            AuthFailure::RoleNotAllowed => ErrorCode::RoleNotAllowed,
             // One public answer for every bad credential, so none can be told apart.
             AuthFailure::Malformed
             | AuthFailure::UnsupportedScheme
@@ -92,7 +104,9 @@ impl AuthFailure {
             | AuthFailure::WrongIssuer
             | AuthFailure::WrongAudience
             | AuthFailure::LifetimeExceeded
-            | AuthFailure::MethodNotAllowed => ErrorCode::InvalidCredentials,
+            | AuthFailure::MethodNotAllowed
+            | AuthFailure::VerifierRefused
+            | AuthFailure::VerifierBadAnswer => ErrorCode::InvalidCredentials,
         }
     }
 }
@@ -127,6 +141,9 @@ mod tests {
             MethodNotAllowed,
             RateLimited,
             VerifierUnavailable,
+            VerifierRefused,
+            VerifierBadAnswer,
+            RoleNotAllowed,
         ] {
             let status = f.code().status();
             assert!(matches!(status, 400 | 401 | 403 | 429 | 503), "{f:?}");
@@ -134,5 +151,10 @@ mod tests {
         }
         assert_eq!(UnknownSite.code(), UnknownKey.code());
         assert_eq!(Revoked.code(), InvalidKey.code());
+        // A site that answers anything but a user refuses like WordPress itself would.
+        assert_eq!(VerifierBadAnswer.code(), ErrorCode::InvalidCredentials);
+        assert_eq!(VerifierRefused.code(), ErrorCode::InvalidCredentials);
+        assert_eq!(VerifierUnavailable.code().status(), 503);
+        assert_eq!(RoleNotAllowed.code().status(), 403);
     }
 }

@@ -14,6 +14,8 @@ pub mod policy;
 mod presented;
 pub mod ratelimit;
 
-pub use authenticator::{Admitted, AuthSetupError, Authenticator, KeyLookup, Principal, SiteRef};
+pub use authenticator::{
+    Admitted, AuthSetupError, Authenticator, KeyLookup, Principal, SiteRef, UpstreamCredential,
+};
 pub use failure::AuthFailure;
 pub use presented::{presented, Presented, API_KEY_HEADER};

@@ -9,6 +9,7 @@ use http::HeaderName;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InvalidPolicy {
@@ -21,14 +22,14 @@ pub enum InvalidPolicy {
     Json(#[from] serde_json::Error),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     ApiKey,
     Jwt,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JwtVerify {
     /// Signature and claims checked by wpgate with the site's keys.
@@ -38,7 +39,21 @@ pub enum JwtVerify {
     Wordpress,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `verify = "wordpress"`: whose credential WordPress receives with an admitted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActAs {
+    /// The client's own token is forwarded; the site credential is not injected, so
+    /// WordPress applies that user's capabilities. The default, also for policies
+    /// stored before this setting existed.
+    #[default]
+    User,
+    /// The site credential is injected, for users holding one of `require_roles`.
+    Site,
+}
+
+/// How a site checks JWTs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtPolicy {
     #[serde(default)]
@@ -54,24 +69,36 @@ pub struct JwtPolicy {
     pub issuer: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audiences: Vec<String>,
+    /// Clock leeway for exp/nbf/iat, e.g. `60s`.
     #[serde(with = "humantime_serde", default = "default_leeway")]
+    #[schema(value_type = String, example = "60s")]
     pub leeway: Duration,
+    /// Longest accepted `exp - iat`, e.g. `1h`.
     #[serde(
         with = "humantime_serde",
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<String>, example = "1h")]
     pub max_lifetime: Option<Duration>,
     /// Claim name -> upstream header, e.g. `sub` -> `X-Auth-Subject`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claim_headers: BTreeMap<String, String>,
+    /// `verify = "wordpress"` only: act as the user (absent: user) or as the site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act_as: Option<ActAs>,
+    /// `verify = "wordpress"` only: WordPress roles (slugs such as `administrator`), one
+    /// of which the user must hold. Required with `act_as = "site"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_roles: Vec<String>,
 }
 
 fn default_leeway() -> Duration {
     Duration::from_secs(60)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A site's client authentication policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthPolicy {
     pub methods: Vec<Method>,
@@ -91,7 +118,22 @@ impl Default for AuthPolicy {
 /// How a loaded site checks JWTs.
 pub enum JwtAuth {
     Local(JwtVerifier),
-    Wordpress,
+    Wordpress(Delegation),
+}
+
+/// A `verify = "wordpress"` site: whose credential goes upstream, and who may pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegation {
+    pub act_as: ActAs,
+    /// Empty: any WordPress user (only with `ActAs::User`).
+    pub require_roles: Vec<String>,
+}
+
+impl Delegation {
+    /// True when a user with `roles` may pass.
+    pub fn allows(&self, roles: &[String]) -> bool {
+        self.require_roles.is_empty() || roles.iter().any(|r| self.require_roles.contains(r))
+    }
 }
 
 /// A site's policy, ready for the request path.
@@ -173,9 +215,15 @@ impl AuthPolicy {
                         "verify=wordpress takes no algorithms or keys: the site checks its own tokens",
                     ));
                 }
-                JwtAuth::Wordpress
+                JwtAuth::Wordpress(delegation(j)?)
             }
             JwtVerify::Local => {
+                if j.act_as.is_some() || !j.require_roles.is_empty() {
+                    return Err(bad(
+                        "act_as and require_roles go with verify=wordpress: a locally verified \
+                         token always gets the site credential",
+                    ));
+                }
                 let algorithms = j
                     .algorithms
                     .iter()
@@ -213,6 +261,38 @@ impl AuthPolicy {
             claim_headers,
         })
     }
+}
+
+/// The `verify = "wordpress"` settings, checked: acting as the site needs roles.
+fn delegation(j: &JwtPolicy) -> Result<Delegation, InvalidPolicy> {
+    for role in &j.require_roles {
+        if !is_role_slug(role) {
+            return Err(InvalidPolicy::Invalid(format!(
+                "{role:?} is not a WordPress role slug (a-z, 0-9, _ and -, e.g. administrator)"
+            )));
+        }
+    }
+    let act_as = j.act_as.unwrap_or_default();
+    if act_as == ActAs::Site && j.require_roles.is_empty() {
+        return Err(InvalidPolicy::Invalid(
+            "act_as=site injects the site credential for WordPress users: it needs \
+             require_roles, the roles allowed to act as the site (e.g. administrator)"
+                .into(),
+        ));
+    }
+    Ok(Delegation {
+        act_as,
+        require_roles: j.require_roles.clone(),
+    })
+}
+
+/// A role as WordPress stores it (`sanitize_key`): lower-case letters, digits, `_`, `-`.
+fn is_role_slug(role: &str) -> bool {
+    !role.is_empty()
+        && role.len() <= 64
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 pub fn parse_algorithm(a: &str) -> Result<jsonwebtoken::Algorithm, InvalidPolicy> {
@@ -253,6 +333,8 @@ mod tests {
             leeway: default_leeway(),
             max_lifetime: None,
             claim_headers: BTreeMap::new(),
+            act_as: None,
+            require_roles: vec![],
         }
     }
 
@@ -320,5 +402,88 @@ mod tests {
         assert!(p.build(None).is_err());
         assert!(parse_algorithm("none").is_err());
         assert!(AuthPolicy::from_json(Some("{\"methods\":[\"api_key\"],\"x\":1}")).is_err());
+    }
+
+    fn delegated(act_as: Option<ActAs>, roles: &[&str]) -> AuthPolicy {
+        let mut j = jwt(JwtVerify::Wordpress);
+        j.act_as = act_as;
+        j.require_roles = roles.iter().map(|r| (*r).to_string()).collect();
+        AuthPolicy {
+            methods: vec![Method::Jwt],
+            jwt: Some(j),
+        }
+    }
+
+    fn delegation(p: &AuthPolicy) -> Delegation {
+        match p.build(None).unwrap().jwt {
+            Some(JwtAuth::Wordpress(d)) => d,
+            _ => panic!("not a delegated policy"),
+        }
+    }
+
+    #[test]
+    fn a_stored_delegated_policy_without_act_as_acts_as_the_user() {
+        // As stored before act_as existed.
+        let old = r#"{"methods":["api_key","jwt"],"jwt":{"verify":"wordpress"}}"#;
+        let p = AuthPolicy::from_json(Some(old)).unwrap();
+        let d = delegation(&p);
+        assert_eq!(d.act_as, ActAs::User);
+        assert!(d.allows(&[]), "act as user, no roles required: any user");
+        assert!(
+            !p.to_json().contains("act_as"),
+            "saved again, it says nothing new"
+        );
+    }
+
+    #[test]
+    fn acting_as_the_site_needs_roles_and_checks_them() {
+        let err = delegated(Some(ActAs::Site), &[]).build(None).err().unwrap();
+        assert!(err.to_string().contains("require_roles"), "{err}");
+        let p = delegated(Some(ActAs::Site), &["administrator", "editor"]);
+        let text = p.to_json();
+        assert!(
+            text.contains(r#""act_as":"site","require_roles":["administrator","editor"]"#),
+            "{text}"
+        );
+        assert_eq!(AuthPolicy::from_json(Some(&text)).unwrap(), p);
+        let d = delegation(&p);
+        assert_eq!(d.act_as, ActAs::Site);
+        assert!(d.allows(&["editor".into()]));
+        assert!(d.allows(&["subscriber".into(), "administrator".into()]));
+        assert!(!d.allows(&["subscriber".into()]));
+        assert!(!d.allows(&[]));
+        assert!(!d.allows(&["Administrator".into()]), "role slugs are exact");
+        // Roles may also narrow who acts as themselves.
+        let d = delegation(&delegated(Some(ActAs::User), &["author"]));
+        assert!(d.allows(&["author".into()]) && !d.allows(&["subscriber".into()]));
+    }
+
+    #[test]
+    fn act_as_and_roles_are_only_for_delegated_tokens() {
+        for bad_role in ["", "Administrator", "shop manager", "a,b", &"x".repeat(65)] {
+            assert!(
+                delegated(Some(ActAs::Site), &[bad_role])
+                    .build(None)
+                    .is_err(),
+                "{bad_role:?}"
+            );
+        }
+        let mut j = jwt(JwtVerify::Local);
+        j.algorithms = vec!["HS256".into()];
+        j.act_as = Some(ActAs::User);
+        let p = AuthPolicy {
+            methods: vec![Method::Jwt],
+            jwt: Some(j.clone()),
+        };
+        assert!(p.build(Some(Secret::new(vec![7u8; 32]))).is_err());
+        j.act_as = None;
+        j.require_roles = vec!["administrator".into()];
+        let p = AuthPolicy {
+            methods: vec![Method::Jwt],
+            jwt: Some(j),
+        };
+        assert!(p.build(Some(Secret::new(vec![7u8; 32]))).is_err());
+        let unknown = r#"{"methods":["jwt"],"jwt":{"verify":"wordpress","act_as":"admin"}}"#;
+        assert!(AuthPolicy::from_json(Some(unknown)).is_err());
     }
 }

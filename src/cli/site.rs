@@ -2,7 +2,7 @@
 
 use super::{actor, explain, parse_duration, print_table, report};
 use crate::admin::views::SiteView;
-use crate::auth::policy::{AuthPolicy, JwtPolicy, JwtVerify, Method};
+use crate::auth::policy::{ActAs, AuthPolicy, JwtPolicy, JwtVerify, Method};
 use crate::config::Config;
 use crate::fleet::{CredentialInput, Fleet, NewSite};
 use crate::secret::Secret;
@@ -82,7 +82,7 @@ pub enum SiteCommand {
     SetAuth {
         id: SiteId,
         #[command(flatten)]
-        auth: AuthArgs,
+        auth: Box<AuthArgs>,
     },
 }
 
@@ -121,6 +121,21 @@ pub struct AuthArgs {
     /// Read the HMAC secret for HS* algorithms from standard input.
     #[arg(long)]
     pub jwt_secret_stdin: bool,
+    /// With --jwt-verify wordpress: `user` (default) forwards the client's own token so
+    /// WordPress applies that user's capabilities; `site` injects the site credential
+    /// instead, for users holding a role given with --jwt-require-role.
+    #[arg(long, value_enum)]
+    pub jwt_act_as: Option<ActAsArg>,
+    /// With --jwt-verify wordpress: WordPress roles (repeat or comma-separate), one of
+    /// which the user must hold, e.g. administrator,editor. Required with --jwt-act-as site.
+    #[arg(long, value_delimiter = ',')]
+    pub jwt_require_role: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActAsArg {
+    User,
+    Site,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -275,6 +290,17 @@ fn auth_policy(args: &AuthArgs) -> anyhow::Result<(AuthPolicy, Option<Secret>)> 
             .context("--jwt-claim-header takes CLAIM=HEADER, e.g. sub=X-Auth-Subject")?;
         claim_headers.insert(claim.trim().to_string(), header.trim().to_string());
     }
+    let act_as = match (args.jwt_act_as, verify) {
+        (Some(ActAsArg::Site), _) if args.jwt_require_role.is_empty() => bail!(
+            "--jwt-act-as site injects the site's credential for WordPress users: give \
+             --jwt-require-role with the roles allowed to do that (e.g. administrator)"
+        ),
+        (Some(ActAsArg::Site), _) => Some(ActAs::Site),
+        (Some(ActAsArg::User), _) => Some(ActAs::User),
+        // Stored explicitly, so `site show` says it.
+        (None, JwtVerify::Wordpress) => Some(ActAs::User),
+        (None, JwtVerify::Local) => None,
+    };
     let jwt = methods.contains(&Method::Jwt).then(|| JwtPolicy {
         verify,
         algorithms: args.jwt_alg.clone(),
@@ -285,6 +311,12 @@ fn auth_policy(args: &AuthArgs) -> anyhow::Result<(AuthPolicy, Option<Secret>)> 
         leeway: args.jwt_leeway,
         max_lifetime: args.jwt_max_lifetime,
         claim_headers,
+        act_as,
+        require_roles: args
+            .jwt_require_role
+            .iter()
+            .map(|r| r.trim().to_string())
+            .collect(),
     });
     let secret = if args.jwt_secret_stdin {
         let mut text = String::new();
@@ -316,7 +348,16 @@ fn auth_text(s: &SiteRecord) -> String {
                 .collect();
             if let Some(j) = &p.jwt {
                 match j.verify {
-                    JwtVerify::Wordpress => parts.push("verified by WordPress".into()),
+                    JwtVerify::Wordpress => {
+                        parts.push("verified by WordPress".into());
+                        parts.push(match j.act_as.unwrap_or_default() {
+                            ActAs::User => "acting as the user".into(),
+                            ActAs::Site => "acting as the site".into(),
+                        });
+                        if !j.require_roles.is_empty() {
+                            parts.push(format!("roles {}", j.require_roles.join(",")));
+                        }
+                    }
                     JwtVerify::Local => {
                         parts.push(format!("algorithms {}", j.algorithms.join(",")))
                     }

@@ -102,7 +102,7 @@ impl ProxyHttp for Gateway {
             &inject::Forwarding {
                 strip: &ctx.config.live.proxy.strip_headers,
                 site_credential_header: site.inject.as_ref().map(|(name, _)| name),
-                credential: site.inject.as_ref(),
+                credential: admitted.credential(site.inject.as_ref()),
                 upstream: &site.upstream,
                 request_id: &ctx.request_id,
                 forwarded_for: ctx.forwarded_for.as_ref(),

@@ -1086,6 +1086,12 @@ async fn wordpress_verifies_its_own_tokens_and_outcomes_are_cached() {
             "wordpress",
             "--jwt-claim-header",
             "sub=X-Auth-Subject",
+            // The site credential for administrators (acting as the user is the
+            // default: see hardening_delegated).
+            "--jwt-act-as",
+            "site",
+            "--jwt-require-role",
+            "administrator",
         ],
         None,
     )
@@ -1098,7 +1104,7 @@ async fn wordpress_verifies_its_own_tokens_and_outcomes_are_cached() {
     let wp_key = TestKey::hmac(Algorithm::HS256, &wp_secret);
     let token = wp_key.sign(&claims("wp-user"));
     let unknown = wp_key.sign(&claims("someone-else"));
-    wp.accept_token(&token, 7, "alice");
+    wp.accept_user(&token, 7, "alice", &["administrator"]);
 
     let m = marker();
     let a = gw

@@ -42,6 +42,13 @@
 #   as HTTP Basic credentials "admin:<password>".
 #   $STATE/logs/       nginx access/error logs per site, php-fpm and PHP error logs
 #
+# Both sites also load a must-use plugin, $WP_CONTENT/mu-plugins/wpgate-test-jwt.php: a
+# minimal JWT bearer authentication like the common JWT plugins, for wpgate's delegated
+# verification tests. POST /wp-json/wpgate-test-jwt/v1/token, authenticated as a user (e.g.
+# with an Application Password), answers {"token": "<HS256 JWT, 10 minutes>"} for that user;
+# `Authorization: Bearer <token>` then authenticates that user. The key derives from the
+# site's salts. Any other bearer value authenticates nobody.
+#
 # Every wait has a deadline; on failure the script exits non-zero and shows the log tails.
 set -euo pipefail
 
@@ -707,6 +714,67 @@ echo json_encode(array('installed' => $installed_now, 'app_password_created' => 
 PHP
 }
 
+jwt_plugin_source() {
+    cat <<'PHP'
+<?php
+/*
+ * Plugin Name: wpgate test JWT
+ * Description: Managed by wpgate tests/wordpress/setup.sh (test sites only). A minimal JWT
+ * bearer authentication, as the common JWT plugins do it: POST /wp-json/wpgate-test-jwt/v1/token
+ * as a logged-in user (e.g. with an Application Password) answers {"token": ...}, an HS256 JWT
+ * for that user valid 10 minutes; "Authorization: Bearer <token>" then authenticates that user.
+ */
+if (!defined('ABSPATH')) { exit; }
+
+function wpgate_test_jwt_key() { return hash_hmac('sha256', 'wpgate-test-jwt', wp_salt('auth')); }
+function wpgate_test_jwt_b64($s) { return rtrim(strtr(base64_encode($s), '+/', '-_'), '='); }
+function wpgate_test_jwt_sign($data) {
+    return wpgate_test_jwt_b64(hash_hmac('sha256', $data, wpgate_test_jwt_key(), true));
+}
+
+function wpgate_test_jwt_issue($user_id) {
+    $now = time();
+    $h = wpgate_test_jwt_b64(json_encode(array('alg' => 'HS256', 'typ' => 'JWT')));
+    $p = wpgate_test_jwt_b64(json_encode(array('iss' => get_bloginfo('url'), 'iat' => $now,
+        'exp' => $now + 600, 'data' => array('user' => array('id' => (int) $user_id)))));
+    return "$h.$p." . wpgate_test_jwt_sign("$h.$p");
+}
+
+// The user a valid, unexpired token names; 0 for anything else.
+function wpgate_test_jwt_user($token) {
+    $parts = explode('.', $token);
+    if (count($parts) !== 3 || !hash_equals(wpgate_test_jwt_sign("$parts[0].$parts[1]"), $parts[2])) {
+        return 0;
+    }
+    $claims = json_decode((string) base64_decode(strtr($parts[1], '-_', '+/'), true), true);
+    if (!is_array($claims) || !isset($claims['exp'], $claims['data']['user']['id']) || $claims['exp'] < time()) {
+        return 0;
+    }
+    $id = (int) $claims['data']['user']['id'];
+    return get_userdata($id) ? $id : 0;
+}
+
+add_filter('determine_current_user', function ($user_id) {
+    $auth = $_SERVER['HTTP_AUTHORIZATION'] ?? '';
+    if ($user_id || stripos($auth, 'Bearer ') !== 0) { return $user_id; }
+    return wpgate_test_jwt_user(trim(substr($auth, 7))) ?: $user_id;
+}, 30);
+
+add_action('rest_api_init', function () {
+    register_rest_route('wpgate-test-jwt/v1', '/token', array(
+        'methods' => 'POST',
+        'permission_callback' => function () { return is_user_logged_in(); },
+        'callback' => function () { return array('token' => wpgate_test_jwt_issue(get_current_user_id())); },
+    ));
+});
+PHP
+}
+
+write_jwt_plugin() {
+    install -d -m 755 "$WP_CONTENT/mu-plugins"
+    write_file "$WP_CONTENT/mu-plugins/wpgate-test-jwt.php" 644 root:root "$(jwt_plugin_source)" || true
+}
+
 write_helper() {
     write_file "$HELPER" 644 root:root "$(helper_source)" || true
 }
@@ -822,6 +890,7 @@ cmd_setup() {
     for site in "${SITES[@]}"; do ensure_wp_config "$site"; done
     ensure_databases
     write_helper
+    write_jwt_plugin
     write_php_fpm_conf
     ensure_php_fpm
     for site in "${SITES[@]}"; do
@@ -884,6 +953,8 @@ cmd_purge() {
         f=$(wp_config_file "$site")
         if [ -f "$f" ] && grep -q 'Managed by wpgate tests/wordpress/setup.sh' "$f"; then rm -f "$f"; fi
     done
+    local plugin=$WP_CONTENT/mu-plugins/wpgate-test-jwt.php
+    if [ -f "$plugin" ] && grep -q 'Managed by wpgate tests/wordpress/setup.sh' "$plugin"; then rm -f "$plugin"; fi
     case "$STATE" in
     "" | / | /tmp | /root | /home | /var | /usr | /etc) die "refusing to remove state directory '$STATE'" ;;
     esac

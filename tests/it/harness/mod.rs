@@ -40,4 +40,4 @@ pub use text::{base64_std, hex, is_sane_request_id, marker, random_string, sha25
 pub use tls::TestCa;
 pub use upstream::Upstream;
 pub use wait::{poll_until, poll_until_blocking, CHANGE_DEADLINE};
-pub use wp_mimic::WpMimic;
+pub use wp_mimic::{WpFault, WpMimic};

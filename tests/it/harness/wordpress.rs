@@ -183,7 +183,21 @@ impl WpSite {
     }
 
     pub async fn direct_json(&self, method: Method, path: &str) -> (u16, Value) {
-        let resp = self.direct(method.clone(), path).send().await.unwrap();
+        self.direct_json_with(method, path, None).await
+    }
+
+    /// [`WpSite::direct_json`] with `body` sent as JSON, when given.
+    pub async fn direct_json_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.direct(method.clone(), path);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         let value = serde_json::from_str(&text).unwrap_or_else(|e| {
@@ -196,7 +210,8 @@ impl WpSite {
         (status, value)
     }
 }
-/// Deletes WordPress objects (posts, media) straight on their site when dropped, so a
+
+/// Deletes WordPress objects (posts, media, users) straight on their site when dropped, so a
 /// failing test leaves nothing behind.
 #[derive(Default)]
 pub struct WpCleanup {
@@ -219,12 +234,22 @@ impl WpCleanup {
         created
     }
 
+    /// A user created on `site` (id `id`), deleted later with their content given to
+    /// the site's admin.
+    pub fn user(&mut self, site: &WpSite, id: u64) {
+        self.objects.push((
+            site.clone(),
+            format!("/wp-json/wp/v2/users/{id}?reassign={}", site.user_id),
+        ));
+    }
+
     /// Deletes the objects now, asserting that each delete succeeds (the guard has
     /// nothing left to do).
     pub async fn delete_now(&mut self) {
         for (site, path) in std::mem::take(&mut self.objects) {
+            let sep = if path.contains('?') { '&' } else { '?' };
             let (status, body) = site
-                .direct_json(Method::DELETE, &format!("{path}?force=true"))
+                .direct_json(Method::DELETE, &format!("{path}{sep}force=true"))
                 .await;
             assert_eq!(status, 200, "DELETE {path}: {body}");
             assert_eq!(body["deleted"], true, "{body}");
