@@ -36,10 +36,11 @@ pub enum ErrorCode {
     AdminPreconditionRequired,
     AdminReloadRefused,
     AdminCredentialRejected,
+    SiteCredentialRequired,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::MalformedRequest,
         ErrorCode::MissingSiteId,
         ErrorCode::InvalidSiteId,
@@ -66,6 +67,7 @@ impl ErrorCode {
         ErrorCode::AdminPreconditionRequired,
         ErrorCode::AdminReloadRefused,
         ErrorCode::AdminCredentialRejected,
+        ErrorCode::SiteCredentialRequired,
     ];
 
     /// The stable, documented code. Never change one: clients match on it.
@@ -97,6 +99,7 @@ impl ErrorCode {
             ErrorCode::AdminPreconditionRequired => "admin.precondition_required",
             ErrorCode::AdminReloadRefused => "admin.reload_refused",
             ErrorCode::AdminCredentialRejected => "admin.credential_rejected",
+            ErrorCode::SiteCredentialRequired => "site.credential_required",
         }
     }
 
@@ -118,7 +121,7 @@ impl ErrorCode {
             ErrorCode::AdminForbidden => 403,
             ErrorCode::AdminInvalidRequest => 400,
             ErrorCode::AdminNotFound => 404,
-            ErrorCode::AdminConflict => 409,
+            ErrorCode::AdminConflict | ErrorCode::SiteCredentialRequired => 409,
             ErrorCode::AdminVersionConflict => 412,
             ErrorCode::AdminBodyTooLarge => 413,
             ErrorCode::AdminPreconditionRequired => 428,
@@ -174,6 +177,9 @@ impl ErrorCode {
             }
             ErrorCode::AdminCredentialRejected => {
                 "the new credential failed its check against the site; the old one is kept"
+            }
+            ErrorCode::SiteCredentialRequired => {
+                "moving the site's upstream to another origin needs a new credential in the same call"
             }
         }
     }
@@ -239,7 +245,7 @@ mod tests {
             match prefix {
                 "request" => assert_eq!(status, 400, "{code:?}"),
                 "auth" => assert!(matches!(status, 401 | 429 | 503), "{code:?}"),
-                "site" => assert!(status == 403 || status == 503, "{code:?}"),
+                "site" => assert!(matches!(status, 403 | 409 | 503), "{code:?}"),
                 "store" => assert_eq!(status, 503, "{code:?}"),
                 "upstream" => assert!(status == 502 || status == 504, "{code:?}"),
                 "internal" => assert_eq!(status, 500, "{code:?}"),
@@ -290,6 +296,7 @@ mod tests {
                 ("admin.precondition_required", 428),
                 ("admin.reload_refused", 422),
                 ("admin.credential_rejected", 422),
+                ("site.credential_required", 409),
             ]
         );
     }

@@ -23,10 +23,10 @@ pub async fn probe(
 ) -> HealthReport {
     let started = std::time::Instant::now();
     let checked_at = crate::time::now_unix();
-    let outcome = if target.enabled {
-        check(client, target, timeout).await
-    } else {
-        Outcome::new(HealthState::Disabled, diagnose::disabled(&target.site_id))
+    let outcome = match (&target.unusable, target.enabled) {
+        (_, false) => Outcome::new(HealthState::Disabled, diagnose::disabled(&target.site_id)),
+        (Some(why), true) => Outcome::new(HealthState::Unusable, diagnose::unusable(why)),
+        (None, true) => check(client, target, timeout).await,
     };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::debug!(
@@ -597,6 +597,7 @@ mod tests {
             username: Some(user.clone()),
             required_namespaces: vec!["wp/v2".into()],
             enabled: true,
+            unusable: None,
         };
         let never = |r: &HealthReport| {
             let json = serde_json::to_string(r).unwrap();

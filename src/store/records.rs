@@ -1,6 +1,7 @@
 //! The records the store keeps and the values its calls take and return.
 
-use crate::site::CredentialKind;
+use crate::crypto::Place;
+use crate::site::{CredentialKind, InvalidUpstream, UpstreamTarget};
 
 /// A site's upstream credential as stored: its secret only ever sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -8,12 +9,19 @@ pub struct StoredCredential {
     pub kind: CredentialKind,
     /// The WordPress user name (`app_password`) or the header name (`header`).
     pub username: Option<String>,
-    /// Sealed text (see `crypto`), bound to `Place::site(id, "upstream_credential")`.
+    /// Sealed text (see `crypto`), bound to the site and the origin of its upstream
+    /// ([`upstream_credential_place`]).
     pub sealed_secret: Option<String>,
 }
 
 /// The field name a site's upstream credential is sealed under.
 pub const UPSTREAM_CREDENTIAL_FIELD: &str = "upstream_credential";
+
+/// The place a site's upstream credential is sealed for: the site and the origin of its
+/// upstream, so the credential opens for no other site and no other host.
+pub fn upstream_credential_place(site_id: &str, upstream: &UpstreamTarget) -> Place {
+    Place::site_origin(site_id, UPSTREAM_CREDENTIAL_FIELD, &upstream.origin)
+}
 /// The field name a site's JWT HMAC secret is sealed under.
 pub const JWT_SECRET_FIELD: &str = "jwt_hmac_secret";
 
@@ -188,17 +196,6 @@ pub enum SealedSlot {
 }
 
 impl SealedSlot {
-    /// The place the value is sealed for (its associated data).
-    pub fn place(&self) -> crate::crypto::Place {
-        match self {
-            SealedSlot::SiteCredential(id) => {
-                crate::crypto::Place::site(id, UPSTREAM_CREDENTIAL_FIELD)
-            }
-            SealedSlot::SiteJwtSecret(id) => crate::crypto::Place::site(id, JWT_SECRET_FIELD),
-            SealedSlot::Setting(name) => crate::crypto::Place::global(name),
-        }
-    }
-
     /// The slot of kind tag `kind` (one of [`SEALED_SLOT_KINDS`]) and `id`.
     pub fn at(kind: &str, id: String) -> Self {
         match kind {
@@ -242,6 +239,29 @@ impl std::fmt::Display for SealedSlot {
 pub struct SealedValue {
     pub slot: SealedSlot,
     pub sealed: String,
+    /// For a site's upstream credential: the site's upstream URL as stored, read with
+    /// the value (the credential is bound to its origin). `None` for other slots.
+    pub upstream_url: Option<String>,
+}
+
+impl SealedValue {
+    /// The place the value is sealed for (its associated data), by its slot and its
+    /// format: an upstream credential in format `v2` is bound to its site's origin, one
+    /// in format `v1` (sealed before origin binding) to its site only.
+    pub fn place(&self) -> Result<Place, InvalidUpstream> {
+        Ok(match &self.slot {
+            SealedSlot::SiteCredential(id) => {
+                if crate::crypto::sealed_format(&self.sealed) == Some("v1") {
+                    Place::site(id, UPSTREAM_CREDENTIAL_FIELD)
+                } else {
+                    let url = self.upstream_url.as_deref().unwrap_or_default();
+                    upstream_credential_place(id, &UpstreamTarget::parse(url)?)
+                }
+            }
+            SealedSlot::SiteJwtSecret(id) => Place::site(id, JWT_SECRET_FIELD),
+            SealedSlot::Setting(name) => Place::global(name),
+        })
+    }
 }
 
 /// One re-seal of a rewrap batch: replaces `old.sealed` with `new_sealed` only if the
