@@ -501,3 +501,91 @@ impl Fleet {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(upstream: &str, sealed: Option<&str>) -> SiteRecord {
+        SiteRecord {
+            id: "shop".into(),
+            name: "shop".into(),
+            upstream_url: upstream.into(),
+            enabled: true,
+            credential: StoredCredential {
+                kind: if sealed.is_some() {
+                    CredentialKind::Bearer
+                } else {
+                    CredentialKind::None
+                },
+                username: None,
+                sealed_secret: sealed.map(str::to_string),
+            },
+            auth_policy: None,
+            jwt_secret_sealed: None,
+            required_namespaces: Vec::new(),
+            health_fail_fast: false,
+            created_at: 0,
+            updated_at: 0,
+            version: 1,
+        }
+    }
+
+    fn check(current: &SiteRecord, next: &SiteRecord) -> Result<(), FleetError> {
+        check_credential_follows_origin(
+            current,
+            next,
+            &UpstreamTarget::parse(&next.upstream_url).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_credential_stays_with_its_origin() {
+        let current = site("https://shop.example.com/wp", Some("v2.k.old"));
+        // Same origin, new path, or written differently: the credential stays.
+        for same in [
+            "https://shop.example.com/",
+            "https://SHOP.example.com:443/blog",
+            "https://shop.example.com/wp",
+        ] {
+            check(&current, &site(same, Some("v2.k.old"))).unwrap();
+        }
+        // Another scheme, host or port without a new credential: refused, naming both.
+        for other in [
+            "http://shop.example.com/wp",
+            "https://evil.example.com/wp",
+            "https://shop.example.com:8443/wp",
+        ] {
+            match check(&current, &site(other, Some("v2.k.old"))) {
+                Err(FleetError::CredentialRequired { site, from, to }) => {
+                    assert_eq!(site, "shop");
+                    assert_eq!(from, "https://shop.example.com:443");
+                    assert_eq!(to, UpstreamTarget::parse(other).unwrap().origin);
+                }
+                r => panic!("{other}: {r:?}"),
+            }
+            // With a new credential (sealed for the new origin) it goes through.
+            check(&current, &site(other, Some("v2.k.new"))).unwrap();
+            // Dropping the credential (kind none) leaves nothing to move.
+            check(&current, &site(other, None)).unwrap();
+        }
+        // A site without a secret moves freely.
+        let bare = site("https://shop.example.com", None);
+        check(&bare, &site("https://evil.example.com", None)).unwrap();
+    }
+
+    #[test]
+    fn site_changes_name_their_fields() {
+        assert!(SiteChanges::default().fields().is_empty());
+        let c = SiteChanges {
+            upstream_url: Some("https://x.example".into()),
+            credential: Some(CredentialInput {
+                kind: CredentialKind::None,
+                username: None,
+                secret: None,
+            }),
+            ..SiteChanges::default()
+        };
+        assert_eq!(c.fields(), ["upstream", "credential"]);
+    }
+}

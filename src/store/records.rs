@@ -326,3 +326,35 @@ impl ImportBatch {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_name_their_place_by_slot_and_format() {
+        let (k, _) = crate::crypto::Keyring::generate();
+        let upstream = UpstreamTarget::parse("https://Shop.example.com/blog").unwrap();
+        let v2 = k
+            .seal(&upstream_credential_place("shop", &upstream), b"secret")
+            .unwrap();
+        let v1 = k
+            .seal(&Place::site("shop", UPSTREAM_CREDENTIAL_FIELD), b"secret")
+            .unwrap();
+        let value = |sealed: &str, url: &str| SealedValue {
+            slot: SealedSlot::SiteCredential("shop".into()),
+            sealed: sealed.to_string(),
+            upstream_url: Some(url.into()),
+        };
+        // A v2 credential opens with the place of its site's origin, whatever the path.
+        let place = value(&v2, "https://shop.example.com:443/other").place().unwrap();
+        assert_eq!(k.open(&place, &v2).unwrap().expose(), b"secret");
+        // Not when the site's upstream is now another origin.
+        let moved = value(&v2, "https://evil.example.com/blog").place().unwrap();
+        assert!(k.open(&moved, &v2).is_err());
+        // A v1 credential names its site only (what a rewrap or re-seal opens it with).
+        let place = value(&v1, "https://evil.example.com").place().unwrap();
+        assert_eq!(k.open(&place, &v1).unwrap().expose(), b"secret");
+        assert!(value(&v2, "not a url").place().is_err());
+    }
+}
