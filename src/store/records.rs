@@ -347,7 +347,9 @@ mod tests {
             upstream_url: Some(url.into()),
         };
         // A v2 credential opens with the place of its site's origin, whatever the path.
-        let place = value(&v2, "https://shop.example.com:443/other").place().unwrap();
+        let place = value(&v2, "https://shop.example.com:443/other")
+            .place()
+            .unwrap();
         assert_eq!(k.open(&place, &v2).unwrap().expose(), b"secret");
         // Not when the site's upstream is now another origin.
         let moved = value(&v2, "https://evil.example.com/blog").place().unwrap();

@@ -725,7 +725,10 @@ async fn unbound_credentials_and_binding(b: Backend) {
         ]
     );
     assert_eq!(s.unbound_credentials(None, 1).await.unwrap(), all[..1]);
-    assert_eq!(s.unbound_credentials(Some("a"), 100).await.unwrap(), all[1..]);
+    assert_eq!(
+        s.unbound_credentials(Some("a"), 100).await.unwrap(),
+        all[1..]
+    );
     // The rewrap sees the v2 credential with its URL too.
     let not_k2 = s.sealed_not_by("k2", None, 100).await.unwrap();
     assert!(
