@@ -3,8 +3,7 @@
 
 use super::{credential_header, Fleet, FleetError};
 use crate::auth::policy::{AuthPolicy, SiteAuth};
-use crate::crypto::CryptoError;
-use crate::crypto::{Keyring, Place};
+use crate::crypto::{CryptoError, Keyring, Place};
 use crate::site::{CredentialKind, UpstreamTarget};
 use crate::store::{
     self, upstream_credential_place, ApiKeyRecord, SiteRecord, StoreError, JWT_SECRET_FIELD,

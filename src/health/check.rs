@@ -448,6 +448,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unusable_site_is_reported_without_asking() {
+        let (base, counters) = serve_counted(Mimic::new()).await;
+        let mut t = target("shop", &base);
+        t.credential = None;
+        t.unusable = Some("its upstream credential cannot be used for http://x:80".into());
+        let r = check(&t).await;
+        assert_state(&r, HealthState::Unusable);
+        assert_says(&r, "cannot be used for http://x:80");
+        assert_eq!(counters.index.load(Ordering::SeqCst), 0);
+        assert_eq!(counters.me.load(Ordering::SeqCst), 0);
+        // A disabled site is reported disabled, whatever else is wrong with it.
+        t.enabled = false;
+        assert_state(&check(&t).await, HealthState::Disabled);
+    }
+
+    #[tokio::test]
     async fn a_site_without_credential_skips_users_me_and_says_so() {
         let r = check_without_header(CredentialKind::None).await;
         assert_state(&r, HealthState::Healthy);
