@@ -1,9 +1,17 @@
 //! The keyring and sealing of secrets at rest.
 //!
 //! Every secret is sealed with AES-256-GCM under the keyring's primary key, a fresh
-//! random 96-bit nonce, and associated data that binds it to its place
-//! (`wpgate/v1/<site id>/<field>`), so a ciphertext copied to another site or field does
-//! not open. Sealed text names its key: `v1.<key id>.<nonce>.<ciphertext>` (base64url).
+//! random 96-bit nonce, and associated data that binds it to its place, so a ciphertext
+//! copied to another site or field does not open. Two formats, named by the sealed
+//! text's first part:
+//! - `v1`: the place is `wpgate/v1/<site id>/<field>` (or `@global` for gateway-wide
+//!   secrets);
+//! - `v2`: the place also names an origin, `wpgate/v2/<site id>/<field>/<origin>`: a
+//!   site's upstream credential opens only for the origin (`scheme://host:port`) it was
+//!   sealed for, so it is never sent to a host it was not given for.
+//!
+//! Sealed text names its format and key: `<format>.<key id>.<nonce>.<ciphertext>`
+//! (base64url). A place opens only sealed text of its own format.
 
 use crate::secret::Secret;
 use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
@@ -18,7 +26,10 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-const VERSION: &str = "v1";
+/// The format of places bound to a site or the gateway (`Place::site`, `Place::global`).
+const V1: &str = "v1";
+/// The format of places that also name an origin (`Place::site_origin`).
+const V2: &str = "v2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -28,6 +39,13 @@ pub enum CryptoError {
     Malformed,
     #[error("sealed value does not open: wrong place, wrong key or tampered")]
     OpenFailed,
+    /// Sealed text of another format than its place takes (e.g. a `v1` upstream
+    /// credential, sealed before credentials were bound to their origin).
+    #[error("sealed value has format {found}, where format {expected} is required")]
+    WrongFormat {
+        found: &'static str,
+        expected: &'static str,
+    },
     #[error("sealing failed")]
     SealFailed,
 }
@@ -58,24 +76,48 @@ pub enum KeyringError {
     MissingInUse { key_id: String, count: i64 },
 }
 
-/// Where a sealed secret lives: bound into the ciphertext as associated data.
+/// Where a sealed secret lives: bound into the ciphertext as associated data. The
+/// format of the sealed text follows from the place.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Place(String);
+pub struct Place {
+    format: &'static str,
+    aad: String,
+}
 
 impl Place {
-    /// A secret that belongs to one site, e.g. `Place::site("shop", "upstream_credential")`.
+    /// A secret that belongs to one site, e.g. `Place::site("shop", "jwt_hmac_secret")`.
     pub fn site(site_id: &str, field: &str) -> Self {
-        Place(format!("wpgate/{VERSION}/{site_id}/{field}"))
+        Place {
+            format: V1,
+            aad: format!("wpgate/{V1}/{site_id}/{field}"),
+        }
+    }
+
+    /// A secret that belongs to one site and may only be used with one origin (the
+    /// normalised `scheme://host:port`, see `site::UpstreamTarget::origin`).
+    pub fn site_origin(site_id: &str, field: &str, origin: &str) -> Self {
+        Place {
+            format: V2,
+            aad: format!("wpgate/{V2}/{site_id}/{field}/{origin}"),
+        }
     }
 
     /// A gateway-wide secret. `@` cannot occur in a site id, so no site can collide.
     pub fn global(field: &str) -> Self {
-        Place(format!("wpgate/{VERSION}/@global/{field}"))
+        Place {
+            format: V1,
+            aad: format!("wpgate/{V1}/@global/{field}"),
+        }
     }
 
     fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
+        self.aad.as_bytes()
     }
+}
+
+/// The format (`v1`, `v2`) of sealed text, without opening it.
+pub fn sealed_format(sealed: &str) -> Option<&'static str> {
+    SealedParts::parse(sealed).ok().map(|p| p.format)
 }
 
 /// A named 256-bit key.
@@ -394,7 +436,8 @@ impl Keyring {
             )
             .map_err(|_| CryptoError::SealFailed)?;
         Ok(format!(
-            "{VERSION}.{}.{}.{}",
+            "{}.{}.{}.{}",
+            place.format,
             self.primary,
             B64.encode(nonce),
             B64.encode(ct)
@@ -404,6 +447,12 @@ impl Keyring {
     /// Opens sealed text that was sealed for `place`.
     pub fn open(&self, place: &Place, sealed: &str) -> Result<Secret, CryptoError> {
         let parts = SealedParts::parse(sealed)?;
+        if parts.format != place.format {
+            return Err(CryptoError::WrongFormat {
+                found: parts.format,
+                expected: place.format,
+            });
+        }
         let entry = self
             .keys
             .get(parts.key_id)
@@ -437,6 +486,7 @@ pub fn sealed_key_id(sealed: &str) -> Option<&str> {
 }
 
 struct SealedParts<'a> {
+    format: &'static str,
     key_id: &'a str,
     nonce: &'a str,
     ciphertext: &'a str,
@@ -445,11 +495,15 @@ struct SealedParts<'a> {
 impl<'a> SealedParts<'a> {
     fn parse(sealed: &'a str) -> Result<Self, CryptoError> {
         let mut it = sealed.split('.');
-        match (it.next(), it.next(), it.next(), it.next(), it.next()) {
-            (Some(VERSION), Some(key_id), Some(nonce), Some(ciphertext), None)
-                if valid_key_id(key_id) =>
-            {
+        let format = match it.next() {
+            Some(V1) => V1,
+            Some(V2) => V2,
+            _ => return Err(CryptoError::Malformed),
+        };
+        match (it.next(), it.next(), it.next(), it.next()) {
+            (Some(key_id), Some(nonce), Some(ciphertext), None) if valid_key_id(key_id) => {
                 Ok(SealedParts {
+                    format,
                     key_id,
                     nonce,
                     ciphertext,
@@ -518,6 +572,57 @@ mod tests {
     }
 
     #[test]
+    fn origin_bound_places_open_only_for_their_site_field_and_origin() {
+        let (k, _) = Keyring::generate();
+        let place = Place::site_origin("shop", "upstream_credential", "https://shop.example:443");
+        let sealed = k.seal(&place, b"app password").unwrap();
+        assert!(sealed.starts_with(&format!("v2.{}.", k.primary_id())));
+        assert_eq!(sealed_format(&sealed), Some("v2"));
+        assert_eq!(sealed_key_id(&sealed), Some(k.primary_id()));
+        assert_eq!(k.open(&place, &sealed).unwrap().expose(), b"app password");
+        for other in [
+            Place::site_origin("shop", "upstream_credential", "https://evil.example:443"),
+            Place::site_origin("shop", "upstream_credential", "http://shop.example:443"),
+            Place::site_origin("shop", "upstream_credential", "https://shop.example:8443"),
+            Place::site_origin("blog", "upstream_credential", "https://shop.example:443"),
+            Place::site_origin("shop", "jwt_hmac_secret", "https://shop.example:443"),
+        ] {
+            assert!(
+                matches!(k.open(&other, &sealed), Err(CryptoError::OpenFailed)),
+                "{other:?}"
+            );
+        }
+        // A place of the other format never opens it, and the error says why.
+        let v1 = Place::site("shop", "upstream_credential");
+        assert!(matches!(
+            k.open(&v1, &sealed),
+            Err(CryptoError::WrongFormat {
+                found: "v2",
+                expected: "v1"
+            })
+        ));
+        let old = k.seal(&v1, b"app password").unwrap();
+        assert!(old.starts_with("v1."));
+        let err = k.open(&place, &old).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CryptoError::WrongFormat {
+                    found: "v1",
+                    expected: "v2"
+                }
+            ),
+            "{err}"
+        );
+        // The same ciphertext relabelled as the other format does not open either.
+        let relabelled = format!("v2{}", &old[2..]);
+        assert!(matches!(
+            k.open(&place, &relabelled),
+            Err(CryptoError::OpenFailed)
+        ));
+    }
+
+    #[test]
     fn one_flipped_bit_fails() {
         let (k, _) = Keyring::generate();
         let place = Place::site("shop", "f");
@@ -556,6 +661,7 @@ mod tests {
             "",
             "v1",
             "v2.k.a.b",
+            "v3.k.AAAA.AAAA",
             "v1.k.a",
             "v1.k.!!.b",
             "v1.bad id.AAAA.AAAA",

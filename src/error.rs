@@ -40,10 +40,11 @@ pub enum ErrorCode {
     AdminPreconditionRequired,
     AdminReloadRefused,
     AdminCredentialRejected,
+    SiteCredentialRequired,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::MalformedRequest,
         ErrorCode::MalformedPath,
         ErrorCode::MethodNotAllowed,
@@ -74,6 +75,7 @@ impl ErrorCode {
         ErrorCode::AdminPreconditionRequired,
         ErrorCode::AdminReloadRefused,
         ErrorCode::AdminCredentialRejected,
+        ErrorCode::SiteCredentialRequired,
     ];
 
     /// The stable, documented code. Never change one: clients match on it.
@@ -109,6 +111,7 @@ impl ErrorCode {
             ErrorCode::AdminPreconditionRequired => "admin.precondition_required",
             ErrorCode::AdminReloadRefused => "admin.reload_refused",
             ErrorCode::AdminCredentialRejected => "admin.credential_rejected",
+            ErrorCode::SiteCredentialRequired => "site.credential_required",
         }
     }
 
@@ -132,7 +135,7 @@ impl ErrorCode {
             ErrorCode::AdminForbidden => 403,
             ErrorCode::AdminInvalidRequest => 400,
             ErrorCode::AdminNotFound => 404,
-            ErrorCode::AdminConflict => 409,
+            ErrorCode::AdminConflict | ErrorCode::SiteCredentialRequired => 409,
             ErrorCode::AdminVersionConflict => 412,
             ErrorCode::AdminBodyTooLarge => 413,
             ErrorCode::AdminPreconditionRequired => 428,
@@ -200,6 +203,9 @@ impl ErrorCode {
             }
             ErrorCode::AdminCredentialRejected => {
                 "the new credential failed its check against the site; the old one is kept"
+            }
+            ErrorCode::SiteCredentialRequired => {
+                "moving the site's upstream to another origin needs a new credential in the same call"
             }
         }
     }
@@ -274,7 +280,7 @@ mod tests {
                 "request" => assert!(matches!(status, 400 | 405), "{code:?}"),
                 "route" => assert_eq!(status, 403, "{code:?}"),
                 "auth" => assert!(matches!(status, 401 | 403 | 429 | 503), "{code:?}"),
-                "site" => assert!(status == 403 || status == 503, "{code:?}"),
+                "site" => assert!(matches!(status, 403 | 409 | 503), "{code:?}"),
                 "store" => assert_eq!(status, 503, "{code:?}"),
                 "upstream" => assert!(status == 502 || status == 504, "{code:?}"),
                 "internal" => assert_eq!(status, 500, "{code:?}"),
@@ -331,6 +337,7 @@ mod tests {
                 ("admin.precondition_required", 428),
                 ("admin.reload_refused", 422),
                 ("admin.credential_rejected", 422),
+                ("site.credential_required", 409),
             ]
         );
     }

@@ -98,6 +98,9 @@ pub struct UpstreamTarget {
     pub authority: http::HeaderValue,
     /// Path prefix without a trailing slash ("" for none), e.g. "/blog".
     pub path_prefix: String,
+    /// `scheme://host:port`, normalised (host lowercased, IPv6 in brackets, the default
+    /// port written out): what the site's upstream credential is bound to.
+    pub origin: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -143,12 +146,20 @@ impl UpstreamTarget {
         let authority =
             http::HeaderValue::from_str(&authority).map_err(|_| InvalidUpstream::Unparsable)?;
         let path_prefix = url.path().trim_end_matches('/').to_string();
+        // `url` has already lowercased and IDNA-encoded a domain, and put an IPv6
+        // address in its shortest form with brackets.
+        let origin = format!(
+            "{}://{}:{port}",
+            url.scheme(),
+            host_text.to_ascii_lowercase()
+        );
         Ok(UpstreamTarget {
             tls,
             host,
             port,
             authority,
             path_prefix,
+            origin,
         })
     }
 }
@@ -302,6 +313,44 @@ mod tests {
         let t = UpstreamTarget::parse("http://[::1]:9000/x").unwrap();
         assert_eq!(t.host, "::1");
         assert_eq!(t.authority, "[::1]:9000");
+        for (a, b) in [
+            ("http://127.0.0.1:8081", "http://127.0.0.1:8081/blog/"),
+            ("https://Shop.Example.COM", "https://shop.example.com:443/x"),
+            ("http://shop.example.com", "http://shop.example.com:80"),
+            ("http://[0:0::1]:9000", "http://[::1]:9000/"),
+            ("http://0x7f.1:80", "http://127.0.0.1"),
+        ] {
+            let (a, b) = (
+                UpstreamTarget::parse(a).unwrap(),
+                UpstreamTarget::parse(b).unwrap(),
+            );
+            assert_eq!(a.origin, b.origin);
+        }
+        assert_eq!(
+            UpstreamTarget::parse("https://Shop.Example.com/blog")
+                .unwrap()
+                .origin,
+            "https://shop.example.com:443"
+        );
+        assert_eq!(
+            UpstreamTarget::parse("http://[::1]/").unwrap().origin,
+            "http://[::1]:80"
+        );
+        for (a, b) in [
+            ("http://shop.example.com", "https://shop.example.com"),
+            ("http://shop.example.com", "http://shop.example.com:8080"),
+            ("http://shop.example.com", "http://blog.example.com"),
+            (
+                "https://shop.example.com:443",
+                "http://shop.example.com:443",
+            ),
+        ] {
+            assert_ne!(
+                UpstreamTarget::parse(a).unwrap().origin,
+                UpstreamTarget::parse(b).unwrap().origin,
+                "{a} {b}"
+            );
+        }
         for (url, refused) in [
             ("ftp://x", InvalidUpstream::Scheme),
             ("nope", InvalidUpstream::Unparsable),

@@ -19,7 +19,8 @@ use utoipa::ToSchema;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthView {
     pub site_id: String,
-    /// `unknown`, `healthy`, `degraded`, `auth_failed`, `unreachable` or `disabled`.
+    /// `unknown`, `healthy`, `degraded`, `auth_failed`, `unreachable`, `disabled` or
+    /// `unusable`.
     pub state: String,
     /// What is wrong and what to do about it (or what was confirmed).
     pub message: String,
@@ -100,13 +101,17 @@ pub async fn test_site(
     State(state): State<AdminState>,
     SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
-    let site = match state.fleet.resolve_site(id.as_str()).await {
-        Ok(Some(site)) => site,
+    let target = match state.fleet.resolve_site(id.as_str()).await {
+        Ok(Some(site)) => crate::health::targets::probe_target(&site),
         Ok(None) => return Err(StoreError::NotFound(format!("site {id}")).into()),
-        Err(e) => return Err(ApiError::site_unloadable(&id, &e)),
+        // A record that cannot be used is reported as the site's health (`unusable`).
+        Err(e) => {
+            let record = state.fleet.site(&id).await?;
+            crate::health::targets::unusable_target(&record, &e)
+                .ok_or_else(|| ApiError::site_unloadable(&id, &e))?
+        }
     };
     let client = state.check_client()?;
-    let target = crate::health::targets::probe_target(&site);
     let report = crate::health::probe(&client, &target, state.health_timeout).await;
     let report = state.health.record(id.as_str(), report);
     crate::health::targets::metrics_hook(

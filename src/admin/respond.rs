@@ -127,6 +127,13 @@ impl From<FleetError> for ApiError {
             FleetError::Routes(e) => Self::invalid(format!("allow_paths: {e}")),
             FleetError::Invalid(msg) => Self::invalid(msg),
             FleetError::Unconfirmed(msg) => Self::with(ErrorCode::AdminCredentialRejected, msg),
+            e @ FleetError::CredentialRequired { .. } => {
+                Self::with(ErrorCode::SiteCredentialRequired, e.to_string())
+            }
+            e @ FleetError::CredentialUnusable { .. } => {
+                tracing::error!(target: "wpgate::admin", error = %e, "site credential unusable");
+                Self::with(ErrorCode::Internal, e.to_string())
+            }
             e @ (FleetError::Keyring(_) | FleetError::Crypto(_)) => {
                 tracing::error!(target: "wpgate::admin", error = %e, "keyring or sealing failed");
                 Self::new(ErrorCode::Internal)
@@ -169,6 +176,13 @@ mod tests {
         assert!(message.starts_with("upstream: "), "{message}");
         let (status, code, _) = mapped(FleetError::Unconfirmed("no".into()));
         assert_eq!((status, code), (422, "admin.credential_rejected"));
+        let (status, code, message) = mapped(FleetError::CredentialRequired {
+            site: "shop".into(),
+            from: "http://a.example:80".into(),
+            to: "http://b.example:80".into(),
+        });
+        assert_eq!((status, code), (409, "site.credential_required"));
+        assert!(message.contains("http://b.example:80"), "{message}");
         let (status, code, _) = mapped(FleetError::Store(StoreError::NotFound("key k".into())));
         assert_eq!((status, code), (404, "admin.not_found"));
     }

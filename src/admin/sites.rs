@@ -7,7 +7,7 @@ use super::openapi::ErrorEnvelope;
 use super::respond::{json_reply, ApiError};
 use super::state::AdminState;
 use super::views::SiteView;
-use crate::fleet::{CredentialInput, NewSite};
+use crate::fleet::{CredentialInput, NewSite, SiteChanges};
 use crate::secret::Secret;
 use crate::site::{CredentialKind, RouteAllow, SiteId, UpstreamTarget};
 use crate::store::SiteRecord;
@@ -152,13 +152,18 @@ pub struct CreateSite {
     credential: Option<CredentialBody>,
 }
 
-/// The fields to change; at least one.
+/// The fields to change; at least one. The upstream credential is bound to the origin
+/// (scheme, host, port) of the upstream: moving `upstream` to another origin needs a new
+/// `credential` in the same call (409 `site.credential_required` without one); a new
+/// path on the same origin does not.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSite {
     name: Option<String>,
     upstream: Option<String>,
     enabled: Option<bool>,
+    /// A new upstream credential (write-only), sealed for the new upstream's origin.
+    credential: Option<CredentialBody>,
 }
 
 fn check_upstream(raw: &str) -> Result<(), ApiError> {
@@ -294,7 +299,9 @@ pub async fn get_site(
     Ok(site_reply(StatusCode::OK, &record))
 }
 
-/// Change a site's name, upstream or enabled flag. Needs `If-Match: "<version>"`.
+/// Change a site's name, upstream, enabled flag or credential. Needs
+/// `If-Match: "<version>"`. Moving the upstream to another origin needs a new credential
+/// in the same call.
 #[utoipa::path(
     patch,
     path = "/admin/v1/sites/{id}",
@@ -310,6 +317,7 @@ pub async fn get_site(
         (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "site.credential_required: the upstream moves to another origin without a new credential", body = ErrorEnvelope),
         (status = 412, description = "The site changed since that version", body = ErrorEnvelope),
         (status = 428, description = "If-Match is missing", body = ErrorEnvelope),
     )
@@ -322,39 +330,32 @@ pub async fn update_site(
     ApiJson(body): ApiJson<UpdateSite>,
 ) -> Result<Response, ApiError> {
     let expected = IfMatch::from_headers(&headers)?;
-    let mut changed = Vec::new();
     if let Some(n) = &body.name {
         check_name(n)?;
-        changed.push("name");
     }
     if let Some(u) = &body.upstream {
         check_upstream(u)?;
-        changed.push("upstream");
     }
-    if body.enabled.is_some() {
-        changed.push("enabled");
-    }
-    if changed.is_empty() {
+    let changes = SiteChanges {
+        name: body.name,
+        upstream_url: body.upstream,
+        enabled: body.enabled,
+        credential: body
+            .credential
+            .map(CredentialBody::into_input)
+            .transpose()?,
+    };
+    if changes.fields().is_empty() {
         return Err(ApiError::invalid(
-            "body: give at least one of name, upstream, enabled",
+            "body: give at least one of name, upstream, enabled, credential",
         ));
     }
-    let mut record = state.fleet.site(&id).await?;
+    let record = state.fleet.site(&id).await?;
     expected.check(&record)?;
-    if let Some(n) = body.name {
-        record.name = n;
-    }
-    if let Some(u) = body.upstream {
-        record.upstream_url = u;
-    }
-    if let Some(e) = body.enabled {
-        record.enabled = e;
-    }
-    let detail = Some(format!("fields={}", changed.join(",")));
     // The store re-checks the version in the same statement that writes.
     let updated = state
         .fleet
-        .update(record, "site.update", detail, &caller.actor)
+        .change_site(record, changes, &caller.actor)
         .await?;
     Ok(site_reply(StatusCode::OK, &updated))
 }

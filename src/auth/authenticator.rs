@@ -135,7 +135,7 @@ impl<K: KeyLookup> Authenticator<K> {
         let limiter = FailureLimiter::new(a.max_failures, a.failure_window, 1_000_000);
         let jwks_client = reqwest::Client::builder()
             .timeout(a.fetch_timeout)
-            .redirect(reqwest::redirect::Policy::limited(3))
+            .redirect(super::jwt::jwks::redirect_policy())
             .build()
             .map_err(|source| AuthSetupError::Client {
                 what: "JWKS fetches",

@@ -177,6 +177,24 @@ impl AuthPolicy {
         })
     }
 
+    /// The rules a policy must meet when an operator sets it, on top of [`Self::build`]:
+    /// a JWKS URL must be https, or http on a loopback host. (A policy stored before
+    /// this rule still loads, so the site's API keys keep working; its JWKS is refused
+    /// at fetch time.)
+    pub fn check_new(&self) -> Result<(), InvalidPolicy> {
+        let Some(url) = self.jwt.as_ref().and_then(|j| j.jwks_url.as_deref()) else {
+            return Ok(());
+        };
+        let refused = |reason| {
+            InvalidPolicy::Jwt(super::jwt::InvalidJwtSettings::BadJwksUrl {
+                url: url.to_string(),
+                reason,
+            })
+        };
+        let parsed = url::Url::parse(url).map_err(|_| refused("is not a valid URL"))?;
+        super::jwt::jwks::check_url(&parsed).map_err(refused)
+    }
+
     /// Validates the policy and builds what the request path uses.
     pub fn build(&self, hmac_secret: Option<Secret>) -> Result<SiteAuth, InvalidPolicy> {
         let bad = |m: &str| InvalidPolicy::Invalid(m.to_string());
@@ -485,5 +503,47 @@ mod tests {
         assert!(p.build(Some(Secret::new(vec![7u8; 32]))).is_err());
         let unknown = r#"{"methods":["jwt"],"jwt":{"verify":"wordpress","act_as":"admin"}}"#;
         assert!(AuthPolicy::from_json(Some(unknown)).is_err());
+    }
+
+    #[test]
+    fn jwks_urls_must_be_https_or_loopback() {
+        let with_url = |url: &str| {
+            let mut j = jwt(JwtVerify::Local);
+            j.algorithms = vec!["RS256".into()];
+            j.jwks_url = Some(url.into());
+            AuthPolicy {
+                methods: vec![Method::Jwt],
+                jwt: Some(j),
+            }
+        };
+        for ok in [
+            "https://idp.example.com/.well-known/jwks.json",
+            "http://127.0.0.1:8080/jwks",
+            "http://127.9.8.7/jwks",
+            "http://[::1]:9000/jwks",
+            "http://localhost:9000/jwks",
+            "http://LOCALHOST/jwks",
+        ] {
+            with_url(ok).check_new().unwrap();
+        }
+        for bad in [
+            "http://idp.example.com/jwks",
+            "http://10.0.0.1/jwks",
+            "http://localhost.example.com/jwks",
+            "http://128.0.0.1/jwks",
+            "ftp://idp.example.com/jwks",
+            "not a url",
+        ] {
+            let e = with_url(bad).check_new().unwrap_err();
+            let text = format!("{:#}", anyhow::Error::new(e));
+            assert!(text.contains("JWKS URL"), "{bad}: {text}");
+        }
+        let e = with_url("http://idp.example.com/jwks")
+            .check_new()
+            .unwrap_err();
+        let text = format!("{:#}", anyhow::Error::new(e));
+        assert!(text.contains("must use https"), "{text}");
+        // Policies without a JWKS URL have nothing to check.
+        AuthPolicy::default().check_new().unwrap();
     }
 }

@@ -4,7 +4,7 @@ use super::{actor, explain, parse_duration, print_table, report};
 use crate::admin::views::SiteView;
 use crate::auth::policy::{ActAs, AuthPolicy, JwtPolicy, JwtVerify, Method};
 use crate::config::Config;
-use crate::fleet::{CredentialInput, Fleet, NewSite};
+use crate::fleet::{CredentialInput, Fleet, NewSite, SiteChanges};
 use crate::secret::Secret;
 use crate::site::{AllowPath, CredentialKind, RouteAllow, SiteId};
 use crate::store::SiteRecord;
@@ -36,6 +36,21 @@ pub enum SiteCommand {
         after: Option<String>,
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+    },
+    /// Change a site's name or upstream, and its credential. The credential is bound to
+    /// the upstream's origin (scheme, host, port): moving the upstream to another origin
+    /// needs a new credential in the same command (--secret-stdin, with --auth ... if the
+    /// kind changes).
+    Update {
+        id: SiteId,
+        /// New display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New base URL of the site, http or https, optionally with a path prefix.
+        #[arg(long)]
+        upstream: Option<String>,
+        #[command(flatten)]
+        credential: CredentialArgs,
     },
     /// Show one site (never its secret).
     Show { id: SiteId },
@@ -175,6 +190,16 @@ pub struct CredentialArgs {
     /// Read the secret from standard input (never from the command line).
     #[arg(long)]
     pub secret_stdin: bool,
+}
+
+impl CredentialArgs {
+    /// True when any credential flag is given.
+    fn given(&self) -> bool {
+        self.auth.is_some()
+            || self.username.is_some()
+            || self.header_name.is_some()
+            || self.secret_stdin
+    }
 }
 
 fn read_secret(args: &CredentialArgs) -> anyhow::Result<Option<Secret>> {
@@ -467,6 +492,39 @@ pub(super) async fn run(
                     }),
                 );
             }
+        }
+        SiteCommand::Update {
+            id,
+            name,
+            upstream,
+            credential,
+        } => {
+            let current = fleet.site(id).await.map_err(explain)?;
+            let credential = if credential.given() {
+                Some(credential_input(credential, Some(&current))?)
+            } else {
+                None
+            };
+            let changes = SiteChanges {
+                name: name.clone(),
+                upstream_url: upstream.clone(),
+                enabled: None,
+                credential,
+            };
+            let fields = changes.fields().join(", ");
+            let s = fleet
+                .change_site(current, changes, &actor)
+                .await
+                .map_err(explain)?;
+            report(
+                json,
+                site_json(&s),
+                format!(
+                    "site {id} updated ({fields}): {} with {}",
+                    s.upstream_url,
+                    credential_text(&s)
+                ),
+            );
         }
         SiteCommand::Show { id } => print_site(&fleet.site(id).await.map_err(explain)?, json),
         SiteCommand::Rm { id } => {

@@ -3,10 +3,10 @@
 
 use super::{credential_header, Fleet, FleetError};
 use crate::auth::policy::{AuthPolicy, SiteAuth};
-use crate::crypto::{Keyring, Place};
+use crate::crypto::{CryptoError, Keyring, Place};
 use crate::site::{CredentialKind, RouteAllow, UpstreamTarget};
 use crate::store::{
-    self, ApiKeyRecord, SiteRecord, StoreError, JWT_SECRET_FIELD, UPSTREAM_CREDENTIAL_FIELD,
+    self, upstream_credential_place, ApiKeyRecord, SiteRecord, StoreError, JWT_SECRET_FIELD,
 };
 use http::{HeaderName, HeaderValue};
 use std::net::SocketAddr;
@@ -137,6 +137,19 @@ fn store_error(metrics: &crate::metrics::Metrics, op: &str) {
     metrics.store_errors.with_label_values(&[op]).inc();
 }
 
+/// Why a stored credential does not open, for the operator (never the secret).
+fn unusable_reason(e: &CryptoError) -> String {
+    match e {
+        CryptoError::WrongFormat { found: "v1", .. } => "it was sealed before credentials \
+             were bound to their origin, and start-up could not re-seal it (see the log)"
+            .to_string(),
+        CryptoError::OpenFailed => {
+            "it was sealed for another site or another origin, or was altered".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Builds the request-path view of a site record.
 pub(super) async fn resolve(
     record: &SiteRecord,
@@ -146,8 +159,16 @@ pub(super) async fn resolve(
     let inject = match (&record.credential.kind, &record.credential.sealed_secret) {
         (CredentialKind::None, _) => None,
         (kind, Some(sealed)) => {
-            let secret =
-                keyring.open(&Place::site(&record.id, UPSTREAM_CREDENTIAL_FIELD), sealed)?;
+            // Opens only for this site and the origin it was sealed for: a value moved to
+            // another site, or a site whose upstream was moved to another origin behind
+            // wpgate's back, never has its credential sent anywhere.
+            let secret = keyring
+                .open(&upstream_credential_place(&record.id, &upstream), sealed)
+                .map_err(|e| FleetError::CredentialUnusable {
+                    site: record.id.clone(),
+                    origin: upstream.origin.clone(),
+                    reason: unusable_reason(&e),
+                })?;
             Some(credential_header(
                 *kind,
                 record.credential.username.as_deref(),

@@ -5,13 +5,14 @@
 //! keeps the caches in step with other processes' writes; `rotation` re-seals stored
 //! secrets with the keyring's primary.
 
+pub mod binding;
 pub mod follow;
 mod lookup;
 pub mod rotation;
 mod writes;
 
 pub use lookup::ResolvedSite;
-pub use writes::{Actor, CredentialInput, NewSite};
+pub use writes::{Actor, CredentialInput, NewSite, SiteChanges};
 
 use crate::auth::api_key::{self, KeyHasher};
 use crate::auth::policy::InvalidPolicy;
@@ -52,6 +53,28 @@ pub enum FleetError {
     /// A new credential failed its check against the site (the old one is kept).
     #[error("{0}")]
     Unconfirmed(String),
+    /// A change would move a site's upstream to another origin without a new
+    /// credential: the stored one is bound to the old origin.
+    #[error(
+        "site {site}: moving its upstream from {from} to {to} needs a new credential in the \
+         same change (the stored one is bound to {from} and is never sent elsewhere)"
+    )]
+    CredentialRequired {
+        site: String,
+        from: String,
+        to: String,
+    },
+    /// A site's stored upstream credential does not open for the site and the origin of
+    /// its upstream: the site cannot be used until its credential is set again.
+    #[error(
+        "site {site}: its upstream credential cannot be used for {origin}: {reason}; \
+         set it again (`wpgate site set-credential {site}`)"
+    )]
+    CredentialUnusable {
+        site: String,
+        origin: String,
+        reason: String,
+    },
 }
 
 /// Checks a site as it would be with a new credential, before the credential is stored
@@ -97,6 +120,7 @@ impl Fleet {
         metrics: Arc<Metrics>,
     ) -> Result<Fleet, FleetError> {
         check_keyring_covers(store.as_ref(), &keyring).await?;
+        binding::bind_credentials(store.as_ref(), &keyring).await?;
         let pepper = load_or_create_pepper(store.as_ref(), &keyring).await?;
         let c = &config.boot.cache;
         Ok(Fleet {

@@ -62,7 +62,7 @@ pub async fn rewrap(
         after = Some(last.slot.clone());
         let mut reseals = Vec::with_capacity(values.len());
         for old in values {
-            let place = old.slot.place();
+            let place = old.place()?;
             let plain = keyring.open(&place, &old.sealed)?;
             let new_sealed = keyring.seal(&place, plain.expose())?;
             reseals.push(Reseal { old, new_sealed });

@@ -10,8 +10,8 @@ use crate::crypto::Place;
 use crate::secret::Secret;
 use crate::site::{CredentialKind, RouteAllow, SiteId, UpstreamTarget};
 use crate::store::{
-    ApiKeyRecord, AuditEntry, SiteRecord, StoreError, StoredCredential, JWT_SECRET_FIELD,
-    UPSTREAM_CREDENTIAL_FIELD,
+    upstream_credential_place, ApiKeyRecord, AuditEntry, SiteRecord, StoreError, StoredCredential,
+    JWT_SECRET_FIELD,
 };
 use std::time::Duration;
 
@@ -79,11 +79,65 @@ pub struct NewSite {
     pub credential: CredentialInput,
 }
 
+/// What [`Fleet::change_site`] changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SiteChanges {
+    pub name: Option<String>,
+    pub upstream_url: Option<String>,
+    pub enabled: Option<bool>,
+    /// A new upstream credential, sealed for the origin of the (new) upstream. Required
+    /// when `upstream_url` moves the site to another origin and it has a credential.
+    pub credential: Option<CredentialInput>,
+}
+
+impl SiteChanges {
+    /// The fields it changes (for the audit log); empty when it changes nothing.
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("name", self.name.is_some()),
+            ("upstream", self.upstream_url.is_some()),
+            ("enabled", self.enabled.is_some()),
+            ("credential", self.credential.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, given)| given.then_some(field))
+        .collect()
+    }
+}
+
+/// A site's sealed credential is bound to the origin of its upstream: a change that
+/// moves the upstream to another origin (scheme, host or port) must bring a new
+/// credential. A new path prefix on the same origin keeps it; a site without a secret
+/// has nothing to move.
+fn check_credential_follows_origin(
+    current: &SiteRecord,
+    next: &SiteRecord,
+    next_upstream: &UpstreamTarget,
+) -> Result<(), FleetError> {
+    let Some(sealed) = &next.credential.sealed_secret else {
+        return Ok(());
+    };
+    if current.credential.sealed_secret.as_ref() != Some(sealed) {
+        return Ok(()); // a new credential, sealed for `next_upstream`
+    }
+    let from = UpstreamTarget::parse(&current.upstream_url)
+        .map(|u| u.origin)
+        .unwrap_or_else(|_| current.upstream_url.clone());
+    if from == next_upstream.origin {
+        return Ok(());
+    }
+    Err(FleetError::CredentialRequired {
+        site: current.id.clone(),
+        from,
+        to: next_upstream.origin.clone(),
+    })
+}
+
 impl Fleet {
     pub async fn add_site(&self, new: NewSite, actor: &Actor) -> Result<SiteRecord, FleetError> {
         let id = new.id;
-        UpstreamTarget::parse(&new.upstream_url)?;
-        let credential = self.seal_credential(&id, &new.credential)?;
+        let upstream = UpstreamTarget::parse(&new.upstream_url)?;
+        let credential = self.seal_credential(&id, &upstream, &new.credential)?;
         let now = crate::time::now_unix();
         let record = SiteRecord {
             id: id.to_string(),
@@ -128,14 +182,55 @@ impl Fleet {
         enabled: bool,
         actor: &Actor,
     ) -> Result<SiteRecord, FleetError> {
-        let mut record = self.site(id).await?;
+        let current = self.site(id).await?;
+        let mut record = current.clone();
         record.enabled = enabled;
         let action = if enabled {
             "site.enable"
         } else {
             "site.disable"
         };
-        self.update(record, action, None, actor).await
+        self.update(&current, record, action, None, actor).await
+    }
+
+    /// Changes a site as the caller read it (`current`; the write fails with a version
+    /// conflict if it has changed since). Moving the upstream to another origin needs a
+    /// new credential in the same change ([`FleetError::CredentialRequired`]).
+    pub async fn change_site(
+        &self,
+        current: SiteRecord,
+        changes: SiteChanges,
+        actor: &Actor,
+    ) -> Result<SiteRecord, FleetError> {
+        let fields = changes.fields();
+        if fields.is_empty() {
+            return Err(FleetError::Invalid(
+                "nothing to change: give a name, an upstream, enabled or a credential".into(),
+            ));
+        }
+        let id: SiteId = current.id.parse()?;
+        let moves_upstream = changes.upstream_url.is_some();
+        let mut record = current.clone();
+        if let Some(name) = changes.name {
+            record.name = name;
+        }
+        if let Some(url) = changes.upstream_url {
+            record.upstream_url = url;
+        }
+        if let Some(enabled) = changes.enabled {
+            record.enabled = enabled;
+        }
+        let mut detail = format!("fields={}", fields.join(","));
+        if moves_upstream {
+            detail.push_str(&format!(" upstream={}", record.upstream_url));
+        }
+        if let Some(credential) = &changes.credential {
+            let upstream = UpstreamTarget::parse(&record.upstream_url)?;
+            record.credential = self.seal_credential(&id, &upstream, credential)?;
+            detail.push_str(&format!(" credential={}", credential.kind.as_str()));
+        }
+        self.update(&current, record, "site.update", Some(detail), actor)
+            .await
     }
 
     pub async fn set_credential(
@@ -144,10 +239,12 @@ impl Fleet {
         credential: &CredentialInput,
         actor: &Actor,
     ) -> Result<SiteRecord, FleetError> {
-        let mut record = self.site(id).await?;
-        record.credential = self.seal_credential(id, credential)?;
+        let current = self.site(id).await?;
+        let mut record = current.clone();
+        let upstream = UpstreamTarget::parse(&record.upstream_url)?;
+        record.credential = self.seal_credential(id, &upstream, credential)?;
         let detail = Some(format!("credential={}", credential.kind.as_str()));
-        self.update(record, "site.set_credential", detail, actor)
+        self.update(&current, record, "site.set_credential", detail, actor)
             .await
     }
 
@@ -162,8 +259,10 @@ impl Fleet {
         check: &C,
         actor: &Actor,
     ) -> Result<(SiteRecord, C::Checked), FleetError> {
-        let mut record = self.site(id).await?;
-        record.credential = self.seal_credential(id, credential)?;
+        let current = self.site(id).await?;
+        let mut record = current.clone();
+        let upstream = UpstreamTarget::parse(&record.upstream_url)?;
+        record.credential = self.seal_credential(id, &upstream, credential)?;
         let candidate = resolve(&record, &self.keyring.load()).await?;
         let checked = check
             .check(&candidate)
@@ -174,7 +273,7 @@ impl Fleet {
             credential.kind.as_str()
         ));
         let updated = self
-            .update(record, "site.set_credential", detail, actor)
+            .update(&current, record, "site.set_credential", detail, actor)
             .await?;
         Ok((updated, checked))
     }
@@ -188,7 +287,9 @@ impl Fleet {
         hmac_secret: Option<Secret>,
         actor: &Actor,
     ) -> Result<SiteRecord, FleetError> {
-        let mut record = self.site(id).await?;
+        policy.check_new()?;
+        let current = self.site(id).await?;
+        let mut record = current.clone();
         let place = Place::site(id.as_str(), JWT_SECRET_FIELD);
         let keyring = self.keyring.load();
         let sealed = match (&hmac_secret, policy.needs_hmac_secret()) {
@@ -218,7 +319,8 @@ impl Fleet {
                 .collect::<Vec<_>>()
                 .join(",")
         ));
-        self.update(record, "site.set_auth", detail, actor).await
+        self.update(&current, record, "site.set_auth", detail, actor)
+            .await
     }
 
     /// Sets a site's health settings.
@@ -241,14 +343,16 @@ impl Fleet {
                 )));
             }
         }
-        let mut record = self.site(id).await?;
+        let current = self.site(id).await?;
+        let mut record = current.clone();
         record.required_namespaces = required_namespaces;
         record.health_fail_fast = fail_fast;
         let detail = Some(format!(
             "required_namespaces={} fail_fast={fail_fast}",
             record.required_namespaces.join(",")
         ));
-        self.update(record, "site.set_health", detail, actor).await
+        self.update(&current, record, "site.set_health", detail, actor)
+            .await
     }
 
     /// Sets the path prefixes a site forwards besides the REST API (replaces them; empty:
@@ -259,26 +363,37 @@ impl Fleet {
         routes: &RouteAllow,
         actor: &Actor,
     ) -> Result<SiteRecord, FleetError> {
-        let mut record = self.site(id).await?;
+        let current = self.site(id).await?;
+        let mut record = current.clone();
         record.allowed_paths = routes.to_strings();
         let detail = Some(if routes.paths().is_empty() {
             "allow_paths=(rest api only)".to_string()
         } else {
             format!("allow_paths={}", record.allowed_paths.join(","))
         });
-        self.update(record, "site.set_routes", detail, actor).await
+        self.update(&current, record, "site.set_routes", detail, actor)
+            .await
     }
 
-    /// Writes `record` (optimistic concurrency on its version) and forgets the cached copy.
-    pub async fn update(
+    /// Writes `record`, the change of `current` (optimistic concurrency on its version),
+    /// and forgets the cached copy. Every change of a site goes through here, so every
+    /// one keeps the credential bound to its origin.
+    async fn update(
         &self,
+        current: &SiteRecord,
         record: SiteRecord,
         action: &str,
         detail: Option<String>,
         actor: &Actor,
     ) -> Result<SiteRecord, FleetError> {
-        UpstreamTarget::parse(&record.upstream_url)?;
+        let upstream = UpstreamTarget::parse(&record.upstream_url)?;
         RouteAllow::parse(&record.allowed_paths)?;
+        if record.id != current.id || record.version != current.version {
+            return Err(FleetError::Invalid(
+                "a site change must start from the site as read".into(),
+            ));
+        }
+        check_credential_follows_origin(current, &record, &upstream)?;
         // The record may come from anywhere: its id is checked before it is written.
         let site_id: SiteId = record.id.parse()?;
         let updated = self
@@ -372,9 +487,11 @@ impl Fleet {
         Ok(record)
     }
 
+    /// Seals a credential for `site` and the origin of `upstream`: it opens for no other.
     fn seal_credential(
         &self,
         site: &SiteId,
+        upstream: &UpstreamTarget,
         input: &CredentialInput,
     ) -> Result<StoredCredential, FleetError> {
         // Render the header once now: a credential that cannot be sent is refused here,
@@ -394,7 +511,7 @@ impl Fleet {
         }
         let sealed_secret = match &input.secret {
             Some(secret) => Some(self.keyring.load().seal(
-                &Place::site(site.as_str(), UPSTREAM_CREDENTIAL_FIELD),
+                &upstream_credential_place(site.as_str(), upstream),
                 secret.expose(),
             )?),
             None => None,
@@ -404,5 +521,94 @@ impl Fleet {
             username: input.username.clone(),
             sealed_secret,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(upstream: &str, sealed: Option<&str>) -> SiteRecord {
+        SiteRecord {
+            id: "shop".into(),
+            name: "shop".into(),
+            upstream_url: upstream.into(),
+            enabled: true,
+            credential: StoredCredential {
+                kind: if sealed.is_some() {
+                    CredentialKind::Bearer
+                } else {
+                    CredentialKind::None
+                },
+                username: None,
+                sealed_secret: sealed.map(str::to_string),
+            },
+            auth_policy: None,
+            jwt_secret_sealed: None,
+            required_namespaces: Vec::new(),
+            allowed_paths: Vec::new(),
+            health_fail_fast: false,
+            created_at: 0,
+            updated_at: 0,
+            version: 1,
+        }
+    }
+
+    fn check(current: &SiteRecord, next: &SiteRecord) -> Result<(), FleetError> {
+        check_credential_follows_origin(
+            current,
+            next,
+            &UpstreamTarget::parse(&next.upstream_url).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_credential_stays_with_its_origin() {
+        let current = site("https://shop.example.com/wp", Some("v2.k.old"));
+        // Same origin, new path, or written differently: the credential stays.
+        for same in [
+            "https://shop.example.com/",
+            "https://SHOP.example.com:443/blog",
+            "https://shop.example.com/wp",
+        ] {
+            check(&current, &site(same, Some("v2.k.old"))).unwrap();
+        }
+        // Another scheme, host or port without a new credential: refused, naming both.
+        for other in [
+            "http://shop.example.com/wp",
+            "https://evil.example.com/wp",
+            "https://shop.example.com:8443/wp",
+        ] {
+            match check(&current, &site(other, Some("v2.k.old"))) {
+                Err(FleetError::CredentialRequired { site, from, to }) => {
+                    assert_eq!(site, "shop");
+                    assert_eq!(from, "https://shop.example.com:443");
+                    assert_eq!(to, UpstreamTarget::parse(other).unwrap().origin);
+                }
+                r => panic!("{other}: {r:?}"),
+            }
+            // With a new credential (sealed for the new origin) it goes through.
+            check(&current, &site(other, Some("v2.k.new"))).unwrap();
+            // Dropping the credential (kind none) leaves nothing to move.
+            check(&current, &site(other, None)).unwrap();
+        }
+        // A site without a secret moves freely.
+        let bare = site("https://shop.example.com", None);
+        check(&bare, &site("https://evil.example.com", None)).unwrap();
+    }
+
+    #[test]
+    fn site_changes_name_their_fields() {
+        assert!(SiteChanges::default().fields().is_empty());
+        let c = SiteChanges {
+            upstream_url: Some("https://x.example".into()),
+            credential: Some(CredentialInput {
+                kind: CredentialKind::None,
+                username: None,
+                secret: None,
+            }),
+            ..SiteChanges::default()
+        };
+        assert_eq!(c.fields(), ["upstream", "credential"]);
     }
 }

@@ -23,10 +23,10 @@ pub async fn probe(
 ) -> HealthReport {
     let started = std::time::Instant::now();
     let checked_at = crate::time::now_unix();
-    let outcome = if target.enabled {
-        check(client, target, timeout).await
-    } else {
-        Outcome::new(HealthState::Disabled, diagnose::disabled(&target.site_id))
+    let outcome = match (&target.unusable, target.enabled) {
+        (_, false) => Outcome::new(HealthState::Disabled, diagnose::disabled(&target.site_id)),
+        (Some(why), true) => Outcome::new(HealthState::Unusable, diagnose::unusable(why)),
+        (None, true) => check(client, target, timeout).await,
     };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::debug!(
@@ -448,6 +448,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unusable_site_is_reported_without_asking() {
+        let (base, counters) = serve_counted(Mimic::new()).await;
+        let mut t = target("shop", &base);
+        t.credential = None;
+        t.unusable = Some("its upstream credential cannot be used for http://x:80".into());
+        let r = check(&t).await;
+        assert_state(&r, HealthState::Unusable);
+        assert_says(&r, "cannot be used for http://x:80");
+        assert_eq!(counters.index.load(Ordering::SeqCst), 0);
+        assert_eq!(counters.me.load(Ordering::SeqCst), 0);
+        // A disabled site is reported disabled, whatever else is wrong with it.
+        t.enabled = false;
+        assert_state(&check(&t).await, HealthState::Disabled);
+    }
+
+    #[tokio::test]
     async fn a_site_without_credential_skips_users_me_and_says_so() {
         let r = check_without_header(CredentialKind::None).await;
         assert_state(&r, HealthState::Healthy);
@@ -597,6 +613,7 @@ mod tests {
             username: Some(user.clone()),
             required_namespaces: vec!["wp/v2".into()],
             enabled: true,
+            unusable: None,
         };
         let never = |r: &HealthReport| {
             let json = serde_json::to_string(r).unwrap();

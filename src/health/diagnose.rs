@@ -271,6 +271,10 @@ pub(super) fn disabled(site_id: &str) -> String {
     )
 }
 
+pub(super) fn unusable(why: &str) -> String {
+    format!("wpgate cannot use the site's stored record, so it is not contacted: {why}")
+}
+
 pub(super) fn index_too_large(shown: &str, max_bytes: usize, base: &str) -> String {
     format!(
         "{shown} answered 200 with more than {} MiB, which is not the WordPress REST \

@@ -195,6 +195,7 @@ pub(super) fn target(site: &str, base: &str) -> ProbeTarget {
         username: Some(USER.to_string()),
         required_namespaces: vec!["myplugin/v1".to_string()],
         enabled: true,
+        unusable: None,
     }
 }
 

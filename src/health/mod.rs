@@ -58,16 +58,20 @@ pub enum HealthState {
     Unreachable,
     /// The site is disabled in wpgate; it is not checked.
     Disabled,
+    /// wpgate cannot use the site's stored record (e.g. its upstream credential does not
+    /// open for the origin of its upstream); the site is not contacted.
+    Unusable,
 }
 
 impl HealthState {
-    pub const ALL: [HealthState; 6] = [
+    pub const ALL: [HealthState; 7] = [
         HealthState::Unknown,
         HealthState::Healthy,
         HealthState::Degraded,
         HealthState::AuthFailed,
         HealthState::Unreachable,
         HealthState::Disabled,
+        HealthState::Unusable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +82,7 @@ impl HealthState {
             HealthState::AuthFailed => "auth_failed",
             HealthState::Unreachable => "unreachable",
             HealthState::Disabled => "disabled",
+            HealthState::Unusable => "unusable",
         }
     }
 
@@ -85,14 +90,20 @@ impl HealthState {
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            HealthState::Degraded | HealthState::AuthFailed | HealthState::Unreachable
+            HealthState::Degraded
+                | HealthState::AuthFailed
+                | HealthState::Unreachable
+                | HealthState::Unusable
         )
     }
 
     /// States in which requests through the proxy cannot succeed, so the prober backs off
     /// (and the proxy may fail fast).
     pub fn is_down(self) -> bool {
-        matches!(self, HealthState::AuthFailed | HealthState::Unreachable)
+        matches!(
+            self,
+            HealthState::AuthFailed | HealthState::Unreachable | HealthState::Unusable
+        )
     }
 }
 
@@ -132,6 +143,9 @@ pub struct ProbeTarget {
     /// REST namespaces the site must offer, e.g. `myplugin/v1`.
     pub required_namespaces: Vec<String>,
     pub enabled: bool,
+    /// Why wpgate cannot use the site (its record does not resolve): the check reports
+    /// `unusable` with this, without contacting the site.
+    pub unusable: Option<String>,
 }
 
 impl fmt::Debug for ProbeTarget {
@@ -144,6 +158,7 @@ impl fmt::Debug for ProbeTarget {
             .field("username", &self.username)
             .field("required_namespaces", &self.required_namespaces)
             .field("enabled", &self.enabled)
+            .field("unusable", &self.unusable)
             .finish()
     }
 }
@@ -172,7 +187,8 @@ mod tests {
                 "degraded",
                 "auth_failed",
                 "unreachable",
-                "disabled"
+                "disabled",
+                "unusable"
             ]
         );
         for s in HealthState::ALL {

@@ -152,6 +152,7 @@ impl Prober {
         t.username.hash(&mut h);
         t.required_namespaces.hash(&mut h);
         t.enabled.hash(&mut h);
+        t.unusable.hash(&mut h);
         if let Some((name, value)) = &t.credential {
             name.as_str().hash(&mut h);
             value.as_bytes().hash(&mut h);

@@ -2,11 +2,12 @@
 //! to the metrics, and the check a new credential must pass before the fleet stores it.
 //! Health depends on the fleet here, never the other way round.
 
-use crate::fleet::{CredentialCheck, Fleet, ResolvedSite};
+use crate::fleet::{CredentialCheck, Fleet, FleetError, ResolvedSite};
 use crate::health::{
     HealthBoard, HealthReport, HealthState, ProbeTarget, ReportHook, TargetSource,
 };
 use crate::metrics::{Metrics, ALL_SITES};
+use crate::store::SiteRecord;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +40,10 @@ impl TargetSource for FleetTargets {
                     Ok(Some(site)) => out.push(probe_target(&site)),
                     Ok(None) => {}
                     Err(e) => {
-                        tracing::warn!(site = %record.id, error = %e, "health: site cannot be loaded")
+                        tracing::warn!(site = %record.id, error = %e, "health: site cannot be loaded");
+                        if let Some(t) = unusable_target(record, &e) {
+                            out.push(t);
+                        }
                     }
                 }
             }
@@ -86,7 +90,26 @@ pub fn probe_target(site: &ResolvedSite) -> ProbeTarget {
         username: site.credential_username.clone(),
         required_namespaces: site.required_namespaces.clone(),
         enabled: site.enabled,
+        unusable: None,
     }
+}
+
+/// The target of a site whose record does not resolve: checked as `unusable` (with why)
+/// without contacting it. `None` for a store error (nothing is known about the site).
+pub fn unusable_target(record: &SiteRecord, e: &FleetError) -> Option<ProbeTarget> {
+    if matches!(e, FleetError::Store(_)) {
+        return None;
+    }
+    Some(ProbeTarget {
+        site_id: record.id.clone(),
+        base_url: record.upstream_url.trim_end_matches('/').to_string(),
+        credential: None,
+        credential_kind: record.credential.kind,
+        username: record.credential.username.clone(),
+        required_namespaces: record.required_namespaces.clone(),
+        enabled: record.enabled,
+        unusable: Some(e.to_string()),
+    })
 }
 
 /// Confirms a new credential with a health check of the site as it would be with it:

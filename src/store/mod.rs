@@ -8,9 +8,10 @@ pub mod sql;
 pub mod sqlite;
 
 pub use records::{
-    AdminScope, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, Change, ChangeEvent,
-    ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot, SealedValue,
-    SiteRecord, StoredCredential, JWT_SECRET_FIELD, SEALED_SLOT_KINDS, UPSTREAM_CREDENTIAL_FIELD,
+    upstream_credential_place, AdminScope, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord,
+    Change, ChangeEvent, ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot,
+    SealedValue, SiteRecord, StoredCredential, JWT_SECRET_FIELD, SEALED_SLOT_KINDS,
+    UPSTREAM_CREDENTIAL_FIELD,
 };
 
 use crate::config::StoreUrl;
@@ -131,6 +132,23 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a batch of re-seals in one transaction (each only where the slot still
     /// holds the old value); returns how many were replaced.
     async fn reseal(&self, batch: &[Reseal], audit: &AuditEntry) -> Result<u64, StoreError>;
+
+    // ---- binding upstream credentials to their origin (`fleet::binding`) ----
+
+    /// Up to `limit` site upstream credentials still sealed in format `v1` (bound to
+    /// their site only, not to an origin), by site id after `after`, each with its site's
+    /// upstream URL.
+    async fn unbound_credentials(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SealedValue>, StoreError>;
+    /// Replaces each credential with its origin-bound re-seal where the site still holds
+    /// the old value and the upstream URL it was read with, in one transaction; each
+    /// replacement writes its own audit entry. Returns how many were replaced. Records no
+    /// change: the value opens to the same secret for the same upstream, so what caches
+    /// hold stays right (and gateways of an older version keep serving from theirs).
+    async fn bind_credentials(&self, batch: &[(Reseal, AuditEntry)]) -> Result<u64, StoreError>;
 
     // ---- export and import (`wpgate store migrate`) ----
     // Sites are exported with `list_sites`, admin tokens with `list_admin_tokens`.

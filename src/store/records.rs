@@ -1,6 +1,7 @@
 //! The records the store keeps and the values its calls take and return.
 
-use crate::site::CredentialKind;
+use crate::crypto::Place;
+use crate::site::{CredentialKind, InvalidUpstream, UpstreamTarget};
 
 /// A site's upstream credential as stored: its secret only ever sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -8,12 +9,19 @@ pub struct StoredCredential {
     pub kind: CredentialKind,
     /// The WordPress user name (`app_password`) or the header name (`header`).
     pub username: Option<String>,
-    /// Sealed text (see `crypto`), bound to `Place::site(id, "upstream_credential")`.
+    /// Sealed text (see `crypto`), bound to the site and the origin of its upstream
+    /// ([`upstream_credential_place`]).
     pub sealed_secret: Option<String>,
 }
 
 /// The field name a site's upstream credential is sealed under.
 pub const UPSTREAM_CREDENTIAL_FIELD: &str = "upstream_credential";
+
+/// The place a site's upstream credential is sealed for: the site and the origin of its
+/// upstream, so the credential opens for no other site and no other host.
+pub fn upstream_credential_place(site_id: &str, upstream: &UpstreamTarget) -> Place {
+    Place::site_origin(site_id, UPSTREAM_CREDENTIAL_FIELD, &upstream.origin)
+}
 /// The field name a site's JWT HMAC secret is sealed under.
 pub const JWT_SECRET_FIELD: &str = "jwt_hmac_secret";
 
@@ -191,17 +199,6 @@ pub enum SealedSlot {
 }
 
 impl SealedSlot {
-    /// The place the value is sealed for (its associated data).
-    pub fn place(&self) -> crate::crypto::Place {
-        match self {
-            SealedSlot::SiteCredential(id) => {
-                crate::crypto::Place::site(id, UPSTREAM_CREDENTIAL_FIELD)
-            }
-            SealedSlot::SiteJwtSecret(id) => crate::crypto::Place::site(id, JWT_SECRET_FIELD),
-            SealedSlot::Setting(name) => crate::crypto::Place::global(name),
-        }
-    }
-
     /// The slot of kind tag `kind` (one of [`SEALED_SLOT_KINDS`]) and `id`.
     pub fn at(kind: &str, id: String) -> Self {
         match kind {
@@ -245,6 +242,29 @@ impl std::fmt::Display for SealedSlot {
 pub struct SealedValue {
     pub slot: SealedSlot,
     pub sealed: String,
+    /// For a site's upstream credential: the site's upstream URL as stored, read with
+    /// the value (the credential is bound to its origin). `None` for other slots.
+    pub upstream_url: Option<String>,
+}
+
+impl SealedValue {
+    /// The place the value is sealed for (its associated data), by its slot and its
+    /// format: an upstream credential in format `v2` is bound to its site's origin, one
+    /// in format `v1` (sealed before origin binding) to its site only.
+    pub fn place(&self) -> Result<Place, InvalidUpstream> {
+        Ok(match &self.slot {
+            SealedSlot::SiteCredential(id) => {
+                if crate::crypto::sealed_format(&self.sealed) == Some("v1") {
+                    Place::site(id, UPSTREAM_CREDENTIAL_FIELD)
+                } else {
+                    let url = self.upstream_url.as_deref().unwrap_or_default();
+                    upstream_credential_place(id, &UpstreamTarget::parse(url)?)
+                }
+            }
+            SealedSlot::SiteJwtSecret(id) => Place::site(id, JWT_SECRET_FIELD),
+            SealedSlot::Setting(name) => Place::global(name),
+        })
+    }
 }
 
 /// One re-seal of a rewrap batch: replaces `old.sealed` with `new_sealed` only if the
@@ -307,5 +327,39 @@ impl ImportBatch {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_name_their_place_by_slot_and_format() {
+        let (k, _) = crate::crypto::Keyring::generate();
+        let upstream = UpstreamTarget::parse("https://Shop.example.com/blog").unwrap();
+        let v2 = k
+            .seal(&upstream_credential_place("shop", &upstream), b"secret")
+            .unwrap();
+        let v1 = k
+            .seal(&Place::site("shop", UPSTREAM_CREDENTIAL_FIELD), b"secret")
+            .unwrap();
+        let value = |sealed: &str, url: &str| SealedValue {
+            slot: SealedSlot::SiteCredential("shop".into()),
+            sealed: sealed.to_string(),
+            upstream_url: Some(url.into()),
+        };
+        // A v2 credential opens with the place of its site's origin, whatever the path.
+        let place = value(&v2, "https://shop.example.com:443/other")
+            .place()
+            .unwrap();
+        assert_eq!(k.open(&place, &v2).unwrap().expose(), b"secret");
+        // Not when the site's upstream is now another origin.
+        let moved = value(&v2, "https://evil.example.com/blog").place().unwrap();
+        assert!(k.open(&moved, &v2).is_err());
+        // A v1 credential names its site only (what a rewrap or re-seal opens it with).
+        let place = value(&v1, "https://evil.example.com").place().unwrap();
+        assert_eq!(k.open(&place, &v1).unwrap().expose(), b"secret");
+        assert!(value(&v2, "not a url").place().is_err());
     }
 }

@@ -16,6 +16,7 @@ mod config_files;
 mod e2e_wordpress;
 mod fleet_postgres;
 mod hardening_delegated;
+mod hardening_origin;
 mod hardening_request;
 mod proxy_auth;
 mod proxy_jwt;

@@ -204,6 +204,7 @@ contract!(
     change_log_prune_and_completeness,
     change_log_seq_order_is_commit_order,
     sealed_values_and_reseal,
+    unbound_credentials_and_binding,
     listener,
     export_import_round_trip,
 );
@@ -558,6 +559,7 @@ async fn change_log_records_every_write(b: Backend) {
                 old: SealedValue {
                     slot: SealedSlot::Setting("pepper".into()),
                     sealed: "v1.k1.n.c".into(),
+                    upstream_url: None,
                 },
                 new_sealed: "v1.k2.n.c".into(),
             }],
@@ -681,6 +683,121 @@ async fn change_log_seq_order_is_commit_order(b: Backend) {
     assert_eq!(seen, all);
 }
 
+/// Credentials still in sealed format v1 are listed with their site's upstream URL and
+/// replaced by `bind_credentials` only where the site still holds the value read with
+/// the URL read, each with its own audit entry and no change-log row; the per-key counts
+/// (triggers) count v2 credentials like v1 ones.
+async fn unbound_credentials_and_binding(b: Backend) {
+    let f = Fresh::new(b).await;
+    let s = f.store.as_ref();
+    let with_cred = |id: &str, url: &str, sealed: &str| {
+        let mut r = site(id);
+        r.upstream_url = url.into();
+        r.credential = records::app_password(sealed.into());
+        r
+    };
+    for rec in [
+        with_cred("a", "http://a.example:8080/wp", "v1.k1.bm9uY2U.a"),
+        with_cred("b", "https://b.example", "v2.k1.bm9uY2U.b"),
+        with_cred("c", "http://c.example", "v1.k2.bm9uY2U.c"),
+        with_cred("d", "http://d.example", "v1.k1.bm9uY2U.d"),
+        site("e"),
+    ] {
+        create(s, &rec).await.unwrap();
+    }
+    s.insert_setting_if_absent("pepper", "v1.k1.bm9uY2U.pepper")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.sealed_key_counts().await.unwrap(),
+        vec![("k1".to_string(), 4), ("k2".to_string(), 1)]
+    );
+    let unbound = |id: &str, url: &str, v: &str| SealedValue {
+        slot: SealedSlot::SiteCredential(id.into()),
+        sealed: v.into(),
+        upstream_url: Some(url.into()),
+    };
+    let all = s.unbound_credentials(None, 100).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            unbound("a", "http://a.example:8080/wp", "v1.k1.bm9uY2U.a"),
+            unbound("c", "http://c.example", "v1.k2.bm9uY2U.c"),
+            unbound("d", "http://d.example", "v1.k1.bm9uY2U.d"),
+        ]
+    );
+    assert_eq!(s.unbound_credentials(None, 1).await.unwrap(), all[..1]);
+    assert_eq!(
+        s.unbound_credentials(Some("a"), 100).await.unwrap(),
+        all[1..]
+    );
+    // The rewrap sees the v2 credential with its URL too.
+    let not_k2 = s.sealed_not_by("k2", None, 100).await.unwrap();
+    assert!(
+        not_k2.contains(&unbound("b", "https://b.example", "v2.k1.bm9uY2U.b")),
+        "{not_k2:?}"
+    );
+
+    // c moves to another upstream after it was read; d gets a new credential: both are
+    // left alone.
+    let mut c = s.get_site("c").await.unwrap().unwrap();
+    c.upstream_url = "http://elsewhere.example".into();
+    s.update_site(&c, &audit("site.update", "site:c"))
+        .await
+        .unwrap();
+    let mut d = s.get_site("d").await.unwrap().unwrap();
+    d.credential.sealed_secret = Some("v2.k2.bm9uY2U.dnew".into());
+    s.update_site(&d, &audit("site.set_credential", "site:d"))
+        .await
+        .unwrap();
+    let seq = s.latest_change().await.unwrap();
+    let batch: Vec<(Reseal, AuditEntry)> = all
+        .iter()
+        .map(|old| {
+            let SealedSlot::SiteCredential(id) = &old.slot else {
+                unreachable!()
+            };
+            (
+                Reseal {
+                    old: old.clone(),
+                    new_sealed: old.sealed.replacen("v1.", "v2.", 1),
+                },
+                audit("site.bind_credential", &format!("site:{id}")),
+            )
+        })
+        .collect();
+    assert_eq!(s.bind_credentials(&batch).await.unwrap(), 1);
+    let sealed = |id: &'static str| async move {
+        s.get_site(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .credential
+            .sealed_secret
+            .unwrap()
+    };
+    assert_eq!(sealed("a").await, "v2.k1.bm9uY2U.a");
+    assert_eq!(sealed("c").await, "v1.k2.bm9uY2U.c");
+    assert_eq!(sealed("d").await, "v2.k2.bm9uY2U.dnew");
+    // No change-log row (caches stay right), one audit entry, for a.
+    assert_eq!(changes_after(s, seq).await, vec![]);
+    let newest = s.list_audit(None, 1).await.unwrap();
+    assert_eq!(newest[0].entry.action, "site.bind_credential");
+    assert_eq!(newest[0].entry.target, "site:a");
+    assert_eq!(s.list_audit(Some("c"), 10).await.unwrap().len(), 2);
+    // Binding again changes nothing; what is left unbound is c only.
+    assert_eq!(s.bind_credentials(&batch).await.unwrap(), 0);
+    assert_eq!(
+        s.unbound_credentials(None, 100).await.unwrap(),
+        vec![unbound("c", "http://elsewhere.example", "v1.k2.bm9uY2U.c")]
+    );
+    assert_eq!(
+        s.sealed_key_counts().await.unwrap(),
+        vec![("k1".to_string(), 3), ("k2".to_string(), 2)]
+    );
+    assert_counts_match_contents(s).await;
+}
+
 async fn sealed_values_and_reseal(b: Backend) {
     let f = Fresh::new(b).await;
     let s = f.store.as_ref();
@@ -712,10 +829,12 @@ async fn sealed_values_and_reseal(b: Backend) {
     let cred = |id: &str, v: &str| SealedValue {
         slot: SealedSlot::SiteCredential(id.into()),
         sealed: v.into(),
+        upstream_url: Some("http://127.0.0.1:1".into()),
     };
     let pepper = SealedValue {
         slot: SealedSlot::Setting("pepper".into()),
         sealed: "v1.k1.bm9uY2U.pepper".into(),
+        upstream_url: None,
     };
     assert_eq!(
         not_k2,
@@ -753,6 +872,7 @@ async fn sealed_values_and_reseal(b: Backend) {
         vec![SealedValue {
             slot: SealedSlot::SiteJwtSecret("s1".into()),
             sealed: "v1.k2.bm9uY2U.s1jwt".into(),
+            upstream_url: None,
         }]
     );
 
@@ -1267,5 +1387,5 @@ async fn postgres_concurrent_opens_migrate_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(applied, vec![1, 2]);
+    assert_eq!(applied, vec![1, 2, 3]);
 }

@@ -10,6 +10,12 @@
 //!
 //! Only asymmetric keys are taken from a set (RSA, EC P-256/P-384, Ed25519): an `oct` key
 //! is never used, whatever the set says. Key material and tokens are never logged.
+//!
+//! Key sets decide who may sign tokens, so they come over https only: a JWKS URL must
+//! be `https://`, or `http://` on a loopback host (127.0.0.0/8, ::1, `localhost`)
+//! ([`check_url`]; refused when a policy is set, and again before every fetch). The
+//! fetch client follows a redirect only to https on the JWKS URL's own host
+//! ([`redirect_policy`]); any other redirect fails the fetch.
 
 use super::keys::{verifying_key, VerifyingKey};
 use jsonwebtoken::jwk::{Jwk, KeyOperations, PublicKeyUse};
@@ -22,6 +28,67 @@ use std::time::{Duration, Instant};
 
 /// The largest JWKS response accepted.
 pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
+/// The most redirects one fetch follows.
+pub const MAX_REDIRECTS: usize = 3;
+
+/// Whether key sets may be fetched from `url`: https, or http on a loopback host
+/// (127.0.0.0/8, ::1, `localhost`). The error says why not.
+pub fn check_url(url: &url::Url) -> Result<(), &'static str> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if url.host().is_some_and(is_loopback) => Ok(()),
+        "http" => Err(
+            "must use https (http is allowed only on a loopback host: 127.0.0.0/8, ::1, localhost)",
+        ),
+        _ => Err("must be an https:// URL"),
+    }
+}
+
+fn is_loopback(host: url::Host<&str>) -> bool {
+    match host {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// Whether a fetch of `from` may follow a redirect to `to`: only to https on the same
+/// host. The error says why not.
+fn check_redirect(from: &url::Url, to: &url::Url) -> Result<(), String> {
+    if to.scheme() != "https" {
+        return Err(format!(
+            "redirect to a {} URL refused: a JWKS is fetched over https only",
+            to.scheme()
+        ));
+    }
+    if to.host_str() != from.host_str() {
+        return Err(format!(
+            "redirect from host {} to host {} refused: a JWKS is fetched from its URL's host only",
+            from.host_str().unwrap_or_default(),
+            to.host_str().unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// The redirect policy of the JWKS fetch client: at most [`MAX_REDIRECTS`], each to https
+/// on the JWKS URL's own host ([`check_redirect`]); any other redirect fails the fetch
+/// (it is never followed).
+pub fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first().cloned() else {
+            return attempt.error("redirect without a first URL");
+        };
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        match check_redirect(&first, attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(why) => attempt.error(why),
+        }
+    })
+}
 
 /// How the cache fetches and keeps key sets.
 #[derive(Debug, Clone)]
@@ -444,8 +511,11 @@ async fn fetch(
     url: &str,
     clock: &Clock,
 ) -> Result<KeySet, String> {
+    // Checked when the policy was set; again here, for policies stored before the rule.
+    let parsed = url::Url::parse(url).map_err(|_| "the JWKS URL is not a valid URL".to_string())?;
+    check_url(&parsed).map_err(|why| format!("JWKS URL refused: {why}"))?;
     let mut resp = client
-        .get(url)
+        .get(parsed)
         .header(http::header::ACCEPT, "application/json")
         .timeout(settings.fetch_timeout)
         .send()

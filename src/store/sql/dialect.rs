@@ -16,8 +16,8 @@ pub struct Dialect {
     /// The value stored in a list column for a JSON array text parameter `?` (NULL for
     /// none).
     pub array_write: &'static str,
-    /// The key id of sealed text `v1.<kid>.<nonce>.<ct>` in column `{v}`: the text
-    /// between the first two dots.
+    /// The key id of sealed text `<format>.<kid>.<nonce>.<ct>` (format `v1` or `v2`) in
+    /// column `{v}`: the text between the first two dots.
     pub key_id_of: &'static str,
 }
 

@@ -104,9 +104,9 @@ fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
 
 /// `Store::sealed_not_by`: reads slot kind by kind from the cursor, one index range
 /// each (not a sorted union of everything, so a batch costs its own size whatever the
-/// fleet's). `fetch(kind, after_id, want)` returns up to `want` `(id, sealed)` pairs of
-/// that kind after `after_id`, in id order, not sealed with the key id being rotated
-/// away from.
+/// fleet's). `fetch(kind, after_id, want)` returns up to `want` `(id, sealed, upstream
+/// URL)` rows of that kind after `after_id`, in id order, not sealed with the key id
+/// being rotated away from.
 async fn sealed_by_kinds<F, Fut>(
     after: Option<&SealedSlot>,
     limit: u32,
@@ -114,7 +114,7 @@ async fn sealed_by_kinds<F, Fut>(
 ) -> Result<Vec<SealedValue>, StoreError>
 where
     F: FnMut(&'static str, String, i64) -> Fut,
-    Fut: Future<Output = Result<Vec<(String, String)>, StoreError>>,
+    Fut: Future<Output = Result<Vec<(String, String, Option<String>)>, StoreError>>,
 {
     let (from_kind, from_id) = after.map_or(("c", ""), SealedSlot::position);
     let mut out = Vec::new();
@@ -127,10 +127,11 @@ where
             break;
         }
         let after_id = if *kind == from_kind { from_id } else { "" };
-        for (id, sealed) in fetch(kind, after_id.to_string(), want).await? {
+        for (id, sealed, upstream_url) in fetch(kind, after_id.to_string(), want).await? {
             out.push(SealedValue {
                 slot: SealedSlot::at(kind, id),
                 sealed,
+                upstream_url,
             });
         }
     }

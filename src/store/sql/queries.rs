@@ -64,7 +64,8 @@ pub struct Queries {
     pub prune_changes: String,
 
     pub sealed_counts: String,
-    /// By slot kind tag: (after id, key id, limit), `(id, v)` rows
+    /// By slot kind tag: (after id, key id, limit), `(id, v, u)` rows (`u`: the site's
+    /// upstream URL for a credential, else NULL)
     pub sealed_credentials: String,
     pub sealed_jwt_secrets: String,
     pub sealed_settings: String,
@@ -72,6 +73,10 @@ pub struct Queries {
     pub reseal_credential: String,
     pub reseal_jwt_secret: String,
     pub reseal_setting: String,
+    /// (after id, limit), `(id, v, u)` rows: credentials still in sealed format v1
+    pub unbound_credentials: String,
+    /// (new sealed, id, old sealed, upstream URL)
+    pub bind_credential: String,
 
     pub record_counts: String,
     pub ping: String,
@@ -94,10 +99,10 @@ impl Queries {
             .replace("allowed_paths", &d.array_column("allowed_paths"));
         let list = d.array_write;
         let least = d.least;
-        let sealed = |column: &str| {
+        let sealed = |column: &str, url: &str| {
             r(&format!(
-                "SELECT id, {column} AS v FROM sites WHERE id > ? AND {column} IS NOT NULL \
-                 AND {} <> ? ORDER BY id LIMIT ?",
+                "SELECT id, {column} AS v, {url} AS u FROM sites WHERE id > ? \
+                 AND {column} IS NOT NULL AND {} <> ? ORDER BY id LIMIT ?",
                 d.key_id(column)
             ))
         };
@@ -188,10 +193,11 @@ impl Queries {
 
             // Kept by triggers (see the migrations): no scan of the sites.
             sealed_counts: r("SELECT kid, n FROM sealed_counts WHERE n > 0 ORDER BY kid"),
-            sealed_credentials: sealed("credential_sealed"),
-            sealed_jwt_secrets: sealed("jwt_secret_sealed"),
+            sealed_credentials: sealed("credential_sealed", "upstream_url"),
+            sealed_jwt_secrets: sealed("jwt_secret_sealed", "CAST(NULL AS TEXT)"),
             sealed_settings: r(&format!(
-                "SELECT name AS id, value AS v FROM settings WHERE name > ? \
+                "SELECT name AS id, value AS v, CAST(NULL AS TEXT) AS u FROM settings \
+                 WHERE name > ? \
                  AND value LIKE 'v1.%' AND {} <> ? ORDER BY name LIMIT ?",
                 d.key_id("value")
             )),
@@ -202,6 +208,14 @@ impl Queries {
                 "UPDATE sites SET jwt_secret_sealed = ? WHERE id = ? AND jwt_secret_sealed = ?",
             ),
             reseal_setting: r("UPDATE settings SET value = ? WHERE name = ? AND value = ?"),
+            // The condition is the one of the partial index `sites_unbound_credentials`
+            // (migrations), written the same way so both planners use it.
+            unbound_credentials: r(
+                "SELECT id, credential_sealed AS v, upstream_url AS u FROM sites \
+                 WHERE id > ? AND substr(credential_sealed, 1, 3) = 'v1.' ORDER BY id LIMIT ?",
+            ),
+            bind_credential: r("UPDATE sites SET credential_sealed = ? \
+                 WHERE id = ? AND credential_sealed = ? AND upstream_url = ?"),
 
             record_counts: r("SELECT (SELECT COUNT(*) FROM sites) AS sites, \
                  (SELECT COUNT(*) FROM api_keys) AS api_keys, \

@@ -486,6 +486,58 @@ where
         .await
     }
 
+    async fn unbound_credentials(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SealedValue>, StoreError> {
+        self.call(async move {
+            let rows: Vec<(String, String, Option<String>)> =
+                sqlx::query_as(&self.sql.unbound_credentials)
+                    .bind(after.unwrap_or(""))
+                    .bind(i64::from(limit))
+                    .fetch_all(self.backend.pool())
+                    .await
+                    .map_err(B::unavailable)?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, sealed, upstream_url)| SealedValue {
+                    slot: SealedSlot::SiteCredential(id),
+                    sealed,
+                    upstream_url,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn bind_credentials(&self, batch: &[(Reseal, AuditEntry)]) -> Result<u64, StoreError> {
+        self.call(async move {
+            let mut tx = self.backend.begin_write().await?;
+            let mut replaced = 0;
+            for (r, audit) in batch {
+                let SealedSlot::SiteCredential(id) = &r.old.slot else {
+                    continue;
+                };
+                let done = sqlx::query(&self.sql.bind_credential)
+                    .bind(r.new_sealed.as_str())
+                    .bind(id.as_str())
+                    .bind(r.old.sealed.as_str())
+                    .bind(r.old.upstream_url.as_deref().unwrap_or_default())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(B::unavailable)?;
+                if B::rows_affected(&done) > 0 {
+                    replaced += B::rows_affected(&done);
+                    self.insert_audit(&mut tx, audit).await?;
+                }
+            }
+            tx.commit().await.map_err(B::unavailable)?;
+            Ok(replaced)
+        })
+        .await
+    }
+
     async fn record_counts(&self) -> Result<RecordCounts, StoreError> {
         self.call(async move {
             let row: CountsRow = sqlx::query_as(&self.sql.record_counts)
@@ -619,6 +671,16 @@ where
         mut tx: Transaction<'static, B::Db>,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
+        self.insert_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(B::unavailable)
+    }
+
+    /// Writes an audit record in the transaction.
+    async fn insert_audit(
+        &self,
+        tx: &mut Transaction<'static, B::Db>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
         sqlx::query(&self.sql.insert_audit)
             .bind(crate::time::now_unix())
             .bind(audit.actor.as_str())
@@ -627,10 +689,10 @@ where
             .bind(audit.site_id.as_deref())
             .bind(audit.request_id.as_deref())
             .bind(audit.detail.as_deref())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(B::unavailable)?;
-        tx.commit().await.map_err(B::unavailable)
+        Ok(())
     }
 
     /// Binds a site's values in [`SITE_COLUMNS`] order (its lists as [`SiteLists`]

@@ -9,13 +9,14 @@ use super::gateway::Gateway;
 
 /// Every state a site's health can be in: the `state` label of `wpgate_site_health`, the
 /// admin API's `state`.
-pub const HEALTH_STATES: [&str; 6] = [
+pub const HEALTH_STATES: [&str; 7] = [
     "unknown",
     "healthy",
     "degraded",
     "auth_failed",
     "unreachable",
     "disabled",
+    "unusable",
 ];
 
 /// One sample of the Prometheus text exposition: `name{labels} value`.

@@ -280,15 +280,15 @@ async fn handle_upstream(State(state): State<UpstreamState>, req: Request) -> Re
 
 /// An axum app served on 127.0.0.1 by its own thread and runtime; stopping it (or
 /// dropping it) closes the listener and every open connection.
-pub(super) struct ServerThread {
-    pub(super) port: u16,
+pub struct ServerThread {
+    pub port: u16,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServerThread {
     /// Plain HTTP, one worker thread.
-    pub(super) fn start(app: Router) -> Self {
+    pub fn start(app: Router) -> Self {
         Self::start_with(app, None, 1)
     }
 

@@ -370,3 +370,106 @@ async fn the_refresher_runs_in_the_background_and_stops_with_the_cache() {
         .unwrap()
         .unwrap();
 }
+
+/// A client with the gateway's JWKS redirect policy (and no proxy: tests talk to loopback).
+fn gateway_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(redirect_policy())
+        .build()
+        .unwrap()
+}
+
+/// A loopback server that answers every request with `302 Location: <to>`, counting them.
+async fn redirecting_to(to: String) -> (String, Arc<AtomicU64>) {
+    let hits = Arc::new(AtomicU64::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let to = to.clone();
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            (
+                axum::http::StatusCode::FOUND,
+                [(axum::http::header::LOCATION, to)],
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}/jwks.json"), hits)
+}
+
+#[test]
+fn jwks_urls_and_redirects_follow_the_https_rule() {
+    let u = |s: &str| url::Url::parse(s).unwrap();
+    for ok in [
+        "https://idp.example.com/jwks",
+        "http://127.0.0.1:1/jwks",
+        "http://127.200.0.1/jwks",
+        "http://[::1]/jwks",
+        "http://localhost/jwks",
+    ] {
+        assert_eq!(check_url(&u(ok)), Ok(()), "{ok}");
+    }
+    for bad in [
+        "http://idp.example.com/jwks",
+        "http://192.168.1.1/jwks",
+        "http://[::2]/jwks",
+        "file:///etc/passwd",
+    ] {
+        assert!(check_url(&u(bad)).is_err(), "{bad}");
+    }
+    let from = u("https://idp.example.com/jwks");
+    assert_eq!(
+        check_redirect(&from, &u("https://idp.example.com:8443/keys")),
+        Ok(())
+    );
+    let to_http = check_redirect(&from, &u("http://idp.example.com/jwks")).unwrap_err();
+    assert!(to_http.contains("https only"), "{to_http}");
+    let elsewhere = check_redirect(&from, &u("https://evil.example.com/jwks")).unwrap_err();
+    assert!(elsewhere.contains("evil.example.com"), "{elsewhere}");
+    // Even from a loopback http JWKS URL, a redirect never goes to http.
+    let local = u("http://127.0.0.1:9/jwks");
+    assert!(check_redirect(&local, &u("http://127.0.0.1:9/other")).is_err());
+}
+
+#[tokio::test]
+async fn a_non_loopback_http_url_is_refused_before_any_request() {
+    let cache = JwksCache::new(gateway_client(), settings());
+    // TEST-NET-1: nothing answers there; the refusal must come before any connection.
+    let url = "http://192.0.2.1/jwks.json";
+    let started = std::time::Instant::now();
+    let e = refused(cache.key(url, Some("k1"), Algorithm::ES256).await);
+    assert!(started.elapsed() < Duration::from_secs(1), "{e:?}");
+    match e {
+        JwksError::Unavailable(why) => assert!(why.contains("must use https"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn redirects_to_another_host_or_to_http_are_not_followed() {
+    let server = one_key_server().await;
+    let port = url::Url::parse(&server.url).unwrap().port().unwrap();
+    // To another host: the JWKS server under the name `localhost`.
+    let (other_host, hits_a) = redirecting_to(format!("http://localhost:{port}/jwks.json")).await;
+    // To http on the same host (the JWKS server is on 127.0.0.1 too).
+    let (to_http, hits_b) = redirecting_to(server.url.clone()).await;
+    let cache = JwksCache::new(gateway_client(), settings());
+    for url in [&other_host, &to_http] {
+        match refused(cache.key(url, Some("k1"), Algorithm::ES256).await) {
+            JwksError::Unavailable(why) => assert!(why.contains("refused"), "{url}: {why}"),
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    assert_eq!(hits_a.load(Ordering::SeqCst), 1);
+    assert_eq!(hits_b.load(Ordering::SeqCst), 1);
+    assert_eq!(server.hits(), 0, "a refused redirect was followed");
+    // The same server fetched directly works: only the redirect was refused.
+    found(cache.key(&server.url, Some("k1"), Algorithm::ES256).await);
+    assert_eq!(server.hits(), 1);
+}
