@@ -36,10 +36,11 @@ pub enum ErrorCode {
     AdminPreconditionRequired,
     AdminReloadRefused,
     AdminCredentialRejected,
+    AdminRateLimited,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::MalformedRequest,
         ErrorCode::MissingSiteId,
         ErrorCode::InvalidSiteId,
@@ -66,6 +67,7 @@ impl ErrorCode {
         ErrorCode::AdminPreconditionRequired,
         ErrorCode::AdminReloadRefused,
         ErrorCode::AdminCredentialRejected,
+        ErrorCode::AdminRateLimited,
     ];
 
     /// The stable, documented code. Never change one: clients match on it.
@@ -97,6 +99,7 @@ impl ErrorCode {
             ErrorCode::AdminPreconditionRequired => "admin.precondition_required",
             ErrorCode::AdminReloadRefused => "admin.reload_refused",
             ErrorCode::AdminCredentialRejected => "admin.credential_rejected",
+            ErrorCode::AdminRateLimited => "admin.rate_limited",
         }
     }
 
@@ -123,6 +126,7 @@ impl ErrorCode {
             ErrorCode::AdminBodyTooLarge => 413,
             ErrorCode::AdminPreconditionRequired => 428,
             ErrorCode::AdminReloadRefused | ErrorCode::AdminCredentialRejected => 422,
+            ErrorCode::AdminRateLimited => 429,
         }
     }
 
@@ -174,6 +178,9 @@ impl ErrorCode {
             }
             ErrorCode::AdminCredentialRejected => {
                 "the new credential failed its check against the site; the old one is kept"
+            }
+            ErrorCode::AdminRateLimited => {
+                "too many failed admin token checks from this address; retry after Retry-After seconds"
             }
         }
     }
@@ -244,7 +251,10 @@ mod tests {
                 "upstream" => assert!(status == 502 || status == 504, "{code:?}"),
                 "internal" => assert_eq!(status, 500, "{code:?}"),
                 "admin" => assert!(
-                    matches!(status, 400 | 401 | 403 | 404 | 409 | 412 | 413 | 422 | 428),
+                    matches!(
+                        status,
+                        400 | 401 | 403 | 404 | 409 | 412 | 413 | 422 | 428 | 429
+                    ),
                     "{code:?}"
                 ),
                 other => panic!("unknown prefix {other}"),
@@ -290,6 +300,7 @@ mod tests {
                 ("admin.precondition_required", 428),
                 ("admin.reload_refused", 422),
                 ("admin.credential_rejected", 422),
+                ("admin.rate_limited", 429),
             ]
         );
     }
