@@ -15,6 +15,7 @@ mod cli;
 mod config_files;
 mod e2e_wordpress;
 mod fleet_postgres;
+mod hardening_admin;
 mod proxy_auth;
 mod proxy_jwt;
 mod proxy_tls_upstream;
