@@ -129,23 +129,24 @@ async fn check_token(
     request_id: Option<String>,
     token: &str,
 ) -> Result<AdminIdentity, Response> {
-    let charge = match state.failures.admit(client) {
-        Ok(charge) => charge,
-        Err(retry_after) => {
-            state.failures.limited(&state.fleet);
-            let mut resp = ApiError::new(ErrorCode::AdminRateLimited).into_response();
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            return Err(resp);
-        }
-    };
+    let failures = &state.failures;
+    // Over the limit: refused at once, without waiting for a turn.
+    if let Some(retry_after) = failures.retry_after(client) {
+        return Err(rate_limited(state, retry_after));
+    }
+    let _turn = failures.turn(client).await;
+    // While this request waited, another may have verified the same token, or failed
+    // and taken the client over the limit.
+    if let Some(identity) = state.tokens.remembered(token).await {
+        return Ok(identity);
+    }
+    if let Some(retry_after) = failures.retry_after(client) {
+        return Err(rate_limited(state, retry_after));
+    }
     match state.tokens.authenticate(state.fleet.store(), token).await {
-        Ok(Checked::Accepted(identity)) => {
-            state.failures.refund(charge);
-            Ok(identity)
-        }
+        Ok(Checked::Accepted(identity)) => Ok(identity),
         Ok(Checked::Refused { reason, token_id }) => {
-            state.failures.failed(
+            failures.failed(
                 &state.fleet,
                 client,
                 reason,
@@ -154,11 +155,17 @@ async fn check_token(
             );
             Err(ApiError::new(ErrorCode::AdminUnauthorized).into_response())
         }
-        Err(e) => {
-            state.failures.refund(charge);
-            Err(ApiError::from(e).into_response())
-        }
+        Err(e) => Err(ApiError::from(e).into_response()),
     }
+}
+
+/// 429 `admin.rate_limited` with `Retry-After`, counted.
+fn rate_limited(state: &AdminState, retry_after: u64) -> Response {
+    state.failures.limited(&state.fleet);
+    let mut resp = ApiError::new(ErrorCode::AdminRateLimited).into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    resp
 }
 
 /// The authenticated caller, as the audit log names it.

@@ -3,9 +3,11 @@
 //!
 //! - The limit: `admin.max_failures` failed checks per client (IPv4 address, IPv6 /64;
 //!   the client is the TCP peer) per `admin.failure_window`, then 429
-//!   `admin.rate_limited` with `Retry-After`. Each check is charged before it runs and
-//!   given back when it succeeds, so a burst of parallel guesses cannot all start
-//!   argon2 before the first of them has failed; other clients keep their own budget.
+//!   `admin.rate_limited` with `Retry-After`; other clients keep their own budget.
+//! - One check at a time per client ([`AdminFailures::turn`]): a burst of parallel
+//!   guesses cannot all start before the first of them has failed and been counted, and
+//!   a burst of calls with one new valid token runs argon2 once (the others, waiting
+//!   their turn, find it remembered).
 //! - The audit log gets one `admin.auth_failed` record per failure (client address,
 //!   token id when the token was well-formed, reason, request id; never the secret), at
 //!   most [`AUDIT_ROWS_PER_CLIENT`] per client and [`AUDIT_ROWS_OVERALL`] in all per
@@ -14,13 +16,14 @@
 //!   says how many of its own were left out (`suppressed=N`).
 
 use super::token::Refusal;
-use crate::auth::ratelimit::{client_key, retry_after_secs, Charge, FailureLimiter};
+use crate::auth::ratelimit::{client_key, retry_after_secs, FailureLimiter};
 use crate::config::model::AdminSettings;
 use crate::fleet::{Actor, Fleet};
 use moka::sync::Cache;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Audit records of failures per client (IPv4 address, IPv6 /64) per minute.
 pub const AUDIT_ROWS_PER_CLIENT: u32 = 10;
@@ -32,6 +35,8 @@ const TRACKED_CLIENTS: u64 = 100_000;
 /// The admin listener's record of failed token checks.
 pub struct AdminFailures {
     limiter: FailureLimiter,
+    /// Each client's one slot for a token check.
+    turns: Cache<IpAddr, Arc<Semaphore>>,
     audit: AuditBudget,
 }
 
@@ -43,6 +48,10 @@ impl AdminFailures {
                 settings.failure_window,
                 TRACKED_CLIENTS,
             ),
+            turns: Cache::builder()
+                .max_capacity(TRACKED_CLIENTS)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
             audit: AuditBudget::new(
                 AUDIT_ROWS_PER_CLIENT,
                 AUDIT_ROWS_OVERALL,
@@ -51,16 +60,20 @@ impl AdminFailures {
         }
     }
 
-    /// Charges one token check to `client`; `Err(seconds)` (for `Retry-After`) while the
-    /// client is over the limit.
-    pub fn admit(&self, client: IpAddr) -> Result<Charge, u64> {
-        self.limiter.try_charge(client).map_err(retry_after_secs)
+    /// Seconds until `client` may try again (for `Retry-After`), while it is over the
+    /// limit.
+    pub fn retry_after(&self, client: IpAddr) -> Option<u64> {
+        self.limiter.blocked(client).map(retry_after_secs)
     }
 
-    /// The check that was charged did not fail (it succeeded, or the store could not
-    /// answer): it does not count.
-    pub fn refund(&self, charge: Charge) {
-        self.limiter.refund(charge);
+    /// Waits for `client`'s turn to have a token checked (first come, first served);
+    /// the turn lasts as long as the returned permit.
+    pub async fn turn(&self, client: IpAddr) -> Option<OwnedSemaphorePermit> {
+        let slot = self
+            .turns
+            .get_with(client_key(client), || Arc::new(Semaphore::new(1)));
+        // The semaphore is never closed: acquiring fails never.
+        slot.acquire_owned().await.ok()
     }
 
     /// A check refused by the limit, before it ran.
@@ -72,7 +85,7 @@ impl AdminFailures {
             .inc();
     }
 
-    /// A refused token (already charged): counted, logged and audited within the bound.
+    /// A refused token: counted against the client, logged and audited within the bound.
     /// The audit record is written in the background: the refusal's answer does not
     /// wait for the store (nor tell by its timing whether it was written).
     pub fn failed(
@@ -83,6 +96,7 @@ impl AdminFailures {
         token_id: Option<&str>,
         request_id: Option<&str>,
     ) {
+        self.limiter.record_failure(client);
         let metrics = fleet.metrics();
         let label = match reason {
             Refusal::Malformed => "malformed",
@@ -230,25 +244,20 @@ mod tests {
     }
 
     #[test]
-    fn the_limit_charges_and_refunds() {
+    fn one_check_at_a_time_per_client() {
+        use futures_util::FutureExt;
         let f = AdminFailures::new(&AdminSettings {
             max_failures: 2,
             failure_window: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(30),
         });
-        let a: IpAddr = "127.0.0.2".parse().unwrap();
-        // Successes do not count.
-        for _ in 0..5 {
-            let charge = f.admit(a).unwrap();
-            f.refund(charge);
-        }
-        let _ = f.admit(a).unwrap();
-        let _ = f.admit(a).unwrap();
-        let retry = f.admit(a).err().unwrap();
-        assert!((1..=60).contains(&retry), "{retry}");
-        assert!(
-            f.admit("127.0.0.1".parse().unwrap()).is_ok(),
-            "another client"
-        );
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let first = f.turn(a).now_or_never().flatten().unwrap();
+        let same_64: IpAddr = "2001:db8::2".parse().unwrap();
+        assert!(f.turn(same_64).now_or_never().is_none(), "waits its turn");
+        let other: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        assert!(f.turn(other).now_or_never().flatten().is_some());
+        drop(first);
+        assert!(f.turn(same_64).now_or_never().flatten().is_some());
     }
 }

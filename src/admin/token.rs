@@ -15,8 +15,9 @@
 //!   at start-up, then on every verification), at least 100 ms: a wrong secret for a
 //!   real id (lookup + argon2) and an unknown id (lookup only) both end at the floor,
 //!   waiting on a timer, not on the CPU. Only when verifications queue behind each
-//!   other for longer than the floor would a wrong secret answer later; the per-client
-//!   failure limit (`super::failures`) keeps a guesser from causing that queue.
+//!   other for longer than the floor would a wrong secret answer later; one check at a
+//!   time per client and the per-client failure limit (`super::failures`) keep a
+//!   guesser from causing that queue.
 
 use crate::auth::api_key::{self, KeyHasher};
 use crate::fleet::Actor;

@@ -34,10 +34,6 @@ struct Window {
     failures: AtomicU32,
 }
 
-/// A failure counted in advance by [`FailureLimiter::try_charge`], to be taken back
-/// with [`FailureLimiter::refund`] when the attempt turns out to succeed.
-pub struct Charge(Option<Arc<Window>>);
-
 pub struct FailureLimiter {
     max_failures: u32,
     window: Duration,
@@ -91,45 +87,8 @@ impl FailureLimiter {
         if self.max_failures == 0 {
             return;
         }
-        self.count(client_key(ip));
-    }
-
-    /// Counts one failure from `ip` before the attempt is judged, unless `ip` is already
-    /// over the limit (then `Err(retry_after)`). Checking and counting
-    /// in one step means concurrent attempts cannot all slip in under the limit before
-    /// any of them has failed. A success gives it back with [`FailureLimiter::refund`].
-    pub fn try_charge(&self, ip: IpAddr) -> Result<Charge, Duration> {
-        if self.max_failures == 0 {
-            return Ok(Charge(None));
-        }
-        let key = client_key(ip);
-        if let Some(w) = self.windows.get(&key) {
-            let elapsed = w.started.elapsed();
-            if elapsed < self.window && w.failures.load(Ordering::Relaxed) >= self.max_failures {
-                return Err(self.window - elapsed);
-            }
-        }
-        let (w, n) = self.count(key);
-        // Others raced past the check above at the same time: the count says who is in.
-        if n > self.max_failures {
-            return Err(self.window.saturating_sub(w.started.elapsed()));
-        }
-        Ok(Charge(Some(w)))
-    }
-
-    /// Takes back a charged failure (the attempt succeeded), if its window still counts.
-    pub fn refund(&self, charge: Charge) {
-        if let Some(w) = charge.0 {
-            let _ = w
-                .failures
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        }
-    }
-
-    /// Adds one failure to `key`'s window (a new window when the old one is over);
-    /// returns the window it was counted in and its count with this failure.
-    fn count(&self, key: IpAddr) -> (Arc<Window>, u32) {
-        let w = self.windows.get_with(key, || {
+        let ip = client_key(ip);
+        let w = self.windows.get_with(ip, || {
             Arc::new(Window {
                 started: Instant::now(),
                 failures: AtomicU32::new(0),
@@ -137,23 +96,23 @@ impl FailureLimiter {
         });
         if w.started.elapsed() >= self.window {
             // The old window is over (the cache has not evicted it yet): start anew.
-            let fresh = Arc::new(Window {
-                started: Instant::now(),
-                failures: AtomicU32::new(1),
-            });
-            self.windows.insert(key, Arc::clone(&fresh));
+            self.windows.insert(
+                ip,
+                Arc::new(Window {
+                    started: Instant::now(),
+                    failures: AtomicU32::new(1),
+                }),
+            );
             if self.max_failures <= 1 {
                 self.last_reached
                     .store(self.now_ms() + 1, Ordering::Relaxed);
             }
-            return (fresh, 1);
+            return;
         }
-        let n = w.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-        if n >= self.max_failures {
+        if w.failures.fetch_add(1, Ordering::Relaxed) + 1 >= self.max_failures {
             self.last_reached
                 .store(self.now_ms() + 1, Ordering::Relaxed);
         }
-        (w, n)
     }
 }
 
@@ -213,49 +172,6 @@ mod tests {
         l.record_failure(ip("10.0.0.1"));
         assert!(l.blocked(ip("10.0.0.1")).is_some(), "mapped counts as IPv4");
         assert!(l.blocked(ip("10.0.0.2")).is_none(), "IPv4 per address");
-    }
-
-    #[test]
-    fn charges_admit_up_to_the_limit_and_refunds_give_back() {
-        let l = FailureLimiter::new(3, Duration::from_secs(60), 100);
-        let a = ip("192.0.2.1");
-        let first = l.try_charge(a).unwrap();
-        l.refund(first);
-        // A refunded charge does not count: three more get in, the fourth does not.
-        for _ in 0..3 {
-            assert!(l.try_charge(a).is_ok());
-        }
-        let retry = l.try_charge(a).err().unwrap();
-        assert!(retry <= Duration::from_secs(60));
-        assert!(l.blocked(a).is_some());
-        assert!(l.try_charge(ip("192.0.2.2")).is_ok(), "another client");
-        // Unlimited: every charge is admitted.
-        let off = FailureLimiter::new(0, Duration::from_secs(60), 10);
-        for _ in 0..10 {
-            assert!(off.try_charge(a).is_ok());
-        }
-    }
-
-    #[test]
-    fn concurrent_charges_cannot_pass_the_limit() {
-        let l = Arc::new(FailureLimiter::new(5, Duration::from_secs(60), 100));
-        let admitted = Arc::new(AtomicU32::new(0));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let (l, admitted) = (Arc::clone(&l), Arc::clone(&admitted));
-                std::thread::spawn(move || {
-                    for _ in 0..20 {
-                        if l.try_charge(ip("192.0.2.9")).is_ok() {
-                            admitted.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(admitted.load(Ordering::Relaxed), 5);
     }
 
     #[test]

@@ -199,15 +199,14 @@ async fn token_guessing_is_limited_per_client_and_others_still_get_in() {
     }
 }
 
-#[tokio::test]
-async fn unknown_token_ids_are_refused_without_argon2() {
-    let gw = admin_gateway("max_failures = 0\n");
-    // The start-up calibration runs one verification: let it finish first.
+/// Waits for the start-up calibration (one argon2 verification) to be done, so that
+/// counting verifications afterwards counts only the requests'.
+async fn calibrated(gw: &Gateway) {
     poll_until(
         "the admin token refusal floor to be measured",
         Duration::from_secs(10),
         || async {
-            if log_lines(&gw, "admin token refusal floor set") == 1 {
+            if log_lines(gw, "admin token refusal floor set") == 1 {
                 Ok(())
             } else {
                 Err(gw.logs())
@@ -215,6 +214,47 @@ async fn unknown_token_ids_are_refused_without_argon2() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_burst_with_a_new_token_passes_and_verifies_once() {
+    let gw = admin_gateway("max_failures = 2\n");
+    calibrated(&gw).await;
+    let good = gw.admin_token("read", None);
+    let before = log_lines(&gw, ARGON2);
+    // Thirty parallel calls with a token never used before, from one address with a
+    // limit of 2: the client's checks take turns, the first verifies, the rest find
+    // the token remembered.
+    let burst = (0..30).map(|_| gw.admin_call(Method::GET, "/admin/v1/sites", &good, None));
+    for a in futures_util::future::join_all(burst).await {
+        a.assert_ok();
+    }
+    assert_eq!(log_lines(&gw, ARGON2), before + 1);
+    // Parallel guesses from one address stop at the limit: two 401s, the rest 429.
+    let wrong = wrong_secret(&good);
+    let guesses = (0..8).map(|_| gw.admin_call(Method::GET, "/admin/v1/sites", &wrong, None));
+    let statuses: Vec<u16> = futures_util::future::join_all(guesses)
+        .await
+        .iter()
+        .map(|a| a.status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        6,
+        "{statuses:?}"
+    );
+    assert_eq!(log_lines(&gw, ARGON2), before + 3);
+}
+
+#[tokio::test]
+async fn unknown_token_ids_are_refused_without_argon2() {
+    let gw = admin_gateway("max_failures = 0\n");
+    calibrated(&gw).await;
     let good = gw.admin_token("read", None);
     let (id, secret) = parts(&good);
     let before = log_lines(&gw, ARGON2);
