@@ -41,10 +41,11 @@ pub enum ErrorCode {
     AdminReloadRefused,
     AdminCredentialRejected,
     SiteCredentialRequired,
+    AdminRateLimited,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::MalformedRequest,
         ErrorCode::MalformedPath,
         ErrorCode::MethodNotAllowed,
@@ -76,6 +77,7 @@ impl ErrorCode {
         ErrorCode::AdminReloadRefused,
         ErrorCode::AdminCredentialRejected,
         ErrorCode::SiteCredentialRequired,
+        ErrorCode::AdminRateLimited,
     ];
 
     /// The stable, documented code. Never change one: clients match on it.
@@ -112,6 +114,7 @@ impl ErrorCode {
             ErrorCode::AdminReloadRefused => "admin.reload_refused",
             ErrorCode::AdminCredentialRejected => "admin.credential_rejected",
             ErrorCode::SiteCredentialRequired => "site.credential_required",
+            ErrorCode::AdminRateLimited => "admin.rate_limited",
         }
     }
 
@@ -140,6 +143,7 @@ impl ErrorCode {
             ErrorCode::AdminBodyTooLarge => 413,
             ErrorCode::AdminPreconditionRequired => 428,
             ErrorCode::AdminReloadRefused | ErrorCode::AdminCredentialRejected => 422,
+            ErrorCode::AdminRateLimited => 429,
         }
     }
 
@@ -206,6 +210,9 @@ impl ErrorCode {
             }
             ErrorCode::SiteCredentialRequired => {
                 "moving the site's upstream to another origin needs a new credential in the same call"
+            }
+            ErrorCode::AdminRateLimited => {
+                "too many failed admin token checks from this address; retry after Retry-After seconds"
             }
         }
     }
@@ -285,7 +292,10 @@ mod tests {
                 "upstream" => assert!(status == 502 || status == 504, "{code:?}"),
                 "internal" => assert_eq!(status, 500, "{code:?}"),
                 "admin" => assert!(
-                    matches!(status, 400 | 401 | 403 | 404 | 409 | 412 | 413 | 422 | 428),
+                    matches!(
+                        status,
+                        400 | 401 | 403 | 404 | 409 | 412 | 413 | 422 | 428 | 429
+                    ),
                     "{code:?}"
                 ),
                 other => panic!("unknown prefix {other}"),
@@ -338,6 +348,7 @@ mod tests {
                 ("admin.reload_refused", 422),
                 ("admin.credential_rejected", 422),
                 ("site.credential_required", 409),
+                ("admin.rate_limited", 429),
             ]
         );
     }

@@ -18,6 +18,8 @@ use std::sync::OnceLock;
 pub const UNKNOWN_SITE: &str = "unknown";
 /// Label value for every site when per-site labels are off.
 pub const ALL_SITES: &str = "_all";
+/// The `reason` values of `wpgate_admin_auth_failures_total`.
+pub const ADMIN_AUTH_FAILURE_REASONS: [&str; 3] = ["malformed", "refused", "rate_limited"];
 
 /// `wpgate_requests_total` handles for one `site` label value, one per status class,
 /// each resolved on its first use (a series appears only once it is counted). A cached
@@ -44,6 +46,10 @@ pub struct Metrics {
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
     pub auth_failures: IntCounterVec,
+    /// Failed admin token checks, by reason (`malformed`, `refused`, `rate_limited`).
+    pub admin_auth_failures: IntCounterVec,
+    /// Failed admin token checks left out of the audit log by its rate bound.
+    pub admin_auth_failures_unaudited: IntCounter,
     pub site_health: IntGaugeVec,
     pub health_check_duration: Histogram,
     pub cache_requests: IntCounterVec,
@@ -95,6 +101,20 @@ impl Metrics {
                 "Refused authentications, by site and exact reason.",
             ),
             &["site", "reason"],
+        )?;
+        // One `refused` for an unknown id, a revoked token and a wrong secret alike:
+        // /metrics is not authenticated, and a split would tell a guesser which token
+        // ids exist (the audit log, behind a token, has the exact reason).
+        let admin_auth_failures = IntCounterVec::new(
+            Opts::new(
+                "wpgate_admin_auth_failures_total",
+                "Failed admin API token checks, by reason (malformed, refused, rate_limited).",
+            ),
+            &["reason"],
+        )?;
+        let admin_auth_failures_unaudited = IntCounter::new(
+            "wpgate_admin_auth_failures_unaudited_total",
+            "Failed admin API token checks not written to the audit log (its rate bound).",
         )?;
         let site_health = IntGaugeVec::new(
             Opts::new(
@@ -168,6 +188,8 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
+        registry.register(Box::new(admin_auth_failures.clone()))?;
+        registry.register(Box::new(admin_auth_failures_unaudited.clone()))?;
         registry.register(Box::new(site_health.clone()))?;
         registry.register(Box::new(health_check_duration.clone()))?;
         registry.register(Box::new(cache_requests.clone()))?;
@@ -182,6 +204,9 @@ impl Metrics {
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
         }
+        for reason in ADMIN_AUTH_FAILURE_REASONS {
+            admin_auth_failures.with_label_values(&[reason]);
+        }
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -194,6 +219,8 @@ impl Metrics {
             request_duration,
             upstream_duration,
             auth_failures,
+            admin_auth_failures,
+            admin_auth_failures_unaudited,
             site_health,
             health_check_duration,
             cache_requests,

@@ -224,9 +224,11 @@ pub fn run(
     let admin = AdminListener {
         addr: boot.listen_admin,
         bound: std::sync::Mutex::new(admin_listener),
+        header_read_timeout: boot.admin.header_read_timeout,
         state: crate::admin::AdminState {
             fleet,
             tokens,
+            failures: Arc::new(crate::admin::failures::AdminFailures::new(&boot.admin)),
             health: Arc::clone(&board),
             health_client: Some(health_client),
             health_timeout: health.timeout,
@@ -286,6 +288,7 @@ struct AdminListener {
     addr: std::net::SocketAddr,
     /// Bound before start-up (outside an upgrade); taken once by `start`.
     bound: std::sync::Mutex<Option<std::net::TcpListener>>,
+    header_read_timeout: std::time::Duration,
     state: crate::admin::AdminState,
 }
 
@@ -305,16 +308,14 @@ impl BackgroundService for AdminListener {
             }
         };
         tracing::info!(listen = %self.addr, "admin listener serving /healthz /readyz /metrics");
+        // Time one argon2 verification for the refusal floor of admin token checks.
+        let tokens = std::sync::Arc::clone(&self.state.tokens);
+        tokio::spawn(async move { tokens.calibrate().await });
         let router = crate::admin::router(self.state.clone());
         let stop = async move {
             let _ = shutdown.changed().await;
         };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "admin listener stopped");
-        }
+        crate::admin::listener::serve(listener, router, self.header_read_timeout, stop).await;
     }
 }
 

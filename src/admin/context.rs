@@ -2,18 +2,23 @@
 //! one log line, the error body rendered with the request id, and the bearer token
 //! check. Every route needs `Authorization: Bearer wpgat_...`: GET needs a `read` or
 //! `write` token, anything else a `write` token. There is no other way in.
+//!
+//! The client of a token check is the TCP peer: the admin listener is private, and no
+//! X-Forwarded-For is believed on it. Failed checks are limited per client, audited
+//! and counted (`super::failures`).
 
 use super::respond::{ApiError, ErrorInfo};
 use super::state::AdminState;
-use super::token::AdminIdentity;
+use super::token::{AdminIdentity, Checked};
 use crate::error::{error_body_with, ErrorCode};
 use crate::fleet::Actor;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// The request id of an admin API request (kept from X-Request-ID or minted).
 #[derive(Debug, Clone)]
@@ -69,6 +74,19 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
+/// The address of the peer, as the listener recorded it. A request that reaches the
+/// router without one (only in tests that call it directly) counts as `0.0.0.0`: one
+/// shared budget, never none.
+fn client_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+fn request_id(req: &Request) -> Option<String> {
+    req.extensions().get::<RequestId>().map(|r| r.0.clone())
+}
+
 pub(super) async fn authenticate(
     State(state): State<AdminState>,
     mut req: Request,
@@ -77,10 +95,15 @@ pub(super) async fn authenticate(
     let Some(token) = bearer(req.headers()) else {
         return ApiError::new(ErrorCode::AdminUnauthorized).into_response();
     };
-    let identity = match state.tokens.authenticate(state.fleet.store(), token).await {
-        Ok(Some(identity)) => identity,
-        Ok(None) => return ApiError::new(ErrorCode::AdminUnauthorized).into_response(),
-        Err(e) => return ApiError::from(e).into_response(),
+    // A token verified within the last minute passes without a check, so a client over
+    // the failure limit (e.g. another process on the same loopback address) still gets
+    // in with a token it used just before: only the exact valid token hits this cache.
+    let identity = match state.tokens.remembered(token).await {
+        Some(identity) => identity,
+        None => match check_token(&state, client_ip(&req), request_id(&req), token).await {
+            Ok(identity) => identity,
+            Err(resp) => return resp,
+        },
     };
     let logged = LoggedActor(identity.actor_name());
     // Default-deny: only GET and HEAD are reads; any other method changes something.
@@ -96,6 +119,52 @@ pub(super) async fn authenticate(
         .into_response()
     };
     resp.extensions_mut().insert(logged);
+    resp
+}
+
+/// Checks a token that is not remembered, within the client's failure limit.
+async fn check_token(
+    state: &AdminState,
+    client: IpAddr,
+    request_id: Option<String>,
+    token: &str,
+) -> Result<AdminIdentity, Response> {
+    let failures = &state.failures;
+    // Over the limit: refused at once, without waiting for a turn.
+    if let Some(retry_after) = failures.retry_after(client) {
+        return Err(rate_limited(state, retry_after));
+    }
+    let _turn = failures.turn(client).await;
+    // While this request waited, another may have verified the same token, or failed
+    // and taken the client over the limit.
+    if let Some(identity) = state.tokens.remembered(token).await {
+        return Ok(identity);
+    }
+    if let Some(retry_after) = failures.retry_after(client) {
+        return Err(rate_limited(state, retry_after));
+    }
+    match state.tokens.authenticate(state.fleet.store(), token).await {
+        Ok(Checked::Accepted(identity)) => Ok(identity),
+        Ok(Checked::Refused { reason, token_id }) => {
+            failures.failed(
+                &state.fleet,
+                client,
+                reason,
+                token_id.as_deref(),
+                request_id.as_deref(),
+            );
+            Err(ApiError::new(ErrorCode::AdminUnauthorized).into_response())
+        }
+        Err(e) => Err(ApiError::from(e).into_response()),
+    }
+}
+
+/// 429 `admin.rate_limited` with `Retry-After`, counted.
+fn rate_limited(state: &AdminState, retry_after: u64) -> Response {
+    state.failures.limited(&state.fleet);
+    let mut resp = ApiError::new(ErrorCode::AdminRateLimited).into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     resp
 }
 

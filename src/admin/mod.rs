@@ -12,8 +12,10 @@
 
 mod context;
 mod extract;
+pub mod failures;
 pub mod health;
 pub mod keys;
+pub mod listener;
 mod openapi;
 pub mod ops;
 mod respond;
@@ -165,6 +167,7 @@ mod tests {
             reloader: None,
             fleet: Arc::new(fleet),
             tokens: Arc::new(token::AdminTokens::new()),
+            failures: Arc::new(failures::AdminFailures::new(&config.boot.admin)),
             health: Arc::new(crate::health::HealthBoard::new()),
             health_client: None,
             health_timeout: std::time::Duration::from_secs(5),

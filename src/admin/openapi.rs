@@ -18,7 +18,9 @@ use utoipa::{Modify, OpenApi, ToSchema};
         description = "Manage the sites, upstream credentials and API keys of a wpgate \
             gateway. Authenticate with `Authorization: Bearer <admin token>` (create one \
             with `wpgate admin token create --scope read|write`); GET needs a read or \
-            write token, every other method a write token. Secrets are write-only."
+            write token, every other method a write token. Secrets are write-only. \
+            Failed token checks are limited per client address: past the limit, 429 \
+            `admin.rate_limited` with `Retry-After`."
     ),
     modifiers(&BearerToken),
     security(("admin_token" = [])),

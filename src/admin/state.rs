@@ -1,5 +1,6 @@
 //! What every admin handler can reach.
 
+use super::failures::AdminFailures;
 use super::respond::ApiError;
 use super::token::AdminTokens;
 use crate::error::ErrorCode;
@@ -12,6 +13,8 @@ pub struct AdminState {
     pub fleet: Arc<Fleet>,
     /// Admin API tokens (verification and its short-lived cache).
     pub tokens: Arc<AdminTokens>,
+    /// Failed token checks: the per-client limit and their audit records.
+    pub failures: Arc<AdminFailures>,
     /// The latest health report of each site (for `/sites/{id}/health` and `/test`).
     pub health: Arc<crate::health::HealthBoard>,
     /// The client health checks use (for running a check on demand).

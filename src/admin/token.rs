@@ -1,19 +1,34 @@
 //! Admin API tokens: `wpgat_<id>_<secret>`. The id (12 characters, public) finds the
 //! record in one lookup; the secret (43 base62 characters, > 256 bits) is stored only as
-//! an argon2id hash (PHC string). argon2 is slow by design, so a successful verification
-//! is remembered for a minute, keyed by the SHA-256 of the whole token; revoking a token
-//! through this process forgets every remembered one at once.
+//! an argon2id hash (PHC string).
+//!
+//! argon2 is slow by design (tens of ms, ~19 MiB), and at most two run at once. So:
+//! - A successful verification is remembered for a minute, keyed by an HMAC of the
+//!   whole token under a per-process random key: an operator's repeated calls cost no
+//!   argon2, and the cache holds nothing that identifies a token outside this process.
+//!   Revoking a token through this process forgets every remembered one at once.
+//! - argon2 runs only for a token whose id exists and is not revoked. A malformed
+//!   token, an unknown id and a revoked token are refused without it.
+//! - So that this does not tell an attacker which ids exist, every refusal is answered
+//!   at the same moment: a fixed delay after the check started, "the refusal floor".
+//!   The floor is three times the moving average of argon2 verification time (measured
+//!   at start-up, then on every verification), at least 100 ms: a wrong secret for a
+//!   real id (lookup + argon2) and an unknown id (lookup only) both end at the floor,
+//!   waiting on a timer, not on the CPU. Only when verifications queue behind each
+//!   other for longer than the floor would a wrong secret answer later; one check at a
+//!   time per client and the per-client failure limit (`super::failures`) keep a
+//!   guesser from causing that queue.
 
-use crate::auth::api_key;
+use crate::auth::api_key::{self, KeyHasher};
 use crate::fleet::Actor;
 use crate::secret::Secret;
 use crate::store::{AdminScope, AdminTokenRecord, Store, StoreError};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rand::rngs::OsRng;
-use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 pub const PREFIX: &str = "wpgat_";
@@ -24,6 +39,14 @@ pub const SECRET_LEN: usize = api_key::SECRET_LEN;
 pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
 /// argon2id takes ~19 MiB per verification: bound how many run at once.
 const CONCURRENT_VERIFICATIONS: usize = 2;
+/// The refusal floor is never shorter than this.
+const MIN_REFUSAL: Duration = Duration::from_millis(100);
+/// Nor longer than this (a machine so loaded that argon2 takes over 1.6 s).
+const MAX_REFUSAL: Duration = Duration::from_secs(5);
+/// The floor, as a multiple of the average verification time.
+const REFUSAL_FACTOR: u32 = 3;
+/// The verification time assumed before the first measurement.
+const INITIAL_VERIFY_ESTIMATE: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -102,10 +125,49 @@ impl AdminIdentity {
     }
 }
 
+/// Why a presented token was refused. The audit log records it; a client sees one
+/// 401 and the metrics one `refused` (the first is `malformed`) whatever the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not shaped like `wpgat_<id>_<secret>`.
+    Malformed,
+    UnknownId,
+    Revoked,
+    WrongSecret,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed",
+            Refusal::UnknownId => "unknown_token",
+            Refusal::Revoked => "revoked",
+            Refusal::WrongSecret => "wrong_secret",
+        }
+    }
+}
+
+/// The outcome of a token check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    Accepted(AdminIdentity),
+    /// `token_id`: the id the token named, when it was well-formed (never the secret).
+    Refused {
+        reason: Refusal,
+        token_id: Option<String>,
+    },
+}
+
 /// Creates, revokes and verifies admin tokens against the store.
 pub struct AdminTokens {
     verified: moka::future::Cache<[u8; 32], AdminIdentity>,
+    /// Keys `verified` (a random key per process).
+    fingerprints: KeyHasher,
     hashing: Arc<Semaphore>,
+    /// Moving average of one argon2 verification, in nanoseconds.
+    verify_ns: AtomicU64,
+    /// argon2 verifications run (for tests: unknown ids must not add to it).
+    verifications: AtomicU64,
 }
 
 impl Default for AdminTokens {
@@ -121,8 +183,37 @@ impl AdminTokens {
                 .max_capacity(1024)
                 .time_to_live(VERIFIED_TTL)
                 .build(),
+            fingerprints: KeyHasher::new(&api_key::new_pepper()),
             hashing: Arc::new(Semaphore::new(CONCURRENT_VERIFICATIONS)),
+            verify_ns: AtomicU64::new(nanos(INITIAL_VERIFY_ESTIMATE)),
+            verifications: AtomicU64::new(0),
         }
+    }
+
+    /// Measures one argon2 verification (of a throwaway secret) to set the refusal
+    /// floor before the first real one. Run once at start-up, off the request path.
+    pub async fn calibrate(&self) {
+        let secret = api_key::new_pepper();
+        let Ok(phc) = self.hash(secret.expose().to_vec()).await else {
+            return;
+        };
+        let (_, took) = self.verify_timed(secret.expose().to_vec(), phc).await;
+        if !took.is_zero() {
+            self.verify_ns.store(nanos(took), Ordering::Relaxed);
+        }
+        tracing::debug!(
+            floor_ms = self.refusal_floor().as_millis(),
+            "admin token refusal floor set"
+        );
+    }
+
+    /// How long after its start a refused check is answered.
+    pub fn refusal_floor(&self) -> Duration {
+        let average = Duration::from_nanos(self.verify_ns.load(Ordering::Relaxed));
+        average
+            .checked_mul(REFUSAL_FACTOR)
+            .unwrap_or(MAX_REFUSAL)
+            .clamp(MIN_REFUSAL, MAX_REFUSAL)
     }
 
     /// Forgets every verified token (tokens changed in another process).
@@ -184,25 +275,48 @@ impl AdminTokens {
         Ok(record)
     }
 
-    /// The identity behind a presented token, or `None` when it is not a valid, live
-    /// token. A store failure is an error (503), never a silent "no".
+    /// The identity behind `presented` if it was verified within the last minute: no
+    /// store read, no argon2.
+    pub async fn remembered(&self, presented: &str) -> Option<AdminIdentity> {
+        self.verified.get(&self.fingerprint(presented)).await
+    }
+
+    /// Checks a presented token. A refusal is answered no sooner than the refusal floor
+    /// after the call (see the module comment). A store failure is an error (503),
+    /// never a silent "no".
     pub async fn authenticate(
         &self,
         store: &dyn Store,
         presented: &str,
-    ) -> Result<Option<AdminIdentity>, StoreError> {
+    ) -> Result<Checked, StoreError> {
+        let started = Instant::now();
+        let checked = self.check(store, presented).await?;
+        if matches!(checked, Checked::Refused { .. }) {
+            tokio::time::sleep_until((started + self.refusal_floor()).into()).await;
+        }
+        Ok(checked)
+    }
+
+    async fn check(&self, store: &dyn Store, presented: &str) -> Result<Checked, StoreError> {
         let Some(parsed) = parse(presented) else {
-            return Ok(None);
+            return Ok(Checked::Refused {
+                reason: Refusal::Malformed,
+                token_id: None,
+            });
         };
-        let fingerprint: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let refused = |reason| Checked::Refused {
+            reason,
+            token_id: Some(parsed.id.to_string()),
+        };
+        let fingerprint = self.fingerprint(presented);
         if let Some(identity) = self.verified.get(&fingerprint).await {
-            return Ok(Some(identity));
+            return Ok(Checked::Accepted(identity));
         }
         let Some(record) = store.get_admin_token(parsed.id).await? else {
-            return Ok(None);
+            return Ok(refused(Refusal::UnknownId));
         };
         if record.revoked_at.is_some() {
-            return Ok(None);
+            return Ok(refused(Refusal::Revoked));
         }
         if !self
             .verify(
@@ -211,7 +325,7 @@ impl AdminTokens {
             )
             .await
         {
-            return Ok(None);
+            return Ok(refused(Refusal::WrongSecret));
         }
         let now = crate::time::now_unix();
         if let Err(e) = store.touch_admin_token(&record.id, now).await {
@@ -223,7 +337,11 @@ impl AdminTokens {
             scope: record.scope,
         };
         self.verified.insert(fingerprint, identity.clone()).await;
-        Ok(Some(identity))
+        Ok(Checked::Accepted(identity))
+    }
+
+    fn fingerprint(&self, presented: &str) -> [u8; 32] {
+        self.fingerprints.hash(presented.as_bytes())
     }
 
     /// argon2 runs off the async threads, a bounded number at a time.
@@ -235,13 +353,46 @@ impl AdminTokens {
             .map_err(|e| TokenError::Hash(e.to_string()))?
     }
 
+    /// Verifies, and folds the time it took into the average the refusal floor follows.
     async fn verify(&self, secret: Vec<u8>, phc: String) -> bool {
+        let (ok, took) = self.verify_timed(secret, phc).await;
+        if !took.is_zero() {
+            // Exponential moving average, 1/8 weight to the newest sample.
+            let sample = nanos(took);
+            let _ = self
+                .verify_ns
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
+                    Some(avg - avg / 8 + sample / 8)
+                });
+        }
+        ok
+    }
+
+    /// Verifies off the async threads, a bounded number at a time; also returns the
+    /// time the verification took (not the wait for a slot; zero if it did not run).
+    async fn verify_timed(&self, secret: Vec<u8>, phc: String) -> (bool, Duration) {
         let secret = zeroize::Zeroizing::new(secret);
         let _permit = self.hashing.acquire().await;
-        tokio::task::spawn_blocking(move || verify_secret(&secret, &phc))
-            .await
-            .unwrap_or(false)
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!("argon2 verification of an admin token");
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let ok = verify_secret(&secret, &phc);
+            (ok, started.elapsed())
+        })
+        .await
+        .unwrap_or((false, Duration::ZERO))
     }
+
+    /// How many argon2 verifications have run.
+    #[cfg(test)]
+    fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -266,6 +417,20 @@ mod tests {
         assert!(check_label("").is_err());
     }
 
+    fn accepted(c: Checked) -> AdminIdentity {
+        match c {
+            Checked::Accepted(who) => who,
+            other => panic!("refused: {other:?}"),
+        }
+    }
+
+    fn refusal(c: Checked) -> (Refusal, Option<String>) {
+        match c {
+            Checked::Refused { reason, token_id } => (reason, token_id),
+            other => panic!("accepted: {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn create_authenticate_revoke() {
         let dir = tempfile::tempdir().unwrap();
@@ -282,19 +447,88 @@ mod tests {
         assert!(!record
             .secret_hash
             .contains(&text[PREFIX.len() + ID_LEN + 1..]));
-        let who = tokens.authenticate(&store, &text).await.unwrap().unwrap();
+        assert!(tokens.remembered(&text).await.is_none());
+        let who = accepted(tokens.authenticate(&store, &text).await.unwrap());
         assert_eq!(who.actor_name(), "admin:ro");
         assert!(!who.can_write());
+        assert_eq!(tokens.remembered(&text).await, Some(who));
         let stored = store.get_admin_token(&record.id).await.unwrap().unwrap();
         assert!(stored.last_used_at.is_some());
         // A wrong secret for a real id, and garbage, are refused.
         let mut wrong = text.clone();
         wrong.pop();
         wrong.push(if text.ends_with('A') { 'B' } else { 'A' });
-        assert!(tokens.authenticate(&store, &wrong).await.unwrap().is_none());
-        assert!(tokens.authenticate(&store, "nope").await.unwrap().is_none());
+        assert_eq!(
+            refusal(tokens.authenticate(&store, &wrong).await.unwrap()),
+            (Refusal::WrongSecret, Some(record.id.clone()))
+        );
+        assert!(tokens.remembered(&wrong).await.is_none());
+        assert_eq!(
+            refusal(tokens.authenticate(&store, "nope").await.unwrap()),
+            (Refusal::Malformed, None)
+        );
         // Revoked through this process: refused at once, cache or not.
         tokens.revoke(&store, &record.id, &actor).await.unwrap();
-        assert!(tokens.authenticate(&store, &text).await.unwrap().is_none());
+        assert!(tokens.remembered(&text).await.is_none());
+        assert_eq!(
+            refusal(tokens.authenticate(&store, &text).await.unwrap()),
+            (Refusal::Revoked, Some(record.id.clone()))
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_ids_and_malformed_tokens_run_no_argon2_and_wait_the_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let tokens = AdminTokens::new();
+        let actor = Actor::new("test");
+        let (record, full) = tokens
+            .create(&store, AdminScope::Write, None, &actor)
+            .await
+            .unwrap();
+        let text = full.expose_str().unwrap().to_string();
+        let secret = &text[PREFIX.len() + ID_LEN + 1..];
+        let unknown = format!("{PREFIX}zzzzzzzzzzzz_{secret}");
+        let floor = tokens.refusal_floor();
+        assert!(floor >= MIN_REFUSAL);
+        for presented in [unknown.as_str(), "wpgat_short_x", "Bearer"] {
+            let started = Instant::now();
+            let (reason, _) = refusal(tokens.authenticate(&store, presented).await.unwrap());
+            assert!(matches!(reason, Refusal::UnknownId | Refusal::Malformed));
+            assert!(
+                started.elapsed() >= floor,
+                "{presented}: answered before the floor"
+            );
+        }
+        assert_eq!(tokens.verifications(), 0, "argon2 ran for an unknown id");
+        // A wrong secret for the real id runs argon2 once, and is refused too.
+        let wrong = format!("{PREFIX}{}_{}", record.id, "B".repeat(SECRET_LEN));
+        let (reason, id) = refusal(tokens.authenticate(&store, &wrong).await.unwrap());
+        assert_eq!(
+            (reason, id.as_deref()),
+            (Refusal::WrongSecret, Some(record.id.as_str()))
+        );
+        assert_eq!(tokens.verifications(), 1);
+        // A remembered success runs none.
+        accepted(tokens.authenticate(&store, &text).await.unwrap());
+        accepted(tokens.authenticate(&store, &text).await.unwrap());
+        assert_eq!(tokens.verifications(), 2);
+    }
+
+    #[tokio::test]
+    async fn calibration_sets_the_floor_from_a_measurement() {
+        let tokens = AdminTokens::new();
+        tokens.calibrate().await;
+        let floor = tokens.refusal_floor();
+        assert!((MIN_REFUSAL..=MAX_REFUSAL).contains(&floor), "{floor:?}");
+        assert_eq!(tokens.verifications(), 1);
+        // The floor follows the average: a flood of slow samples cannot push it past
+        // the cap, and it never drops under the minimum.
+        tokens.verify_ns.store(u64::MAX / 2, Ordering::Relaxed);
+        assert_eq!(tokens.refusal_floor(), MAX_REFUSAL);
+        tokens.verify_ns.store(1, Ordering::Relaxed);
+        assert_eq!(tokens.refusal_floor(), MIN_REFUSAL);
     }
 }

@@ -144,7 +144,8 @@ pub struct AuditEntryView {
     pub id: i64,
     /// RFC 3339.
     pub at: String,
-    /// `admin:<token label or id>` or `cli:<user>`.
+    /// `admin:<token label or id>`, `cli:<user>`, or `client:<address>` for a refused
+    /// admin token (`admin.auth_failed`).
     pub actor: String,
     /// e.g. `site.create`, `key.revoke`.
     pub action: String,

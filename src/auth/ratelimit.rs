@@ -1,13 +1,33 @@
-//! Failed-authentication limiting per client IP: after `max_failures` failures within
+//! Failed-authentication limiting per client: after `max_failures` failures within
 //! `window`, the client gets 429 with `Retry-After` before any lookup or crypto, until
 //! the window that counted them has passed. While no client has reached the limit in
 //! the last window, a request pays one clock read and no lookup.
+//!
+//! A client is an IPv4 address or an IPv6 /64 ([`client_key`]): one host (or one
+//! customer of a provider) holds a whole /64, so counting IPv6 per address would give
+//! an attacker 2^64 budgets.
 
 use moka::sync::Cache;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Who a failure is counted against: an IPv4 address as it is, an IPv6 address by its
+/// /64 prefix (the rest zeroed), an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the
+/// IPv4 address it carries.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !u128::from(u64::MAX);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
 
 struct Window {
     started: Instant,
@@ -54,7 +74,7 @@ impl FailureLimiter {
         if reached == 0 || self.now_ms().saturating_add(1).saturating_sub(reached) > window_ms {
             return None;
         }
-        let w = self.windows.get(&ip)?;
+        let w = self.windows.get(&client_key(ip))?;
         let elapsed = w.started.elapsed();
         if elapsed >= self.window || w.failures.load(Ordering::Relaxed) < self.max_failures {
             return None;
@@ -67,6 +87,7 @@ impl FailureLimiter {
         if self.max_failures == 0 {
             return;
         }
+        let ip = client_key(ip);
         let w = self.windows.get_with(ip, || {
             Arc::new(Window {
                 started: Instant::now(),
@@ -131,6 +152,26 @@ mod tests {
             l.record_failure(a);
         }
         assert!(l.blocked(a).is_none());
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64_and_mapped_ipv4_as_ipv4() {
+        assert_eq!(client_key(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(client_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(client_key(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
+        let l = FailureLimiter::new(2, Duration::from_secs(60), 100);
+        l.record_failure(ip("2001:db8:1:2::1"));
+        l.record_failure(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert!(l.blocked(ip("2001:db8:1:2::99")).is_some(), "same /64");
+        assert!(l.blocked(ip("2001:db8:1:3::1")).is_none(), "another /64");
+        l.record_failure(ip("::ffff:10.0.0.1"));
+        l.record_failure(ip("10.0.0.1"));
+        assert!(l.blocked(ip("10.0.0.1")).is_some(), "mapped counts as IPv4");
+        assert!(l.blocked(ip("10.0.0.2")).is_none(), "IPv4 per address");
     }
 
     #[test]

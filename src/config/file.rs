@@ -16,6 +16,7 @@ pub struct FileConfig {
     pub upstream: UpstreamFile,
     pub proxy: ProxyFile,
     pub auth: AuthFile,
+    pub admin: AdminFile,
     pub metrics: MetricsFile,
     pub health: HealthFile,
     pub log: LogFile,
@@ -32,6 +33,7 @@ impl Default for FileConfig {
             upstream: UpstreamFile::default(),
             proxy: ProxyFile::default(),
             auth: AuthFile::default(),
+            admin: AdminFile::default(),
             metrics: MetricsFile::default(),
             health: HealthFile::default(),
             log: LogFile::default(),
@@ -183,6 +185,27 @@ impl Default for AuthFile {
             fetch_timeout: Duration::from_secs(5),
             wordpress_cache_ttl: Duration::from_secs(300),
             wordpress_negative_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The admin listener's own limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminFile {
+    pub max_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+impl Default for AdminFile {
+    fn default() -> Self {
+        Self {
+            max_failures: 10,
+            failure_window: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }

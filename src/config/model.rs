@@ -11,8 +11,8 @@ use std::time::Duration;
 
 /// The configuration file's top-level keys (see `file.rs`).
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "data_dir", "listen", "store", "keyring", "cache", "upstream", "proxy", "auth", "metrics",
-    "health", "log",
+    "data_dir", "listen", "store", "keyring", "cache", "upstream", "proxy", "auth", "admin",
+    "metrics", "health", "log",
 ];
 
 /// Where the configuration file is looked for when `--config` is not given.
@@ -152,6 +152,7 @@ pub struct Boot {
     /// `proxy.threads`
     pub proxy_threads: usize,
     pub auth: AuthSettings,
+    pub admin: AdminSettings,
     pub health: HealthSettings,
     pub log: LogSettings,
 }
@@ -180,6 +181,7 @@ impl Boot {
             upstream_ca_file,
             proxy_threads,
             auth,
+            admin,
             health,
             log,
         } = self;
@@ -200,6 +202,7 @@ impl Boot {
             ),
             ("proxy.threads", *proxy_threads != other.proxy_threads),
             ("auth", *auth != other.auth),
+            ("admin", *admin != other.admin),
             ("health", *health != other.health),
             ("log", *log != other.log),
         ])
@@ -299,6 +302,18 @@ pub struct AuthSettings {
     pub fetch_timeout: Duration,
     pub wordpress_cache_ttl: Duration,
     pub wordpress_negative_ttl: Duration,
+}
+
+/// The admin listener's limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminSettings {
+    /// Failed admin token checks per client (IPv4 address, IPv6 /64) per window before
+    /// 429 (0 = no limit).
+    pub max_failures: u32,
+    pub failure_window: Duration,
+    /// A client must send a request's headers within this; an idle keep-alive
+    /// connection is closed after it too.
+    pub header_read_timeout: Duration,
 }
 
 /// The background health prober.
@@ -476,6 +491,14 @@ impl Validator<'_> {
                 "auth.wordpress_cache_ttl and auth.wordpress_negative_ttl must be longer than 0s",
             ));
         }
+        if f.admin.failure_window.is_zero() {
+            return Err(self.invalid("admin.failure_window", "must be longer than 0s"));
+        }
+        if f.admin.header_read_timeout < Duration::from_millis(100)
+            || f.admin.header_read_timeout > Duration::from_secs(600)
+        {
+            return Err(self.invalid("admin.header_read_timeout", "must be between 100ms and 10m"));
+        }
         if f.health.interval < Duration::from_secs(1) {
             return Err(self.invalid("health.interval", "must be at least 1s"));
         }
@@ -528,6 +551,11 @@ impl Validator<'_> {
                     fetch_timeout: f.auth.fetch_timeout,
                     wordpress_cache_ttl: f.auth.wordpress_cache_ttl,
                     wordpress_negative_ttl: f.auth.wordpress_negative_ttl,
+                },
+                admin: AdminSettings {
+                    max_failures: f.admin.max_failures,
+                    failure_window: f.admin.failure_window,
+                    header_read_timeout: f.admin.header_read_timeout,
                 },
                 health: HealthSettings {
                     enabled: f.health.enabled,
@@ -639,6 +667,21 @@ mod tests {
         assert_eq!(c.boot.cache.ttl, Duration::from_secs(120));
         assert_eq!(c.boot.store, StoreUrl::Sqlite(PathBuf::from("/tmp/x.db")));
         assert!(load_str("[store]\nurl = \"mysql://x\"\n").is_err());
+    }
+
+    #[test]
+    fn admin_limits_have_defaults_and_bounds() {
+        let c = load_str("").unwrap();
+        assert_eq!(c.boot.admin.max_failures, 10);
+        assert_eq!(c.boot.admin.failure_window, Duration::from_secs(60));
+        assert_eq!(c.boot.admin.header_read_timeout, Duration::from_secs(30));
+        let c = load_str("[admin]\nmax_failures = 3\nheader_read_timeout = \"1s\"\n").unwrap();
+        assert_eq!(c.boot.admin.max_failures, 3);
+        assert_eq!(c.boot.admin.header_read_timeout, Duration::from_secs(1));
+        assert!(load_err("[admin]\nheader_read_timeout = \"0s\"\n")
+            .contains("admin.header_read_timeout"));
+        assert!(load_err("[admin]\nfailure_window = \"0s\"\n").contains("admin.failure_window"));
+        assert!(load_err("[admin]\nheader_timeout = \"1s\"\n").contains("header_timeout"));
     }
 
     #[test]

@@ -121,14 +121,14 @@ pub fn identify(peer: Option<IpAddr>, headers: &HeaderMap, proxy: &ProxySettings
     // client. A malformed entry ends the walk: nothing before it can be believed.
     let mut ip = peer;
     for hop in chain.iter().rev() {
-        match hop.parse::<IpAddr>() {
-            Ok(addr) => {
+        match hop_address(hop) {
+            Some(addr) => {
                 ip = addr;
                 if !proxy.is_trusted(addr) {
                     break;
                 }
             }
-            Err(_) => break,
+            None => break,
         }
     }
     let mut forwarded = chain.join(", ");
@@ -140,6 +140,23 @@ pub fn identify(peer: Option<IpAddr>, headers: &HeaderMap, proxy: &ProxySettings
         ip: Some(ip),
         forwarded_for: Some(ForwardedFor::Chain(forwarded)),
     }
+}
+
+/// The address of one X-Forwarded-For entry: `1.2.3.4`, `2001:db8::1`, or with the
+/// port some proxies add (Azure Application Gateway, IIS/ARR): `1.2.3.4:4711`,
+/// `[2001:db8::1]:443`, and `[2001:db8::1]`. The port is dropped; anything else is not
+/// an address.
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = hop.parse::<std::net::SocketAddr>() {
+        return Some(addr.ip());
+    }
+    hop.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .and_then(|h| h.parse::<std::net::Ipv6Addr>().ok())
+        .map(IpAddr::V6)
 }
 
 #[cfg(test)]
@@ -236,5 +253,51 @@ mod tests {
             &s,
         );
         assert_eq!(c.ip, Some("7.7.7.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn hops_with_ports_are_addresses_and_garbage_is_not() {
+        for (hop, want) in [
+            ("203.0.113.7", Some("203.0.113.7")),
+            ("203.0.113.7:4711", Some("203.0.113.7")),
+            ("2001:db8::1", Some("2001:db8::1")),
+            ("[2001:db8::1]:443", Some("2001:db8::1")),
+            ("[2001:db8::1]", Some("2001:db8::1")),
+            ("[::ffff:203.0.113.7]:80", Some("::ffff:203.0.113.7")),
+            ("203.0.113.7:", None),
+            ("203.0.113.7:99999", None),
+            ("203.0.113.7:port", None),
+            ("2001:db8::1:443:", None),
+            ("[2001:db8::1]:", None),
+            ("[203.0.113.7]:80", None),
+            ("[2001:db8::1", None),
+            ("2001:db8::1]", None),
+            ("unknown", None),
+            ("_hidden", None),
+            ("1.2.3.4.5", None),
+            ("", None),
+        ] {
+            assert_eq!(hop_address(hop), want.map(peer), "{hop:?}");
+        }
+        let s = settings(&["10.0.0.0/8"]);
+        let c = identify(
+            Some(peer("10.0.0.5")),
+            &xff("203.0.113.7:4711, 10.0.0.9:80"),
+            &s,
+        );
+        assert_eq!(c.ip, Some(peer("203.0.113.7")));
+        assert_eq!(
+            c.forwarded_for.map(|f| f.to_string()).as_deref(),
+            Some("203.0.113.7:4711, 10.0.0.9:80, 10.0.0.5")
+        );
+        let c = identify(Some(peer("10.0.0.5")), &xff("[2001:db8::1]:443"), &s);
+        assert_eq!(c.ip, Some(peer("2001:db8::1")));
+        // A garbled hop ends the walk where it is.
+        let c = identify(
+            Some(peer("10.0.0.5")),
+            &xff("6.6.6.6, 7.7.7.7:abc, 10.0.0.9"),
+            &s,
+        );
+        assert_eq!(c.ip, Some(peer("10.0.0.9")));
     }
 }

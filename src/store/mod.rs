@@ -72,6 +72,10 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> Result<ApiKeyRecord, StoreError>;
 
+    /// Records an event that changes nothing (a refused admin token check): the audit
+    /// record alone, in a transaction of its own.
+    async fn append_audit(&self, audit: &AuditEntry) -> Result<(), StoreError>;
+
     /// Newest first, optionally only the entries about one site (its keys included).
     async fn list_audit(
         &self,

@@ -15,6 +15,7 @@ mod cli;
 mod config_files;
 mod e2e_wordpress;
 mod fleet_postgres;
+mod hardening_admin;
 mod hardening_delegated;
 mod hardening_origin;
 mod hardening_request;

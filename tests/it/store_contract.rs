@@ -388,6 +388,17 @@ async fn audit_log(b: Backend) {
     assert_eq!(targets, vec!["key:abc", "site:shop"]);
     assert_eq!(s.list_audit(None, 2).await.unwrap().len(), 2);
     assert!(s.list_audit(Some("nope"), 10).await.unwrap().is_empty());
+
+    // An event that changes nothing: its audit record alone, no change-log entry.
+    let seq = s.latest_change().await.unwrap();
+    let mut refused = audit("admin.auth_failed", "admin_token:abcdefghijkl");
+    refused.actor = "client:192.0.2.1".into();
+    refused.detail = Some("reason=unknown_token".into());
+    s.append_audit(&refused).await.unwrap();
+    let newest = s.list_audit(None, 1).await.unwrap();
+    assert_eq!(newest[0].entry, refused);
+    assert!(newest[0].id > all[0].id);
+    assert_eq!(s.latest_change().await.unwrap(), seq);
 }
 
 async fn admin_tokens(b: Backend) {

@@ -249,6 +249,14 @@ where
         .await
     }
 
+    async fn append_audit(&self, audit: &AuditEntry) -> Result<(), StoreError> {
+        self.call(async move {
+            let tx = self.backend.begin_write().await?;
+            self.commit(tx, audit).await
+        })
+        .await
+    }
+
     async fn list_audit(
         &self,
         site_id: Option<&str>,

@@ -25,6 +25,7 @@ mod wait;
 pub mod wordpress;
 mod wp_mimic;
 
+pub use access_log::log_field;
 pub use answer::Answer;
 pub use cli::{run_within, run_wpgate, run_wpgate_within, wpgate_command, CliOutput, CLI_DEADLINE};
 pub use credentials::{ApiKey, SiteAuth, KEY_HEADER, SITE_HEADER};
