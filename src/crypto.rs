@@ -64,7 +64,9 @@ pub enum KeyringError {
     },
     #[error(
         "keyring file {path} is readable by group or others (mode {mode:o}); \
-         it holds the master keys: run `chmod 600 {path}`"
+         it holds the master keys: run `chmod 600 {path}`. Where chmod cannot work (a \
+         read-only mount such as a Kubernetes Secret volume), give the volume \
+         `defaultMode: 0400`, or pass the keyring in WPGATE_KEYRING instead of a file"
     )]
     Permissions { path: PathBuf, mode: u32 },
     #[error("keyring {origin} is invalid: {problem}")]

@@ -1,4 +1,5 @@
-//! `wpgate check`: validates the configuration (and the keyring, if present).
+//! `wpgate check`: validates the configuration (and the keyring, if present); `wpgate
+//! healthcheck`: asks a running gateway whether it is up.
 
 use crate::config::Config;
 use crate::crypto::Keyring;
@@ -44,5 +45,35 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
         println!("  proxy listens on {}", config.boot.listen_proxy);
         println!("  keyring: {keyring}");
     }
+    Ok(())
+}
+
+/// GET /healthz on the admin listener (or `url`); an error unless it answers 200.
+pub(super) async fn healthcheck(config: &Config, url: Option<&str>) -> anyhow::Result<()> {
+    let url = match url {
+        Some(u) => u.to_string(),
+        None => {
+            let mut addr = config.boot.listen_admin;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{addr}/healthz")
+        }
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let status = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: no answer ({e})"))?
+        .status();
+    anyhow::ensure!(status.is_success(), "{url}: answered {status}");
+    println!("{url}: {status}");
     Ok(())
 }

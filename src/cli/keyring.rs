@@ -10,6 +10,9 @@ use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub enum KeyringCommand {
+    /// Print a new keyring (one random primary key) to standard output, for a secret
+    /// store or WPGATE_KEYRING. Touches no file and no store.
+    Init,
     /// Keys, the primary, and how many stored records each key still seals.
     Status,
     /// Add a new random key to the keyring file (then reload the gateways).
@@ -58,6 +61,18 @@ fn edit_keyring_file(
 }
 
 pub(super) async fn run(config: &Config, cmd: &KeyringCommand, json: bool) -> anyhow::Result<()> {
+    if let KeyringCommand::Init = cmd {
+        let (keyring, text) = Keyring::generate();
+        if json {
+            println!(
+                "{}",
+                json!({"primary": keyring.primary_id(), "keyring": text.as_str()})
+            );
+        } else {
+            print!("{}", text.as_str());
+        }
+        return Ok(());
+    }
     let env_text = std::env::var("WPGATE_KEYRING").ok();
     let current = || -> anyhow::Result<Keyring> {
         Ok(match &env_text {
@@ -69,6 +84,8 @@ pub(super) async fn run(config: &Config, cmd: &KeyringCommand, json: bool) -> an
         .await
         .context("cannot open the store")?;
     match cmd {
+        // Answered above, before the store is opened.
+        KeyringCommand::Init => {}
         KeyringCommand::Status => {
             let keyring = current()?;
             let counts = store.sealed_key_counts().await?;

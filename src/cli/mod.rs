@@ -61,6 +61,14 @@ pub enum Command {
     /// Work on whole stores (copy one into another).
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// Ask a running gateway whether it is up (GET /healthz on its admin listener); exit
+    /// status 0 when it answers 200. For container and service health checks.
+    Healthcheck {
+        /// The URL to ask (default: /healthz on listen.admin, 127.0.0.1 when it listens
+        /// on every interface).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -100,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keyring(cmd) => block_on(keyring::run(&config, cmd, cli.json)),
         Command::Store(cmd) => block_on(store::run(cmd, cli.json)),
+        Command::Healthcheck { url } => block_on(check::healthcheck(&config, url.as_deref())),
     }
 }
 
