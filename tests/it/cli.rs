@@ -162,3 +162,41 @@ async fn key_issue_and_list_json() {
     gw.cli(&["key", "revoke", "NoSuchKeyId0"], None)
         .assert_failure();
 }
+
+#[tokio::test]
+async fn keyring_init_prints_a_keyring_the_gateway_serves_with() {
+    // Two runs, two different keys; nothing written, no store opened.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_text = data.to_str().unwrap();
+    let first =
+        crate::harness::run_wpgate(&["--data-dir", data_text, "keyring", "init"], None, &[]);
+    first.assert_success();
+    let second =
+        crate::harness::run_wpgate(&["--data-dir", data_text, "keyring", "init"], None, &[]);
+    assert_ne!(first.stdout, second.stdout);
+    assert!(
+        !data.join("wpgate.db").exists() && !data.join("keyring.toml").exists(),
+        "keyring init wrote files"
+    );
+    // The printed text is a keyring a gateway starts with (WPGATE_KEYRING).
+    let mut gw = Gateway::prepare(Default::default());
+    gw.env.push(("WPGATE_KEYRING".into(), first.stdout.clone()));
+    gw.serve();
+    let up = Upstream::start();
+    gw.add_site("k", &up.url(), &SiteAuth::bearer("k-secret"));
+    let key = gw.issue_key("k", &[]);
+    gw.get_as("k", &key.full, "/wp-json/").await.assert_ok();
+    let check = gw.cli(&["check"], None);
+    check.assert_success();
+    assert!(check.stdout.contains("WPGATE_KEYRING"), "{}", check.stdout);
+}
+
+#[tokio::test]
+async fn healthcheck_says_whether_the_gateway_answers() {
+    let gw = Gateway::start();
+    gw.cli(&["healthcheck"], None).assert_success();
+    let gone = format!("http://127.0.0.1:{}/healthz", crate::harness::free_port());
+    gw.cli(&["healthcheck", "--url", &gone], None)
+        .assert_failure();
+}
