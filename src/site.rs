@@ -568,11 +568,17 @@ mod tests {
             ("HTTPS://App.Example.COM", "https://app.example.com"),
             ("https://app.example.com:443", "https://app.example.com"),
             ("http://app.example.com:80", "http://app.example.com"),
-            ("https://app.example.com:8443", "https://app.example.com:8443"),
+            (
+                "https://app.example.com:8443",
+                "https://app.example.com:8443",
+            ),
             ("http://localhost:3000", "http://localhost:3000"),
             ("http://127.0.0.1:5173", "http://127.0.0.1:5173"),
             ("http://[0:0::1]:8080", "http://[::1]:8080"),
-            ("https://b\u{fc}cher.example", "https://xn--bcher-kva.example"),
+            (
+                "https://b\u{fc}cher.example",
+                "https://xn--bcher-kva.example",
+            ),
         ] {
             let o: AllowOrigin = given.parse().unwrap_or_else(|e| panic!("{given}: {e}"));
             assert_eq!(o.as_str(), held, "{given}");
