@@ -579,3 +579,41 @@ async fn a_gateway_answers_preflights_from_its_first_request() {
     let a = preflight_on(&gw, APP).await;
     assert_eq!(a.status, 204, "{}", a.summary());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_one_postgres_learn_of_set_cors_from_each_other() {
+    use crate::fleet_postgres::{replica, shared_keyring};
+    use crate::harness::postgres::TestDb;
+    let db = TestDb::create();
+    let up = Upstream::start();
+    let keyring = shared_keyring();
+    // The change-log poll is slow on purpose: within seconds means by notification.
+    let a = replica(&db.url, &keyring, "poll_interval = \"30s\"");
+    let b = replica(&db.url, &keyring, "poll_interval = \"30s\"");
+    a.add_site("shop", &up.url(), &site_auth());
+    let key = a.issue_key("shop", &[]);
+    let token = a.admin_token("write", None);
+    let put = |origins: Value| {
+        a.admin_call(
+            Method::PUT,
+            "/admin/v1/sites/shop/cors",
+            &token,
+            Some(json!({ "allow_origins": origins })),
+        )
+    };
+    // Within CHANGE_DEADLINE, shorter than the poll: by notification.
+    put(json!([APP])).await.assert_ok();
+    until_preflight(&b, APP, 204).await;
+    let r = b
+        .send(
+            b.get("/wp-json/")
+                .header(SITE_HEADER, "shop")
+                .header(KEY_HEADER, &key.full)
+                .header("Origin", APP),
+        )
+        .await;
+    r.assert_ok();
+    assert_readable_from(&r, APP);
+    put(json!([])).await.assert_ok();
+    until_preflight(&b, APP, 403).await;
+}
