@@ -101,7 +101,11 @@ impl Fleet {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::error!(site = %site, error = %e, "stored CORS origins cannot be used: left out");
+                    tracing::error!(
+                        site = %site,
+                        error = %e,
+                        "stored CORS origins cannot be used: left out"
+                    );
                 }
             }
         }

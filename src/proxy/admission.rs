@@ -20,7 +20,8 @@ const SITE: http::HeaderName = http::HeaderName::from_static(SITE_HEADER);
 
 impl Gateway {
     /// Admission, in order: method, site id, rate limit, credential, site, key or token,
-    /// browser origin, request target, site state (README, "What happens to a request", steps 1-5).
+    /// browser origin, request target, site state (README, "What happens to a request",
+    /// steps 1-5).
     /// Public for the benchmark of the auth path.
     pub async fn admit(
         &self,
