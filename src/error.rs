@@ -6,6 +6,10 @@
 use bytes::Bytes;
 use serde::Serialize;
 
+/// The methods the gateway forwards (`TRACE`, `TRACK` and `CONNECT` never are): a 405's
+/// `Allow`, and what a CORS preflight allows.
+pub const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
 /// Every error a client can receive from the gateway itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -13,6 +17,7 @@ pub enum ErrorCode {
     MalformedPath,
     MethodNotAllowed,
     RouteNotAllowed,
+    CorsOriginNotAllowed,
     MissingSiteId,
     InvalidSiteId,
     AmbiguousCredentials,
@@ -45,11 +50,12 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::MalformedRequest,
         ErrorCode::MalformedPath,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RouteNotAllowed,
+        ErrorCode::CorsOriginNotAllowed,
         ErrorCode::MissingSiteId,
         ErrorCode::InvalidSiteId,
         ErrorCode::AmbiguousCredentials,
@@ -87,6 +93,7 @@ impl ErrorCode {
             ErrorCode::MalformedPath => "request.malformed_path",
             ErrorCode::MethodNotAllowed => "request.method_not_allowed",
             ErrorCode::RouteNotAllowed => "route.not_allowed",
+            ErrorCode::CorsOriginNotAllowed => "cors.origin_not_allowed",
             ErrorCode::MissingSiteId => "request.missing_site_id",
             ErrorCode::InvalidSiteId => "request.invalid_site_id",
             ErrorCode::AmbiguousCredentials => "request.ambiguous_credentials",
@@ -127,7 +134,10 @@ impl ErrorCode {
             | ErrorCode::AmbiguousCredentials => 400,
             ErrorCode::MissingCredentials | ErrorCode::InvalidCredentials => 401,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::SiteDisabled | ErrorCode::RouteNotAllowed | ErrorCode::RoleNotAllowed => 403,
+            ErrorCode::SiteDisabled
+            | ErrorCode::RouteNotAllowed
+            | ErrorCode::CorsOriginNotAllowed
+            | ErrorCode::RoleNotAllowed => 403,
             ErrorCode::RateLimited => 429,
             ErrorCode::JwksUnavailable | ErrorCode::VerifierUnavailable => 503,
             ErrorCode::UpstreamUnreachable | ErrorCode::UpstreamError => 502,
@@ -159,6 +169,10 @@ impl ErrorCode {
             ErrorCode::RouteNotAllowed => {
                 "this path is not forwarded to the site: only the WordPress REST API \
                  and the paths the site allows"
+            }
+            ErrorCode::CorsOriginNotAllowed => {
+                "browser requests from this Origin are not allowed: a site lists the \
+                 origins it accepts"
             }
             ErrorCode::MissingSiteId => "the X-Website-ID header is required",
             ErrorCode::InvalidSiteId => {
@@ -232,7 +246,7 @@ impl ErrorCode {
     /// The `Allow` header that goes with a 405: the methods the gateway forwards.
     pub fn allow(self) -> Option<&'static str> {
         match self {
-            ErrorCode::MethodNotAllowed => Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            ErrorCode::MethodNotAllowed => Some(FORWARDED_METHODS),
             _ => None,
         }
     }
@@ -285,7 +299,7 @@ mod tests {
             let status = code.status();
             match prefix {
                 "request" => assert!(matches!(status, 400 | 405), "{code:?}"),
-                "route" => assert_eq!(status, 403, "{code:?}"),
+                "route" | "cors" => assert_eq!(status, 403, "{code:?}"),
                 "auth" => assert!(matches!(status, 401 | 403 | 429 | 503), "{code:?}"),
                 "site" => assert!(matches!(status, 403 | 409 | 503), "{code:?}"),
                 "store" => assert_eq!(status, 503, "{code:?}"),
@@ -321,6 +335,7 @@ mod tests {
                 ("request.malformed_path", 400),
                 ("request.method_not_allowed", 405),
                 ("route.not_allowed", 403),
+                ("cors.origin_not_allowed", 403),
                 ("request.missing_site_id", 400),
                 ("request.invalid_site_id", 400),
                 ("request.ambiguous_credentials", 400),

@@ -109,6 +109,11 @@ pub fn run(
         .block_on(Fleet::open(&config, Arc::clone(&metrics)))
         .context("cannot open the store and keyring")?;
     log_keyring_source(&source);
+    // The browser origins the sites allow, for preflights from the first request on (the
+    // store change follower keeps them current).
+    if let Err(e) = startup.block_on(fleet.reload_origins()) {
+        tracing::warn!(error = %e, "cannot read the sites' CORS origins yet");
+    }
     metrics.config_last_reload_success.set(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

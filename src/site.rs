@@ -286,6 +286,156 @@ impl RouteAllow {
     }
 }
 
+/// A browser origin a site lets call it (CORS): `scheme://host[:port]`, http or https,
+/// without user, path, query, fragment or wildcard. Held normalised as browsers send the
+/// `Origin` header (scheme and host lower case, an international domain name in its
+/// `xn--` form, IPv6 in brackets, the scheme's default port left out), so a request's
+/// `Origin` is compared byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct AllowOrigin(String);
+
+/// Longest allowed origin as given, in bytes.
+pub const ALLOW_ORIGIN_MAX_LEN: usize = 256;
+/// Most origins one site may allow.
+pub const ALLOW_ORIGINS_MAX: usize = 32;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidOrigin {
+    #[error("origin {0:?} is not scheme://host[:port]")]
+    Unparsable(String),
+    #[error("origin {0:?} must use http or https")]
+    Scheme(String),
+    #[error(
+        "origin {0:?}: wildcards are not allowed; list each origin (credentials are sent \
+         by header, never to any origin)"
+    )]
+    Wildcard(String),
+    #[error("origin {0:?} must not hold spaces, control characters or backslashes")]
+    Characters(String),
+    #[error("origin {0:?} must not carry a user or password")]
+    UserInfo(String),
+    #[error("origin {0:?} must not carry a path, query or fragment: scheme://host[:port] only")]
+    PathQueryOrFragment(String),
+    #[error("origin {0:?} is longer than {ALLOW_ORIGIN_MAX_LEN} bytes")]
+    TooLong(String),
+    #[error("a site may allow at most {ALLOW_ORIGINS_MAX} origins")]
+    TooMany,
+}
+
+impl AllowOrigin {
+    /// The normalised origin, as a browser's `Origin` header writes it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for AllowOrigin {
+    type Err = InvalidOrigin;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |e: fn(String) -> InvalidOrigin| Err(e(s.to_string()));
+        if s.len() > ALLOW_ORIGIN_MAX_LEN {
+            return bad(InvalidOrigin::TooLong);
+        }
+        if s.contains('*') {
+            return bad(InvalidOrigin::Wildcard);
+        }
+        // `url` would drop or rewrite these silently.
+        if s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+        {
+            return bad(InvalidOrigin::Characters);
+        }
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return bad(InvalidOrigin::Unparsable);
+        };
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return bad(InvalidOrigin::Scheme);
+        }
+        // Nothing after the authority but one trailing slash (`url` would remove dot
+        // segments and the like before we could see them).
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#']) {
+            return bad(InvalidOrigin::PathQueryOrFragment);
+        }
+        if authority.contains('@') {
+            return bad(InvalidOrigin::UserInfo);
+        }
+        let url = url::Url::parse(s).map_err(|_| InvalidOrigin::Unparsable(s.to_string()))?;
+        if url.host().is_none() {
+            return bad(InvalidOrigin::Unparsable);
+        }
+        // Lower case, IDNA, IPv6 brackets, default port dropped: the Origin header's form.
+        match url.origin() {
+            url::Origin::Tuple(..) => Ok(AllowOrigin(url.origin().ascii_serialization())),
+            url::Origin::Opaque(_) => bad(InvalidOrigin::Unparsable),
+        }
+    }
+}
+
+impl fmt::Display for AllowOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The browser origins a site lets call it (CORS). Empty by default: browsers may not
+/// call the site, and a request that carries an `Origin` header is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CorsAllow {
+    origins: Vec<AllowOrigin>,
+}
+
+impl CorsAllow {
+    /// No origin: no browser app may call the site.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// `origins`, duplicates (after normalisation) dropped, order kept.
+    pub fn new(origins: Vec<AllowOrigin>) -> Result<Self, InvalidOrigin> {
+        let mut unique: Vec<AllowOrigin> = Vec::with_capacity(origins.len());
+        for o in origins {
+            if !unique.contains(&o) {
+                unique.push(o);
+            }
+        }
+        if unique.len() > ALLOW_ORIGINS_MAX {
+            return Err(InvalidOrigin::TooMany);
+        }
+        Ok(CorsAllow { origins: unique })
+    }
+
+    /// Parses stored or given text.
+    pub fn parse<S: AsRef<str>>(origins: &[S]) -> Result<Self, InvalidOrigin> {
+        Self::new(
+            origins
+                .iter()
+                .map(|o| o.as_ref().parse())
+                .collect::<Result<_, _>>()?,
+        )
+    }
+
+    pub fn origins(&self) -> &[AllowOrigin] {
+        &self.origins
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.origins.is_empty()
+    }
+
+    /// Whether a request's `Origin` header value (as sent) is one of these, byte for
+    /// byte. No allocation.
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        self.origins.iter().any(|o| o.0.as_bytes() == origin)
+    }
+
+    /// The origins as text, as stored.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.origins.iter().map(|o| o.0.clone()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,5 +558,95 @@ mod tests {
             RouteAllow::parse::<&str>(&[]).unwrap(),
             RouteAllow::rest_only()
         );
+    }
+
+    #[test]
+    fn allow_origins_are_normalised_as_browsers_send_them() {
+        for (given, held) in [
+            ("https://app.example.com", "https://app.example.com"),
+            ("https://app.example.com/", "https://app.example.com"),
+            ("HTTPS://App.Example.COM", "https://app.example.com"),
+            ("https://app.example.com:443", "https://app.example.com"),
+            ("http://app.example.com:80", "http://app.example.com"),
+            (
+                "https://app.example.com:8443",
+                "https://app.example.com:8443",
+            ),
+            ("http://localhost:3000", "http://localhost:3000"),
+            ("http://127.0.0.1:5173", "http://127.0.0.1:5173"),
+            ("http://[0:0::1]:8080", "http://[::1]:8080"),
+            (
+                "https://b\u{fc}cher.example",
+                "https://xn--bcher-kva.example",
+            ),
+        ] {
+            let o: AllowOrigin = given.parse().unwrap_or_else(|e| panic!("{given}: {e}"));
+            assert_eq!(o.as_str(), held, "{given}");
+        }
+        for (bad, why) in [
+            ("*", "wildcard"),
+            ("https://*.example.com", "wildcard"),
+            ("null", "scheme://host"),
+            ("app.example.com", "scheme://host"),
+            ("https://", "scheme://host"),
+            ("ftp://app.example.com", "http or https"),
+            ("chrome-extension://abcdef", "http or https"),
+            ("file:///tmp/x", "http or https"),
+            ("https://app.example.com/x", "path"),
+            ("https://app.example.com/.", "path"),
+            ("https://app.example.com//", "path"),
+            ("https://app.example.com?", "path"),
+            ("https://app.example.com/?a=1", "path"),
+            ("https://app.example.com#x", "path"),
+            ("https://u:p@app.example.com", "user"),
+            ("https://u@app.example.com", "user"),
+            ("https://app.example.com\\", "backslashes"),
+            (" https://app.example.com", "spaces"),
+            ("https://app.exa\tmple.com", "spaces"),
+            ("https://app.example.com:99999", "scheme://host"),
+        ] {
+            let e = bad.parse::<AllowOrigin>().unwrap_err().to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        let long = format!("https://{}.example", "a".repeat(ALLOW_ORIGIN_MAX_LEN));
+        assert!(matches!(
+            long.parse::<AllowOrigin>(),
+            Err(InvalidOrigin::TooLong(_))
+        ));
+    }
+
+    #[test]
+    fn a_site_allows_exactly_its_origins() {
+        let c = CorsAllow::parse(&[
+            "https://app.example.com",
+            "HTTPS://APP.example.com:443/",
+            "http://localhost:3000",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.to_strings(),
+            vec!["https://app.example.com", "http://localhost:3000"]
+        );
+        assert!(c.allows(b"https://app.example.com"));
+        assert!(c.allows(b"http://localhost:3000"));
+        for other in [
+            &b"https://app.example.com/"[..],
+            b"https://APP.example.com",
+            b"https://app.example.com:443",
+            b"http://app.example.com",
+            b"https://app.example.co",
+            b"https://app.example.com.evil.test",
+            b"http://localhost:3001",
+            b"null",
+            b"",
+        ] {
+            assert!(!c.allows(other), "{}", String::from_utf8_lossy(other));
+        }
+        assert!(CorsAllow::none().is_empty());
+        assert!(!CorsAllow::none().allows(b"https://app.example.com"));
+        let many: Vec<String> = (0..=ALLOW_ORIGINS_MAX)
+            .map(|i| format!("https://a{i}.example"))
+            .collect();
+        assert_eq!(CorsAllow::parse(&many), Err(InvalidOrigin::TooMany));
     }
 }

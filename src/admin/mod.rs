@@ -67,6 +67,7 @@ fn documented() -> OpenApiRouter<AdminState> {
         .routes(routes!(sites::disable_site))
         .routes(routes!(sites::set_credential))
         .routes(routes!(sites::set_routes))
+        .routes(routes!(sites::set_cors))
         .routes(routes!(keys::issue_key, keys::list_keys))
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::list_audit))
@@ -212,6 +213,7 @@ mod tests {
             "POST /admin/v1/sites/{id}/disable",
             "PUT /admin/v1/sites/{id}/credential",
             "PUT /admin/v1/sites/{id}/routes",
+            "PUT /admin/v1/sites/{id}/cors",
             "POST /admin/v1/sites/{id}/keys",
             "GET /admin/v1/sites/{id}/keys",
             "POST /admin/v1/keys/{key_id}/revoke",

@@ -26,7 +26,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
     security(("admin_token" = [])),
     components(schemas(ErrorEnvelope, CredentialView)),
     tags(
-        (name = "sites", description = "WordPress sites and their upstream credentials"),
+        (name = "sites", description = "WordPress sites: their upstream credentials, the \
+            paths forwarded to them, the browser origins allowed to call them (CORS)"),
         (name = "keys", description = "Client API keys"),
         (name = "health", description = "Site health: the latest check, or one now"),
         (name = "audit", description = "Who changed what"),

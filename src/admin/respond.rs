@@ -125,6 +125,7 @@ impl From<FleetError> for ApiError {
             FleetError::Credential(e) => Self::invalid(format!("credential: {e}")),
             FleetError::Policy(e) => Self::invalid(format!("auth: {e}")),
             FleetError::Routes(e) => Self::invalid(format!("allow_paths: {e}")),
+            FleetError::Cors(e) => Self::invalid(format!("allow_origins: {e}")),
             FleetError::Invalid(msg) => Self::invalid(msg),
             FleetError::Unconfirmed(msg) => Self::with(ErrorCode::AdminCredentialRejected, msg),
             e @ FleetError::CredentialRequired { .. } => {

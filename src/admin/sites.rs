@@ -1,5 +1,6 @@
 //! `/admin/v1/sites...`: list, create, show, update (If-Match), delete, enable,
-//! disable, the write-only upstream credential, and the paths forwarded.
+//! disable, the write-only upstream credential, the paths forwarded, and the browser
+//! origins allowed (CORS).
 
 use super::context::Caller;
 use super::extract::{page_limit, site_id, ApiJson, ApiQuery, IfMatch, SitePath};
@@ -9,7 +10,7 @@ use super::state::AdminState;
 use super::views::SiteView;
 use crate::fleet::{CredentialInput, NewSite, SiteChanges};
 use crate::secret::Secret;
-use crate::site::{CredentialKind, RouteAllow, SiteId, UpstreamTarget};
+use crate::site::{CorsAllow, CredentialKind, RouteAllow, SiteId, UpstreamTarget};
 use crate::store::SiteRecord;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -527,6 +528,46 @@ pub async fn set_routes(
     let routes = RouteAllow::parse(&body.allow_paths)
         .map_err(|e| ApiError::invalid(format!("allow_paths: {e}")))?;
     let record = state.fleet.set_routes(&id, &routes, &caller.actor).await?;
+    Ok(site_reply(StatusCode::OK, &record))
+}
+
+/// The browser origins allowed to call a site; replaces the site's list.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorsBody {
+    /// Origins `scheme://host[:port]`, http or https, without path, query, fragment, user
+    /// or wildcard, at most 256 bytes; at most 32. Stored normalised as browsers send the
+    /// `Origin` header (lower case, default port left out). Empty: none.
+    allow_origins: Vec<String>,
+}
+
+/// Set which browser origins may call a site (replaces the list; an empty list is the
+/// default, none). Preflights are answered by the gateway for every origin some site
+/// allows; a request whose `Origin` its site does not allow gets 403
+/// `cors.origin_not_allowed`.
+#[utoipa::path(
+    put,
+    path = "/admin/v1/sites/{id}/cors",
+    tag = "sites",
+    params(SitePath),
+    request_body = CorsBody,
+    responses(
+        (status = 200, body = SiteView),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+    )
+)]
+pub async fn set_cors(
+    State(state): State<AdminState>,
+    caller: Caller,
+    SitePath { id }: SitePath,
+    ApiJson(body): ApiJson<CorsBody>,
+) -> Result<Response, ApiError> {
+    let cors = CorsAllow::parse(&body.allow_origins)
+        .map_err(|e| ApiError::invalid(format!("allow_origins: {e}")))?;
+    let record = state.fleet.set_cors(&id, &cors, &caller.actor).await?;
     Ok(site_reply(StatusCode::OK, &record))
 }
 

@@ -43,6 +43,15 @@ pub struct RoutesView {
     pub allow_paths: Vec<String>,
 }
 
+/// Which browser origins may call a site (CORS).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CorsView {
+    /// Origins, normalised as browsers send the `Origin` header (e.g.
+    /// `https://app.example.com`). Empty: none; a request with an `Origin` header gets
+    /// 403 `cors.origin_not_allowed`.
+    pub allow_origins: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SiteView {
     pub id: String,
@@ -53,6 +62,7 @@ pub struct SiteView {
     pub credential: CredentialView,
     pub health: HealthSettingsView,
     pub routes: RoutesView,
+    pub cors: CorsView,
     /// The client authentication policy (`null`: API keys only).
     #[schema(value_type = Option<AuthPolicy>)]
     pub auth: Option<serde_json::Value>,
@@ -95,6 +105,9 @@ impl From<&SiteRecord> for SiteView {
             },
             routes: RoutesView {
                 allow_paths: s.allowed_paths.clone(),
+            },
+            cors: CorsView {
+                allow_origins: s.allowed_origins.clone(),
             },
             created_at: crate::time::rfc3339(s.created_at),
             updated_at: crate::time::rfc3339(s.updated_at),

@@ -6,7 +6,7 @@ use crate::auth::policy::{ActAs, AuthPolicy, JwtPolicy, JwtVerify, Method};
 use crate::config::Config;
 use crate::fleet::{CredentialInput, Fleet, NewSite, SiteChanges};
 use crate::secret::Secret;
-use crate::site::{AllowPath, CredentialKind, RouteAllow, SiteId};
+use crate::site::{AllowOrigin, AllowPath, CorsAllow, CredentialKind, RouteAllow, SiteId};
 use crate::store::SiteRecord;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
@@ -91,6 +91,18 @@ pub enum SiteCommand {
         allow_path: Vec<AllowPath>,
         /// Back to the default: the REST API only.
         #[arg(long, conflicts_with = "allow_path")]
+        reset: bool,
+    },
+    /// Set which browser origins may call a site (CORS; replaces the list). A request
+    /// with an Origin header the site does not list gets 403 cors.origin_not_allowed.
+    SetCors {
+        id: SiteId,
+        /// An origin, scheme://host[:port] (http or https, no path, no wildcard), e.g.
+        /// https://app.example.com (repeatable).
+        #[arg(long, required_unless_present = "reset")]
+        allow_origin: Vec<AllowOrigin>,
+        /// Back to the default: no browser origin.
+        #[arg(long, conflicts_with = "allow_origin")]
         reset: bool,
     },
     /// Set how clients authenticate to a site (replaces its whole auth policy).
@@ -407,6 +419,14 @@ fn routes_text(s: &SiteRecord) -> String {
     }
 }
 
+fn cors_text(s: &SiteRecord) -> String {
+    if s.allowed_origins.is_empty() {
+        "no browser origin".to_string()
+    } else {
+        s.allowed_origins.join(", ")
+    }
+}
+
 fn credential_text(s: &SiteRecord) -> String {
     match (s.credential.kind, &s.credential.username) {
         (CredentialKind::AppPassword, Some(u)) => format!("app_password (user {u})"),
@@ -426,6 +446,7 @@ fn print_site(s: &SiteRecord, json: bool) {
         println!("credential: {}", credential_text(s));
         println!("auth:       {}", auth_text(s));
         println!("routes:     {}", routes_text(s));
+        println!("cors:       {}", cors_text(s));
         println!("created:    {}", crate::time::rfc3339(s.created_at));
         println!("updated:    {}", crate::time::rfc3339(s.updated_at));
         println!("version:    {}", s.version);
@@ -578,6 +599,20 @@ pub(super) async fn run(
                 json,
                 site_json(&s),
                 format!("site {id}: routes {}", routes_text(&s)),
+            );
+        }
+        SiteCommand::SetCors {
+            id,
+            allow_origin,
+            reset: _,
+        } => {
+            // `--reset` conflicts with `--allow-origin`: without origins, it is the reset.
+            let cors = CorsAllow::new(allow_origin.clone())?;
+            let s = fleet.set_cors(id, &cors, &actor).await.map_err(explain)?;
+            report(
+                json,
+                site_json(&s),
+                format!("site {id}: cors {}", cors_text(&s)),
             );
         }
         SiteCommand::SetAuth { id, auth } => {

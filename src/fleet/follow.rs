@@ -4,8 +4,10 @@
 //! Two paths, one outcome: pushed notifications (PostgreSQL LISTEN/NOTIFY) invalidate
 //! at once; a poll of the change log every `store.poll_interval` catches whatever a
 //! notification missed (listener down, SQLite). A gap in the log (pruned past the last
-//! change seen) forgets every cached entry. The same loop watches whether the store
-//! answers (`wpgate_store_up`) and keeps `wpgate_keyring_sealed_records` current.
+//! change seen) forgets every cached entry. The fleet's allowed browser origins
+//! (`origins`) are read again once per batch of site changes (and at first contact and
+//! after a gap). The same loop watches whether the store answers (`wpgate_store_up`) and
+//! keeps `wpgate_keyring_sealed_records` current.
 
 use super::Fleet;
 use crate::store::{Change, ChangeEvent, ChangeKind};
@@ -33,6 +35,7 @@ pub async fn run(
         fleet,
         admin_tokens_changed,
         last: None,
+        origins_stale: true,
     }
     .run(poll)
     .await
@@ -43,6 +46,8 @@ struct Follower {
     admin_tokens_changed: Option<AdminTokensChanged>,
     /// The newest change applied; `None` until the store first answered.
     last: Option<i64>,
+    /// A site changed (or the log has a gap) since the fleet's origins were last read.
+    origins_stale: bool,
 }
 
 impl Follower {
@@ -55,17 +60,24 @@ impl Follower {
         let mut counted_at: Option<Instant> = None;
         loop {
             tokio::select! {
-                event = rx.recv(), if pushed => match event {
-                    Some(ChangeEvent::Changed(change)) => self.pushed(change).await,
-                    Some(ChangeEvent::Connected) => {
-                        self.set_listener(1);
-                        self.poll().await;
+                event = rx.recv(), if pushed => {
+                    pushed = self.event(event).await;
+                    // A burst of notifications (one write's, or a rewrap batch's) is
+                    // taken whole before the origins are read again.
+                    while pushed {
+                        match rx.try_recv() {
+                            Ok(event) => pushed = self.event(Some(event)).await,
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => pushed = false,
+                        }
                     }
-                    Some(ChangeEvent::Disconnected) => self.set_listener(0),
-                    None => pushed = false,
-                },
+                    self.sync_origins().await;
+                }
                 _ = tick.tick() => {
                     let up = self.poll().await;
+                    if up {
+                        self.sync_origins().await;
+                    }
                     if up && pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                         pruned_at = Some(Instant::now());
                         self.prune().await;
@@ -76,6 +88,32 @@ impl Follower {
                     }
                 }
             }
+        }
+    }
+
+    /// One event of the listener; false when it has stopped.
+    async fn event(&mut self, event: Option<ChangeEvent>) -> bool {
+        match event {
+            Some(ChangeEvent::Changed(change)) => self.pushed(change).await,
+            Some(ChangeEvent::Connected) => {
+                self.set_listener(1);
+                self.poll().await;
+            }
+            Some(ChangeEvent::Disconnected) => self.set_listener(0),
+            None => return false,
+        }
+        true
+    }
+
+    /// Reads the fleet's allowed origins again if a site changed since they were read
+    /// (one query); on failure they are read at the next chance.
+    async fn sync_origins(&mut self) {
+        if !self.origins_stale {
+            return;
+        }
+        match self.fleet.reload_origins().await {
+            Ok(()) => self.origins_stale = false,
+            Err(e) => tracing::warn!(error = %e, "cannot read the sites' CORS origins"),
         }
     }
 
@@ -90,7 +128,8 @@ impl Follower {
 
     /// Reads the change log from the last position; false when the store failed.
     async fn poll(&mut self) -> bool {
-        let store = self.fleet.store();
+        let fleet = Arc::clone(&self.fleet);
+        let store = fleet.store();
         let Some(mut last) = self.last else {
             // First contact: start from the newest change (the caches are empty or were
             // filled after it).
@@ -114,6 +153,7 @@ impl Follower {
                     "store change log has a gap (pruned): forgetting every cached site and key"
                 );
                 self.fleet.forget_all();
+                self.origins_stale = true;
                 if let Some(hook) = &self.admin_tokens_changed {
                     hook();
                 }
@@ -131,8 +171,11 @@ impl Follower {
         }
     }
 
-    async fn apply(&self, change: &Change, source: &str) {
+    async fn apply(&mut self, change: &Change, source: &str) {
         self.fleet.apply_change(change).await;
+        if change.kind == ChangeKind::Site {
+            self.origins_stale = true;
+        }
         if change.kind == ChangeKind::AdminToken {
             if let Some(hook) = &self.admin_tokens_changed {
                 hook();

@@ -4,7 +4,7 @@
 use super::{credential_header, Fleet, FleetError};
 use crate::auth::policy::{AuthPolicy, SiteAuth};
 use crate::crypto::{CryptoError, Keyring, Place};
-use crate::site::{CredentialKind, RouteAllow, UpstreamTarget};
+use crate::site::{CorsAllow, CredentialKind, RouteAllow, UpstreamTarget};
 use crate::store::{
     self, upstream_credential_place, ApiKeyRecord, SiteRecord, StoreError, JWT_SECRET_FIELD,
 };
@@ -32,6 +32,8 @@ pub struct ResolvedSite {
     pub health_fail_fast: bool,
     /// The paths its requests may take (see `proxy::route`).
     pub routes: RouteAllow,
+    /// The browser origins allowed to call it (see `proxy::cors`).
+    pub cors: CorsAllow,
     /// This site's request counters, resolved once (see `metrics::SiteCounters`).
     pub counters: crate::metrics::SiteCounters,
 }
@@ -185,6 +187,7 @@ pub(super) async fn resolve(
     };
     let policy = AuthPolicy::from_json(record.auth_policy.as_deref())?;
     let routes = RouteAllow::parse(&record.allowed_paths)?;
+    let cors = CorsAllow::parse(&record.allowed_origins)?;
     let jwt_secret = match &record.jwt_secret_sealed {
         Some(sealed) => Some(keyring.open(&Place::site(&record.id, JWT_SECRET_FIELD), sealed)?),
         None => None,
@@ -210,6 +213,7 @@ pub(super) async fn resolve(
         required_namespaces: record.required_namespaces.clone(),
         health_fail_fast: record.health_fail_fast,
         routes,
+        cors,
         counters: crate::metrics::SiteCounters::default(),
     })
 }

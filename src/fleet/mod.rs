@@ -2,16 +2,18 @@
 //! caches (`lookup`); writes seal secrets, write their audit record in the same
 //! transaction, and invalidate the cache entry at once (`writes`). The proxy, the CLI and
 //! the admin API all go through here, so there is one way to change a site. `follow`
-//! keeps the caches in step with other processes' writes; `rotation` re-seals stored
-//! secrets with the keyring's primary.
+//! keeps the caches (and the fleet's allowed browser origins, `origins`) in step with
+//! other processes' writes; `rotation` re-seals stored secrets with the keyring's primary.
 
 pub mod binding;
 pub mod follow;
 mod lookup;
+pub mod origins;
 pub mod rotation;
 mod writes;
 
 pub use lookup::ResolvedSite;
+pub use origins::FleetOrigins;
 pub use writes::{Actor, CredentialInput, NewSite, SiteChanges};
 
 use crate::auth::api_key::{self, KeyHasher};
@@ -22,7 +24,7 @@ use crate::credential::{credential_header, InvalidCredential};
 use crate::crypto::{CryptoError, Keyring, KeyringError, KeyringSource, Place};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::site::{InvalidAllowPath, InvalidSiteId, InvalidUpstream};
+use crate::site::{InvalidAllowPath, InvalidOrigin, InvalidSiteId, InvalidUpstream};
 use crate::store::{self, ApiKeyRecord, Store, StoreError};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -48,6 +50,8 @@ pub enum FleetError {
     Policy(#[from] InvalidPolicy),
     #[error(transparent)]
     Routes(#[from] InvalidAllowPath),
+    #[error(transparent)]
+    Cors(#[from] InvalidOrigin),
     #[error("{0}")]
     Invalid(String),
     /// A new credential failed its check against the site (the old one is kept).
@@ -94,6 +98,8 @@ pub struct Fleet {
     hasher: KeyHasher,
     sites: LookupCache<ResolvedSite>,
     keys: LookupCache<ApiKeyRecord>,
+    /// The browser origins some site allows (empty until `reload_origins`).
+    origins: FleetOrigins,
     metrics: Arc<Metrics>,
 }
 
@@ -143,6 +149,7 @@ impl Fleet {
                 c.max_stale,
                 &metrics,
             ),
+            origins: FleetOrigins::default(),
             metrics,
         })
     }

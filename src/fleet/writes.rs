@@ -8,7 +8,7 @@ use crate::auth::api_key;
 use crate::auth::policy::AuthPolicy;
 use crate::crypto::Place;
 use crate::secret::Secret;
-use crate::site::{CredentialKind, RouteAllow, SiteId, UpstreamTarget};
+use crate::site::{CorsAllow, CredentialKind, RouteAllow, SiteId, UpstreamTarget};
 use crate::store::{
     upstream_credential_place, ApiKeyRecord, AuditEntry, SiteRecord, StoreError, StoredCredential,
     JWT_SECRET_FIELD,
@@ -150,6 +150,7 @@ impl Fleet {
             required_namespaces: Vec::new(),
             health_fail_fast: false,
             allowed_paths: Vec::new(),
+            allowed_origins: Vec::new(),
             created_at: now,
             updated_at: now,
             version: 1,
@@ -375,6 +376,26 @@ impl Fleet {
             .await
     }
 
+    /// Sets the browser origins allowed to call a site (replaces them; empty: none, and
+    /// a request with an `Origin` header is refused).
+    pub async fn set_cors(
+        &self,
+        id: &SiteId,
+        cors: &CorsAllow,
+        actor: &Actor,
+    ) -> Result<SiteRecord, FleetError> {
+        let current = self.site(id).await?;
+        let mut record = current.clone();
+        record.allowed_origins = cors.to_strings();
+        let detail = Some(if cors.is_empty() {
+            "allow_origins=(none)".to_string()
+        } else {
+            format!("allow_origins={}", record.allowed_origins.join(","))
+        });
+        self.update(&current, record, "site.set_cors", detail, actor)
+            .await
+    }
+
     /// Writes `record`, the change of `current` (optimistic concurrency on its version),
     /// and forgets the cached copy. Every change of a site goes through here, so every
     /// one keeps the credential bound to its origin.
@@ -388,6 +409,7 @@ impl Fleet {
     ) -> Result<SiteRecord, FleetError> {
         let upstream = UpstreamTarget::parse(&record.upstream_url)?;
         RouteAllow::parse(&record.allowed_paths)?;
+        let cors = CorsAllow::parse(&record.allowed_origins)?;
         if record.id != current.id || record.version != current.version {
             return Err(FleetError::Invalid(
                 "a site change must start from the site as read".into(),
@@ -401,6 +423,7 @@ impl Fleet {
             .update_site(&record, &actor.site_audit(action, site_id.as_str(), detail))
             .await?;
         self.sites.invalidate(site_id.as_str()).await;
+        self.origins.set_site(site_id.as_str(), cors);
         Ok(updated)
     }
 
@@ -413,6 +436,7 @@ impl Fleet {
             )
             .await?;
         self.sites.invalidate(id.as_str()).await;
+        self.origins.set_site(id.as_str(), CorsAllow::none());
         for k in keys {
             self.keys.invalidate(&k.key_id).await;
         }
@@ -547,6 +571,7 @@ mod tests {
             jwt_secret_sealed: None,
             required_namespaces: Vec::new(),
             allowed_paths: Vec::new(),
+            allowed_origins: Vec::new(),
             health_fail_fast: false,
             created_at: 0,
             updated_at: 0,

@@ -4,7 +4,7 @@
 //! is enabled and reachable.
 
 use super::ctx::{Rejection, RequestCtx};
-use super::{client, route, Gateway};
+use super::{client, cors, route, Gateway};
 use crate::auth::{self, AuthFailure, Presented, SiteRef};
 use crate::error::ErrorCode;
 use crate::fleet::{FleetError, ResolvedSite};
@@ -20,7 +20,8 @@ const SITE: http::HeaderName = http::HeaderName::from_static(SITE_HEADER);
 
 impl Gateway {
     /// Admission, in order: method, site id, rate limit, credential, site, key or token,
-    /// request target, site state (README, "What happens to a request", steps 1-5).
+    /// browser origin, request target, site state (README, "What happens to a request",
+    /// steps 1-5).
     /// Public for the benchmark of the auth path.
     pub async fn admit(
         &self,
@@ -55,7 +56,11 @@ impl Gateway {
             }
         }
         let site = result?;
-        // Only for a client the site accepts: nothing about its routes leaks to others.
+        // Only for a client the site accepts: nothing about its origins or routes leaks
+        // to others.
+        if let Some(origin) = cors::check_site(&req.headers, &site.cors)? {
+            ctx.cors_origin = Some(origin);
+        }
         route::check_target(req.raw_path(), &site.routes)?;
         if !site.enabled {
             return Err(AuthFailure::SiteDisabled.into());

@@ -43,6 +43,10 @@ pub struct RequestCtx {
     /// request is answered in `request_filter` and never reaches the upstream phases.
     pub admitted: Option<Admitted>,
     pub rejection: Option<Rejection>,
+    /// The request's `Origin`, echoed in `Access-Control-Allow-Origin`: set when some
+    /// site allows it (for the gateway's own answers), and when the request's site does
+    /// (for a forwarded one). See `cors.rs`.
+    pub cors_origin: Option<http::HeaderValue>,
     /// The client's address (see `client.rs`) and the X-Forwarded-For to send upstream.
     pub client_ip: Option<std::net::IpAddr>,
     pub forwarded_for: Option<super::ForwardedFor>,
@@ -72,6 +76,7 @@ impl RequestCtx {
             site: None,
             admitted: None,
             rejection: None,
+            cors_origin: None,
             client_ip: None,
             forwarded_for: None,
             retry_after: None,

@@ -4,6 +4,7 @@
 mod access_log;
 mod admission;
 mod client;
+pub mod cors;
 pub mod ctx;
 pub mod inject;
 mod peer;
@@ -62,6 +63,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         ctx.request_id = request_id::take_or_mint_value(&session.req_header().headers);
+        ctx.cors_origin = cors::fleet_allowed(session.req_header(), self.fleet.origins());
+        if cors::is_preflight(session.req_header()) {
+            cors::answer_preflight(session, ctx).await?;
+            return Ok(true);
+        }
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -70,7 +76,15 @@ impl ProxyHttp for Gateway {
             Ok(()) => Ok(false),
             Err(rejection) => {
                 ctx.rejection = Some(rejection);
-                reject::reject(session, rejection.code, &ctx.request_id, ctx.retry_after).await?;
+                let cors = ctx.cors_origin.as_ref();
+                reject::reject(
+                    session,
+                    rejection.code,
+                    &ctx.request_id,
+                    ctx.retry_after,
+                    cors,
+                )
+                .await?;
                 Ok(true)
             }
         }
@@ -118,7 +132,11 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        upstream_response.insert_header(request_id::HEADER, ctx.request_id.clone())
+        upstream_response.insert_header(request_id::HEADER, ctx.request_id.clone())?;
+        if let Some(site) = &ctx.site {
+            cors::forwarded(upstream_response, ctx.cors_origin.as_ref(), &site.cors)?;
+        }
+        Ok(())
     }
 
     async fn fail_to_proxy(

@@ -2,18 +2,20 @@
 //! upstream could not serve.
 
 use super::ctx::{Rejection, RequestCtx};
-use super::request_id;
+use super::{cors, request_id};
 use crate::error::{error_body, ErrorCode};
 use pingora::http::ResponseHeader;
 use pingora::proxy::{FailToProxy, Session};
 use pingora::{ErrorSource, ErrorType};
 
-/// Writes the JSON rejection for `code`.
+/// Writes the JSON rejection for `code`, readable by a browser app from `cors_origin`
+/// (see `cors.rs`) when one is given.
 pub async fn reject(
     session: &mut Session,
     code: ErrorCode,
     request_id: &http::HeaderValue,
     retry_after: Option<u64>,
+    cors_origin: Option<&http::HeaderValue>,
 ) -> pingora::Result<()> {
     let body = error_body(code, request_id::text(request_id));
     let mut resp = ResponseHeader::build(code.status(), Some(6))?;
@@ -29,6 +31,9 @@ pub async fn reject(
     }
     if let Some(secs) = retry_after {
         resp.insert_header("retry-after", secs.to_string())?;
+    }
+    if let Some(origin) = cors_origin {
+        cors::allow_response(&mut resp, origin)?;
     }
     // The client may still be sending a body we will not read: do not reuse the connection.
     session.set_keepalive(None);
@@ -80,7 +85,8 @@ pub async fn failure(
     ctx.rejection = Some(rejection);
     // Once the upstream's header is on its way there is no error to send, only a cut.
     if session.response_written().is_none() {
-        if let Err(err) = reject(session, rejection.code, &ctx.request_id, None).await {
+        let cors = ctx.cors_origin.as_ref();
+        if let Err(err) = reject(session, rejection.code, &ctx.request_id, None, cors).await {
             tracing::debug!(error = %err, "could not send the error response");
         }
     }

@@ -44,6 +44,9 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<SiteRecord>, StoreError>;
+    /// `(site id, allowed origins)` of every site that allows some browser origin
+    /// (CORS), by id; sites without any are not read (a partial index holds the others).
+    async fn site_origins(&self) -> Result<Vec<(String, Vec<String>)>, StoreError>;
     async fn create_site(&self, site: &SiteRecord, audit: &AuditEntry) -> Result<(), StoreError>;
     /// Replaces the site if its stored version is `site.version`; returns the new record
     /// (version + 1).

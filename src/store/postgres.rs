@@ -142,6 +142,7 @@ impl Backend for PostgresBackend {
         array_read: "array_to_json({c})::text",
         array_write: "ARRAY(SELECT e FROM json_array_elements_text(CAST(? AS json)) \
                            WITH ORDINALITY AS t(e, n) ORDER BY n)",
+        array_nonempty: "cardinality({c}) > 0",
         key_id_of: "split_part({v}, '.', 2)",
     };
     const CALL_TIMEOUT: Option<Duration> = Some(CALL_TIMEOUT);

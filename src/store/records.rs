@@ -44,6 +44,9 @@ pub struct SiteRecord {
     /// Path prefixes forwarded besides the REST API (`site::AllowPath` text); empty:
     /// the REST API only.
     pub allowed_paths: Vec<String>,
+    /// Browser origins allowed to call the site (`site::AllowOrigin` text, normalised);
+    /// empty: none (a request with an `Origin` header is refused).
+    pub allowed_origins: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
     /// Bumped on every update; updates name the version they expect.

@@ -64,6 +64,7 @@ impl Backend for SqliteBackend {
         least: "MIN",
         array_read: "{c}",
         array_write: "?",
+        array_nonempty: "{c} IS NOT NULL",
         key_id_of: "substr({v}, 4, instr(substr({v}, 4), '.') - 1)",
     };
     // One local file: calls end on their own (busy_timeout bounds lock waits).

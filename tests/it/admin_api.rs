@@ -552,6 +552,7 @@ async fn openapi_describes_every_endpoint() {
         ("/admin/v1/sites/{id}/disable", &["post"]),
         ("/admin/v1/sites/{id}/credential", &["put"]),
         ("/admin/v1/sites/{id}/routes", &["put"]),
+        ("/admin/v1/sites/{id}/cors", &["put"]),
         ("/admin/v1/sites/{id}/keys", &["get", "post"]),
         ("/admin/v1/keys/{key_id}/revoke", &["post"]),
         ("/admin/v1/audit", &["get"]),
@@ -571,6 +572,7 @@ async fn openapi_describes_every_endpoint() {
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     assert!(schemas.contains_key("SiteView") && schemas.contains_key("CredentialBody"));
     assert!(schemas.contains_key("RoutesBody") && schemas.contains_key("RoutesView"));
+    assert!(schemas.contains_key("CorsBody") && schemas.contains_key("CorsView"));
     assert!(!schemas["SiteView"].to_string().contains("secret\""));
 }
 

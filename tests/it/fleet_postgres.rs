@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A keyring every replica shares (given in WPGATE_KEYRING, as containers would).
-fn shared_keyring() -> String {
+pub(crate) fn shared_keyring() -> String {
     let mut secret = [0u8; 32];
     secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
@@ -27,7 +27,7 @@ fn shared_keyring() -> String {
     )
 }
 
-fn replica(store_url: &str, keyring: &str, extra: &str) -> Gateway {
+pub(crate) fn replica(store_url: &str, keyring: &str, extra: &str) -> Gateway {
     let mut gw = Gateway::prepare(GatewayConfig {
         // A cached key would be used for an hour: whatever takes effect sooner did so
         // because a replica was told.

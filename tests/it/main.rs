@@ -20,6 +20,7 @@ mod hardening_delegated;
 mod hardening_origin;
 mod hardening_request;
 mod proxy_auth;
+mod proxy_cors;
 mod proxy_jwt;
 mod proxy_tls_upstream;
 mod proxy_upstream;

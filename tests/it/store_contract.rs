@@ -102,6 +102,10 @@ fn full_site(id: &str) -> SiteRecord {
         required_namespaces: vec!["myplugin/v1".into(), "wc/v3".into()],
         health_fail_fast: true,
         allowed_paths: vec!["/xmlrpc.php".into(), "/wp-content/uploads/".into()],
+        allowed_origins: vec![
+            "https://app.example.com".into(),
+            "http://localhost:3000".into(),
+        ],
         created_at: 1_700_000_001,
         updated_at: 1_700_000_002,
         version: 7,
@@ -222,12 +226,19 @@ async fn sites_crud_and_versions(b: Backend) {
         Err(StoreError::AlreadyExists(what)) if what == "site shop"
     ));
 
+    // The sites that allow some browser origin, with their origins in order.
+    assert_eq!(
+        s.site_origins().await.unwrap(),
+        vec![("shop".to_string(), shop.allowed_origins.clone())]
+    );
+
     let before = now_unix();
     let mut next = shop.clone();
     next.enabled = false;
     next.name = "Renamed".into();
     next.required_namespaces = Vec::new();
     next.allowed_paths = vec!["/feed/".into()];
+    next.allowed_origins = vec!["https://admin.example.com".into()];
     next.jwt_secret_sealed = None;
     let updated = s
         .update_site(&next, &audit("site.update", "site:shop"))
@@ -271,6 +282,47 @@ async fn sites_crud_and_versions(b: Backend) {
         listed.extend(page.into_iter().map(|s| s.id));
     }
     assert_eq!(listed, expected);
+    // Sites without origins are not listed; one that drops its origins leaves the list.
+    let mut with = site("a");
+    with.allowed_origins = vec!["https://a.example".into()];
+    let a = s.get_site("a").await.unwrap().unwrap();
+    s.update_site(
+        &SiteRecord {
+            allowed_origins: with.allowed_origins.clone(),
+            ..a
+        },
+        &audit("site.set_cors", "site:a"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.site_origins().await.unwrap(),
+        vec![
+            ("a".to_string(), vec!["https://a.example".to_string()]),
+            (
+                "shop".to_string(),
+                vec!["https://admin.example.com".to_string()]
+            ),
+        ]
+    );
+    let shop_now = s.get_site("shop").await.unwrap().unwrap();
+    s.update_site(
+        &SiteRecord {
+            allowed_origins: Vec::new(),
+            ..shop_now
+        },
+        &audit("site.set_cors", "site:shop"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_site("shop").await.unwrap().unwrap().allowed_origins,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        s.site_origins().await.unwrap(),
+        vec![("a".to_string(), vec!["https://a.example".to_string()])]
+    );
 
     s.delete_site("b", &audit("site.delete", "site:b"))
         .await
@@ -1176,6 +1228,10 @@ async fn export_import_round_trip(b: Backend) {
     assert_eq!(report.copied, counts);
     assert!(report.batches >= 10, "{report:?}");
     assert_eq!(dump(there.store.as_ref()).await, original);
+    // The copied origins are found the way a gateway reads them (index included).
+    let origins = s.site_origins().await.unwrap();
+    assert_eq!(origins.len(), 4, "{origins:?}");
+    assert_eq!(there.store.site_origins().await.unwrap(), origins);
     // Imports keep the sealed counts too.
     assert_counts_match_contents(there.store.as_ref()).await;
     assert_eq!(
@@ -1398,5 +1454,5 @@ async fn postgres_concurrent_opens_migrate_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(applied, vec![1, 2, 3]);
+    assert_eq!(applied, vec![1, 2, 3, 4]);
 }

@@ -35,6 +35,17 @@ async fn sqlite_store_copied_to_postgres_serves_the_same_sites_and_keys() {
         None,
     )
     .assert_success();
+    old.cli(
+        &[
+            "site",
+            "set-cors",
+            "shop",
+            "--allow-origin",
+            "https://app.example.com",
+        ],
+        None,
+    )
+    .assert_success();
     old.cli(&["admin", "token", "create", "--scope", "read"], None)
         .assert_success();
 
@@ -61,11 +72,11 @@ async fn sqlite_store_copied_to_postgres_serves_the_same_sites_and_keys() {
     assert_eq!(copied["api_keys"], 3, "{report}");
     assert_eq!(copied["admin_tokens"], 1, "{report}");
     assert_eq!(copied["settings"], 1, "the API-key pepper: {report}");
-    // site add ×2, key issue ×3, key revoke, site disable, site set-routes, admin token
-    // create
-    assert_eq!(copied["audit"], 9, "{report}");
+    // site add ×2, key issue ×3, key revoke, site disable, site set-routes, site
+    // set-cors, admin token create
+    assert_eq!(copied["audit"], 10, "{report}");
     // one record per batch
-    assert_eq!(report["batches"], 16, "{report}");
+    assert_eq!(report["batches"], 17, "{report}");
     assert!(
         report["to"].as_str().unwrap().contains("redacted"),
         "{report}"
@@ -111,6 +122,29 @@ async fn sqlite_store_copied_to_postgres_serves_the_same_sites_and_keys() {
     new.get_as("shop", &shop_key.full, "/xmlrpc.php")
         .await
         .assert_ok();
+    // The site's allowed origins came along: preflights (read at start-up) and requests
+    // from the app pass, for shop only.
+    let preflight = new
+        .send(
+            new.request(reqwest::Method::OPTIONS, "/wp-json/")
+                .header("Origin", "https://app.example.com")
+                .header("Access-Control-Request-Method", "GET"),
+        )
+        .await;
+    assert_eq!(preflight.status, 204, "{}", preflight.summary());
+    let from_app = new
+        .send(
+            new.get("/wp-json/")
+                .header(SITE_HEADER, "shop")
+                .header(KEY_HEADER, &shop_key.full)
+                .header("Origin", "https://app.example.com"),
+        )
+        .await;
+    from_app.assert_ok();
+    assert_eq!(
+        from_app.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     // A wrong secret for a copied key id is refused.
     new.get_as("shop", &shop_key.with_wrong_secret(), "/wp-json/")
         .await

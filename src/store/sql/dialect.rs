@@ -16,6 +16,9 @@ pub struct Dialect {
     /// The value stored in a list column for a JSON array text parameter `?` (NULL for
     /// none).
     pub array_write: &'static str,
+    /// The condition that list column `{c}` holds at least one item (NULL in SQLite,
+    /// `'{}'` in PostgreSQL when it holds none); partial indexes use the same one.
+    pub array_nonempty: &'static str,
     /// The key id of sealed text `<format>.<kid>.<nonce>.<ct>` (format `v1` or `v2`) in
     /// column `{v}`: the text between the first two dots.
     pub key_id_of: &'static str,
@@ -25,6 +28,11 @@ impl Dialect {
     /// The select-list item for the list column `column`.
     pub fn array_column(&self, column: &str) -> String {
         format!("{} AS {column}", self.array_read.replace("{c}", column))
+    }
+
+    /// The condition that the list column `column` is not empty.
+    pub fn array_nonempty(&self, column: &str) -> String {
+        self.array_nonempty.replace("{c}", column)
     }
 
     /// The key id expression of sealed text in `column`.
@@ -73,6 +81,7 @@ mod tests {
         least: "LEAST",
         array_read: "array_to_json({c})::text",
         array_write: "",
+        array_nonempty: "cardinality({c}) > 0",
         key_id_of: "split_part({v}, '.', 2)",
     };
 
@@ -91,6 +100,10 @@ mod tests {
         assert_eq!(
             NUMBERED.array_column("allowed_paths"),
             "array_to_json(allowed_paths)::text AS allowed_paths"
+        );
+        assert_eq!(
+            NUMBERED.array_nonempty("allowed_origins"),
+            "cardinality(allowed_origins) > 0"
         );
     }
 }

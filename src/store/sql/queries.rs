@@ -5,7 +5,8 @@ use super::dialect::Dialect;
 /// Columns of `sites` in the order the shared code binds and reads them.
 pub const SITE_COLUMNS: &str = "id, name, upstream_url, enabled, credential_kind, \
     credential_username, credential_sealed, auth_policy, jwt_secret_sealed, \
-    required_namespaces, health_fail_fast, allowed_paths, created_at, updated_at, version";
+    required_namespaces, health_fail_fast, allowed_paths, allowed_origins, created_at, updated_at, \
+    version";
 pub const KEY_COLUMNS: &str =
     "key_id, site_id, label, secret_hash, created_at, expires_at, revoked_at, grace_until";
 pub const ADMIN_TOKEN_COLUMNS: &str =
@@ -17,12 +18,15 @@ pub struct Queries {
     pub site: String,
     /// (after id, limit)
     pub sites_after: String,
-    /// [`SITE_COLUMNS`], namespaces and allowed paths as JSON text
+    /// [`SITE_COLUMNS`], namespaces, allowed paths and origins as JSON text
     pub insert_site: String,
     /// (name, upstream_url, enabled, credential_kind, credential_username,
     /// credential_sealed, auth_policy, jwt_secret_sealed, namespaces JSON,
-    /// health_fail_fast, allowed paths JSON, updated_at, id, expected version)
+    /// health_fail_fast, allowed paths JSON, allowed origins JSON, updated_at, id,
+    /// expected version)
     pub update_site: String,
+    /// `(id, allowed_origins)` of the sites that allow some origin, by id
+    pub site_origins: String,
     pub site_exists: String,
     pub site_key_ids: String,
     pub delete_site: String,
@@ -85,7 +89,7 @@ pub struct Queries {
 /// One row of [`SITE_COLUMNS`] values, lists as JSON text parameters.
 pub fn site_row(d: &Dialect) -> String {
     let list = d.array_write;
-    format!("?, ?, ?, ?, ?, ?, ?, ?, ?, {list}, ?, {list}, ?, ?, ?")
+    format!("?, ?, ?, ?, ?, ?, ?, ?, ?, {list}, ?, {list}, {list}, ?, ?, ?")
 }
 
 impl Queries {
@@ -96,7 +100,8 @@ impl Queries {
                 "required_namespaces",
                 &d.array_column("required_namespaces"),
             )
-            .replace("allowed_paths", &d.array_column("allowed_paths"));
+            .replace("allowed_paths", &d.array_column("allowed_paths"))
+            .replace("allowed_origins", &d.array_column("allowed_origins"));
         let list = d.array_write;
         let least = d.least;
         let sealed = |column: &str, url: &str| {
@@ -120,8 +125,15 @@ impl Queries {
                 "UPDATE sites SET name = ?, upstream_url = ?, enabled = ?, credential_kind = ?, \
                  credential_username = ?, credential_sealed = ?, auth_policy = ?, \
                  jwt_secret_sealed = ?, required_namespaces = {list}, health_fail_fast = ?, \
-                 allowed_paths = {list}, updated_at = ?, version = version + 1 \
-                 WHERE id = ? AND version = ?"
+                 allowed_paths = {list}, allowed_origins = {list}, updated_at = ?, \
+                 version = version + 1 WHERE id = ? AND version = ?"
+            )),
+            // The condition is the one of the partial index `sites_allowed_origins`
+            // (migrations): the rows read are the sites with origins, not every site.
+            site_origins: r(&format!(
+                "SELECT id, {} FROM sites WHERE {} ORDER BY id",
+                d.array_column("allowed_origins"),
+                d.array_nonempty("allowed_origins")
             )),
             site_exists: r("SELECT 1 FROM sites WHERE id = ?"),
             site_key_ids: r("SELECT key_id FROM api_keys WHERE site_id = ? ORDER BY key_id"),

@@ -20,6 +20,7 @@ pub struct SiteRow {
     required_namespaces: Option<String>,
     health_fail_fast: bool,
     allowed_paths: Option<String>,
+    allowed_origins: Option<String>,
     created_at: i64,
     updated_at: i64,
     version: i64,
@@ -43,6 +44,7 @@ impl TryFrom<SiteRow> for SiteRecord {
             required_namespaces: list(row.required_namespaces, "required_namespaces")?,
             health_fail_fast: row.health_fail_fast,
             allowed_paths: list(row.allowed_paths, "allowed_paths")?,
+            allowed_origins: list(row.allowed_origins, "allowed_origins")?,
             created_at: row.created_at,
             updated_at: row.updated_at,
             version: row.version,
@@ -69,6 +71,7 @@ fn list_json(items: &[String]) -> Option<String> {
 pub struct SiteLists {
     pub namespaces: Option<String>,
     pub allowed_paths: Option<String>,
+    pub allowed_origins: Option<String>,
 }
 
 impl SiteLists {
@@ -76,7 +79,23 @@ impl SiteLists {
         SiteLists {
             namespaces: list_json(&site.required_namespaces),
             allowed_paths: list_json(&site.allowed_paths),
+            allowed_origins: list_json(&site.allowed_origins),
         }
+    }
+}
+
+/// A site's allowed origins as [`crate::store::Store::site_origins`] reads them.
+#[derive(sqlx::FromRow)]
+pub struct SiteOriginsRow {
+    id: String,
+    allowed_origins: Option<String>,
+}
+
+impl TryFrom<SiteOriginsRow> for (String, Vec<String>) {
+    type Error = StoreError;
+    fn try_from(row: SiteOriginsRow) -> Result<Self, StoreError> {
+        let origins = list(row.allowed_origins, "allowed_origins")?;
+        Ok((row.id, origins))
     }
 }
 

@@ -4,7 +4,9 @@
 
 use super::queries::site_row;
 use super::queries::{ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, SITE_COLUMNS};
-use super::rows::{records, AdminTokenRow, ChangeRow, CountsRow, SiteLists, SiteRow};
+use super::rows::{
+    records, AdminTokenRow, ChangeRow, CountsRow, SiteLists, SiteOriginsRow, SiteRow,
+};
 use super::{
     bounded, is_foreign_key_violation, is_unique_violation, sealed_by_kinds, Backend, SqlStore,
 };
@@ -84,6 +86,18 @@ where
         .await
     }
 
+    async fn site_origins(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        self.call(async move {
+            trace_query("site_origins", "");
+            let rows: Vec<SiteOriginsRow> = sqlx::query_as(&self.sql.site_origins)
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)?;
+            records(rows)
+        })
+        .await
+    }
+
     async fn create_site(&self, site: &SiteRecord, audit: &AuditEntry) -> Result<(), StoreError> {
         self.call(async move {
             let mut tx = self.backend.begin_write().await?;
@@ -119,6 +133,7 @@ where
                 .bind(lists.namespaces.as_deref())
                 .bind(site.health_fail_fast)
                 .bind(lists.allowed_paths.as_deref())
+                .bind(lists.allowed_origins.as_deref())
                 .bind(now)
                 .bind(site.id.as_str())
                 .bind(site.version)
@@ -722,6 +737,7 @@ where
             .bind(lists.namespaces.as_deref())
             .bind(site.health_fail_fast)
             .bind(lists.allowed_paths.as_deref())
+            .bind(lists.allowed_origins.as_deref())
             .bind(site.created_at)
             .bind(site.updated_at)
             .bind(site.version)

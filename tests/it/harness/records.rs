@@ -21,6 +21,7 @@ pub fn site(id: &str) -> SiteRecord {
         required_namespaces: Vec::new(),
         health_fail_fast: false,
         allowed_paths: Vec::new(),
+        allowed_origins: Vec::new(),
         created_at: 1_700_000_000,
         updated_at: 1_700_000_000,
         version: 1,

@@ -178,6 +178,7 @@ async fn handle_upstream(State(state): State<UpstreamState>, req: Request) -> Re
         .unwrap_or_else(|| parts.uri.path().to_owned());
     let path = parts.uri.path().to_owned();
     let method = parts.method.as_str().to_owned();
+    let origin = parts.headers.get("origin").cloned();
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
@@ -255,6 +256,36 @@ async fn handle_upstream(State(state): State<UpstreamState>, req: Request) -> Re
             .header("content-type", "text/plain")
             .body(Body::from_stream(chunks))
             .unwrap();
+    }
+    // What WordPress sends for a request with an Origin: its own CORS headers, echoing
+    // any origin and allowing credentials, and its paging headers.
+    if path.ends_with("/wp-cors") {
+        let mut resp = json_response(StatusCode::OK, serde_json::json!([{"id": 1}]));
+        let h = resp.headers_mut();
+        if let Some(origin) = origin {
+            h.insert("access-control-allow-origin", origin);
+        }
+        for (name, value) in [
+            ("access-control-allow-credentials", "true"),
+            (
+                "access-control-allow-headers",
+                "Authorization, X-WP-Nonce, Content-Type",
+            ),
+            (
+                "access-control-expose-headers",
+                "X-WP-Total, X-WP-TotalPages, Link",
+            ),
+            ("vary", "Origin"),
+            ("x-wp-total", "3"),
+            ("x-wp-totalpages", "1"),
+            (
+                "link",
+                "<http://wp.test/wp-json/>; rel=\"https://api.w.org/\"",
+            ),
+        ] {
+            h.append(name, HeaderValue::from_static(value));
+        }
+        return resp;
     }
     if let Some(code) = path
         .rsplit_once("/status/")
