@@ -7,12 +7,17 @@
 
 pub mod binding;
 pub mod follow;
+pub mod key_use;
 mod lookup;
 pub mod rotation;
+pub mod upkeep;
 mod writes;
 
 pub use lookup::ResolvedSite;
-pub use writes::{Actor, CredentialInput, NewSite, SiteChanges};
+pub use writes::{
+    Actor, AddedSite, CredentialInput, NewSite, RotatedKey, SiteChanges, SiteWarning,
+    DEFAULT_ROTATION_GRACE,
+};
 
 use crate::auth::api_key::{self, KeyHasher};
 use crate::auth::policy::InvalidPolicy;
@@ -22,7 +27,7 @@ use crate::credential::{credential_header, InvalidCredential};
 use crate::crypto::{CryptoError, Keyring, KeyringError, KeyringSource, Place};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::site::{InvalidAllowPath, InvalidSiteId, InvalidUpstream};
+use crate::site::{InvalidAllowPath, InvalidSiteId, InvalidText, InvalidUpstream};
 use crate::store::{self, ApiKeyRecord, Store, StoreError};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -48,6 +53,10 @@ pub enum FleetError {
     Policy(#[from] InvalidPolicy),
     #[error(transparent)]
     Routes(#[from] InvalidAllowPath),
+    /// A text field (a name, a label, a secret) the operator gave is refused; the message
+    /// names the field.
+    #[error(transparent)]
+    Text(#[from] InvalidText),
     #[error("{0}")]
     Invalid(String),
     /// A new credential failed its check against the site (the old one is kept).
@@ -94,6 +103,8 @@ pub struct Fleet {
     hasher: KeyHasher,
     sites: LookupCache<ResolvedSite>,
     keys: LookupCache<ApiKeyRecord>,
+    /// Keys used since the last flush (`key_use`).
+    key_use: key_use::KeyUse,
     metrics: Arc<Metrics>,
 }
 
@@ -143,6 +154,7 @@ impl Fleet {
                 c.max_stale,
                 &metrics,
             ),
+            key_use: key_use::KeyUse::new(),
             metrics,
         })
     }
@@ -158,6 +170,14 @@ impl Fleet {
 
     pub fn hasher(&self) -> &KeyHasher {
         &self.hasher
+    }
+
+    /// Writes when the keys used since the last call were used (now), in one batch;
+    /// returns how many keys. On failure they stay marked for the next call.
+    pub async fn flush_key_use(&self) -> Result<usize, StoreError> {
+        self.key_use
+            .flush(self.store.as_ref(), crate::time::now_unix())
+            .await
     }
 
     pub fn keyring(&self) -> Arc<Keyring> {
@@ -235,5 +255,9 @@ impl crate::auth::KeyLookup for Fleet {
     ) -> impl std::future::Future<Output = Result<Option<Arc<ApiKeyRecord>>, Arc<StoreError>>> + Send
     {
         self.find_key_at(key_id, at)
+    }
+
+    fn key_used(&self, key_id: &str) {
+        self.key_use.mark(key_id);
     }
 }

@@ -62,6 +62,7 @@ impl Backend for SqliteBackend {
     const DIALECT: Dialect = Dialect {
         numbered_params: false,
         least: "MIN",
+        greatest: "MAX",
         array_read: "{c}",
         array_write: "?",
         key_id_of: "substr({v}, 4, instr(substr({v}, 4), '.') - 1)",

@@ -119,6 +119,7 @@ fn key(key_id: &str, site_id: &str, created_at: i64) -> ApiKeyRecord {
         expires_at: Some(created_at + 86_400),
         revoked_at: None,
         grace_until: None,
+        last_used_at: None,
     }
 }
 
