@@ -177,8 +177,8 @@ fn check_upstream(raw: &str) -> Result<(), ApiError> {
 pub struct CreatedSite {
     #[serde(flatten)]
     pub site: SiteView,
-    /// What did not stop the change but should be looked at, e.g. `upstream
-    /// https://shop.example.com is already used by site shop`; empty when nothing.
+    /// What did not stop the change but should be looked at (empty when nothing), e.g.
+    /// `upstream https://shop.example.com is already used by site shop`.
     pub warnings: Vec<String>,
 }
 
