@@ -388,6 +388,7 @@ async fn keys_last_used_rotation_and_purge(b: Backend) {
         s.get_api_key("old").await.unwrap().unwrap().last_used_at,
         Some(2_060)
     );
+    expect(s, &mut seq, "record_key_use", &[]).await;
     // Many keys in one call (past one statement's batch).
     let many: Vec<String> = (0..1500).map(|i| format!("k{i:04}")).collect();
     for id in many.iter().take(3) {
