@@ -250,6 +250,7 @@ async fn load_keys(store: &dyn Store, keys: usize, sites: usize) -> Duration {
                 expires_at: None,
                 revoked_at: None,
                 grace_until: None,
+                last_used_at: None,
             })
             .collect(),
         ..ImportBatch::default()

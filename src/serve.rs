@@ -179,7 +179,12 @@ pub fn run(
         .context("cannot set up the proxy")?;
     let jwks = Arc::clone(auth.jwks());
     let board = Arc::new(HealthBoard::new());
-    let gateway = Gateway::new(Arc::clone(&fleet), current, auth, Arc::clone(&board));
+    let gateway = Gateway::new(
+        Arc::clone(&fleet),
+        Arc::clone(&current),
+        auth,
+        Arc::clone(&board),
+    );
     let health = &boot.health;
     let health_client = crate::health::client(boot.upstream_ca_file.as_deref(), health.timeout)
         .context("cannot set up the health checks")?;
@@ -218,6 +223,23 @@ pub fn run(
                 Arc::clone(&fleet),
                 poll,
                 Some(Arc::new(move || tokens.forget_all())),
+            )
+        }
+    }));
+    // Write when keys were last used, purge old revoked and expired keys.
+    server.add_service(background_with_stop("api key upkeep", {
+        let (fleet, current) = (Arc::clone(&fleet), Arc::clone(&current));
+        let settings = crate::fleet::upkeep::UpkeepSettings {
+            flush_every: boot.keys.last_used_flush,
+            purge_every: boot.keys.purge_interval,
+        };
+        move |stop| {
+            let current = Arc::clone(&current);
+            crate::fleet::upkeep::run(
+                Arc::clone(&fleet),
+                settings,
+                move || current.load().live.key_retention,
+                stop,
             )
         }
     }));
@@ -272,6 +294,35 @@ where
 }
 
 struct UntilShutdown<F>(F);
+
+/// Completes when Pingora shuts down.
+type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A background task that is told when Pingora shuts down (`task(stop)`: `stop`
+/// completes then) and may finish its work in the grace period, instead of being dropped.
+fn background_with_stop<F, Fut>(name: &str, task: F) -> GenBackgroundService<WithStop<F>>
+where
+    F: Fn(Stop) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    pingora::services::background::background_service(name, WithStop(task))
+}
+
+struct WithStop<F>(F);
+
+#[async_trait::async_trait]
+impl<F, Fut> BackgroundService for WithStop<F>
+where
+    F: Fn(Stop) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        (self.0)(Box::pin(async move {
+            let _ = shutdown.changed().await;
+        }))
+        .await
+    }
+}
 
 #[async_trait::async_trait]
 impl<F, Fut> BackgroundService for UntilShutdown<F>

@@ -43,6 +43,46 @@ impl fmt::Display for SiteId {
     }
 }
 
+/// The longest name or label an operator may give (characters).
+pub const MAX_TEXT_CHARS: usize = 200;
+
+/// A text field an operator gave that is refused, naming the field as the admin API
+/// spells it (`name`, `label`, `credential.username`, `credential.secret`, ...).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {problem}")]
+pub struct InvalidText {
+    pub field: &'static str,
+    pub problem: &'static str,
+}
+
+/// A name or label (a site's name, a key's label, a user or header name): not blank,
+/// at most [`MAX_TEXT_CHARS`] characters, no control characters. Checked once here, for
+/// the CLI and the admin API alike.
+pub fn check_text(field: &'static str, value: &str) -> Result<(), InvalidText> {
+    let problem = if value.trim().is_empty() {
+        "must not be empty or only whitespace"
+    } else if value.chars().count() > MAX_TEXT_CHARS {
+        "must be at most 200 characters"
+    } else if value.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else {
+        return Ok(());
+    };
+    Err(InvalidText { field, problem })
+}
+
+/// A secret (an application password, a token, an HMAC secret): not empty and not only
+/// whitespace. Never repeated in the error.
+pub fn check_secret(field: &'static str, secret: &[u8]) -> Result<(), InvalidText> {
+    if secret.iter().all(u8::is_ascii_whitespace) {
+        return Err(InvalidText {
+            field,
+            problem: "must not be empty or only whitespace",
+        });
+    }
+    Ok(())
+}
+
 /// How wpgate authenticates to a site's WordPress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
@@ -508,6 +548,33 @@ mod tests {
             ("http://x/?a=1", InvalidUpstream::QueryOrFragment),
         ] {
             assert_eq!(UpstreamTarget::parse(url), Err(refused), "{url}");
+        }
+    }
+
+    #[test]
+    fn text_fields_name_the_field() {
+        assert_eq!(check_text("name", "Shop ✓"), Ok(()));
+        assert_eq!(check_text("name", &"é".repeat(200)), Ok(()));
+        for (bad, problem) in [
+            ("", "empty"),
+            (" \t ", "empty"),
+            (&"x".repeat(201) as &str, "200 characters"),
+            ("a\nb", "control characters"),
+            ("a\u{7f}", "control characters"),
+            ("a\u{85}", "control characters"),
+        ] {
+            let e = check_text("label", bad).unwrap_err();
+            assert_eq!(e.field, "label");
+            assert!(e.to_string().starts_with("label: "), "{e}");
+            assert!(e.problem.contains(problem), "{bad:?}: {e}");
+        }
+        assert!(check_secret("credential.secret", b"s3cret").is_ok());
+        for blank in [&b""[..], b"  ", b"\n\t "] {
+            let e = check_secret("credential.secret", blank).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "credential.secret: must not be empty or only whitespace"
+            );
         }
     }
 

@@ -1,11 +1,12 @@
-//! `/admin/v1/sites/{id}/keys`, `/admin/v1/keys/{key_id}/revoke` and `/admin/v1/audit`.
+//! `/admin/v1/sites/{id}/keys`, `/admin/v1/keys/{key_id}/revoke`,
+//! `/admin/v1/keys/{key_id}/rotate` and `/admin/v1/audit`.
 
 use super::context::Caller;
 use super::extract::{page_limit, site_id, ApiJson, ApiQuery, KeyIdPath, SitePath};
 use super::openapi::ErrorEnvelope;
 use super::respond::{json_reply, ApiError};
 use super::state::AdminState;
-use super::views::{AuditEntryView, IssuedKeyView, KeyView};
+use super::views::{AuditEntryView, IssuedKeyView, KeyView, RotatedKeyView};
 use crate::site::SiteId;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -27,6 +28,14 @@ pub struct IssueKey {
 #[serde(deny_unknown_fields)]
 pub struct RevokeKey {
     /// Keep accepting the key this much longer, e.g. `1h` (default: refused at once).
+    grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// How long the old key keeps being accepted, e.g. `1h`; `0s` refuses it at once
+    /// (default: `24h`).
     grace: Option<String>,
 }
 
@@ -75,13 +84,6 @@ pub async fn issue_key(
     SitePath { id }: SitePath,
     ApiJson(body): ApiJson<IssueKey>,
 ) -> Result<Response, ApiError> {
-    if let Some(l) = &body.label {
-        if l.is_empty() || l.chars().count() > 200 || l.chars().any(char::is_control) {
-            return Err(ApiError::invalid(
-                "label: 1-200 characters without control characters",
-            ));
-        }
-    }
     let expires_in = body
         .expires_in
         .as_deref()
@@ -95,10 +97,14 @@ pub async fn issue_key(
         key: key.expose_str().unwrap_or_default().to_string(),
         record: KeyView::from(&record),
     };
-    let mut resp = json_reply(StatusCode::CREATED, &view);
+    Ok(no_store(json_reply(StatusCode::CREATED, &view)))
+}
+
+/// A reply that holds a whole key: never kept by a cache.
+fn no_store(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    resp
 }
 
 /// List a site's API keys (never their secrets).
@@ -158,6 +164,48 @@ pub async fn revoke_key(
         .revoke_key(&key_id, grace, &caller.actor)
         .await?;
     Ok(json_reply(StatusCode::OK, &KeyView::from(&record)))
+}
+
+/// Rotate a key in one audited step: issue its successor (same site, same label; a key
+/// that expires gets the same lifetime from now) and revoke it, still accepted for
+/// `grace`. The answer holds the new key: the only time it is shown. A key already
+/// revoked or expired is not rotated (400): issue a new one.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/keys/{key_id}/rotate",
+    tag = "keys",
+    params(("key_id" = String, Path, description = "Key id (the 12 characters after wpg_)")),
+    request_body(content = Option<RotateKey>, description = "Optional"),
+    responses(
+        (status = 201, body = RotatedKeyView),
+        (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope),
+    )
+)]
+pub async fn rotate_key(
+    State(state): State<AdminState>,
+    caller: Caller,
+    KeyIdPath(key_id): KeyIdPath,
+    ApiJson(body): ApiJson<RotateKey>,
+) -> Result<Response, ApiError> {
+    let grace = body
+        .grace
+        .as_deref()
+        .map(|g| duration("grace", g))
+        .transpose()?
+        .unwrap_or(crate::fleet::DEFAULT_ROTATION_GRACE);
+    let rotated = state
+        .fleet
+        .rotate_key(&key_id, grace, &caller.actor)
+        .await?;
+    let view = RotatedKeyView {
+        key: rotated.key.expose_str().unwrap_or_default().to_string(),
+        record: KeyView::from(&rotated.new),
+        replaces: KeyView::from(&rotated.old),
+    };
+    Ok(no_store(json_reply(StatusCode::CREATED, &view)))
 }
 
 /// The audit log, newest first.

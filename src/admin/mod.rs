@@ -70,6 +70,7 @@ fn documented() -> OpenApiRouter<AdminState> {
         .routes(routes!(sites::set_cors))
         .routes(routes!(keys::issue_key, keys::list_keys))
         .routes(routes!(keys::revoke_key))
+        .routes(routes!(keys::rotate_key))
         .routes(routes!(keys::list_audit))
         .routes(routes!(health::site_health))
         .routes(routes!(health::test_site))
@@ -217,6 +218,7 @@ mod tests {
             "POST /admin/v1/sites/{id}/keys",
             "GET /admin/v1/sites/{id}/keys",
             "POST /admin/v1/keys/{key_id}/revoke",
+            "POST /admin/v1/keys/{key_id}/rotate",
             "GET /admin/v1/audit",
             "GET /admin/v1/sites/{id}/health",
             "POST /admin/v1/sites/{id}/test",

@@ -59,6 +59,8 @@ pub struct ErrorEnvelope {
 struct ErrorBodyDoc {
     /// Stable code, e.g. `admin.not_found`.
     code: String,
+    /// What to fix. A refused field is named first, e.g. `label: must be at most 200
+    /// characters`.
     message: String,
     request_id: String,
 }

@@ -126,6 +126,8 @@ impl From<FleetError> for ApiError {
             FleetError::Policy(e) => Self::invalid(format!("auth: {e}")),
             FleetError::Routes(e) => Self::invalid(format!("allow_paths: {e}")),
             FleetError::Cors(e) => Self::invalid(format!("allow_origins: {e}")),
+            // The message names the field.
+            FleetError::Text(e) => Self::invalid(e.to_string()),
             FleetError::Invalid(msg) => Self::invalid(msg),
             FleetError::Unconfirmed(msg) => Self::with(ErrorCode::AdminCredentialRejected, msg),
             e @ FleetError::CredentialRequired { .. } => {
@@ -184,6 +186,12 @@ mod tests {
         });
         assert_eq!((status, code), (409, "site.credential_required"));
         assert!(message.contains("http://b.example:80"), "{message}");
+        let (status, code, message) = mapped(FleetError::Text(crate::site::InvalidText {
+            field: "label",
+            problem: "must be at most 200 characters",
+        }));
+        assert_eq!((status, code), (400, "admin.invalid_request"));
+        assert_eq!(message, "label: must be at most 200 characters");
         let (status, code, _) = mapped(FleetError::Store(StoreError::NotFound("key k".into())));
         assert_eq!((status, code), (404, "admin.not_found"));
     }

@@ -173,19 +173,24 @@ fn check_upstream(raw: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::invalid(format!("upstream: {e}")))
 }
 
-fn check_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "name: 1-200 characters without control characters",
-        ));
-    }
-    Ok(())
+/// A site just registered, and what to know about it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedSite {
+    #[serde(flatten)]
+    pub site: SiteView,
+    /// What did not stop the change but should be looked at (empty when nothing), e.g.
+    /// `upstream https://shop.example.com is already used by site shop`.
+    pub warnings: Vec<String>,
 }
 
 /// The site as JSON with `ETag: "<version>"`.
 fn site_reply(status: StatusCode, record: &SiteRecord) -> Response {
-    let mut resp = json_reply(status, &SiteView::from(record));
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", record.version)) {
+    tagged(json_reply(status, &SiteView::from(record)), record.version)
+}
+
+/// `resp` with `ETag: "<version>"`.
+fn tagged(mut resp: Response, version: i64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
         resp.headers_mut().insert(header::ETAG, v);
     }
     resp
@@ -239,8 +244,8 @@ pub async fn list_sites(
     tag = "sites",
     request_body = CreateSite,
     responses(
-        (status = 201, body = SiteView, headers(("ETag" = String, description = "\"<version>\""))),
-        (status = 400, body = ErrorEnvelope),
+        (status = 201, body = CreatedSite, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 400, description = "Invalid field (the message names it)", body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope),
         (status = 409, description = "A site with this id exists", body = ErrorEnvelope),
@@ -253,9 +258,6 @@ pub async fn create_site(
     ApiJson(body): ApiJson<CreateSite>,
 ) -> Result<Response, ApiError> {
     let id = site_id(&body.id, "id")?;
-    if let Some(n) = &body.name {
-        check_name(n)?;
-    }
     check_upstream(&body.upstream)?;
     let credential = match body.credential {
         Some(c) => c.into_input()?,
@@ -265,7 +267,7 @@ pub async fn create_site(
             secret: None,
         },
     };
-    let record = state
+    let added = state
         .fleet
         .add_site(
             NewSite {
@@ -277,7 +279,14 @@ pub async fn create_site(
             &caller.actor,
         )
         .await?;
-    Ok(site_reply(StatusCode::CREATED, &record))
+    let created = CreatedSite {
+        site: SiteView::from(&added.record),
+        warnings: added.warnings.iter().map(ToString::to_string).collect(),
+    };
+    Ok(tagged(
+        json_reply(StatusCode::CREATED, &created),
+        added.record.version,
+    ))
 }
 
 /// Show a site (never its secret).
@@ -331,9 +340,6 @@ pub async fn update_site(
     ApiJson(body): ApiJson<UpdateSite>,
 ) -> Result<Response, ApiError> {
     let expected = IfMatch::from_headers(&headers)?;
-    if let Some(n) = &body.name {
-        check_name(n)?;
-    }
     if let Some(u) = &body.upstream {
         check_upstream(u)?;
     }

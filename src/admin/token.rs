@@ -86,7 +86,7 @@ pub fn check_label(label: &str) -> Result<(), TokenError> {
         Ok(())
     } else {
         Err(TokenError::Invalid(
-            "a label is 1-64 characters of [A-Za-z0-9._@:-]".into(),
+            "label: 1-64 characters of [A-Za-z0-9._@:-]".into(),
         ))
     }
 }

@@ -127,6 +127,9 @@ pub struct KeyView {
     pub revoked_at: Option<String>,
     /// A revoked key is still accepted until then.
     pub grace_until: Option<String>,
+    /// When a gateway last accepted the key, to the minute (gateways write it about
+    /// once a minute, `keys.last_used_flush`); `null`: not used since.
+    pub last_used_at: Option<String>,
 }
 
 impl From<&ApiKeyRecord> for KeyView {
@@ -139,6 +142,7 @@ impl From<&ApiKeyRecord> for KeyView {
             expires_at: k.expires_at.map(crate::time::rfc3339),
             revoked_at: k.revoked_at.map(crate::time::rfc3339),
             grace_until: k.grace_until.map(crate::time::rfc3339),
+            last_used_at: k.last_used_at.map(crate::time::rfc3339),
         }
     }
 }
@@ -152,15 +156,27 @@ pub struct IssuedKeyView {
     pub record: KeyView,
 }
 
+/// A rotation: the new key (the only time it is shown) and the key it replaces.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RotatedKeyView {
+    /// The whole new key, `wpg_<key id>_<secret>`. Store it now: it is never shown again.
+    pub key: String,
+    #[serde(flatten)]
+    pub record: KeyView,
+    /// The old key, revoked: accepted until its `grace_until`.
+    pub replaces: KeyView,
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuditEntryView {
     pub id: i64,
     /// RFC 3339.
     pub at: String,
-    /// `admin:<token label or id>`, `cli:<user>`, or `client:<address>` for a refused
-    /// admin token (`admin.auth_failed`).
+    /// `admin:<token label or id>`, `cli:<user>`, `client:<address>` for a refused
+    /// admin token (`admin.auth_failed`), or `gateway:retention` for a key purged after
+    /// `keys.retention` (`key.purge`).
     pub actor: String,
-    /// e.g. `site.create`, `key.revoke`.
+    /// e.g. `site.create`, `key.revoke`, `key.rotate`, `key.purge`.
     pub action: String,
     /// `site:<id>`, `key:<key id>`, `admin_token:<id>`.
     pub target: String,

@@ -181,6 +181,7 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             grace_until: None,
+            last_used_at: None,
         }
     }
 

@@ -28,6 +28,10 @@ pub trait KeyLookup: Send + Sync {
         key_id: &str,
         at: Instant,
     ) -> impl Future<Output = Result<Option<Arc<ApiKeyRecord>>, Arc<StoreError>>> + Send;
+
+    /// The key `key_id` was just accepted (for its `last_used_at`). Runs on every
+    /// request with a key: it must not wait, write or allocate.
+    fn key_used(&self, key_id: &str);
 }
 
 /// What the authenticator needs to know of the site a request names.
@@ -270,6 +274,7 @@ impl<K: KeyLookup> Authenticator<K> {
             site.id,
             crate::time::now_unix,
         )?;
+        self.keys.key_used(parsed.key_id);
         Ok(Admitted {
             principal: Principal::ApiKey(key),
             identity_headers: Vec::new(),

@@ -1,4 +1,4 @@
-//! `wpgate key ...`: issue, list and revoke a site's API keys.
+//! `wpgate key ...`: issue, list, rotate and revoke a site's API keys.
 
 use super::{actor, explain, parse_duration, print_table, report, time_or_dash};
 use crate::admin::views::KeyView;
@@ -29,10 +29,26 @@ pub enum KeyCommand {
         #[arg(long, value_parser = parse_duration)]
         grace: Option<Duration>,
     },
+    /// Replace a key in one audited step: issue its successor (same site, same label, the
+    /// same lifetime if it expires) and revoke it with a grace period. Prints the new key
+    /// once, alone on one line.
+    Rotate {
+        key_id: String,
+        /// How long the old key keeps working; 0s cuts it off at once.
+        #[arg(long, value_parser = parse_duration, default_value = "24h")]
+        grace: Duration,
+    },
 }
 
 fn key_json(k: &ApiKeyRecord) -> Value {
     serde_json::to_value(KeyView::from(k)).unwrap_or(Value::Null)
+}
+
+fn check_key_id(key_id: &str) -> anyhow::Result<()> {
+    if !crate::auth::api_key::is_key_id(key_id) {
+        bail!("{key_id:?} is not a key id (12 characters, the part after wpg_)");
+    }
+    Ok(())
 }
 
 pub(super) async fn run(fleet: &Fleet, cmd: &KeyCommand, json: bool) -> anyhow::Result<()> {
@@ -60,6 +76,32 @@ pub(super) async fn run(fleet: &Fleet, cmd: &KeyCommand, json: bool) -> anyhow::
                 record.key_id
             );
         }
+        KeyCommand::Rotate { key_id, grace } => {
+            check_key_id(key_id)?;
+            let rotated = fleet
+                .rotate_key(key_id, *grace, &actor)
+                .await
+                .map_err(explain)?;
+            let text = rotated.key.expose_str().unwrap_or_default();
+            if json {
+                let mut v = key_json(&rotated.new);
+                v["key"] = json!(text);
+                v["replaces"] = key_json(&rotated.old);
+                println!("{v}");
+            } else {
+                println!("{text}");
+            }
+            let until = rotated
+                .old
+                .grace_until
+                .map(crate::time::rfc3339)
+                .unwrap_or_default();
+            eprintln!(
+                "key {} issued for site {} to replace key {key_id}, which is accepted until \
+                 {until}: the new key is shown only this once",
+                rotated.new.key_id, rotated.new.site_id
+            );
+        }
         KeyCommand::List { site_id } => {
             fleet.site(site_id).await.map_err(explain)?;
             let keys = fleet.store().list_api_keys(site_id.as_str()).await?;
@@ -72,7 +114,8 @@ pub(super) async fn run(fleet: &Fleet, cmd: &KeyCommand, json: bool) -> anyhow::
                     ("CREATED", 22),
                     ("EXPIRES", 22),
                     ("REVOKED", 22),
-                    ("GRACE UNTIL", 0),
+                    ("GRACE UNTIL", 22),
+                    ("LAST USED", 0),
                 ];
                 print_table(
                     columns,
@@ -84,15 +127,14 @@ pub(super) async fn run(fleet: &Fleet, cmd: &KeyCommand, json: bool) -> anyhow::
                             time_or_dash(k.expires_at),
                             time_or_dash(k.revoked_at),
                             time_or_dash(k.grace_until),
+                            time_or_dash(k.last_used_at),
                         ]
                     }),
                 );
             }
         }
         KeyCommand::Revoke { key_id, grace } => {
-            if !crate::auth::api_key::is_key_id(key_id) {
-                bail!("{key_id:?} is not a key id (12 characters, the part after wpg_)");
-            }
+            check_key_id(key_id)?;
             let k = fleet
                 .revoke_key(key_id, *grace, &actor)
                 .await

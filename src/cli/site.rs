@@ -468,7 +468,7 @@ pub(super) async fn run(
             credential,
         } => {
             let credential = credential_input(credential, None)?;
-            let record = fleet
+            let added = fleet
                 .add_site(
                     NewSite {
                         id: id.clone(),
@@ -480,6 +480,10 @@ pub(super) async fn run(
                 )
                 .await
                 .map_err(explain)?;
+            for w in &added.warnings {
+                eprintln!("warning: {w}");
+            }
+            let record = added.record;
             if json {
                 println!("{}", site_json(&record));
             } else {

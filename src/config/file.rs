@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub admin: AdminFile,
     pub metrics: MetricsFile,
     pub health: HealthFile,
+    pub keys: KeysFile,
     pub log: LogFile,
 }
 
@@ -36,6 +37,7 @@ impl Default for FileConfig {
             admin: AdminFile::default(),
             metrics: MetricsFile::default(),
             health: HealthFile::default(),
+            keys: KeysFile::default(),
             log: LogFile::default(),
         }
     }
@@ -228,6 +230,31 @@ impl Default for HealthFile {
             interval: Duration::from_secs(300),
             concurrency: 16,
             timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// API-key upkeep done by the running gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysFile {
+    /// Keys revoked (their grace over) or expired longer ago than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often the purge runs.
+    #[serde(with = "humantime_serde")]
+    pub purge_interval: Duration,
+    /// How often the keys used since the last time are written (`last_used_at`).
+    #[serde(with = "humantime_serde")]
+    pub last_used_flush: Duration,
+}
+
+impl Default for KeysFile {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            purge_interval: Duration::from_secs(3600),
+            last_used_flush: Duration::from_secs(60),
         }
     }
 }

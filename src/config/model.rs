@@ -12,7 +12,7 @@ use std::time::Duration;
 /// The configuration file's top-level keys (see `file.rs`).
 const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir", "listen", "store", "keyring", "cache", "upstream", "proxy", "auth", "admin",
-    "metrics", "health", "log",
+    "metrics", "health", "keys", "log",
 ];
 
 /// Where the configuration file is looked for when `--config` is not given.
@@ -154,6 +154,7 @@ pub struct Boot {
     pub auth: AuthSettings,
     pub admin: AdminSettings,
     pub health: HealthSettings,
+    pub keys: KeyUpkeepSettings,
     pub log: LogSettings,
 }
 
@@ -164,6 +165,8 @@ pub struct Live {
     pub upstream: UpstreamTimeouts,
     /// `metrics.per_site_labels`: false counts every site under `site="_all"`.
     pub metrics_per_site_labels: bool,
+    /// `keys.retention`: keys revoked (grace over) or expired longer ago are purged.
+    pub key_retention: Duration,
 }
 
 impl Boot {
@@ -183,6 +186,7 @@ impl Boot {
             auth,
             admin,
             health,
+            keys,
             log,
         } = self;
         differing([
@@ -204,6 +208,7 @@ impl Boot {
             ("auth", *auth != other.auth),
             ("admin", *admin != other.admin),
             ("health", *health != other.health),
+            ("keys", *keys != other.keys),
             ("log", *log != other.log),
         ])
     }
@@ -225,6 +230,7 @@ impl Live {
                     read_timeout,
                 },
             metrics_per_site_labels,
+            key_retention,
         } = self;
         differing([
             (
@@ -247,6 +253,7 @@ impl Live {
                 "metrics.per_site_labels",
                 *metrics_per_site_labels != other.metrics_per_site_labels,
             ),
+            ("keys.retention", *key_retention != other.key_retention),
         ])
     }
 }
@@ -323,6 +330,15 @@ pub struct HealthSettings {
     pub interval: Duration,
     pub concurrency: usize,
     pub timeout: Duration,
+}
+
+/// The running gateway's API-key upkeep (`keys.retention` is in [`Live`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyUpkeepSettings {
+    /// `keys.purge_interval`
+    pub purge_interval: Duration,
+    /// `keys.last_used_flush`
+    pub last_used_flush: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -508,6 +524,14 @@ impl Validator<'_> {
         if f.health.timeout.is_zero() {
             return Err(self.invalid("health.timeout", "must be longer than 0s"));
         }
+        if f.keys.purge_interval < Duration::from_secs(1) {
+            return Err(self.invalid("keys.purge_interval", "must be at least 1s"));
+        }
+        if f.keys.last_used_flush < Duration::from_millis(100)
+            || f.keys.last_used_flush > Duration::from_secs(3600)
+        {
+            return Err(self.invalid("keys.last_used_flush", "must be between 100ms and 1h"));
+        }
         let format = match f.log.format.as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -563,6 +587,10 @@ impl Validator<'_> {
                     concurrency: f.health.concurrency,
                     timeout: f.health.timeout,
                 },
+                keys: KeyUpkeepSettings {
+                    purge_interval: f.keys.purge_interval,
+                    last_used_flush: f.keys.last_used_flush,
+                },
                 log: LogSettings {
                     format,
                     level: f.log.level,
@@ -578,6 +606,7 @@ impl Validator<'_> {
                     read_timeout: f.upstream.read_timeout,
                 },
                 metrics_per_site_labels: f.metrics.per_site_labels,
+                key_retention: f.keys.retention,
             },
             source_file,
         })
@@ -613,6 +642,19 @@ mod tests {
         );
         assert_eq!(c.boot.keyring_file, PathBuf::from("./data/keyring.toml"));
         assert!(c.live.proxy.strip_headers.is_empty());
+        assert_eq!(c.live.key_retention, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(c.boot.keys.last_used_flush, Duration::from_secs(60));
+        assert_eq!(c.boot.keys.purge_interval, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn key_upkeep_settings() {
+        let c = load_str("[keys]\nretention = \"1s\"\nlast_used_flush = \"500ms\"\n").unwrap();
+        assert_eq!(c.live.key_retention, Duration::from_secs(1));
+        assert_eq!(c.boot.keys.last_used_flush, Duration::from_millis(500));
+        assert!(load_err("[keys]\nlast_used_flush = \"0s\"\n").contains("keys.last_used_flush"));
+        assert!(load_err("[keys]\npurge_interval = \"10ms\"\n").contains("keys.purge_interval"));
+        assert!(load_err("[keys]\nretention_days = 3\n").contains("retention_days"));
     }
 
     fn load_err(toml: &str) -> String {

@@ -7,14 +7,19 @@
 
 pub mod binding;
 pub mod follow;
+pub mod key_use;
 mod lookup;
 pub mod origins;
 pub mod rotation;
+pub mod upkeep;
 mod writes;
 
 pub use lookup::ResolvedSite;
 pub use origins::FleetOrigins;
-pub use writes::{Actor, CredentialInput, NewSite, SiteChanges};
+pub use writes::{
+    Actor, AddedSite, CredentialInput, NewSite, RotatedKey, SiteChanges, SiteWarning,
+    DEFAULT_ROTATION_GRACE,
+};
 
 use crate::auth::api_key::{self, KeyHasher};
 use crate::auth::policy::InvalidPolicy;
@@ -24,7 +29,7 @@ use crate::credential::{credential_header, InvalidCredential};
 use crate::crypto::{CryptoError, Keyring, KeyringError, KeyringSource, Place};
 use crate::metrics::Metrics;
 use crate::secret::Secret;
-use crate::site::{InvalidAllowPath, InvalidOrigin, InvalidSiteId, InvalidUpstream};
+use crate::site::{InvalidAllowPath, InvalidOrigin, InvalidSiteId, InvalidText, InvalidUpstream};
 use crate::store::{self, ApiKeyRecord, Store, StoreError};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -52,6 +57,10 @@ pub enum FleetError {
     Routes(#[from] InvalidAllowPath),
     #[error(transparent)]
     Cors(#[from] InvalidOrigin),
+    /// A text field (a name, a label, a secret) the operator gave is refused; the message
+    /// names the field.
+    #[error(transparent)]
+    Text(#[from] InvalidText),
     #[error("{0}")]
     Invalid(String),
     /// A new credential failed its check against the site (the old one is kept).
@@ -100,6 +109,8 @@ pub struct Fleet {
     keys: LookupCache<ApiKeyRecord>,
     /// The browser origins some site allows (empty until `reload_origins`).
     origins: FleetOrigins,
+    /// Keys used since the last flush (`key_use`).
+    key_use: key_use::KeyUse,
     metrics: Arc<Metrics>,
 }
 
@@ -150,6 +161,7 @@ impl Fleet {
                 &metrics,
             ),
             origins: FleetOrigins::default(),
+            key_use: key_use::KeyUse::new(),
             metrics,
         })
     }
@@ -165,6 +177,14 @@ impl Fleet {
 
     pub fn hasher(&self) -> &KeyHasher {
         &self.hasher
+    }
+
+    /// Writes when the keys used since the last call were used (now), in one batch;
+    /// returns how many keys. On failure they stay marked for the next call.
+    pub async fn flush_key_use(&self) -> Result<usize, StoreError> {
+        self.key_use
+            .flush(self.store.as_ref(), crate::time::now_unix())
+            .await
     }
 
     pub fn keyring(&self) -> Arc<Keyring> {
@@ -242,5 +262,9 @@ impl crate::auth::KeyLookup for Fleet {
     ) -> impl std::future::Future<Output = Result<Option<Arc<ApiKeyRecord>>, Arc<StoreError>>> + Send
     {
         self.find_key_at(key_id, at)
+    }
+
+    fn key_used(&self, key_id: &str) {
+        self.key_use.mark(key_id);
     }
 }

@@ -8,7 +8,9 @@ use crate::auth::api_key;
 use crate::auth::policy::AuthPolicy;
 use crate::crypto::Place;
 use crate::secret::Secret;
-use crate::site::{CorsAllow, CredentialKind, RouteAllow, SiteId, UpstreamTarget};
+use crate::site::{
+    check_secret, check_text, CorsAllow, CredentialKind, RouteAllow, SiteId, UpstreamTarget,
+};
 use crate::store::{
     upstream_credential_place, ApiKeyRecord, AuditEntry, SiteRecord, StoreError, StoredCredential,
     JWT_SECRET_FIELD,
@@ -70,6 +72,51 @@ impl Actor {
         )
     }
 }
+
+/// Something about a change that goes through but that the operator should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteWarning {
+    /// Other sites already use this upstream URL (as written, ignoring a trailing
+    /// slash): their requests all reach one WordPress.
+    SharedUpstream {
+        upstream: String,
+        sites: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for SiteWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SiteWarning::SharedUpstream { upstream, sites } => write!(
+                f,
+                "upstream {upstream} is already used by site{} {}",
+                if sites.len() == 1 { "" } else { "s" },
+                sites.join(", ")
+            ),
+        }
+    }
+}
+
+/// A site just added, and what the operator should know about it.
+#[derive(Debug, Clone)]
+pub struct AddedSite {
+    pub record: SiteRecord,
+    pub warnings: Vec<SiteWarning>,
+}
+
+/// How long a rotated key keeps working when the caller names no grace.
+pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// A rotation: the successor (its whole key shown once) and the old key as revoked.
+pub struct RotatedKey {
+    pub new: ApiKeyRecord,
+    /// The whole new key: show it once.
+    pub key: Secret,
+    pub old: ApiKeyRecord,
+}
+
+/// How many other sites a shared-upstream warning names at most.
+const SHARED_UPSTREAM_NAMED: u32 = 5;
 
 #[derive(Debug, Clone)]
 pub struct NewSite {
@@ -134,8 +181,13 @@ fn check_credential_follows_origin(
 }
 
 impl Fleet {
-    pub async fn add_site(&self, new: NewSite, actor: &Actor) -> Result<SiteRecord, FleetError> {
+    /// Adds a site. A site whose upstream URL another site already uses is added, with a
+    /// warning.
+    pub async fn add_site(&self, new: NewSite, actor: &Actor) -> Result<AddedSite, FleetError> {
         let id = new.id;
+        if let Some(name) = &new.name {
+            check_text("name", name)?;
+        }
         let upstream = UpstreamTarget::parse(&new.upstream_url)?;
         let credential = self.seal_credential(&id, &upstream, &new.credential)?;
         let now = crate::time::now_unix();
@@ -164,9 +216,28 @@ impl Fleet {
                 record.credential.kind.as_str()
             )),
         );
+        let sharing = self.sites_sharing(&record.upstream_url).await?;
         self.store.create_site(&record, &audit).await?;
         self.sites.invalidate(id.as_str()).await;
-        Ok(record)
+        let mut warnings = Vec::new();
+        if !sharing.is_empty() {
+            warnings.push(SiteWarning::SharedUpstream {
+                upstream: record.upstream_url.clone(),
+                sites: sharing,
+            });
+        }
+        Ok(AddedSite { record, warnings })
+    }
+
+    /// The sites (a few of them) whose upstream URL is `url`, with or without a trailing
+    /// slash.
+    async fn sites_sharing(&self, url: &str) -> Result<Vec<String>, FleetError> {
+        let bare = url.trim_end_matches('/');
+        let slashed = format!("{bare}/");
+        Ok(self
+            .store
+            .sites_with_upstream(&[bare, &slashed], SHARED_UPSTREAM_NAMED)
+            .await?)
     }
 
     /// The stored site `id`; a site that does not exist is `StoreError::NotFound`.
@@ -210,6 +281,9 @@ impl Fleet {
             ));
         }
         let id: SiteId = current.id.parse()?;
+        if let Some(name) = &changes.name {
+            check_text("name", name)?;
+        }
         let moves_upstream = changes.upstream_url.is_some();
         let mut record = current.clone();
         if let Some(name) = changes.name {
@@ -293,6 +367,9 @@ impl Fleet {
         let mut record = current.clone();
         let place = Place::site(id.as_str(), JWT_SECRET_FIELD);
         let keyring = self.keyring.load();
+        if let Some(secret) = &hmac_secret {
+            check_secret("jwt_secret", secret.expose())?;
+        }
         let sealed = match (&hmac_secret, policy.needs_hmac_secret()) {
             (Some(secret), true) => Some(keyring.seal(&place, secret.expose())?),
             (Some(_), false) => {
@@ -451,22 +528,13 @@ impl Fleet {
         expires_in: Option<Duration>,
         actor: &Actor,
     ) -> Result<(ApiKeyRecord, Secret), FleetError> {
+        if let Some(label) = &label {
+            check_text("label", label)?;
+        }
         let site = self.site(site_id).await?;
-        let (key_id, key) = api_key::generate();
-        let text = key.expose_str().unwrap_or_default();
-        let parsed = api_key::parse(text)
-            .ok_or_else(|| FleetError::Invalid("generated key does not parse".into()))?;
-        let now = crate::time::now_unix();
-        let record = ApiKeyRecord {
-            key_id: key_id.clone(),
-            site_id: site.id.clone(),
-            label,
-            secret_hash: self.hasher.hash(parsed.secret.as_bytes()).to_vec(),
-            created_at: now,
-            expires_at: expires_in.map(crate::time::unix_after),
-            revoked_at: None,
-            grace_until: None,
-        };
+        let (record, key) =
+            self.new_key(&site.id, label, expires_in.map(crate::time::unix_after))?;
+        let key_id = record.key_id.clone();
         let entry = actor.audit(
             "key.issue",
             format!("key:{key_id}"),
@@ -476,6 +544,126 @@ impl Fleet {
         self.store.insert_api_key(&record, &entry).await?;
         self.keys.invalidate(&key_id).await;
         Ok((record, key))
+    }
+
+    /// A fresh key for `site_id` (not stored yet) and its whole text.
+    fn new_key(
+        &self,
+        site_id: &str,
+        label: Option<String>,
+        expires_at: Option<i64>,
+    ) -> Result<(ApiKeyRecord, Secret), FleetError> {
+        let (key_id, key) = api_key::generate();
+        let text = key.expose_str().unwrap_or_default();
+        let parsed = api_key::parse(text)
+            .ok_or_else(|| FleetError::Invalid("generated key does not parse".into()))?;
+        let record = ApiKeyRecord {
+            key_id,
+            site_id: site_id.to_string(),
+            label,
+            secret_hash: self.hasher.hash(parsed.secret.as_bytes()).to_vec(),
+            created_at: crate::time::now_unix(),
+            expires_at,
+            revoked_at: None,
+            grace_until: None,
+            last_used_at: None,
+        };
+        Ok((record, key))
+    }
+
+    /// Rotates a key in one audited step: issues its successor (same site and label; a
+    /// key that expires gets the same lifetime from now) and revokes it, accepted for
+    /// `grace` more (zero: refused at once). One transaction, one audit entry naming both
+    /// keys. A key already revoked or expired is not rotated: issue a new one.
+    pub async fn rotate_key(
+        &self,
+        key_id: &str,
+        grace: Duration,
+        actor: &Actor,
+    ) -> Result<RotatedKey, FleetError> {
+        let old = self
+            .store
+            .get_api_key(key_id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("key {key_id}")))?;
+        let now = crate::time::now_unix();
+        if old.revoked_at.is_some() {
+            return Err(FleetError::Invalid(format!(
+                "key {key_id} is already revoked: issue a new key instead (`key issue`)"
+            )));
+        }
+        if old.expires_at.is_some_and(|e| e <= now) {
+            return Err(FleetError::Invalid(format!(
+                "key {key_id} has expired: issue a new key instead (`key issue`)"
+            )));
+        }
+        let lifetime = old.expires_at.map(|e| (e - old.created_at).max(0));
+        let (new, key) = self.new_key(
+            &old.site_id,
+            old.label.clone(),
+            lifetime.map(|l| now.saturating_add(l)),
+        )?;
+        let grace_until = if grace.is_zero() {
+            now
+        } else {
+            crate::time::unix_after(grace)
+        };
+        let entry = actor.audit(
+            "key.rotate",
+            format!("key:{key_id}"),
+            Some(old.site_id.clone()),
+            Some(format!(
+                "new_key={} grace={}",
+                new.key_id,
+                humantime::format_duration(grace)
+            )),
+        );
+        let old = self
+            .store
+            .rotate_api_key(key_id, now, grace_until, &new, &entry)
+            .await?;
+        self.keys.invalidate(key_id).await;
+        self.keys.invalidate(&new.key_id).await;
+        Ok(RotatedKey { new, key, old })
+    }
+
+    /// Deletes the keys revoked (their grace over) or expired more than `retention` ago,
+    /// in batches, each key with its own audit entry (`key.purge`, by `gateway:retention`,
+    /// naming its site). Returns the ids purged.
+    pub async fn purge_keys(&self, retention: Duration) -> Result<Vec<String>, FleetError> {
+        const BATCH: u32 = 500;
+        let before = crate::time::now_unix()
+            .saturating_sub(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
+        let actor = Actor::new("gateway:retention");
+        let audit = |k: &ApiKeyRecord| {
+            let (why, at) = match (k.revoked_at, k.grace_until, k.expires_at) {
+                (Some(revoked), grace, _) => ("revoked", grace.unwrap_or(revoked)),
+                (None, _, Some(expired)) => ("expired", expired),
+                (None, _, None) => ("purged", 0),
+            };
+            actor.audit(
+                "key.purge",
+                format!("key:{}", k.key_id),
+                Some(k.site_id.clone()),
+                Some(format!(
+                    "{why} {} retention={}",
+                    crate::time::rfc3339(at),
+                    humantime::format_duration(retention)
+                )),
+            )
+        };
+        let mut purged = Vec::new();
+        loop {
+            let batch = self.store.purge_api_keys(before, BATCH, &audit).await?;
+            for k in &batch {
+                self.keys.invalidate(&k.key_id).await;
+            }
+            let done = batch.len() < BATCH as usize;
+            purged.extend(batch.into_iter().map(|k| k.key_id));
+            if done {
+                return Ok(purged);
+            }
+        }
     }
 
     /// Revokes a key; with `grace` it keeps working that much longer.
@@ -518,6 +706,16 @@ impl Fleet {
         upstream: &UpstreamTarget,
         input: &CredentialInput,
     ) -> Result<StoredCredential, FleetError> {
+        if let Some(name) = &input.username {
+            let field = match input.kind {
+                CredentialKind::Header => "credential.header_name",
+                _ => "credential.username",
+            };
+            check_text(field, name)?;
+        }
+        if let Some(secret) = &input.secret {
+            check_secret("credential.secret", secret.expose())?;
+        }
         // Render the header once now: a credential that cannot be sent is refused here,
         // not discovered on the first request.
         if input.kind.needs_secret() {

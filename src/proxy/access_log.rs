@@ -35,6 +35,13 @@ fn record_metrics(m: &Metrics, status: u16, ctx: &RequestCtx, end: Instant) {
     }
 }
 
+/// Milliseconds rounded to the microsecond, e.g. `0.117` (not `0.11655800000000001`):
+/// a whole number of microseconds over 1000 prints as its shortest decimal.
+fn millis(d: std::time::Duration) -> f64 {
+    let micros = u64::try_from(d.as_nanos().saturating_add(500) / 1000).unwrap_or(u64::MAX);
+    micros as f64 / 1000.0
+}
+
 /// One structured line and the metrics per request. Never a header value, never the
 /// query string.
 pub fn access_log(
@@ -48,7 +55,7 @@ pub fn access_log(
     // One clock read for the metrics and the log line.
     let end = Instant::now();
     record_metrics(metrics, status, ctx, end);
-    let duration_ms = end.saturating_duration_since(ctx.started).as_secs_f64() * 1000.0;
+    let duration_ms = millis(end.saturating_duration_since(ctx.started));
     let reason = ctx.rejection.map_or("-", |r| r.reason);
     let code = ctx.rejection.map_or("-", |r| r.code.as_str());
     let principal = ctx.admitted.as_ref().map_or("-", |a| a.principal.log_id());
@@ -69,4 +76,25 @@ pub fn access_log(
         duration_ms,
         "request"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::millis;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_rounded_to_the_microsecond() {
+        let shown = |d: Duration| serde_json::json!(millis(d)).to_string();
+        assert_eq!(shown(Duration::from_nanos(116_558)), "0.117");
+        assert_eq!(shown(Duration::from_nanos(116_400)), "0.116");
+        assert_eq!(shown(Duration::from_micros(1_234_567)), "1234.567");
+        assert_eq!(shown(Duration::from_millis(5)), "5.0");
+        assert_eq!(shown(Duration::ZERO), "0.0");
+        for n in [1u64, 7, 99, 116_558, 3_333_333, 987_654_321] {
+            let text = shown(Duration::from_nanos(n * 37));
+            let decimals = text.split('.').nth(1).unwrap_or_default();
+            assert!(decimals.len() <= 3, "{text}");
+        }
+    }
 }

@@ -148,6 +148,10 @@ impl ProxyHttp for Gateway {
         reject::failure(session, e, ctx).await
     }
 
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &pingora::Error) -> bool {
+        reject::quiet_error_log(e, ctx)
+    }
+
     async fn logging(
         &self,
         session: &mut Session,

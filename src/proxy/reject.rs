@@ -61,11 +61,38 @@ fn classify(e: &pingora::Error) -> Option<Rejection> {
         }
         (ErrorSource::Upstream, _) => (ErrorCode::UpstreamError, "upstream_error"),
         // The client went away or sent something unusable: nobody to answer, or a 400.
-        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => return None,
+        _ if client_went_away(e) => return None,
         (ErrorSource::Downstream, _) => (ErrorCode::MalformedRequest, "bad_request"),
         _ => (ErrorCode::Internal, "internal"),
     };
     Some(Rejection::new(r.0, r.1))
+}
+
+/// A client that went away (closed the connection, or it broke) before the answer was
+/// complete: nobody to answer, and nothing wrong with the gateway.
+pub fn client_went_away(e: &pingora::Error) -> bool {
+    matches!(
+        (e.esource(), e.etype()),
+        (
+            ErrorSource::Downstream,
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+        )
+    )
+}
+
+/// Whether Pingora's own `error!` line for a failed request is dropped: a client that
+/// went away is an everyday event (every load test ends with some), logged here at
+/// debug; the access line still records it (`error`).
+pub fn quiet_error_log(e: &pingora::Error, ctx: &RequestCtx) -> bool {
+    if !client_went_away(e) {
+        return false;
+    }
+    tracing::debug!(
+        request_id = ctx.request_id_text(),
+        error = %e,
+        "the client went away before the answer was complete"
+    );
+    true
 }
 
 pub async fn failure(

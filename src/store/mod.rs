@@ -75,6 +75,41 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEntry,
     ) -> Result<ApiKeyRecord, StoreError>;
 
+    /// Issues `new` and revokes `old_key_id` as [`Store::revoke_api_key`] does, in one
+    /// transaction with one audit record (a rotation); returns the old key as revoked.
+    /// `NotFound` for a missing old key or site; nothing is written then.
+    async fn rotate_api_key(
+        &self,
+        old_key_id: &str,
+        revoked_at: i64,
+        grace_until: i64,
+        new: &ApiKeyRecord,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyRecord, StoreError>;
+
+    /// Sets each listed key's `last_used_at` to `at`, unless it is later already (several
+    /// replicas write in any order; the time never moves back). Batched, not audited and
+    /// not in the change log: it changes nothing a cache holds. Unknown ids are skipped;
+    /// returns how many keys were updated.
+    async fn record_key_use(&self, key_ids: &[String], at: i64) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` keys that were revoked (their grace over) or expired before
+    /// `before`, in one transaction, writing `audit(key)` for each key deleted; returns
+    /// them. Replicas purging at the same time delete (and audit) each key once.
+    async fn purge_api_keys(
+        &self,
+        before: i64,
+        limit: u32,
+        audit: &(dyn for<'k> Fn(&'k ApiKeyRecord) -> AuditEntry + Sync),
+    ) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// The ids of up to `limit` sites whose upstream URL is one of `urls` (as stored).
+    async fn sites_with_upstream(
+        &self,
+        urls: &[&str],
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
+
     /// Records an event that changes nothing (a refused admin token check): the audit
     /// record alone, in a transaction of its own.
     async fn append_audit(&self, audit: &AuditEntry) -> Result<(), StoreError>;

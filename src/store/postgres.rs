@@ -139,6 +139,7 @@ impl Backend for PostgresBackend {
     const DIALECT: Dialect = Dialect {
         numbered_params: true,
         least: "LEAST",
+        greatest: "GREATEST",
         array_read: "array_to_json({c})::text",
         array_write: "ARRAY(SELECT e FROM json_array_elements_text(CAST(? AS json)) \
                            WITH ORDINALITY AS t(e, n) ORDER BY n)",

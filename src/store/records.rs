@@ -65,6 +65,9 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<i64>,
     /// Set with `revoked_at`: the key is accepted until then.
     pub grace_until: Option<i64>,
+    /// When a gateway last accepted the key, to the minute (written in batches by
+    /// `fleet::key_use`, never by the request itself).
+    pub last_used_at: Option<i64>,
 }
 
 /// Who did what, written with the change it describes. Never holds a secret.

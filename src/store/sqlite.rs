@@ -62,6 +62,7 @@ impl Backend for SqliteBackend {
     const DIALECT: Dialect = Dialect {
         numbered_params: false,
         least: "MIN",
+        greatest: "MAX",
         array_read: "{c}",
         array_write: "?",
         array_nonempty: "{c} IS NOT NULL",

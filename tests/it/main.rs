@@ -13,6 +13,7 @@ mod admin_api;
 mod cache;
 mod cli;
 mod config_files;
+mod day_two;
 mod e2e_wordpress;
 mod fleet_postgres;
 mod hardening_admin;

@@ -123,6 +123,7 @@ fn key(key_id: &str, site_id: &str, created_at: i64) -> ApiKeyRecord {
         expires_at: Some(created_at + 86_400),
         revoked_at: None,
         grace_until: None,
+        last_used_at: None,
     }
 }
 
@@ -201,6 +202,8 @@ macro_rules! contract {
 contract!(
     sites_crud_and_versions,
     keys_revoke_and_grace,
+    keys_last_used_rotation_and_purge,
+    sites_with_upstream,
     audit_log,
     admin_tokens,
     settings_race_agrees_on_one_value,
@@ -400,6 +403,214 @@ async fn keys_revoke_and_grace(b: Backend) {
     assert!(s.get_api_key("abc").await.unwrap().is_none());
     assert!(s.get_api_key("def").await.unwrap().is_none());
     assert_eq!(s.get_api_key("ghi").await.unwrap(), Some(ghi));
+}
+
+async fn keys_last_used_rotation_and_purge(b: Backend) {
+    let f = Fresh::new(b).await;
+    let s = f.store.as_ref();
+    let other = f.another().await;
+    create(s, &site("shop")).await.unwrap();
+    let old = ApiKeyRecord {
+        expires_at: None,
+        ..key("old", "shop", 10)
+    };
+    s.insert_api_key(&old, &audit("key.issue", "key:old"))
+        .await
+        .unwrap();
+    let mut seq = s.latest_change().await.unwrap();
+
+    // last_used_at: batched, never moves back whichever replica writes last, records
+    // no change (caches keep their entries), unknown ids are skipped.
+    assert_eq!(
+        s.get_api_key("old").await.unwrap().unwrap().last_used_at,
+        None
+    );
+    let updated = s
+        .record_key_use(&["old".into(), "ghost".into()], 2_000)
+        .await
+        .unwrap();
+    assert_eq!(updated, 1);
+    other.record_key_use(&["old".into()], 1_500).await.unwrap();
+    assert_eq!(
+        s.get_api_key("old").await.unwrap().unwrap().last_used_at,
+        Some(2_000)
+    );
+    other.record_key_use(&["old".into()], 2_060).await.unwrap();
+    assert_eq!(
+        s.get_api_key("old").await.unwrap().unwrap().last_used_at,
+        Some(2_060)
+    );
+    expect(s, &mut seq, "record_key_use", &[]).await;
+    // Many keys in one call (past one statement's batch).
+    let many: Vec<String> = (0..1500).map(|i| format!("k{i:04}")).collect();
+    for id in many.iter().take(3) {
+        s.insert_api_key(&key(id, "shop", 1), &audit("key.issue", "key:k"))
+            .await
+            .unwrap();
+    }
+    seq = s.latest_change().await.unwrap();
+    assert_eq!(s.record_key_use(&many, 3_000).await.unwrap(), 3);
+    assert_eq!(
+        s.get_api_key("k0002").await.unwrap().unwrap().last_used_at,
+        Some(3_000)
+    );
+    expect(s, &mut seq, "record_key_use", &[]).await;
+    assert_eq!(s.record_key_use(&[], 1).await.unwrap(), 0);
+
+    // A rotation: the new key and the revocation in one transaction, one audit record,
+    // both keys in the change log.
+    let new = ApiKeyRecord {
+        label: Some("rotated".into()),
+        ..key("new", "shop", 100)
+    };
+    let audits_before = s.export_audit(0, 10_000).await.unwrap().len();
+    let revoked = s
+        .rotate_api_key("old", 100, 200, &new, &audit("key.rotate", "key:old"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            revoked.key_id.as_str(),
+            revoked.revoked_at,
+            revoked.grace_until
+        ),
+        ("old", Some(100), Some(200))
+    );
+    assert_eq!(revoked.last_used_at, Some(2_060));
+    assert_eq!(s.get_api_key("new").await.unwrap(), Some(new.clone()));
+    assert_eq!(s.get_api_key("old").await.unwrap(), Some(revoked));
+    let audits = s.export_audit(0, 10_000).await.unwrap();
+    assert_eq!(audits.len(), audits_before + 1);
+    assert_eq!(audits.last().unwrap().entry.action, "key.rotate");
+    expect(
+        s,
+        &mut seq,
+        "rotate_api_key",
+        &[(ChangeKind::ApiKey, "old"), (ChangeKind::ApiKey, "new")],
+    )
+    .await;
+    // A missing old key or site writes nothing (the new key is not left behind).
+    let orphan = key("orphan", "shop", 1);
+    assert!(matches!(
+        s.rotate_api_key("ghost", 1, 1, &orphan, &audit("key.rotate", "key:ghost")).await,
+        Err(StoreError::NotFound(what)) if what == "key ghost"
+    ));
+    assert!(s.get_api_key("orphan").await.unwrap().is_none());
+    assert!(matches!(
+        s.rotate_api_key("new", 1, 1, &key("lost", "nope", 1), &audit("key.rotate", "key:new"))
+            .await,
+        Err(StoreError::NotFound(what)) if what == "site nope"
+    ));
+    assert_eq!(s.get_api_key("new").await.unwrap(), Some(new.clone()));
+    expect(s, &mut seq, "failed rotations", &[]).await;
+    assert_eq!(s.export_audit(0, 10_000).await.unwrap().len(), audits.len());
+
+    // Purge: revoked with the grace over, or expired, before the cut-off; each key with
+    // its own audit record; the rest stays.
+    let expired = ApiKeyRecord {
+        expires_at: Some(250),
+        ..key("expired", "shop", 1)
+    };
+    let expiring = ApiKeyRecord {
+        expires_at: Some(10_000),
+        ..key("expiring", "shop", 1)
+    };
+    let graced = key("graced", "shop", 1);
+    for k in [&expired, &expiring, &graced] {
+        s.insert_api_key(k, &audit("key.issue", "key:k"))
+            .await
+            .unwrap();
+    }
+    s.revoke_api_key("graced", 100, 5_000, &audit("key.revoke", "key:graced"))
+        .await
+        .unwrap();
+    seq = s.latest_change().await.unwrap();
+    let purge_audit = |k: &ApiKeyRecord| AuditEntry {
+        site_id: Some(k.site_id.clone()),
+        ..audit("key.purge", &format!("key:{}", k.key_id))
+    };
+    // Before 300: "old" (grace until 200) and "expired" (250); two calls of one.
+    let first = s.purge_api_keys(300, 1, &purge_audit).await.unwrap();
+    let second = other.purge_api_keys(300, 1, &purge_audit).await.unwrap();
+    let mut purged: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .map(|k| k.key_id.clone())
+        .collect();
+    purged.sort();
+    assert_eq!(purged, ["expired", "old"]);
+    assert!(s
+        .purge_api_keys(300, 10, &purge_audit)
+        .await
+        .unwrap()
+        .is_empty());
+    for gone in ["old", "expired"] {
+        assert!(s.get_api_key(gone).await.unwrap().is_none(), "{gone}");
+    }
+    for kept in ["new", "expiring", "graced", "k0000"] {
+        assert!(s.get_api_key(kept).await.unwrap().is_some(), "{kept}");
+    }
+    let entries = s.list_audit(Some("shop"), 2).await.unwrap();
+    let mut targets: Vec<&str> = entries.iter().map(|e| e.entry.target.as_str()).collect();
+    targets.sort();
+    assert_eq!(targets, ["key:expired", "key:old"]);
+    assert!(entries.iter().all(|e| e.entry.action == "key.purge"));
+    let changed = changes_after(s, seq).await;
+    assert!(
+        changed.iter().all(|(k, _)| *k == ChangeKind::ApiKey),
+        "{changed:?}"
+    );
+    let mut changed: Vec<String> = changed.into_iter().map(|(_, id)| id).collect();
+    changed.sort();
+    assert_eq!(changed, ["expired", "old"]);
+    // Later cut-offs reach the graced and the expiring key.
+    let later = s.purge_api_keys(20_000, 10, &purge_audit).await.unwrap();
+    let mut later: Vec<String> = later.into_iter().map(|k| k.key_id).collect();
+    later.sort();
+    assert_eq!(later, ["expiring", "graced"]);
+}
+
+async fn sites_with_upstream(b: Backend) {
+    let f = Fresh::new(b).await;
+    let s = f.store.as_ref();
+    for (id, url) in [
+        ("a", "https://shop.example.com"),
+        ("b", "https://shop.example.com/"),
+        ("c", "https://shop.example.com/blog"),
+        ("d", "https://other.example.com"),
+    ] {
+        create(
+            s,
+            &SiteRecord {
+                upstream_url: url.into(),
+                ..site(id)
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let found = s
+        .sites_with_upstream(
+            &["https://shop.example.com", "https://shop.example.com/"],
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(found, ["a", "b"]);
+    let found = s
+        .sites_with_upstream(
+            &["https://shop.example.com", "https://shop.example.com/"],
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(found, ["a"]);
+    assert!(s
+        .sites_with_upstream(&["https://nope.example.com"], 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s.sites_with_upstream(&[], 10).await.unwrap().is_empty());
 }
 
 async fn audit_log(b: Backend) {
@@ -1193,6 +1404,10 @@ async fn export_import_round_trip(b: Backend) {
     s.revoke_api_key("key1x1", 50, 60, &audit("key.revoke", "key:key1x1"))
         .await
         .unwrap();
+    // last_used_at goes with its key.
+    s.record_key_use(&["key2x0".into(), "key5x2".into()], 1_700_000_123)
+        .await
+        .unwrap();
     let rec = s.get_site("site-3").await.unwrap().unwrap();
     s.update_site(&rec, &audit("site.update", "site:site-3"))
         .await
@@ -1454,5 +1669,5 @@ async fn postgres_concurrent_opens_migrate_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(applied, vec![1, 2, 3, 4]);
+    assert_eq!(applied, vec![1, 2, 3, 4, 5]);
 }

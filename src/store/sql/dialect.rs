@@ -9,6 +9,8 @@ pub struct Dialect {
     pub numbered_params: bool,
     /// The smaller of two values: SQLite's scalar `MIN`, PostgreSQL's `LEAST`.
     pub least: &'static str,
+    /// The larger of two values: SQLite's scalar `MAX`, PostgreSQL's `GREATEST`.
+    pub greatest: &'static str,
     /// A list column `{c}` of `sites` (`required_namespaces`, `allowed_paths`) read as
     /// JSON array text (or NULL for none): SQLite stores that text, PostgreSQL a
     /// `text[]`.
@@ -46,6 +48,11 @@ impl Dialect {
         self.render(&format!("INSERT INTO {table} VALUES {values}"))
     }
 
+    /// `?, ?, ...` with `n` parameters (for an `IN (...)` list).
+    pub fn params(n: usize) -> String {
+        vec!["?"; n].join(", ")
+    }
+
     /// `sql` with its `?` parameters in this dialect's form (string literals left as
     /// they are).
     pub fn render(&self, sql: &str) -> String {
@@ -79,6 +86,7 @@ mod tests {
     const NUMBERED: Dialect = Dialect {
         numbered_params: true,
         least: "LEAST",
+        greatest: "GREATEST",
         array_read: "array_to_json({c})::text",
         array_write: "",
         array_nonempty: "cardinality({c}) > 0",

@@ -7,8 +7,10 @@ pub const SITE_COLUMNS: &str = "id, name, upstream_url, enabled, credential_kind
     credential_username, credential_sealed, auth_policy, jwt_secret_sealed, \
     required_namespaces, health_fail_fast, allowed_paths, allowed_origins, created_at, updated_at, \
     version";
-pub const KEY_COLUMNS: &str =
-    "key_id, site_id, label, secret_hash, created_at, expires_at, revoked_at, grace_until";
+pub const KEY_COLUMNS: &str = "key_id, site_id, label, secret_hash, created_at, expires_at, \
+    revoked_at, grace_until, last_used_at";
+/// One row of [`KEY_COLUMNS`] values.
+pub const KEY_ROW: &str = "?, ?, ?, ?, ?, ?, ?, ?, ?";
 pub const ADMIN_TOKEN_COLUMNS: &str =
     "id, label, scope, secret_hash, created_at, revoked_at, last_used_at";
 pub const AUDIT_COLUMNS: &str = "id, at, actor, action, target, site_id, request_id, detail";
@@ -39,6 +41,9 @@ pub struct Queries {
     pub revoke_key: String,
     /// (after key id, limit)
     pub keys_after: String,
+    /// (before, before, limit), returns the deleted keys: keys revoked (their grace
+    /// over) or expired before `before`
+    pub purge_keys: String,
 
     /// (at, actor, action, target, site_id, request_id, detail)
     pub insert_audit: String,
@@ -146,7 +151,7 @@ impl Queries {
                 "SELECT {KEY_COLUMNS} FROM api_keys WHERE site_id = ? ORDER BY created_at, key_id"
             )),
             insert_key: r(&format!(
-                "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({KEY_ROW})"
             )),
             // Revoking again may shorten a grace period, never lengthen it.
             revoke_key: r(&format!(
@@ -156,6 +161,12 @@ impl Queries {
             )),
             keys_after: r(&format!(
                 "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_id > ? ORDER BY key_id LIMIT ?"
+            )),
+            purge_keys: r(&format!(
+                "DELETE FROM api_keys WHERE key_id IN (SELECT key_id FROM api_keys \
+                 WHERE (revoked_at IS NOT NULL AND COALESCE(grace_until, revoked_at) < ?) \
+                 OR (expires_at IS NOT NULL AND expires_at < ?) ORDER BY key_id LIMIT ?) \
+                 RETURNING {KEY_COLUMNS}"
             )),
 
             insert_audit: r(
@@ -236,6 +247,25 @@ impl Queries {
                  (SELECT COUNT(*) FROM audit_log) AS audit"),
             ping: r("SELECT 1"),
         }
+    }
+
+    /// (at, key id...): each listed key's `last_used_at` becomes the later of its own
+    /// and `at` (it never moves back, whichever replica writes last).
+    pub fn key_use(d: &Dialect, keys: usize) -> String {
+        d.render(&format!(
+            "UPDATE api_keys SET last_used_at = {}(COALESCE(last_used_at, 0), ?) \
+             WHERE key_id IN ({})",
+            d.greatest,
+            Dialect::params(keys)
+        ))
+    }
+
+    /// (url..., limit): the ids of the sites whose upstream URL is one of `urls`.
+    pub fn sites_with_upstream(d: &Dialect, urls: usize) -> String {
+        d.render(&format!(
+            "SELECT id FROM sites WHERE upstream_url IN ({}) ORDER BY id LIMIT ?",
+            Dialect::params(urls)
+        ))
     }
 
     /// The sealed values of one slot kind tag (see [`crate::store::SEALED_SLOT_KINDS`]).

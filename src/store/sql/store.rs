@@ -2,8 +2,8 @@
 //! PostgreSQL. Every write is one transaction that records its changes (through the
 //! backend) and writes its audit record.
 
-use super::queries::site_row;
-use super::queries::{ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, SITE_COLUMNS};
+use super::queries::{site_row, Queries};
+use super::queries::{ADMIN_TOKEN_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, KEY_ROW, SITE_COLUMNS};
 use super::rows::{
     records, AdminTokenRow, ChangeRow, CountsRow, SiteLists, SiteOriginsRow, SiteRow,
 };
@@ -260,6 +260,116 @@ where
             B::record_changes(&mut tx, ChangeKind::ApiKey, &[key_id]).await?;
             self.commit(tx, audit).await?;
             Ok(key)
+        })
+        .await
+    }
+
+    async fn rotate_api_key(
+        &self,
+        old_key_id: &str,
+        revoked_at: i64,
+        grace_until: i64,
+        new: &ApiKeyRecord,
+        audit: &AuditEntry,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        self.call(async move {
+            let mut tx = self.backend.begin_write().await?;
+            Self::bind_key(sqlx::query(&self.sql.insert_key), new)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match e {
+                    e if is_foreign_key_violation(&e) => {
+                        StoreError::NotFound(format!("site {}", new.site_id))
+                    }
+                    e => already_exists::<B>(e, || format!("key {}", new.key_id)),
+                })?;
+            let old: Option<ApiKeyRecord> = sqlx::query_as(&self.sql.revoke_key)
+                .bind(revoked_at)
+                .bind(grace_until)
+                .bind(grace_until)
+                .bind(old_key_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(B::unavailable)?;
+            // Dropping the transaction rolls the new key back.
+            let Some(old) = old else {
+                return Err(StoreError::NotFound(format!("key {old_key_id}")));
+            };
+            B::record_changes(&mut tx, ChangeKind::ApiKey, &[old_key_id, &new.key_id]).await?;
+            self.commit(tx, audit).await?;
+            Ok(old)
+        })
+        .await
+    }
+
+    async fn record_key_use(&self, key_ids: &[String], at: i64) -> Result<u64, StoreError> {
+        self.call(async move {
+            let mut updated = 0;
+            // One statement per thousand keys, each idempotent: no transaction needed.
+            for chunk in key_ids.chunks(1000) {
+                let sql = Queries::key_use(&B::DIALECT, chunk.len());
+                let mut q = sqlx::query(&sql).bind(at);
+                for id in chunk {
+                    q = q.bind(id.as_str());
+                }
+                let done = q
+                    .execute(self.backend.pool())
+                    .await
+                    .map_err(B::unavailable)?;
+                updated += B::rows_affected(&done);
+            }
+            Ok(updated)
+        })
+        .await
+    }
+
+    async fn purge_api_keys(
+        &self,
+        before: i64,
+        limit: u32,
+        audit: &(dyn for<'k> Fn(&'k ApiKeyRecord) -> AuditEntry + Sync),
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.call(async move {
+            let mut tx = self.backend.begin_write().await?;
+            let purged: Vec<ApiKeyRecord> = sqlx::query_as(&self.sql.purge_keys)
+                .bind(before)
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(B::unavailable)?;
+            if purged.is_empty() {
+                return Ok(purged);
+            }
+            let ids: Vec<&str> = purged.iter().map(|k| k.key_id.as_str()).collect();
+            B::record_changes(&mut tx, ChangeKind::ApiKey, &ids).await?;
+            for key in &purged {
+                self.insert_audit(&mut tx, &audit(key)).await?;
+            }
+            tx.commit().await.map_err(B::unavailable)?;
+            Ok(purged)
+        })
+        .await
+    }
+
+    async fn sites_with_upstream(
+        &self,
+        urls: &[&str],
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        if urls.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(async move {
+            let sql = Queries::sites_with_upstream(&B::DIALECT, urls.len());
+            let mut q = sqlx::query_scalar(&sql);
+            for url in urls {
+                q = q.bind(*url);
+            }
+            q.bind(i64::from(limit))
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)
         })
         .await
     }
@@ -644,7 +754,7 @@ where
             }
             for chunk in batch.api_keys.chunks(2000) {
                 let table = format!("api_keys ({KEY_COLUMNS})");
-                let sql = d.insert_rows(&table, "?, ?, ?, ?, ?, ?, ?, ?", chunk.len());
+                let sql = d.insert_rows(&table, KEY_ROW, chunk.len());
                 let mut q = sqlx::query(&sql);
                 for k in chunk {
                     q = Self::bind_key(q, k);
@@ -753,6 +863,7 @@ where
             .bind(key.expires_at)
             .bind(key.revoked_at)
             .bind(key.grace_until)
+            .bind(key.last_used_at)
     }
 
     /// Binds an admin token's values in [`ADMIN_TOKEN_COLUMNS`] order, for one row of an
