@@ -68,6 +68,19 @@ async fn burst_to_a_cold_site_makes_one_store_query() {
     // Added while the gateway runs and never requested: the site is cold.
     gw.add_site("cold", &up.url(), &SiteAuth::None);
     let key = gw.issue_key("cold", &[]);
+    // The gateway follows both writes (and drops any cached copy) before the burst:
+    // a change arriving while the burst's load is in flight would rightly discard that
+    // load (an invalidation is never undone) and cost a second query.
+    crate::harness::poll_until("both changes applied", Duration::from_secs(10), || async {
+        let samples = crate::harness::parse_metrics(&gw.metrics_text().await);
+        let n = crate::harness::metric_sum(&samples, "wpgate_store_changes_applied_total", &[]);
+        if n >= 2.0 {
+            Ok(())
+        } else {
+            Err(format!("{n} applied"))
+        }
+    })
+    .await;
     assert_eq!(store_queries(&gw, "get_site", "cold"), 0);
 
     let statuses = burst(&gw, "cold", &key.full, 20, "burst").await;
