@@ -118,12 +118,8 @@ pub fn run(
     metrics.set_per_site_labels(config.live.metrics_per_site_labels);
     // The TLS listeners' certificates, checked before anything listens.
     let certs = Arc::new(
-        crate::tls::ServingCerts::start(
-            &config.boot,
-            &config.live.tls,
-            crate::time::now_unix(),
-        )
-        .context("cannot load the TLS certificates")?,
+        crate::tls::ServingCerts::start(&config.boot, &config.live.tls, crate::time::now_unix())
+            .context("cannot load the TLS certificates")?,
     );
     certs.record(&metrics);
     for served in certs.in_use() {

@@ -96,7 +96,10 @@ pub fn load(files: &CertFiles, now_unix: i64) -> Result<LoadedCert, CertError> {
     };
     for (i, der) in chain.iter().enumerate() {
         x509_parser::parse_x509_certificate(der).map_err(|e| {
-            cert_error(format!("certificate {} of the chain does not parse: {e}", i + 1))
+            cert_error(format!(
+                "certificate {} of the chain does not parse: {e}",
+                i + 1
+            ))
         })?;
     }
     let info = match x509_parser::parse_x509_certificate(leaf) {
@@ -397,7 +400,12 @@ mod tests {
         let (expired, expired_key) = self_signed("old.example", 3, true);
         let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
         let cases = [
-            ("garbage".to_string(), key.clone(), "tls.cert_file", "no certificate"),
+            (
+                "garbage".to_string(),
+                key.clone(),
+                "tls.cert_file",
+                "no certificate",
+            ),
             (
                 cert.replace("-----END CERTIFICATE-----", ""),
                 key.clone(),
@@ -410,7 +418,12 @@ mod tests {
                 "tls.cert_file",
                 "does not parse",
             ),
-            (cert.clone(), "not a key".into(), "tls.key_file", "no private key"),
+            (
+                cert.clone(),
+                "not a key".into(),
+                "tls.key_file",
+                "no private key",
+            ),
             (cert.clone(), cert.clone(), "tls.key_file", "no private key"),
             (
                 cert.clone(),
@@ -419,7 +432,12 @@ mod tests {
                 "base64",
             ),
             (cert.clone(), other_key, "does not belong", "tls.cert_file"),
-            (expired, expired_key, "tls.cert_file", "expired at 2021-01-01"),
+            (
+                expired,
+                expired_key,
+                "tls.cert_file",
+                "expired at 2021-01-01",
+            ),
         ];
         for (cert, key, want1, want2) in cases {
             let f = files(dir.path(), &cert, &key);
@@ -433,7 +451,10 @@ mod tests {
             ..files(dir.path(), &cert, &key)
         };
         let err = load(&missing, NOW).err().unwrap().to_string();
-        assert!(err.contains("nope.pem") && err.contains("cannot read"), "{err}");
+        assert!(
+            err.contains("nope.pem") && err.contains("cannot read"),
+            "{err}"
+        );
     }
 
     #[test]

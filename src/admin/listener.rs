@@ -235,7 +235,11 @@ mod tests {
         .with_root_certificates(roots)
         .with_no_client_auth();
         client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        (addr, stop, tokio_rustls::TlsConnector::from(Arc::new(client)))
+        (
+            addr,
+            stop,
+            tokio_rustls::TlsConnector::from(Arc::new(client)),
+        )
     }
 
     #[tokio::test]

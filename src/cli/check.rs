@@ -32,7 +32,11 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
     // The same checks a start and a reload make: parse, key matches, not expired.
     let tls = crate::tls::prepare(&config.live.tls, crate::time::now_unix())?;
     let certificates: Vec<String> = [
-        ("tls.cert_file", &config.live.tls.certificate, tls.certificate()),
+        (
+            "tls.cert_file",
+            &config.live.tls.certificate,
+            tls.certificate(),
+        ),
         (
             "tls.admin_cert_file",
             &config.live.tls.admin_certificate,

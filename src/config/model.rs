@@ -312,10 +312,7 @@ impl Live {
                 "tls.cert_file",
                 cert(certificate) != cert(&theirs.certificate),
             ),
-            (
-                "tls.key_file",
-                key(certificate) != key(&theirs.certificate),
-            ),
+            ("tls.key_file", key(certificate) != key(&theirs.certificate)),
             (
                 "tls.admin_cert_file",
                 cert(admin_certificate) != cert(&theirs.admin_certificate),
@@ -534,10 +531,7 @@ impl Validator<'_> {
             ("tls.admin_key_file", &t.admin_key_file),
         )?;
         if proxy_tls && certificate.is_none() {
-            return Err(self.invalid(
-                "listen.proxy_tls",
-                "needs tls.cert_file and tls.key_file",
-            ));
+            return Err(self.invalid("listen.proxy_tls", "needs tls.cert_file and tls.key_file"));
         }
         if admin_tls && admin_certificate.is_none() && certificate.is_none() {
             return Err(self.invalid(
@@ -569,7 +563,8 @@ impl Validator<'_> {
             return Err(self.invalid("data_dir", "must not be empty"));
         }
         let listen_proxy = self.optional_addr("listen.proxy", Some(&f.listen.proxy))?;
-        let listen_proxy_tls = self.optional_addr("listen.proxy_tls", f.listen.proxy_tls.as_deref())?;
+        let listen_proxy_tls =
+            self.optional_addr("listen.proxy_tls", f.listen.proxy_tls.as_deref())?;
         let listen_admin = self.addr("listen.admin", &f.listen.admin)?;
         if listen_proxy.is_none() && listen_proxy_tls.is_none() {
             return Err(self.invalid(
@@ -891,13 +886,19 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.boot.listen_proxy, None);
-        assert_eq!(c.boot.listen_proxy_tls, Some("127.0.0.1:8443".parse().unwrap()));
+        assert_eq!(
+            c.boot.listen_proxy_tls,
+            Some("127.0.0.1:8443".parse().unwrap())
+        );
         assert!(c.boot.listen_admin_tls);
         let pair = c.live.tls.certificate.clone().unwrap();
         assert_eq!((pair.cert, pair.key), (cert.clone(), key.clone()));
         assert_eq!(c.live.tls.admin(), c.live.tls.certificate.as_ref());
         // Beside plain HTTP.
-        let c = load_str(&format!("[listen]\nproxy_tls = \"127.0.0.1:8443\"\n{files}")).unwrap();
+        let c = load_str(&format!(
+            "[listen]\nproxy_tls = \"127.0.0.1:8443\"\n{files}"
+        ))
+        .unwrap();
         assert!(c.boot.listen_proxy.is_some() && c.boot.listen_proxy_tls.is_some());
 
         for (toml, names) in [
@@ -953,8 +954,14 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.live.tls.admin().unwrap().key, other_key);
-        assert_eq!(c.live.tls.admin().unwrap().key_setting, "tls.admin_key_file");
-        let before = load_str(&format!("[listen]\nproxy_tls = \"127.0.0.1:8443\"\nadmin_tls = true\n{files}")).unwrap();
+        assert_eq!(
+            c.live.tls.admin().unwrap().key_setting,
+            "tls.admin_key_file"
+        );
+        let before = load_str(&format!(
+            "[listen]\nproxy_tls = \"127.0.0.1:8443\"\nadmin_tls = true\n{files}"
+        ))
+        .unwrap();
         assert_eq!(
             before.live.changed(&c.live),
             vec!["tls.admin_cert_file", "tls.admin_key_file"]

@@ -102,7 +102,10 @@ impl Reloader {
             files.push(c.boot.keyring_file.clone());
         }
         let tls = &c.live.tls;
-        for pair in [&tls.certificate, &tls.admin_certificate].into_iter().flatten() {
+        for pair in [&tls.certificate, &tls.admin_certificate]
+            .into_iter()
+            .flatten()
+        {
             files.extend([pair.cert.clone(), pair.key.clone()]);
         }
         files
@@ -151,14 +154,13 @@ impl Reloader {
         // Every certificate the new snapshot names is loaded and checked before anything
         // is swapped (the keyring reload below swaps the keyring).
         let tls = new.live.tls.clone();
-        let certs = tokio::task::spawn_blocking(move || {
-            crate::tls::prepare(&tls, crate::time::now_unix())
-        })
-        .await
-        .map_err(|source| ReloadError::Interrupted {
-            what: "certificate load",
-            source,
-        })??;
+        let certs =
+            tokio::task::spawn_blocking(move || crate::tls::prepare(&tls, crate::time::now_unix()))
+                .await
+                .map_err(|source| ReloadError::Interrupted {
+                    what: "certificate load",
+                    source,
+                })??;
         let old = self.current.load_full();
         if !self.keyring_from_env {
             self.keyring.reload(&old.boot.keyring_file).await?;

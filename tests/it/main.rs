@@ -21,6 +21,7 @@ mod hardening_origin;
 mod hardening_request;
 mod proxy_auth;
 mod proxy_jwt;
+mod proxy_tls;
 mod proxy_tls_upstream;
 mod proxy_upstream;
 mod request_log;
