@@ -176,11 +176,15 @@ async fn upgrade_under_load(
 }
 
 /// The connection closed (or was reset for unread data) before any response byte,
-/// while the request was being sent: the gateway never read it. Whether the upstream
-/// saw it anyway is what the final count checks.
+/// while the request was being sent: the gateway never read it. Over TLS the same
+/// close shows as an unexpected EOF (the old process closes the idle connection without
+/// a TLS close_notify). Whether the upstream saw it anyway is what the final count
+/// checks.
 fn closed_unanswered(e: &reqwest::Error) -> bool {
     let debug = format!("{e:?}");
     e.is_request()
         && debug.contains("SendRequest")
-        && (debug.contains("IncompleteMessage") || debug.contains("ConnectionReset"))
+        && (debug.contains("IncompleteMessage")
+            || debug.contains("ConnectionReset")
+            || debug.contains("UnexpectedEof"))
 }
