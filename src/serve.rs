@@ -131,11 +131,14 @@ pub fn run(
             "TLS certificate loaded"
         );
     }
-    let admin_tls = certs
-        .admin()
-        .map(|resolver| crate::tls::admin_acceptor(Arc::clone(resolver)))
-        .transpose()
-        .context("cannot set up TLS on the admin listener")?;
+    let admin_tls = match (config.boot.listen_admin_tls, certs.admin()) {
+        (false, _) => None,
+        (true, Some(resolver)) => Some(
+            crate::tls::admin_acceptor(Arc::clone(resolver))
+                .context("cannot set up TLS on the admin listener")?,
+        ),
+        (true, None) => anyhow::bail!("listen.admin_tls is set but no certificate is"),
+    };
 
     let boot = config.boot.clone();
     let data_dir = &boot.data_dir;
@@ -277,19 +280,20 @@ pub fn run(
     }
     // HTTPS beside (or instead of) plain HTTP, on the same proxy: one set of phases.
     // (Pingora turns h2c off on TLS connections: ALPN chooses there.)
-    if let (Some(addr), Some(resolver), Some(files)) = (
-        boot.listen_proxy_tls,
-        certs.proxy(),
-        current_tls.certificate.as_ref(),
-    ) {
+    if let Some(addr) = boot.listen_proxy_tls {
+        let (Some(resolver), Some(files)) = (certs.proxy(), current_tls.certificate.as_ref())
+        else {
+            anyhow::bail!("listen.proxy_tls is set but tls.cert_file is not");
+        };
         let settings = crate::tls::proxy_settings(files, Arc::clone(resolver))
             .context("cannot set up TLS on the proxy listener")?;
         service.add_tls_with_settings(&addr.to_string(), None, settings);
     }
     server.add_service(service);
+    let shown = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".into(), |a| a.to_string());
     tracing::info!(
-        listen = ?boot.listen_proxy.map(|a| a.to_string()),
-        listen_tls = ?boot.listen_proxy_tls.map(|a| a.to_string()),
+        listen = %shown(boot.listen_proxy),
+        listen_tls = %shown(boot.listen_proxy_tls),
         version = env!("CARGO_PKG_VERSION"),
         "wpgate serving"
     );
