@@ -7,21 +7,25 @@
 #   e  the same wpgate, a site that takes HS256 JWTs (iss/aud/lifetime checked)
 #   f  reference: HAProxy 2.6 (Debian) checking the same JWT with jwt_verify, iss, aud
 #      and exp, and setting the same Basic credential (1 thread); installed if missing
+#   g  bare Pingora over HTTPS (its rustls listener, TLS 1.3, ECDSA P-256 certificate)
+#   h  wpgate over HTTPS (listen.proxy_tls, the same certificate), API key as in (d)
+#      wrk keeps its 64 connections open: (g) and (h) measure TLS record cost, not
+#      handshakes.
 # Proxy and upstream share core 0, wrk runs on core 1. Reports requests/s, p50/p99
 # latency and the proxy's CPU time per request (utime+stime from /proc, and each part),
 # which varies far less between runs than requests/s on shared machines; targets are
 # measured in interleaved rounds, so that the ratios compare like with like.
 #
-# Env: TARGETS="a b c d e f"  DURATION=5 (s per run)  ROUNDS=4 (runs per target,
+# Env: TARGETS="a b c d e f g h"  DURATION=5 (s per run)  ROUNDS=4 (runs per target,
 #      interleaved)  WARMUP=2 (s)  OUT=target/load-results.json
-#      PORT_BASE=27180 (uses PORT_BASE..PORT_BASE+4 on 127.0.0.1)
+#      PORT_BASE=27180 (uses PORT_BASE..PORT_BASE+7 on 127.0.0.1)
 #      BARE_PINGORA=/path, WPGATE=/path: use these binaries instead of building them.
 # Only loopback traffic; every wait is bounded; everything started is stopped on exit.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-TARGETS=${TARGETS:-"a b c d e f"}
+TARGETS=${TARGETS:-"a b c d e f g h"}
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-4}
 WARMUP=${WARMUP:-2}
@@ -36,6 +40,8 @@ P_BARE=$((PORT_BASE + 2))
 P_WPGATE=$((PORT_BASE + 3))
 P_ADMIN=$((PORT_BASE + 4))
 P_HAPROXY=$((PORT_BASE + 5))
+P_BARE_TLS=$((PORT_BASE + 6))
+P_WPGATE_TLS=$((PORT_BASE + 7))
 
 wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 die() { echo "load.sh: $*" >&2; exit 1; }
@@ -66,11 +72,12 @@ CLK_TCK=$(getconf CLK_TCK)
 LOADAVG_START=$(cut -d' ' -f1 /proc/loadavg)
 
 # --- build (before starting anything, so the build does not compete for CPU) --
-if wants c && [[ -z ${BARE_PINGORA:-} ]]; then
+# (g) and (h) need bare_pingora too: it writes their test certificate.
+if { wants c || wants g || wants h; } && [[ -z ${BARE_PINGORA:-} ]]; then
     cargo build --release --example bare_pingora
     BARE_PINGORA=$TARGET_DIR/release/examples/bare_pingora
 fi
-if wants d && [[ -z ${WPGATE:-} ]]; then
+if { wants d || wants e || wants h; } && [[ -z ${WPGATE:-} ]]; then
     cargo build --release --bin wpgate
     WPGATE=$TARGET_DIR/release/wpgate
 fi
@@ -109,7 +116,8 @@ wait_port() {
     die "nothing listening on port $port after 20 s"
 }
 
-for port in "$P_STATIC" "$P_NGINX" "$P_BARE" "$P_WPGATE" "$P_ADMIN" "$P_HAPROXY"; do
+for port in "$P_STATIC" "$P_NGINX" "$P_BARE" "$P_WPGATE" "$P_ADMIN" "$P_HAPROXY" \
+    "$P_BARE_TLS" "$P_WPGATE_TLS"; do
     ! port_open "$port" || die "port $port already in use (set PORT_BASE)"
 done
 
@@ -297,6 +305,22 @@ if wants c; then
     measure c "http://127.0.0.1:$P_BARE$REQ_PATH" "$bare_pid"
 fi
 
+# One self-signed certificate (ECDSA P-256, for 127.0.0.1) for both HTTPS targets.
+TLS_DIR=$tmp/tls
+if wants g || wants h; then
+    "$BARE_PINGORA" --write-test-cert "$TLS_DIR"
+fi
+
+if wants g; then
+    taskset -c 0 "$BARE_PINGORA" --listen "127.0.0.1:$P_BARE_TLS" --upstream "127.0.0.1:$P_STATIC" \
+        --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" >"$tmp/bare-tls.log" 2>&1 &
+    bare_tls_pid=$!
+    pids+=("$bare_tls_pid")
+    wait_port "$P_BARE_TLS" "$bare_tls_pid" "$tmp/bare-tls.log"
+    check_200 g "https://127.0.0.1:$P_BARE_TLS$REQ_PATH" "$tmp/bare-tls.log" --cacert "$TLS_DIR/cert.pem"
+    measure g "https://127.0.0.1:$P_BARE_TLS$REQ_PATH" "$bare_tls_pid"
+fi
+
 # The HS256 token of (e) and (f): iss, aud, iat, exp.
 JWT_SECRET=0123456789abcdef0123456789abcdef-load-test
 JWT=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
@@ -311,13 +335,23 @@ print(f"{head}.{body}.{b64(sig.digest())}")
 PY
 )
 
-if wants d || wants e; then
-    # Set wpgate up exactly as a user would: config file, then the CLI.
+if wants d || wants e || wants h; then
+    # Set wpgate up exactly as a user would: config file, then the CLI. (h) is the same
+    # process's HTTPS listener.
+    tls_listen="" tls_table=""
+    if wants h; then
+        tls_listen="proxy_tls = \"127.0.0.1:$P_WPGATE_TLS\""
+        tls_table="[tls]
+cert_file = \"$TLS_DIR/cert.pem\"
+key_file = \"$TLS_DIR/key.pem\""
+    fi
     cat >"$tmp/wpgate.toml" <<EOF
 data_dir = "$tmp/data"
 [listen]
 proxy = "127.0.0.1:$P_WPGATE"
+$tls_listen
 admin = "127.0.0.1:$P_ADMIN"
+$tls_table
 [proxy]
 threads = 1
 [log]
@@ -350,6 +384,13 @@ EOF
         auth=(-H "X-Website-ID: benchjwt" -H "Authorization: Bearer $JWT")
         check_200 e "http://127.0.0.1:$P_WPGATE$REQ_PATH" "$tmp/wpgate.log" "${auth[@]}"
         measure e "http://127.0.0.1:$P_WPGATE$REQ_PATH" "$wpgate_pid" "${auth[@]}"
+    fi
+    if wants h; then
+        wait_port "$P_WPGATE_TLS" "$wpgate_pid" "$tmp/wpgate.log"
+        auth=(-H "X-Website-ID: bench" -H "X-API-Key: $KEY")
+        check_200 h "https://127.0.0.1:$P_WPGATE_TLS$REQ_PATH" "$tmp/wpgate.log" \
+            --cacert "$TLS_DIR/cert.pem" "${auth[@]}"
+        measure h "https://127.0.0.1:$P_WPGATE_TLS$REQ_PATH" "$wpgate_pid" "${auth[@]}"
     fi
 fi
 
@@ -403,7 +444,7 @@ run_rounds
 
 # --- report -----------------------------------------------------------------
 declare -A label=([a]="direct (static nginx)" [b]="nginx proxy" [c]="bare Pingora" [d]="wpgate (api key)"
-    [e]="wpgate (jwt hs256)" [f]="haproxy jwt_verify")
+    [e]="wpgate (jwt hs256)" [f]="haproxy jwt_verify" [g]="bare Pingora TLS" [h]="wpgate TLS (api key)")
 declare -A cpu_of=()
 
 printf '\n%-24s %12s %10s %10s %15s %10s %10s\n' target "req/s" "p50 ms" "p99 ms" "CPU µs/req" "user" "sys"
@@ -431,6 +472,9 @@ ratio d c
 ratio e c
 ratio e d
 ratio e f
+ratio h g
+ratio g c
+ratio h d
 
 mkdir -p "$(dirname "$OUT")"
 {

@@ -21,3 +21,4 @@ pub mod serve;
 pub mod site;
 pub mod store;
 pub mod time;
+pub mod tls;

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_last_reload_success: Gauge,
     pub keyring_sealed_records: IntGaugeVec,
+    /// When each TLS listener's certificate expires (Unix time), by listener.
+    pub tls_certificate_expiry: IntGaugeVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -177,6 +179,13 @@ impl Metrics {
             ),
             &["key_id"],
         )?;
+        let tls_certificate_expiry = IntGaugeVec::new(
+            Opts::new(
+                "wpgate_tls_certificate_expiry_timestamp_seconds",
+                "Unix time at which the certificate a TLS listener serves expires, by listener (proxy, admin).",
+            ),
+            &["listener"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "wpgate_build_info",
@@ -200,6 +209,7 @@ impl Metrics {
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_last_reload_success.clone()))?;
         registry.register(Box::new(keyring_sealed_records.clone()))?;
+        registry.register(Box::new(tls_certificate_expiry.clone()))?;
         registry.register(Box::new(build_info.clone()))?;
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
@@ -231,6 +241,7 @@ impl Metrics {
             config_reloads,
             config_last_reload_success,
             keyring_sealed_records,
+            tls_certificate_expiry,
             build_info,
         })
     }

@@ -121,6 +121,29 @@ pub fn run(
             .unwrap_or_default(),
     );
     metrics.set_per_site_labels(config.live.metrics_per_site_labels);
+    // The TLS listeners' certificates, checked before anything listens.
+    let certs = Arc::new(
+        crate::tls::ServingCerts::start(&config.boot, &config.live.tls, crate::time::now_unix())
+            .context("cannot load the TLS certificates")?,
+    );
+    certs.record(&metrics);
+    for served in certs.in_use() {
+        tracing::info!(
+            listener = served.listener,
+            subject = %served.info.subject,
+            serial = %served.info.serial,
+            not_after = %crate::time::rfc3339(served.info.not_after),
+            "TLS certificate loaded"
+        );
+    }
+    let admin_tls = match (config.boot.listen_admin_tls, certs.admin()) {
+        (false, _) => None,
+        (true, Some(resolver)) => Some(
+            crate::tls::admin_acceptor(Arc::clone(resolver))
+                .context("cannot set up TLS on the admin listener")?,
+        ),
+        (true, None) => anyhow::bail!("listen.admin_tls is set but no certificate is"),
+    };
 
     let boot = config.boot.clone();
     let data_dir = &boot.data_dir;
@@ -166,6 +189,7 @@ pub fn run(
     };
 
     let keyring_from_env = source == KeyringSource::Environment;
+    let current_tls = config.live.tls.clone();
     let current = config::current(config);
     let fleet = Arc::new(fleet);
     let reloader = Arc::new(Reloader::new(
@@ -173,6 +197,7 @@ pub fn run(
         Arc::clone(&current),
         Arc::new(FleetKeyring(Arc::clone(&fleet))),
         keyring_from_env,
+        Arc::clone(&certs),
         Arc::clone(&metrics),
     ));
     let auth = crate::auth::Authenticator::new(Arc::clone(&fleet), &current.load_full())
@@ -252,6 +277,7 @@ pub fn run(
         addr: boot.listen_admin,
         bound: std::sync::Mutex::new(admin_listener),
         header_read_timeout: boot.admin.header_read_timeout,
+        tls: admin_tls,
         state: crate::admin::AdminState {
             fleet,
             tokens,
@@ -276,9 +302,28 @@ pub fn run(
         options.allow_connect_method_proxying = true;
         proxy.server_options = Some(options);
     }
-    service.add_tcp(&boot.listen_proxy.to_string());
+    if let Some(addr) = boot.listen_proxy {
+        service.add_tcp(&addr.to_string());
+    }
+    // HTTPS beside (or instead of) plain HTTP, on the same proxy: one set of phases.
+    // (Pingora turns h2c off on TLS connections: ALPN chooses there.)
+    if let Some(addr) = boot.listen_proxy_tls {
+        let (Some(resolver), Some(files)) = (certs.proxy(), current_tls.certificate.as_ref())
+        else {
+            anyhow::bail!("listen.proxy_tls is set but tls.cert_file is not");
+        };
+        let settings = crate::tls::proxy_settings(files, Arc::clone(resolver))
+            .context("cannot set up TLS on the proxy listener")?;
+        service.add_tls_with_settings(&addr.to_string(), None, settings);
+    }
     server.add_service(service);
-    tracing::info!(listen = %boot.listen_proxy, version = env!("CARGO_PKG_VERSION"), "wpgate serving");
+    let shown = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".into(), |a| a.to_string());
+    tracing::info!(
+        listen = %shown(boot.listen_proxy),
+        listen_tls = %shown(boot.listen_proxy_tls),
+        version = env!("CARGO_PKG_VERSION"),
+        "wpgate serving"
+    );
     // `startup` stays alive (see above): run_forever never returns.
     server.run_forever();
 }
@@ -345,6 +390,8 @@ struct AdminListener {
     /// Bound before start-up (outside an upgrade); taken once by `start`.
     bound: std::sync::Mutex<Option<std::net::TcpListener>>,
     header_read_timeout: std::time::Duration,
+    /// `listen.admin_tls`: the handshake, with the certificate a reload swaps.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: crate::admin::AdminState,
 }
 
@@ -363,7 +410,7 @@ impl BackgroundService for AdminListener {
                 return;
             }
         };
-        tracing::info!(listen = %self.addr, "admin listener serving /healthz /readyz /metrics");
+        tracing::info!(listen = %self.addr, tls = self.tls.is_some(), "admin listener serving /healthz /readyz /metrics");
         // Time one argon2 verification for the refusal floor of admin token checks.
         let tokens = std::sync::Arc::clone(&self.state.tokens);
         tokio::spawn(async move { tokens.calibrate().await });
@@ -371,7 +418,14 @@ impl BackgroundService for AdminListener {
         let stop = async move {
             let _ = shutdown.changed().await;
         };
-        crate::admin::listener::serve(listener, router, self.header_read_timeout, stop).await;
+        crate::admin::listener::serve(
+            listener,
+            router,
+            self.header_read_timeout,
+            self.tls.clone(),
+            stop,
+        )
+        .await;
     }
 }
 

@@ -3,6 +3,7 @@
 //! `admin.header_read_timeout`, and so is an idle keep-alive connection (hyper starts
 //! the same timer when a connection waits for its next request). Each request carries
 //! the peer's address (`ConnectInfo<SocketAddr>`): the client of the failure limit.
+//! With TLS (`listen.admin_tls`), the handshake has to finish within the same timeout.
 //!
 //! (`axum::serve` sets no timer: a client could hold a connection open forever by
 //! sending its headers one byte at a time, or none at all.)
@@ -13,25 +14,34 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
+/// A connection's byte stream: plain TCP or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
 /// How long connections still open at shutdown get to finish their request.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `shutdown` completes; then stops accepting, lets
-/// each connection finish the request it is in (at most [`DRAIN`]) and returns.
+/// Serves `router` on `listener` (over TLS with `tls`) until `shutdown` completes; then
+/// stops accepting, lets each connection finish the request it is in (at most
+/// [`DRAIN`]) and returns.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_read_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
+    let http = Arc::new(http);
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -44,9 +54,30 @@ pub async fn serve(
                         req.extensions_mut().insert(ConnectInfo(peer));
                         req
                     });
-                    let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                    let mut closing = closing.clone();
+                    let (http, tls, mut closing) = (Arc::clone(&http), tls.clone(), closing.clone());
                     connections.spawn(async move {
+                        let io: Box<dyn Io> = match tls {
+                            None => Box::new(stream),
+                            Some(tls) => {
+                                let handshake = tokio::time::timeout(header_read_timeout, tls.accept(stream));
+                                let done = tokio::select! {
+                                    done = handshake => done,
+                                    () = async { let _ = closing.wait_for(|c| *c).await; } => return,
+                                };
+                                match done {
+                                    Ok(Ok(stream)) => Box::new(stream),
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(target: "wpgate::admin", peer = %peer, error = %e, "admin TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(target: "wpgate::admin", peer = %peer, "admin TLS handshake timed out");
+                                        return;
+                                    }
+                                }
+                            }
+                        };
+                        let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
                         tokio::pin!(conn);
                         let result = tokio::select! {
                             r = conn.as_mut() => r,
@@ -96,6 +127,12 @@ mod tests {
 
     /// A listener with a 300 ms header timeout; stops when the sender is dropped.
     async fn start() -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        start_with(None).await
+    }
+
+    async fn start_with(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -104,6 +141,7 @@ mod tests {
             listener,
             router,
             Duration::from_millis(300),
+            tls,
             async move {
                 let _ = stopped.await;
             },
@@ -163,5 +201,74 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("{addr} still accepts connections after shutdown");
+    }
+
+    /// The listener over TLS with a self-signed certificate for `localhost`, and a
+    /// client that trusts it.
+    async fn start_tls() -> (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio_rustls::TlsConnector,
+    ) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::config::model::CertFiles {
+            cert: dir.path().join("c.pem"),
+            key: dir.path().join("k.pem"),
+            cert_setting: "tls.cert_file",
+            key_setting: "tls.key_file",
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        let loaded = crate::tls::load(&files, crate::time::now_unix()).unwrap();
+        let resolver = crate::tls::CertResolver::new(Arc::new(loaded));
+        let (addr, stop) = start_with(Some(crate::tls::admin_acceptor(resolver).unwrap())).await;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        (
+            addr,
+            stop,
+            tokio_rustls::TlsConnector::from(Arc::new(client)),
+        )
+    }
+
+    #[tokio::test]
+    async fn over_tls_requests_are_served_and_unfinished_handshakes_cut_off() {
+        let (addr, _stop, connector) = start_tls().await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        // The admin API speaks HTTP/1.1 only, and says so.
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        tls.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = tls.read_to_end(&mut got).await;
+        let got = String::from_utf8(got).unwrap();
+        assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+        assert!(got.ends_with("127.0.0.1"), "{got}");
+
+        // No ClientHello at all: closed after the header timeout.
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        assert!(read_to_close(&mut silent).await.is_empty());
+        // Plain HTTP on the TLS port: no HTTP answer.
+        let mut plain = TcpStream::connect(addr).await.unwrap();
+        plain
+            .write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let got = read_to_close(&mut plain).await;
+        assert!(!got.starts_with(b"HTTP/"), "{got:?}");
     }
 }

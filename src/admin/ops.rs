@@ -19,6 +19,20 @@ pub struct ReloadView {
     pub restart_required: Vec<String>,
     pub keyring_primary: String,
     pub keyring_keys: usize,
+    /// The certificate each TLS listener serves after the reload (empty without TLS).
+    pub certificates: Vec<CertificateView>,
+}
+
+/// A TLS listener's certificate (never its key).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CertificateView {
+    /// `proxy` or `admin`.
+    pub listener: String,
+    pub subject: String,
+    /// Hex bytes separated by `:`.
+    pub serial: String,
+    /// Unix time at which it expires.
+    pub not_after: i64,
 }
 
 /// Re-read the configuration and keyring, validate them and swap them in. A refused
@@ -49,6 +63,16 @@ pub async fn reload(State(state): State<AdminState>) -> Result<Response, ApiErro
                 restart_required: r.restart_required.iter().map(|s| s.to_string()).collect(),
                 keyring_primary: r.keyring_primary,
                 keyring_keys: r.keyring_keys,
+                certificates: r
+                    .certificates
+                    .into_iter()
+                    .map(|c| CertificateView {
+                        listener: c.listener.to_string(),
+                        subject: c.info.subject,
+                        serial: c.info.serial,
+                        not_after: c.info.not_after,
+                    })
+                    .collect(),
             },
         )),
         Err(reason) => Err(ApiError::with(

@@ -1,5 +1,5 @@
-//! `wpgate check`: validates the configuration (and the keyring, if present); `wpgate
-//! healthcheck`: asks a running gateway whether it is up.
+//! `wpgate check`: validates the configuration (and the keyring, if present, and the
+//! TLS certificates); `wpgate healthcheck`: asks a running gateway whether it is up.
 
 use crate::config::Config;
 use crate::crypto::Keyring;
@@ -29,6 +29,33 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
             config.boot.keyring_file.display()
         ),
     };
+    // The same checks a start and a reload make: parse, key matches, not expired.
+    let tls = crate::tls::prepare(&config.live.tls, crate::time::now_unix())?;
+    let certificates: Vec<String> = [
+        (
+            "tls.cert_file",
+            &config.live.tls.certificate,
+            tls.certificate(),
+        ),
+        (
+            "tls.admin_cert_file",
+            &config.live.tls.admin_certificate,
+            tls.admin_certificate(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(setting, files, loaded)| {
+        let (files, info) = (files.as_ref()?, loaded?.info());
+        Some(format!(
+            "{setting} {}: {}, serial {}, expires {}",
+            files.cert.display(),
+            info.subject,
+            info.serial,
+            crate::time::rfc3339(info.not_after)
+        ))
+    })
+    .collect();
+    let listen = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string());
     let source = config
         .source_file
         .as_ref()
@@ -38,11 +65,30 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
     if json {
         println!(
             "{}",
-            json!({"ok": true, "config": source, "keyring": keyring, "listen_proxy": config.boot.listen_proxy.to_string()})
+            json!({
+                "ok": true,
+                "config": source,
+                "keyring": keyring,
+                "listen_proxy": listen(config.boot.listen_proxy),
+                "listen_proxy_tls": listen(config.boot.listen_proxy_tls),
+                "admin_tls": config.boot.listen_admin_tls,
+                "certificates": certificates,
+            })
         );
     } else {
         println!("configuration OK: {source}");
-        println!("  proxy listens on {}", config.boot.listen_proxy);
+        if let Some(addr) = config.boot.listen_proxy {
+            println!("  proxy listens on {addr} (HTTP)");
+        }
+        if let Some(addr) = config.boot.listen_proxy_tls {
+            println!("  proxy listens on {addr} (HTTPS)");
+        }
+        if config.boot.listen_admin_tls {
+            println!("  admin listens on {} (HTTPS)", config.boot.listen_admin);
+        }
+        for c in &certificates {
+            println!("  {c}");
+        }
         println!("  keyring: {keyring}");
     }
     Ok(())

@@ -10,6 +10,7 @@ use std::time::Duration;
 pub struct FileConfig {
     pub data_dir: PathBuf,
     pub listen: ListenFile,
+    pub tls: TlsFile,
     pub store: StoreFile,
     pub keyring: KeyringFile,
     pub cache: CacheFile,
@@ -28,6 +29,7 @@ impl Default for FileConfig {
         Self {
             data_dir: PathBuf::from("./data"),
             listen: ListenFile::default(),
+            tls: TlsFile::default(),
             store: StoreFile::default(),
             keyring: KeyringFile::default(),
             cache: CacheFile::default(),
@@ -46,17 +48,38 @@ impl Default for FileConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenFile {
+    /// Plain HTTP; empty turns it off (then `proxy_tls` must be set).
     pub proxy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_tls: Option<String>,
     pub admin: String,
+    pub admin_tls: bool,
 }
 
 impl Default for ListenFile {
     fn default() -> Self {
         Self {
             proxy: "127.0.0.1:8080".into(),
+            proxy_tls: None,
             admin: "127.0.0.1:9090".into(),
+            admin_tls: false,
         }
     }
+}
+
+/// The TLS listeners' certificate and key files (PEM).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsFile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// The admin listener's own pair (else it uses `cert_file`/`key_file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// The configuration file's top-level keys (see `file.rs`).
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "data_dir", "listen", "store", "keyring", "cache", "upstream", "proxy", "auth", "admin",
+    "data_dir", "listen", "tls", "store", "keyring", "cache", "upstream", "proxy", "auth", "admin",
     "metrics", "health", "keys", "log",
 ];
 
@@ -140,8 +140,13 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Boot {
     pub data_dir: PathBuf,
-    pub listen_proxy: SocketAddr,
+    /// `listen.proxy`: plain HTTP; `None` when it is empty (TLS only).
+    pub listen_proxy: Option<SocketAddr>,
+    /// `listen.proxy_tls`: HTTPS (HTTP/1.1 and HTTP/2 by ALPN).
+    pub listen_proxy_tls: Option<SocketAddr>,
     pub listen_admin: SocketAddr,
+    /// `listen.admin_tls`: the admin listener speaks HTTPS.
+    pub listen_admin_tls: bool,
     pub store: StoreUrl,
     /// `store.poll_interval`: how often the change log is read.
     pub store_poll_interval: Duration,
@@ -167,6 +172,40 @@ pub struct Live {
     pub metrics_per_site_labels: bool,
     /// `keys.retention`: keys revoked (grace over) or expired longer ago are purged.
     pub key_retention: Duration,
+    /// The TLS listeners' certificate files: a reload reads them again.
+    pub tls: TlsFiles,
+}
+
+/// A certificate chain and its private key, PEM files, with the settings that name
+/// them (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// E.g. `tls.cert_file`.
+    pub cert_setting: &'static str,
+    /// E.g. `tls.key_file`.
+    pub key_setting: &'static str,
+}
+
+/// The certificates of the TLS listeners. Which listeners exist is a boot setting
+/// (`listen.proxy_tls`, `listen.admin_tls`); validation makes every pair here used.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsFiles {
+    /// `tls.cert_file` and `tls.key_file`: the proxy's, and the admin listener's unless
+    /// it has its own.
+    pub certificate: Option<CertFiles>,
+    /// `tls.admin_cert_file` and `tls.admin_key_file`.
+    pub admin_certificate: Option<CertFiles>,
+}
+
+impl TlsFiles {
+    /// The pair the admin listener serves.
+    pub fn admin(&self) -> Option<&CertFiles> {
+        self.admin_certificate
+            .as_ref()
+            .or(self.certificate.as_ref())
+    }
 }
 
 impl Boot {
@@ -176,7 +215,9 @@ impl Boot {
         let Boot {
             data_dir,
             listen_proxy,
+            listen_proxy_tls,
             listen_admin,
+            listen_admin_tls,
             store,
             store_poll_interval,
             keyring_file,
@@ -192,7 +233,15 @@ impl Boot {
         differing([
             ("data_dir", *data_dir != other.data_dir),
             ("listen.proxy", *listen_proxy != other.listen_proxy),
+            (
+                "listen.proxy_tls",
+                *listen_proxy_tls != other.listen_proxy_tls,
+            ),
             ("listen.admin", *listen_admin != other.listen_admin),
+            (
+                "listen.admin_tls",
+                *listen_admin_tls != other.listen_admin_tls,
+            ),
             ("store.url", *store != other.store),
             (
                 "store.poll_interval",
@@ -231,7 +280,19 @@ impl Live {
                 },
             metrics_per_site_labels,
             key_retention,
+            tls:
+                TlsFiles {
+                    certificate,
+                    admin_certificate,
+                },
         } = self;
+        fn cert(files: &Option<CertFiles>) -> Option<&PathBuf> {
+            files.as_ref().map(|f| &f.cert)
+        }
+        fn key(files: &Option<CertFiles>) -> Option<&PathBuf> {
+            files.as_ref().map(|f| &f.key)
+        }
+        let theirs = &other.tls;
         differing([
             (
                 "proxy.strip_headers",
@@ -254,6 +315,19 @@ impl Live {
                 *metrics_per_site_labels != other.metrics_per_site_labels,
             ),
             ("keys.retention", *key_retention != other.key_retention),
+            (
+                "tls.cert_file",
+                cert(certificate) != cert(&theirs.certificate),
+            ),
+            ("tls.key_file", key(certificate) != key(&theirs.certificate)),
+            (
+                "tls.admin_cert_file",
+                cert(admin_certificate) != cert(&theirs.admin_certificate),
+            ),
+            (
+                "tls.admin_key_file",
+                key(admin_certificate) != key(&theirs.admin_certificate),
+            ),
         ])
     }
 }
@@ -412,15 +486,118 @@ impl Validator<'_> {
             .map_err(|_| self.invalid(key, format!("must be an IP:port address, got {value:?}")))
     }
 
+    /// An address, or `None` for an absent or empty value (a listener turned off).
+    fn optional_addr(
+        &self,
+        key: &'static str,
+        value: Option<&str>,
+    ) -> Result<Option<SocketAddr>, ConfigError> {
+        match value.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(v) => self.addr(key, v).map(Some),
+        }
+    }
+
+    /// A certificate and key pair: both settings or neither, each an existing file.
+    fn cert_pair(
+        &self,
+        (cert_setting, cert): (&'static str, &Option<PathBuf>),
+        (key_setting, key): (&'static str, &Option<PathBuf>),
+    ) -> Result<Option<CertFiles>, ConfigError> {
+        let (cert, key) = match (cert, key) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(self.invalid(key_setting, format!("must be set with {cert_setting}")))
+            }
+            (None, Some(_)) => {
+                return Err(self.invalid(cert_setting, format!("must be set with {key_setting}")))
+            }
+            (Some(cert), Some(key)) => (cert, key),
+        };
+        for (setting, path) in [(cert_setting, cert), (key_setting, key)] {
+            if !path.is_file() {
+                return Err(self.invalid(
+                    setting,
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+        }
+        Ok(Some(CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            cert_setting,
+            key_setting,
+        }))
+    }
+
+    /// The `[tls]` files, checked against the TLS listeners that use them: a listener
+    /// without a certificate, and a certificate no listener uses, are both errors.
+    fn tls_files(
+        &self,
+        t: &super::file::TlsFile,
+        proxy_tls: bool,
+        admin_tls: bool,
+    ) -> Result<TlsFiles, ConfigError> {
+        let certificate = self.cert_pair(
+            ("tls.cert_file", &t.cert_file),
+            ("tls.key_file", &t.key_file),
+        )?;
+        let admin_certificate = self.cert_pair(
+            ("tls.admin_cert_file", &t.admin_cert_file),
+            ("tls.admin_key_file", &t.admin_key_file),
+        )?;
+        if proxy_tls && certificate.is_none() {
+            return Err(self.invalid("listen.proxy_tls", "needs tls.cert_file and tls.key_file"));
+        }
+        if admin_tls && admin_certificate.is_none() && certificate.is_none() {
+            return Err(self.invalid(
+                "listen.admin_tls",
+                "needs tls.cert_file and tls.key_file (or tls.admin_cert_file and tls.admin_key_file)",
+            ));
+        }
+        if !admin_tls && admin_certificate.is_some() {
+            return Err(self.invalid(
+                "tls.admin_cert_file",
+                "is set but listen.admin_tls is false",
+            ));
+        }
+        let admin_uses_it = admin_tls && admin_certificate.is_none();
+        if certificate.is_some() && !proxy_tls && !admin_uses_it {
+            return Err(self.invalid(
+                "tls.cert_file",
+                "is set but no listener uses it (set listen.proxy_tls, or listen.admin_tls = true)",
+            ));
+        }
+        Ok(TlsFiles {
+            certificate,
+            admin_certificate,
+        })
+    }
+
     fn build(&self, f: FileConfig, source_file: Option<PathBuf>) -> Result<Config, ConfigError> {
         if f.data_dir.as_os_str().is_empty() {
             return Err(self.invalid("data_dir", "must not be empty"));
         }
-        let listen_proxy = self.addr("listen.proxy", &f.listen.proxy)?;
+        let listen_proxy = self.optional_addr("listen.proxy", Some(&f.listen.proxy))?;
+        let listen_proxy_tls =
+            self.optional_addr("listen.proxy_tls", f.listen.proxy_tls.as_deref())?;
         let listen_admin = self.addr("listen.admin", &f.listen.admin)?;
-        if listen_proxy == listen_admin {
+        if listen_proxy.is_none() && listen_proxy_tls.is_none() {
+            return Err(self.invalid(
+                "listen.proxy",
+                "is empty and listen.proxy_tls is not set: the proxy would listen nowhere",
+            ));
+        }
+        if listen_proxy == Some(listen_admin) {
             return Err(self.invalid("listen.admin", "must differ from listen.proxy"));
         }
+        if listen_proxy_tls == Some(listen_admin) {
+            return Err(self.invalid("listen.admin", "must differ from listen.proxy_tls"));
+        }
+        if listen_proxy.is_some() && listen_proxy == listen_proxy_tls {
+            return Err(self.invalid("listen.proxy_tls", "must differ from listen.proxy"));
+        }
+        let tls = self.tls_files(&f.tls, listen_proxy_tls.is_some(), f.listen.admin_tls)?;
         let store_url = f
             .store
             .url
@@ -553,7 +730,9 @@ impl Validator<'_> {
             boot: Boot {
                 data_dir: f.data_dir,
                 listen_proxy,
+                listen_proxy_tls,
                 listen_admin,
+                listen_admin_tls: f.listen.admin_tls,
                 store,
                 store_poll_interval: f.store.poll_interval,
                 keyring_file,
@@ -607,6 +786,7 @@ impl Validator<'_> {
                 },
                 metrics_per_site_labels: f.metrics.per_site_labels,
                 key_retention: f.keys.retention,
+                tls,
             },
             source_file,
         })
@@ -635,7 +815,10 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let c = load_str("").unwrap();
-        assert_eq!(c.boot.listen_proxy, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.boot.listen_proxy, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(c.boot.listen_proxy_tls, None);
+        assert!(!c.boot.listen_admin_tls);
+        assert_eq!(c.live.tls, TlsFiles::default());
         assert_eq!(
             c.boot.store,
             StoreUrl::Sqlite(PathBuf::from("./data/wpgate.db"))
@@ -724,6 +907,108 @@ mod tests {
             .contains("admin.header_read_timeout"));
         assert!(load_err("[admin]\nfailure_window = \"0s\"\n").contains("admin.failure_window"));
         assert!(load_err("[admin]\nheader_timeout = \"1s\"\n").contains("header_timeout"));
+    }
+
+    #[test]
+    fn tls_listeners_need_their_files_and_files_need_a_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("chain.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, "not read here").unwrap();
+        std::fs::write(&key, "not read here").unwrap();
+        let files = format!(
+            "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
+
+        // TLS instead of plain HTTP; the admin listener uses the same pair.
+        let c = load_str(&format!(
+            "[listen]\nproxy = \"\"\nproxy_tls = \"127.0.0.1:8443\"\nadmin_tls = true\n{files}"
+        ))
+        .unwrap();
+        assert_eq!(c.boot.listen_proxy, None);
+        assert_eq!(
+            c.boot.listen_proxy_tls,
+            Some("127.0.0.1:8443".parse().unwrap())
+        );
+        assert!(c.boot.listen_admin_tls);
+        let pair = c.live.tls.certificate.clone().unwrap();
+        assert_eq!((pair.cert, pair.key), (cert.clone(), key.clone()));
+        assert_eq!(c.live.tls.admin(), c.live.tls.certificate.as_ref());
+        // Beside plain HTTP.
+        let c = load_str(&format!(
+            "[listen]\nproxy_tls = \"127.0.0.1:8443\"\n{files}"
+        ))
+        .unwrap();
+        assert!(c.boot.listen_proxy.is_some() && c.boot.listen_proxy_tls.is_some());
+
+        for (toml, names) in [
+            ("[listen]\nproxy = \"\"\n".to_string(), &["listen.proxy", "listen.proxy_tls"][..]),
+            (
+                "[listen]\nproxy_tls = \"127.0.0.1:8443\"\n".to_string(),
+                &["listen.proxy_tls", "tls.cert_file"],
+            ),
+            (
+                format!("[listen]\nproxy_tls = \"127.0.0.1:8443\"\n[tls]\ncert_file = \"{}\"\n", cert.display()),
+                &["tls.key_file"],
+            ),
+            (
+                format!(
+                    "[listen]\nproxy_tls = \"127.0.0.1:8443\"\n[tls]\ncert_file = \"/nonexistent/chain.pem\"\nkey_file = \"{}\"\n",
+                    key.display()
+                ),
+                &["tls.cert_file", "/nonexistent/chain.pem"],
+            ),
+            (files.clone(), &["tls.cert_file", "no listener"]),
+            ("[listen]\nadmin_tls = true\n".to_string(), &["listen.admin_tls"]),
+            (
+                format!(
+                    "[listen]\nproxy_tls = \"127.0.0.1:8443\"\n{files}admin_cert_file = \"{}\"\nadmin_key_file = \"{}\"\n",
+                    cert.display(),
+                    key.display()
+                ),
+                &["tls.admin_cert_file", "listen.admin_tls"],
+            ),
+            (
+                format!("[listen]\nproxy_tls = \"127.0.0.1:9090\"\n{files}"),
+                &["listen.admin", "listen.proxy_tls"],
+            ),
+            (
+                format!("[listen]\nproxy_tls = \"127.0.0.1:8080\"\n{files}"),
+                &["listen.proxy_tls", "listen.proxy"],
+            ),
+            ("[tls]\ncertfile = \"x\"\n".to_string(), &["certfile"]),
+        ] {
+            let err = load_err(&toml);
+            for name in names {
+                assert!(err.contains(name), "{toml}: {err} does not name {name}");
+            }
+        }
+
+        // The admin listener's own pair, and what a reload reports about the files.
+        let other_key = dir.path().join("other-key.pem");
+        std::fs::write(&other_key, "x").unwrap();
+        let c = load_str(&format!(
+            "[listen]\nproxy_tls = \"127.0.0.1:8443\"\nadmin_tls = true\n{files}admin_cert_file = \"{}\"\nadmin_key_file = \"{}\"\n",
+            cert.display(),
+            other_key.display()
+        ))
+        .unwrap();
+        assert_eq!(c.live.tls.admin().unwrap().key, other_key);
+        assert_eq!(
+            c.live.tls.admin().unwrap().key_setting,
+            "tls.admin_key_file"
+        );
+        let before = load_str(&format!(
+            "[listen]\nproxy_tls = \"127.0.0.1:8443\"\nadmin_tls = true\n{files}"
+        ))
+        .unwrap();
+        assert_eq!(
+            before.live.changed(&c.live),
+            vec!["tls.admin_cert_file", "tls.admin_key_file"]
+        );
+        assert!(before.boot.changed(&c.boot).is_empty());
     }
 
     #[test]

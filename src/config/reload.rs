@@ -1,8 +1,10 @@
 //! Reloading the configuration and keyring while serving.
 //!
-//! A reload (SIGHUP, a change of the config or keyring file, or `POST /admin/v1/reload`)
-//! re-reads every layer, validates it, loads the keyring and checks it still opens every
-//! stored record, then swaps the new snapshot in atomically. Requests in flight finish
+//! A reload (SIGHUP, a change of the config, keyring or a TLS certificate or key file,
+//! or `POST /admin/v1/reload`) re-reads every layer, validates it, loads and checks the
+//! TLS certificates, loads the keyring and checks it still opens every stored record,
+//! then swaps the new snapshot in atomically (new TLS handshakes get the new
+//! certificates; established connections are left alone). Requests in flight finish
 //! on the snapshot they started with. A bad snapshot is refused as a whole: the old one
 //! keeps serving, and the reason is logged once, counted and returned to the caller.
 //! Only the live half of the configuration is swapped; a changed boot setting (listen
@@ -10,6 +12,7 @@
 
 use super::{Config, ConfigError, Current, LoadOptions};
 use crate::metrics::Metrics;
+use crate::tls::{CertError, ServedCert, ServingCerts};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,6 +24,9 @@ pub enum ReloadError {
     /// The keyring does not load, or lacks a key that stored records use.
     #[error(transparent)]
     Keyring(Box<dyn std::error::Error + Send + Sync>),
+    /// A TLS certificate or key file does not load, or the two do not match.
+    #[error(transparent)]
+    Certificate(#[from] CertError),
     #[error("{what} did not finish: {source}")]
     Interrupted {
         what: &'static str,
@@ -36,6 +42,8 @@ pub struct ReloadReport {
     pub restart_required: Vec<&'static str>,
     pub keyring_primary: String,
     pub keyring_keys: usize,
+    /// The certificate each TLS listener serves after the reload.
+    pub certificates: Vec<ServedCert>,
 }
 
 /// The keyring's part in a reload. The fleet holds the keyring and the store it has to
@@ -61,6 +69,7 @@ pub struct Reloader {
     keyring: Arc<dyn KeyringReload>,
     /// The keyring came from `WPGATE_KEYRING`: it cannot change without a restart.
     keyring_from_env: bool,
+    certs: Arc<ServingCerts>,
     metrics: Arc<Metrics>,
     one_at_a_time: tokio::sync::Mutex<()>,
 }
@@ -71,6 +80,7 @@ impl Reloader {
         current: Current,
         keyring: Arc<dyn KeyringReload>,
         keyring_from_env: bool,
+        certs: Arc<ServingCerts>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Reloader {
@@ -78,6 +88,7 @@ impl Reloader {
             current,
             keyring,
             keyring_from_env,
+            certs,
             metrics,
             one_at_a_time: tokio::sync::Mutex::new(()),
         }
@@ -89,6 +100,13 @@ impl Reloader {
         let mut files: Vec<PathBuf> = c.source_file.iter().cloned().collect();
         if !self.keyring_from_env {
             files.push(c.boot.keyring_file.clone());
+        }
+        let tls = &c.live.tls;
+        for pair in [&tls.certificate, &tls.admin_certificate]
+            .into_iter()
+            .flatten()
+        {
+            files.extend([pair.cert.clone(), pair.key.clone()]);
         }
         files
     }
@@ -107,6 +125,7 @@ impl Reloader {
                     applied = ?report.applied,
                     restart_required = ?report.restart_required,
                     keyring_primary = %report.keyring_primary,
+                    certificates = ?report.certificates,
                     "configuration reloaded"
                 );
                 if !report.restart_required.is_empty() {
@@ -132,6 +151,16 @@ impl Reloader {
                 what: "configuration load",
                 source,
             })??;
+        // Every certificate the new snapshot names is loaded and checked before anything
+        // is swapped (the keyring reload below swaps the keyring).
+        let tls = new.live.tls.clone();
+        let certs =
+            tokio::task::spawn_blocking(move || crate::tls::prepare(&tls, crate::time::now_unix()))
+                .await
+                .map_err(|source| ReloadError::Interrupted {
+                    what: "certificate load",
+                    source,
+                })??;
         let old = self.current.load_full();
         if !self.keyring_from_env {
             self.keyring.reload(&old.boot.keyring_file).await?;
@@ -147,12 +176,15 @@ impl Reloader {
             live: new.live,
             source_file: new.source_file,
         }));
+        self.certs.apply(&certs);
+        self.certs.record(&self.metrics);
         let keyring = self.keyring.in_use().await;
         Ok(ReloadReport {
             applied,
             restart_required,
             keyring_primary: keyring.primary,
             keyring_keys: keyring.keys,
+            certificates: self.certs.in_use(),
         })
     }
 }
@@ -267,6 +299,7 @@ mod tests {
             Arc::clone(&current),
             keyring.clone(),
             false,
+            Arc::new(ServingCerts::default()),
             Arc::new(Metrics::new().unwrap()),
         );
 

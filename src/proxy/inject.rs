@@ -20,6 +20,8 @@ pub struct Forwarding<'a> {
     pub request_id: &'a HeaderValue,
     /// The X-Forwarded-For to send (see `client.rs`).
     pub forwarded_for: Option<&'a super::ForwardedFor>,
+    /// The request came over TLS (X-Forwarded-Proto: https).
+    pub over_tls: bool,
     /// Headers the site fills from verified claims: always removed from the client's
     /// request, so a client cannot set them itself.
     pub claim_headers: &'a [(String, HeaderName)],
@@ -30,6 +32,11 @@ pub struct Forwarding<'a> {
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Whether the client's connection is TLS (its digest carries the handshake's).
+pub fn over_tls(digest: Option<&pingora::protocols::Digest>) -> bool {
+    digest.is_some_and(|d| d.ssl_digest.is_some())
+}
 
 /// Rewrites the client's request into the one the site receives.
 ///
@@ -75,7 +82,8 @@ pub fn prepare(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<(
         Some(value) => h.insert(X_FORWARDED_FOR, value),
         None => h.remove(X_FORWARDED_FOR),
     };
-    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if f.over_tls { "https" } else { "http" };
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     h.insert(HOST, f.upstream.authority.clone());
     let prefix = f.upstream.path_prefix.as_str();
     if !prefix.is_empty() && raw_target.is_none() {
@@ -128,6 +136,7 @@ mod tests {
                 upstream: &upstream,
                 request_id: &HeaderValue::from_static("rid"),
                 forwarded_for: Some(&super::super::ForwardedFor::Peer([10, 1, 2, 3].into())),
+                over_tls: false,
                 claim_headers: &[],
                 identity: &[],
             },
@@ -177,12 +186,14 @@ mod tests {
                 upstream: &upstream,
                 request_id: &HeaderValue::from_static("rid"),
                 forwarded_for: None,
+                over_tls: true,
                 claim_headers: &[],
                 identity: &[],
             },
         )
         .unwrap();
         assert_eq!(req.raw_path(), b"/blog/caf\xe9?q=\xff");
+        assert_eq!(req.headers.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(req.headers.get("host").unwrap(), "127.0.0.1:9000");
     }
 
@@ -209,6 +220,7 @@ mod tests {
                 upstream: &upstream,
                 request_id: &HeaderValue::from_static("rid"),
                 forwarded_for: None,
+                over_tls: true,
                 claim_headers: &[],
                 identity: &[],
             },

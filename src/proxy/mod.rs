@@ -101,7 +101,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
@@ -120,6 +120,7 @@ impl ProxyHttp for Gateway {
                 upstream: &site.upstream,
                 request_id: &ctx.request_id,
                 forwarded_for: ctx.forwarded_for.as_ref(),
+                over_tls: inject::over_tls(session.digest()),
                 claim_headers: &site.auth.claim_headers,
                 identity: &admitted.identity_headers,
             },

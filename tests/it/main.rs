@@ -23,6 +23,7 @@ mod hardening_request;
 mod proxy_auth;
 mod proxy_cors;
 mod proxy_jwt;
+mod proxy_tls;
 mod proxy_tls_upstream;
 mod proxy_upstream;
 mod request_log;

@@ -8,8 +8,13 @@
 //! response. The gateway never read it, so it is safe to send again, and clients retry
 //! it (RFC 9112 §9.3.1). The loop does the same (up to three times), and the test proves that no
 //! request reached the upstream without its answer reaching the client.
+//!
+//! The same over the HTTPS listener: Pingora hands it over like the plain one, and the
+//! new process serves the certificate it loaded itself.
 
-use crate::harness::{poll_until, Gateway, SiteAuth, Upstream};
+use crate::harness::{
+    poll_until, CertOnDisk, Gateway, GatewayConfig, SiteAuth, TestCa, TlsListen, Upstream,
+};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +22,46 @@ use std::time::Duration;
 #[tokio::test]
 async fn a_graceful_upgrade_loses_no_request() {
     let upstream = Upstream::start();
-    let mut gw = Gateway::start();
+    let gw = Gateway::start();
+    let url = gw.url("/wp-json/upgrade");
+    let kept = gw.client.clone();
+    let clients = move |fresh_connections: bool| {
+        if fresh_connections {
+            reqwest::Client::builder()
+                .no_proxy()
+                .pool_max_idle_per_host(0)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap()
+        } else {
+            kept.clone()
+        }
+    };
+    upgrade_under_load(gw, &upstream, url, clients).await;
+}
+
+#[tokio::test]
+async fn a_graceful_upgrade_hands_the_tls_listener_over() {
+    let upstream = Upstream::start();
+    let ca = TestCa::generate();
+    let cert = CertOnDisk::write(&ca.issue("gateway", 1));
+    let gw = Gateway::start_with(GatewayConfig {
+        tls: Some(TlsListen::new(&cert)),
+        ..Default::default()
+    });
+    let url = gw.https_url("/wp-json/upgrade");
+    upgrade_under_load(gw, &upstream, url, |fresh| ca.https_client(fresh)).await;
+}
+
+/// Requests to `url` in a loop (half of them on new connections, from
+/// `clients(true)`, half on kept-alive ones) while a new process takes the gateway's
+/// sockets over; nothing fails and nothing is lost.
+async fn upgrade_under_load(
+    mut gw: Gateway,
+    upstream: &Upstream,
+    url: String,
+    clients: impl Fn(bool) -> reqwest::Client,
+) {
     gw.add_site("shop", &upstream.url(), &SiteAuth::bearer("tok"));
     let key = gw.issue_key("shop", &[]);
 
@@ -29,18 +73,8 @@ async fn a_graceful_upgrade_loses_no_request() {
     let retried = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for worker in 0..4 {
-        let fresh_connections = worker % 2 == 0;
-        let client = if fresh_connections {
-            reqwest::Client::builder()
-                .no_proxy()
-                .pool_max_idle_per_host(0)
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap()
-        } else {
-            gw.client.clone()
-        };
-        let url = gw.url("/wp-json/upgrade");
+        let client = clients(worker % 2 == 0);
+        let url = url.clone();
         let key = key.full.clone();
         let (stop, ok, failed, retried) =
             (stop.clone(), ok.clone(), failed.clone(), retried.clone());
@@ -142,11 +176,15 @@ async fn a_graceful_upgrade_loses_no_request() {
 }
 
 /// The connection closed (or was reset for unread data) before any response byte,
-/// while the request was being sent: the gateway never read it. Whether the upstream
-/// saw it anyway is what the final count checks.
+/// while the request was being sent: the gateway never read it. Over TLS the same
+/// close shows as an unexpected EOF (the old process closes the idle connection without
+/// a TLS close_notify). Whether the upstream saw it anyway is what the final count
+/// checks.
 fn closed_unanswered(e: &reqwest::Error) -> bool {
     let debug = format!("{e:?}");
     e.is_request()
         && debug.contains("SendRequest")
-        && (debug.contains("IncompleteMessage") || debug.contains("ConnectionReset"))
+        && (debug.contains("IncompleteMessage")
+            || debug.contains("ConnectionReset")
+            || debug.contains("UnexpectedEof"))
 }

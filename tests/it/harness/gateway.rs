@@ -14,6 +14,7 @@ use super::cli::{run_wpgate, wpgate_command, CliOutput};
 use super::credentials::{ApiKey, SiteAuth, KEY_HEADER, SITE_HEADER};
 use super::ports::{free_port, http_answers};
 use super::text::toml_str;
+use super::tls::TlsListen;
 use super::wait::{poll_until, CHANGE_DEADLINE};
 
 /// How long a gateway may take to come up.
@@ -32,6 +33,8 @@ pub struct GatewayConfig {
     pub extra_toml: String,
     /// Extra lines written inside the `[proxy]` table (e.g. `trusted_proxies = [...]`).
     pub proxy_toml: String,
+    /// TLS listeners (`listen.proxy_tls`, `listen.admin_tls`, `[tls]`).
+    pub tls: Option<TlsListen>,
 }
 
 impl Default for GatewayConfig {
@@ -45,6 +48,7 @@ impl Default for GatewayConfig {
             ca_file: None,
             extra_toml: String::new(),
             proxy_toml: String::new(),
+            tls: None,
         }
     }
 }
@@ -54,8 +58,18 @@ impl GatewayConfig {
         let mut s = String::new();
         writeln!(s, "data_dir = {}", toml_str(&data_dir.to_string_lossy())).unwrap();
         writeln!(s, "\n[listen]").unwrap();
-        writeln!(s, "proxy = {}", toml_str(&proxy.to_string())).unwrap();
+        let plain = self.tls.as_ref().is_none_or(|t| t.plain_too);
+        let proxy = if plain {
+            proxy.to_string()
+        } else {
+            String::new()
+        };
+        writeln!(s, "proxy = {}", toml_str(&proxy)).unwrap();
         writeln!(s, "admin = {}", toml_str(&admin.to_string())).unwrap();
+        if let Some(tls) = &self.tls {
+            s.push_str(&tls.listen_toml());
+            s.push_str(&tls.tls_toml());
+        }
         writeln!(s, "\n[cache]").unwrap();
         writeln!(s, "ttl = {}", toml_str(&self.ttl)).unwrap();
         writeln!(s, "negative_ttl = {}", toml_str(&self.negative_ttl)).unwrap();
@@ -93,6 +107,11 @@ pub struct Gateway {
     pub log_path: PathBuf,
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// `listen.proxy_tls`, when the config has one.
+    pub tls_addr: Option<SocketAddr>,
+    /// Whether the plain-HTTP proxy listener is on (else the gateway is ready once its
+    /// TLS listener accepts).
+    plain: bool,
     pub client: reqwest::Client,
     /// Extra environment for `serve` and for CLI commands.
     pub env: Vec<(String, String)>,
@@ -146,6 +165,8 @@ impl Gateway {
             data_dir,
             proxy_addr,
             admin_addr,
+            tls_addr: config.tls.as_ref().map(|t| t.addr),
+            plain: config.tls.as_ref().is_none_or(|t| t.plain_too),
             client: http_client(),
             env: Vec::new(),
             starts: 0,
@@ -182,7 +203,13 @@ impl Gateway {
                     std::fs::read_to_string(&self.log_path).unwrap_or_default()
                 );
             }
-            if http_answers(self.proxy_addr) {
+            let ready = match self.tls_addr {
+                Some(tls) if !self.plain => {
+                    std::net::TcpStream::connect_timeout(&tls, Duration::from_millis(500)).is_ok()
+                }
+                _ => http_answers(self.proxy_addr),
+            };
+            if ready {
                 break;
             }
             if Instant::now() >= deadline {
@@ -274,6 +301,12 @@ impl Gateway {
 
     pub fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{}", self.proxy_addr, path_and_query)
+    }
+
+    /// `https://<listen.proxy_tls><path_and_query>`.
+    pub fn https_url(&self, path_and_query: &str) -> String {
+        let addr = self.tls_addr.expect("a gateway with listen.proxy_tls");
+        format!("https://{addr}{path_and_query}")
     }
 
     pub fn keyring_path(&self) -> PathBuf {
