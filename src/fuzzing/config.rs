@@ -61,19 +61,38 @@ fn writes_back(text: &str, config: &Config) {
     }
 }
 
+/// Every key and string value in `value`, decoded.
+pub(super) fn strings_of(value: &toml::Value, out: &mut Vec<String>) {
+    match value {
+        toml::Value::String(s) => out.push(s.clone()),
+        toml::Value::Array(items) => items.iter().for_each(|v| strings_of(v, out)),
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                out.push(k.clone());
+                strings_of(v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The password of `store.url` (in the user part, or a `password` query parameter),
-/// where the text has one and writes it once (so that showing it is an echo of it).
+/// where the text has one, writes it once, and no other string or key of the document
+/// holds it (so that showing it can only be an echo of the password).
 fn store_passwords(text: &str) -> Vec<String> {
-    let Ok(doc) = toml::from_str::<toml::Table>(text) else {
+    let Ok(mut doc) = toml::from_str::<toml::Table>(text) else {
         return Vec::new();
     };
-    let Some(url) = doc
-        .get("store")
-        .and_then(|s| s.get("url"))
-        .and_then(|u| u.as_str())
-    else {
+    let url = doc
+        .get_mut("store")
+        .and_then(|s| s.as_table_mut())
+        .and_then(|s| s.remove("url"));
+    let Some(toml::Value::String(url)) = url else {
         return Vec::new();
     };
+    let mut others = Vec::new();
+    strings_of(&toml::Value::Table(doc), &mut others);
+    let url = url.as_str();
     // Only a PostgreSQL URL has a password; a SQLite one is a file path.
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Vec::new();
@@ -88,7 +107,11 @@ fn store_passwords(text: &str) -> Vec<String> {
             .filter(|(k, _)| k.to_ascii_lowercase().contains("password"))
             .map(|(_, v)| v.into_owned()),
     );
-    passwords.retain(|p| p.len() >= 6 && text.matches(p.as_str()).count() == 1);
+    passwords.retain(|p| {
+        p.len() >= 6
+            && text.matches(p.as_str()).count() == 1
+            && !others.iter().any(|o| o.contains(p.as_str()))
+    });
     passwords
 }
 

@@ -244,19 +244,30 @@ fn tampered_seal(input: &mut Input<'_>) {
 }
 
 /// The `secret` strings of a keyring document's keys, where the text parses as TOML and
-/// the secret is long and written once (so that an error naming it is an echo of it).
+/// the secret is long and written once, and no other string or key of the document holds
+/// it (so that an error naming it can only be an echo of the secret).
 fn secrets_in(text: &str) -> Vec<String> {
-    let Ok(doc) = toml::from_str::<toml::Table>(text) else {
+    let Ok(mut doc) = toml::from_str::<toml::Table>(text) else {
         return Vec::new();
     };
-    let Some(toml::Value::Array(keys)) = doc.get("keys") else {
-        return Vec::new();
-    };
-    keys.iter()
-        .filter_map(|k| k.get("secret")?.as_str())
-        .filter(|s| s.len() >= 8 && text.matches(*s).count() == 1)
-        .map(str::to_string)
-        .collect()
+    let mut secrets = Vec::new();
+    if let Some(toml::Value::Array(keys)) = doc.get_mut("keys") {
+        for key in keys {
+            if let Some(toml::Value::String(s)) =
+                key.as_table_mut().and_then(|k| k.remove("secret"))
+            {
+                secrets.push(s);
+            }
+        }
+    }
+    let mut others = Vec::new();
+    super::config::strings_of(&toml::Value::Table(doc), &mut others);
+    secrets.retain(|s| {
+        s.len() >= 8
+            && text.matches(s.as_str()).count() == 1
+            && !others.iter().any(|o| o.contains(s.as_str()))
+    });
+    secrets
 }
 
 fn parse_edit(result: Result<zeroize::Zeroizing<String>, KeyringError>, what: &str) -> Keyring {
