@@ -635,6 +635,37 @@ mod tests {
     }
 
     #[test]
+    fn text_loads_as_the_same_file_does() {
+        for toml in [
+            "",
+            "[cache]\nttl = \"2m\"\nnegative_ttl = \"1s\"\n[proxy]\nthreads = 4\n",
+            "[listen]\nproxy = \"nope\"\n",
+            "[cache]\ncapacityy = 3\n",
+        ] {
+            match (
+                load_str(toml),
+                Config::load_text(toml, &LoadOptions::default()),
+            ) {
+                (Ok(file), Ok(text)) => {
+                    assert_eq!(file.boot, text.boot);
+                    assert_eq!(file.live, text.live);
+                    assert_eq!(text.source_file, None);
+                }
+                (
+                    Err(ConfigError::Invalid { key: a, .. }),
+                    Err(ConfigError::Invalid { key: b, .. }),
+                ) => {
+                    assert_eq!(a, b)
+                }
+                (Err(ConfigError::Parse(a)), Err(ConfigError::Parse(b))) => {
+                    assert_eq!(a.path, b.path)
+                }
+                (file, text) => panic!("{toml:?}: from a file {file:?}, as text {text:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn missing_explicit_file_is_an_error() {
         let err = Config::load(&LoadOptions {
             config_file: Some(PathBuf::from("/nonexistent/wpgate.toml")),
