@@ -4,24 +4,28 @@
 //! store's password.
 
 use crate::config::file::FileConfig;
-use crate::config::{Config, LoadOptions};
+use crate::config::{Config, ConfigError, LoadOptions};
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use std::time::Duration;
 
 pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let options = LoadOptions::default();
-    let loaded = Config::load_text(&text, &options);
-    let shown = match &loaded {
-        Ok(config) => {
-            keeps_the_rules(config);
-            writes_back(&text, config);
-            format!("{config:?} {}", config.boot.store)
-        }
+    let loaded = Config::load_text(&text, &LoadOptions::default());
+    if let Ok(config) = &loaded {
+        keeps_the_rules(config);
+        writes_back(&text, config);
+    }
+    hides_the_store_password(&text, &shown(&loaded));
+}
+
+/// What an operator can see of a load: the configuration's `Debug` and store, or the
+/// error.
+fn shown(loaded: &Result<Config, ConfigError>) -> String {
+    match loaded {
+        Ok(config) => format!("{config:?} {}", config.boot.store),
         Err(e) => format!("{e} {e:?}"),
-    };
-    hides_the_store_password(&text, &shown);
+    }
 }
 
 fn keeps_the_rules(c: &Config) {
@@ -115,11 +119,24 @@ fn store_passwords(text: &str) -> Vec<String> {
     passwords
 }
 
-fn hides_the_store_password(text: &str, shown: &str) {
+/// The password shows no more often than when the URL carries another one instead (the
+/// words of the output, field names included, may spell a password by chance).
+fn hides_the_store_password(text: &str, shown_here: &str) {
     for password in store_passwords(text) {
+        let Some(other) = ['Q', 'Z', 'x', '7']
+            .into_iter()
+            .find(|&c| !password.contains(c))
+            .map(|c| c.to_string().repeat(password.len()))
+        else {
+            continue;
+        };
+        let elsewhere = shown(&Config::load_text(
+            &text.replacen(&password, &other, 1),
+            &LoadOptions::default(),
+        ));
         assert!(
-            !shown.contains(&password),
-            "the store password {password:?} is shown: {shown}"
+            shown_here.matches(&password).count() <= elsewhere.matches(&password).count(),
+            "the store password {password:?} is shown: {shown_here}"
         );
     }
 }
