@@ -13,6 +13,9 @@ pub mod credential;
 pub mod crypto;
 pub mod error;
 pub mod fleet;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod metrics;
 pub mod proxy;

@@ -2,7 +2,7 @@
 //! error names the key and where its value came from.
 
 use super::file::FileConfig;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Data, Env, Format, Serialized, Toml};
 use figment::Figment;
 use http::HeaderName;
 use std::net::SocketAddr;
@@ -424,7 +424,27 @@ pub struct LogSettings {
 impl Config {
     /// Reads every layer and validates the result.
     pub fn load(opts: &LoadOptions) -> Result<Config, ConfigError> {
-        let (figment, source_file) = figment(opts)?;
+        let source_file = match &opts.config_file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.clone())),
+            Some(path) => Some(path.clone()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+        };
+        let file_layer = source_file.as_deref().map(Toml::file_exact);
+        Self::from_layers(file_layer, opts, source_file)
+    }
+
+    /// [`Config::load`] with the file's text given instead of read (`opts.config_file`
+    /// is not read): the same layers and validation (used by the fuzzer).
+    pub fn load_text(text: &str, opts: &LoadOptions) -> Result<Config, ConfigError> {
+        Self::from_layers(Some(Toml::string(text)), opts, None)
+    }
+
+    fn from_layers(
+        file_layer: Option<Data<Toml>>,
+        opts: &LoadOptions,
+        source_file: Option<PathBuf>,
+    ) -> Result<Config, ConfigError> {
+        let figment = figment(file_layer, opts);
         let file: FileConfig = figment
             .extract()
             .map_err(|e| ConfigError::Parse(Box::new(e)))?;
@@ -432,15 +452,10 @@ impl Config {
     }
 }
 
-fn figment(opts: &LoadOptions) -> Result<(Figment, Option<PathBuf>), ConfigError> {
+fn figment(file_layer: Option<Data<Toml>>, opts: &LoadOptions) -> Figment {
     let mut figment = Figment::from(Serialized::defaults(FileConfig::default()));
-    let source_file = match &opts.config_file {
-        Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.clone())),
-        Some(path) => Some(path.clone()),
-        None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
-    };
-    if let Some(path) = &source_file {
-        figment = figment.merge(Toml::file_exact(path));
+    if let Some(layer) = file_layer {
+        figment = figment.merge(layer);
     }
     // Only variables for the file's top-level keys are configuration: WPGATE_KEYRING
     // carries the keyring itself (for containers), and other WPGATE_* variables (tools,
@@ -457,7 +472,7 @@ fn figment(opts: &LoadOptions) -> Result<(Figment, Option<PathBuf>), ConfigError
     if let Some(dir) = &opts.data_dir {
         figment = figment.merge(("data_dir", dir.display().to_string()));
     }
-    Ok((figment, source_file))
+    figment
 }
 
 struct Validator<'a> {
@@ -871,6 +886,37 @@ mod tests {
             c.boot.store,
             StoreUrl::Sqlite(PathBuf::from("/srv/b/wpgate.db"))
         );
+    }
+
+    #[test]
+    fn text_loads_as_the_same_file_does() {
+        for toml in [
+            "",
+            "[cache]\nttl = \"2m\"\nnegative_ttl = \"1s\"\n[proxy]\nthreads = 4\n",
+            "[listen]\nproxy = \"nope\"\n",
+            "[cache]\ncapacityy = 3\n",
+        ] {
+            match (
+                load_str(toml),
+                Config::load_text(toml, &LoadOptions::default()),
+            ) {
+                (Ok(file), Ok(text)) => {
+                    assert_eq!(file.boot, text.boot);
+                    assert_eq!(file.live, text.live);
+                    assert_eq!(text.source_file, None);
+                }
+                (
+                    Err(ConfigError::Invalid { key: a, .. }),
+                    Err(ConfigError::Invalid { key: b, .. }),
+                ) => {
+                    assert_eq!(a, b)
+                }
+                (Err(ConfigError::Parse(a)), Err(ConfigError::Parse(b))) => {
+                    assert_eq!(a.path, b.path)
+                }
+                (file, text) => panic!("{toml:?}: from a file {file:?}, as text {text:?}"),
+            }
+        }
     }
 
     #[test]

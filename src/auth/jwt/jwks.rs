@@ -653,5 +653,7 @@ fn set_key(value: serde_json::Value) -> Result<SetKey, &'static str> {
     })
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzz;
 #[cfg(test)]
 mod tests;
