@@ -35,8 +35,12 @@ pub fn request_path(data: &[u8]) {
     let Ok(text) = String::from_utf8(decoded) else {
         panic!("{shown:?} passed but is not UTF-8 once decoded");
     };
+    // What a server or PHP could read as structure: ASCII control characters (NUL, CR,
+    // LF, ...) and backslashes. (Other Unicode, C1 controls included, is only text in a
+    // route name: the fuzzer's first find was a U+0089 that this target, not the check,
+    // got wrong.)
     assert!(
-        !text.chars().any(|c| c.is_control() || c == '\\'),
+        !text.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\'),
         "{shown:?} passed with a control character or backslash once decoded"
     );
     // A server resolves dot segments: what passes must have none to resolve.
