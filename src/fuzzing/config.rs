@@ -112,6 +112,19 @@ fn store_passwords(text: &str) -> Vec<String> {
             .filter(|(k, _)| k.to_ascii_lowercase().contains("password"))
             .map(|(_, v)| v.into_owned()),
     );
+    // The rest of the URL as the url crate reads it (it drops tabs and newlines, so the
+    // text may spell a password elsewhere, e.g. in the fragment, that the URL's
+    // password only equals once read).
+    let mut rest = parsed.clone();
+    let _ = rest.set_password(None);
+    rest.set_query(None);
+    others.push(rest.to_string());
+    for (k, v) in parsed.query_pairs() {
+        if !k.to_ascii_lowercase().contains("password") {
+            others.push(v.into_owned());
+        }
+        others.push(k.into_owned());
+    }
     passwords.retain(|p| {
         p.len() >= 6
             && text.matches(p.as_str()).count() == 1
