@@ -11,8 +11,11 @@
 //!   most once a second, so no request waits on a store that is known to be failing;
 //! - an invalidation is never undone: a load that was in flight when `invalidate` ran
 //!   may answer the request that started it, but is never served to a later lookup
-//!   (each front shard counts invalidations; a slot remembers the count its load began
-//!   under, and one loaded under an older count is dropped instead of served).
+//!   (each front shard counts invalidations and remembers, per id, the count of its
+//!   last one; a slot remembers the count its load began under, and one loaded before
+//!   its own id's last invalidation is dropped instead of served). Invalidating one id
+//!   never costs another id its entry: while the store is down, a key revoked meanwhile
+//!   does not make the site's other keys unavailable.
 //!
 //! Errors are never cached: the next lookup tries the store again.
 //!
@@ -260,8 +263,8 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
         // A round repeats only when what it found was loaded before an invalidation
         // this caller has seen (it joined a load already in flight).
         for _ in 0..3 {
-            let generation = self.front.generation(id);
-            if let Round::Done(value) = self.lookup(id, generation, &load).await? {
+            let (generation, seen) = self.front.stamp(id);
+            if let Round::Done(value) = self.lookup(id, generation, seen, &load).await? {
                 return Ok(value);
             }
         }
@@ -273,15 +276,23 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
             .map_err(Arc::new)
     }
 
-    async fn lookup<E, L, F>(&self, id: &str, generation: u64, load: &L) -> Result<Round<V>, Arc<E>>
+    /// One round: `generation` is the count a load started now runs under, `seen` the
+    /// count of the last invalidation of `id` this caller knows of.
+    async fn lookup<E, L, F>(
+        &self,
+        id: &str,
+        generation: u64,
+        seen: u64,
+        load: &L,
+    ) -> Result<Round<V>, Arc<E>>
     where
         E: Send + Sync + 'static,
         L: Fn() -> F,
         F: Future<Output = Result<Option<V>, E>> + Send + 'static,
     {
         if let Some(slot) = self.inner.get(id).await {
-            if slot.generation < generation {
-                // Loaded before an invalidation: never served again.
+            if slot.generation < seen {
+                // Loaded before an invalidation of this id: never served again.
                 self.discard(id, &slot).await;
             } else {
                 let now = Instant::now();
@@ -313,8 +324,9 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
                 loading.await.map(|found| Slot::loaded(found, generation))
             })
             .await?;
-        if slot.generation < generation {
-            // This caller joined a load that began before an invalidation it has seen.
+        if slot.generation < seen {
+            // This caller joined a load that began before an invalidation of this id
+            // that it has seen.
             self.discard(id, &slot).await;
             return Ok(Round::Again);
         }
@@ -369,7 +381,7 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
                 let current = current.map(|c| c.into_value());
                 if let Some(slot) = &current {
                     // Someone else reloaded it, or gave up on the store a moment ago.
-                    if slot.generation >= generation
+                    if !front.invalidated_since(id, slot.generation)
                         && (lifetimes.is_fresh(slot, now) || slot.retry.is_some())
                     {
                         return Op::Nop;
@@ -378,7 +390,7 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
                 match loading.await {
                     Ok(found) => {
                         let slot = Slot::loaded(found, generation);
-                        if front.generation(id) != generation {
+                        if front.invalidated_since(id, generation) {
                             // Invalidated while loading: this caller gets what it
                             // read, nothing is kept.
                             *uncached_ref = Some(entry_value(slot.entry));
@@ -394,10 +406,12 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
                         *failure_ref = Some(e);
                         match current {
                             // Keep answering with the stale value for now.
-                            Some(stale) if stale.generation >= generation => Op::Put(Slot {
-                                retry: Retry::after_failure(),
-                                ..stale
-                            }),
+                            Some(stale) if !front.invalidated_since(id, stale.generation) => {
+                                Op::Put(Slot {
+                                    retry: Retry::after_failure(),
+                                    ..stale
+                                })
+                            }
                             // Invalidated meanwhile (a write): never bring it back.
                             _ => Op::Nop,
                         }
@@ -452,7 +466,7 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
                 .entry_by_ref(id_ref)
                 .and_compute_with(|current| {
                     let same = current.is_some_and(|c| c.value().same_load(&stale))
-                        && front_ref.generation(id_ref) == stale.generation;
+                        && !front_ref.invalidated_since(id_ref, stale.generation);
                     std::future::ready(if same { Op::Put(next) } else { Op::Nop })
                 })
                 .await;
@@ -508,11 +522,34 @@ const FRONT_SHARDS: usize = 16;
 
 type Shard<V> = RwLock<ShardMap<V>>;
 
+/// How many ids' last invalidation a front shard remembers; past it, the shard forgets
+/// them all and treats every id as invalidated at its current count (each entry loaded
+/// before then is loaded again once).
+const INVALIDATIONS_KEPT: usize = 4096;
+
 struct ShardMap<V> {
     map: HashMap<Box<str>, Slot<V>, foldhash::fast::RandomState>,
-    /// How many invalidations reached this shard: a slot loaded under an older count
-    /// is never put here (see `LookupCache::invalidate`).
+    /// How many invalidations reached this shard: the count a load starting now runs
+    /// under.
     generation: u64,
+    /// Each recently invalidated id and the count its last invalidation made: a slot of
+    /// that id loaded under an older count is never served or put here (see
+    /// `LookupCache::invalidate`).
+    invalidated: HashMap<Box<str>, u64, foldhash::fast::RandomState>,
+    /// Every id not in `invalidated` was last invalidated at this count or before.
+    floor: u64,
+}
+
+impl<V> ShardMap<V> {
+    /// Whether `id` was invalidated after a load that began under `generation`.
+    fn invalidated_since(&self, id: &str, generation: u64) -> bool {
+        self.last_invalidation(id) > generation
+    }
+
+    /// The count `id`'s last invalidation made (or a count no older).
+    fn last_invalidation(&self, id: &str) -> u64 {
+        self.invalidated.get(id).copied().unwrap_or(self.floor)
+    }
 }
 
 /// The read side of a `LookupCache`: moka's entries, in shards behind read-write locks.
@@ -537,6 +574,8 @@ impl<V> Front<V> {
                     RwLock::new(ShardMap {
                         map: HashMap::default(),
                         generation: 0,
+                        invalidated: HashMap::default(),
+                        floor: 0,
                     })
                 })
                 .collect(),
@@ -561,21 +600,31 @@ impl<V> Front<V> {
         shard.map.get(id).cloned()
     }
 
-    /// The invalidation count a load of `id` starting now runs under.
-    fn generation(&self, id: &str) -> u64 {
+    /// The invalidation count a load of `id` starting now runs under, and the count of
+    /// `id`'s own last invalidation.
+    fn stamp(&self, id: &str) -> (u64, u64) {
+        let shard = self
+            .shard(id)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        (shard.generation, shard.last_invalidation(id))
+    }
+
+    /// Whether `id` was invalidated after a load that began under `generation`.
+    fn invalidated_since(&self, id: &str, generation: u64) -> bool {
         self.shard(id)
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .generation
+            .invalidated_since(id, generation)
     }
 
-    /// Puts `slot` here, unless `id`'s shard was invalidated since its load began.
+    /// Puts `slot` here, unless `id` was invalidated since its load began.
     fn insert(&self, id: &str, slot: &Slot<V>, now: Instant) {
         let mut shard = self
             .shard(id)
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if slot.generation != shard.generation {
+        if shard.invalidated_since(id, slot.generation) {
             return;
         }
         if shard.map.len() >= self.shard_cap && !shard.map.contains_key(id) {
@@ -595,6 +644,13 @@ impl<V> Front<V> {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         shard.generation += 1;
+        if shard.invalidated.len() >= INVALIDATIONS_KEPT && !shard.invalidated.contains_key(id) {
+            shard.floor = shard.generation;
+            shard.invalidated.clear();
+        } else {
+            let generation = shard.generation;
+            shard.invalidated.insert(id.into(), generation);
+        }
         shard.map.remove(id);
     }
 
@@ -613,6 +669,8 @@ impl<V> Front<V> {
         for shard in self.shards.iter() {
             let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
             shard.generation += 1;
+            shard.floor = shard.generation;
+            shard.invalidated.clear();
             shard.map.clear();
         }
     }
@@ -962,6 +1020,37 @@ mod tests {
             Some(&2)
         );
         assert_eq!(cache.peek("k").as_deref(), Some(&2));
+    }
+
+    #[tokio::test]
+    async fn invalidating_one_id_leaves_the_others_served_while_the_store_fails() {
+        let cache = test_cache::<u32>(
+            1000,
+            Duration::from_millis(50),
+            Duration::from_millis(50),
+            Duration::from_secs(60),
+        );
+        // Enough ids that many share a front shard with the one invalidated.
+        let ids: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let v = u32::try_from(i).unwrap();
+            cache
+                .get_or_load(id, move || async move { Ok::<_, &str>(Some(v)) })
+                .await
+                .unwrap();
+        }
+        cache.invalidate("k0").await;
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let down = || async { Err::<Option<u32>, _>("down") };
+        assert!(cache.get_or_load("k0", down).await.is_err());
+        for (i, id) in ids.iter().enumerate().skip(1) {
+            let v = cache.get_or_load(id, down).await;
+            assert_eq!(
+                v.ok().flatten().as_deref(),
+                Some(&u32::try_from(i).unwrap()),
+                "{id} lost its stale value"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
