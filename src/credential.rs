@@ -18,6 +18,19 @@ pub const CLIENT_CREDENTIAL_HEADERS: [HeaderName; 5] = [
     HeaderName::from_static("x-wp-nonce"),
 ];
 
+/// Headers the gateway sets or rewrites on every forwarded request (or HTTP framing):
+/// nothing else may write them, not even a site's `header` credential.
+pub const GATEWAY_HEADERS: [&str; 8] = [
+    "host",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
+
 /// A header the gateway owns on the way to a site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReservedHeader {
@@ -39,10 +52,7 @@ impl ReservedHeader {
             | "x-api-key"
             | "x-wp-nonce"
             | "x-website-id" => Some(ReservedHeader::Client),
-            "host" | "x-request-id" | "x-forwarded-for" | "x-forwarded-proto"
-            | "x-forwarded-host" | "content-length" | "transfer-encoding" | "connection" => {
-                Some(ReservedHeader::Gateway)
-            }
+            other if GATEWAY_HEADERS.contains(&other) => Some(ReservedHeader::Gateway),
             _ => None,
         }
     }

@@ -247,7 +247,7 @@ pub fn run(
             crate::fleet::follow::run(
                 Arc::clone(&fleet),
                 poll,
-                Some(Arc::new(move || tokens.forget_all())),
+                Some(Arc::new(move |id: Option<&str>| tokens.forget(id))),
             )
         }
     }));

@@ -11,6 +11,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use utoipa::IntoParams;
 
 /// Page size when `limit` is not given, and the largest accepted.
@@ -32,13 +33,31 @@ pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     Ok(limit)
 }
 
+/// For an optional body field: absent is `None`; `null` is refused like any value of
+/// the wrong type (the description says the field is a string, not null).
+pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// The `{id}` of a site route; it documents itself in the OpenAPI description.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct SitePath {
     /// Site id
-    #[param(value_type = String)]
+    #[param(schema_with = super::schema::site_id, required = true)]
     pub id: SiteId,
+}
+
+/// The `{key_id}` of a key route, as the OpenAPI description shows it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct KeyIdParam {
+    /// Key id (the 12 characters after `wpg_`)
+    #[param(schema_with = super::schema::key_id, required = true)]
+    #[allow(dead_code)]
+    key_id: String,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for SitePath {
@@ -60,8 +79,10 @@ impl<S: Send + Sync> FromRequestParts<S> for KeyIdPath {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let raw = path_param(parts, state).await?;
         if !crate::auth::api_key::is_key_id(&raw) {
-            return Err(ApiError::invalid(
-                "key_id: 12 characters of [a-z0-9], the part after wpg_",
+            // No key has such an id (12 characters of [a-z0-9]): there is nothing there.
+            return Err(ApiError::with(
+                ErrorCode::AdminNotFound,
+                "no such key: a key id is 12 characters of [a-z0-9], the part after wpg_",
             ));
         }
         Ok(KeyIdPath(raw))
@@ -91,11 +112,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 ApiError::invalid(format!("cannot read the body: {}", e.body_text()))
             }
         })?;
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
+        // No body, or `null`: no fields (a body every field of which is optional).
+        let text: &[u8] =
+            if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
+                b"{}"
+            } else {
+                &bytes
+            };
         let de = &mut serde_json::Deserializer::from_slice(text);
         serde_path_to_error::deserialize(de)
             .map(ApiJson)
@@ -142,17 +165,23 @@ impl IfMatch {
             (Some(v), None) => v.to_str().unwrap_or(""),
             (Some(_), Some(_)) => return Err(ApiError::invalid("If-Match: send one ETag")),
         };
+        // Exactly `IF_MATCH_PATTERN`: `"3"`, `W/"3"` or `3`.
         let tag = raw.trim();
         let tag = tag.strip_prefix("W/").unwrap_or(tag);
         let tag = tag
             .strip_prefix('"')
             .and_then(|t| t.strip_suffix('"'))
             .unwrap_or(tag);
-        tag.parse::<i64>().map(IfMatch).map_err(|_| {
-            ApiError::invalid(format!(
-                "If-Match: {raw:?} is not an ETag of this API (e.g. \"3\")"
-            ))
-        })
+        let digits = (1..=18).contains(&tag.len()) && tag.bytes().all(|b| b.is_ascii_digit());
+        digits
+            .then(|| tag.parse::<i64>().ok())
+            .flatten()
+            .map(IfMatch)
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "If-Match: {raw:?} is not an ETag of this API (e.g. \"3\")"
+                ))
+            })
     }
 
     /// Refuses a change to `record` when it moved past the version the caller read.

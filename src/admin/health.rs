@@ -34,7 +34,7 @@ pub struct HealthView {
 }
 
 impl HealthView {
-    fn new(site_id: &SiteId, report: Option<HealthReport>) -> Self {
+    pub fn new(site_id: &SiteId, report: Option<HealthReport>) -> Self {
         match report {
             Some(r) => HealthView {
                 site_id: site_id.to_string(),

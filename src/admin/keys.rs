@@ -1,26 +1,29 @@
-//! `/admin/v1/sites/{id}/keys`, `/admin/v1/keys/{key_id}/revoke`,
-//! `/admin/v1/keys/{key_id}/rotate` and `/admin/v1/audit`.
+//! `/admin/v1/sites/{id}/keys`, `/admin/v1/keys/{key_id}/revoke` and
+//! `/admin/v1/keys/{key_id}/rotate`.
 
 use super::context::Caller;
-use super::extract::{page_limit, site_id, ApiJson, ApiQuery, KeyIdPath, SitePath};
+use super::extract::{present, ApiJson, KeyIdParam, KeyIdPath, SitePath};
 use super::openapi::ErrorEnvelope;
 use super::respond::{json_reply, ApiError};
 use super::state::AdminState;
-use super::views::{AuditEntryView, IssuedKeyView, KeyView, RotatedKeyView};
-use crate::site::SiteId;
+use super::views::{IssuedKeyView, KeyView, RotatedKeyView};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssueKey {
     /// A note for operators, e.g. who the key is for.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::schema::text)]
     label: Option<String>,
     /// Lifetime, e.g. `30d`, `12h` (default: no expiry).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::schema::duration)]
     expires_in: Option<String>,
 }
 
@@ -28,6 +31,8 @@ pub struct IssueKey {
 #[serde(deny_unknown_fields)]
 pub struct RevokeKey {
     /// Keep accepting the key this much longer, e.g. `1h` (default: refused at once).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::schema::duration)]
     grace: Option<String>,
 }
 
@@ -36,6 +41,8 @@ pub struct RevokeKey {
 pub struct RotateKey {
     /// How long the old key keeps being accepted, e.g. `1h`; `0s` refuses it at once
     /// (default: `24h`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::schema::duration)]
     grace: Option<String>,
 }
 
@@ -44,23 +51,22 @@ pub struct KeyList {
     pub keys: Vec<KeyView>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct AuditQuery {
-    /// Only the entries about this site (its keys included).
-    site: Option<String>,
-    /// How many, newest first: 1-1000 (default 100).
-    limit: Option<u32>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditList {
-    pub entries: Vec<AuditEntryView>,
-}
-
+/// A duration as the admin API takes it (`schema::DURATION`): 1-6 digits and a unit.
 fn duration(field: &str, raw: &str) -> Result<Duration, ApiError> {
-    humantime::parse_duration(raw)
-        .map_err(|e| ApiError::invalid(format!("{field}: {e} (examples: 30d, 12h, 90s)")))
+    let parsed = [("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+        .into_iter()
+        .find_map(|(unit, seconds)| {
+            let digits = raw.strip_suffix(unit)?;
+            let ok = (1..=6).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+            ok.then(|| digits.parse::<u64>().ok().map(|n| n * seconds))
+                .flatten()
+        });
+    parsed.map(Duration::from_secs).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{field}: {raw:?} is not a duration: digits and a unit, s, m, h or d \
+             (examples: 30d, 12h, 90s)"
+        ))
+    })
 }
 
 /// Issue an API key for a site. The answer holds the whole key: the only time it is shown.
@@ -138,7 +144,7 @@ pub async fn list_keys(
     post,
     path = "/admin/v1/keys/{key_id}/revoke",
     tag = "keys",
-    params(("key_id" = String, Path, description = "Key id (the 12 characters after wpg_)")),
+    params(KeyIdParam),
     request_body(content = Option<RevokeKey>, description = "Optional"),
     responses(
         (status = 200, body = KeyView),
@@ -174,10 +180,11 @@ pub async fn revoke_key(
     post,
     path = "/admin/v1/keys/{key_id}/rotate",
     tag = "keys",
-    params(("key_id" = String, Path, description = "Key id (the 12 characters after wpg_)")),
+    params(KeyIdParam),
     request_body(content = Option<RotateKey>, description = "Optional"),
     responses(
         (status = 201, body = RotatedKeyView),
+        (status = 409, description = "The key is already revoked or has expired: issue a new one", body = ErrorEnvelope),
         (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope),
@@ -206,35 +213,4 @@ pub async fn rotate_key(
         replaces: KeyView::from(&rotated.old),
     };
     Ok(no_store(json_reply(StatusCode::CREATED, &view)))
-}
-
-/// The audit log, newest first.
-#[utoipa::path(
-    get,
-    path = "/admin/v1/audit",
-    tag = "audit",
-    params(AuditQuery),
-    responses(
-        (status = 200, body = AuditList),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-    )
-)]
-pub async fn list_audit(
-    State(state): State<AdminState>,
-    ApiQuery(q): ApiQuery<AuditQuery>,
-) -> Result<Response, ApiError> {
-    let limit = page_limit(q.limit)?;
-    let site = q.site.as_deref().map(|s| site_id(s, "site")).transpose()?;
-    let records = state
-        .fleet
-        .store()
-        .list_audit(site.as_ref().map(SiteId::as_str), limit)
-        .await?;
-    Ok(json_reply(
-        StatusCode::OK,
-        &AuditList {
-            entries: records.iter().map(AuditEntryView::from).collect(),
-        },
-    ))
 }

@@ -10,6 +10,7 @@
 //! what they share — request context and authentication (`context`), extractors
 //! (`extract`), replies and the error mapping (`respond`) — never imports them back.
 
+pub mod audit;
 mod context;
 mod extract;
 pub mod failures;
@@ -19,9 +20,12 @@ pub mod listener;
 mod openapi;
 pub mod ops;
 mod respond;
+mod schema;
+pub mod site_policy;
 pub mod sites;
 mod state;
 pub mod token;
+pub mod tokens;
 pub mod views;
 
 pub use respond::ApiError;
@@ -68,25 +72,34 @@ fn documented() -> OpenApiRouter<AdminState> {
         .routes(routes!(sites::set_credential))
         .routes(routes!(sites::set_routes))
         .routes(routes!(sites::set_cors))
+        .routes(routes!(site_policy::set_auth))
+        .routes(routes!(site_policy::set_health_settings))
         .routes(routes!(keys::issue_key, keys::list_keys))
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::rotate_key))
-        .routes(routes!(keys::list_audit))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(health::site_health))
         .routes(routes!(health::test_site))
         .routes(routes!(ops::reload))
         .routes(routes!(ops::keyring_status))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
         .routes(routes!(openapi::openapi_json))
 }
 
 /// The OpenAPI description of the admin API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented().into_openapi()
+    let mut doc = documented().into_openapi();
+    openapi::add_common_responses(&mut doc);
+    openapi::add_schema_rules(&mut doc);
+    doc
 }
 
 /// The `/admin/v1` router: every route authenticated, errors in one JSON shape.
 fn api_router(state: AdminState) -> Router {
-    let (routes, doc) = documented().split_for_parts();
+    let (routes, mut doc) = documented().split_for_parts();
+    openapi::add_common_responses(&mut doc);
+    openapi::add_schema_rules(&mut doc);
     routes
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -180,6 +193,7 @@ mod tests {
     fn concrete(path: &str) -> String {
         path.replace("{id}", "shop")
             .replace("{key_id}", "abcdefghijkl")
+            .replace("{token_id}", "abcdefghijkl")
     }
 
     #[tokio::test]
@@ -215,6 +229,11 @@ mod tests {
             "PUT /admin/v1/sites/{id}/credential",
             "PUT /admin/v1/sites/{id}/routes",
             "PUT /admin/v1/sites/{id}/cors",
+            "PUT /admin/v1/sites/{id}/auth",
+            "PUT /admin/v1/sites/{id}/health-settings",
+            "GET /admin/v1/tokens",
+            "POST /admin/v1/tokens",
+            "POST /admin/v1/tokens/{token_id}/revoke",
             "POST /admin/v1/sites/{id}/keys",
             "GET /admin/v1/sites/{id}/keys",
             "POST /admin/v1/keys/{key_id}/revoke",

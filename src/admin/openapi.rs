@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "keys", description = "Client API keys"),
         (name = "health", description = "Site health: the latest check, or one now"),
         (name = "audit", description = "Who changed what"),
+        (name = "tokens", description = "The admin API's own bearer tokens"),
         (name = "operations", description = "Reload the configuration and keyring; keyring status"),
         (name = "meta", description = "This description"),
     )
@@ -63,6 +64,91 @@ struct ErrorBodyDoc {
     /// characters`.
     message: String,
     request_id: String,
+}
+
+/// Adds the answers every operation can give, whatever its own (authentication, the
+/// failure limit, a read token's refusal, a refused parameter or body, the store
+/// down), to each operation of `doc` after its routes are collected: no handler can
+/// forget one, and none repeats them.
+pub(super) fn add_common_responses(doc: &mut OpenApiDoc) {
+    use utoipa::openapi::path::Operation;
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let meta = path.ends_with("/openapi.json");
+        let operations: [(&str, &mut Option<Operation>); 5] = [
+            ("get", &mut item.get),
+            ("post", &mut item.post),
+            ("put", &mut item.put),
+            ("patch", &mut item.patch),
+            ("delete", &mut item.delete),
+        ];
+        for (method, op) in operations {
+            let Some(op) = op.as_mut() else { continue };
+            let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let has_body = op.request_body.is_some();
+            let mut common = vec![
+                (
+                    "401",
+                    "admin.unauthorized: no valid admin token (`WWW-Authenticate: Bearer`)",
+                ),
+                (
+                    "429",
+                    "admin.rate_limited: too many failed token checks from this address; \
+                     `Retry-After` says when to try again",
+                ),
+                ("500", "internal.error: see the gateway's log"),
+            ];
+            if !meta {
+                common.push((
+                    "503",
+                    "store.unavailable: the store does not answer; try again",
+                ));
+            }
+            if method != "get" {
+                common.push((
+                    "403",
+                    "admin.forbidden: a read token cannot change anything",
+                ));
+            }
+            if has_params || has_body {
+                common.push(("400", "admin.invalid_request: the message names the field"));
+            }
+            if has_body {
+                common.push(("413", "admin.body_too_large: the body is over 64 KiB"));
+            }
+            for (status, what) in common {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error_response(what).into());
+            }
+        }
+    }
+}
+
+/// What the derive cannot state: `UpdateSite` needs at least one field.
+pub(super) fn add_schema_rules(doc: &mut OpenApiDoc) {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    if let Some(RefOr::T(Schema::Object(update))) = components.schemas.get_mut("UpdateSite") {
+        update.min_properties = Some(1);
+    }
+}
+
+/// A documented error answer: the JSON envelope.
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                .build(),
+        )
+        .build()
 }
 
 /// This OpenAPI description (3.1).

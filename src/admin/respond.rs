@@ -129,6 +129,7 @@ impl From<FleetError> for ApiError {
             // The message names the field.
             FleetError::Text(e) => Self::invalid(e.to_string()),
             FleetError::Invalid(msg) => Self::invalid(msg),
+            FleetError::Conflict(msg) => Self::with(ErrorCode::AdminConflict, msg),
             FleetError::Unconfirmed(msg) => Self::with(ErrorCode::AdminCredentialRejected, msg),
             e @ FleetError::CredentialRequired { .. } => {
                 Self::with(ErrorCode::SiteCredentialRequired, e.to_string())

@@ -3,7 +3,7 @@
 //! origins allowed (CORS).
 
 use super::context::Caller;
-use super::extract::{page_limit, site_id, ApiJson, ApiQuery, IfMatch, SitePath};
+use super::extract::{page_limit, present, site_id, ApiJson, ApiQuery, IfMatch, SitePath};
 use super::openapi::ErrorEnvelope;
 use super::respond::{json_reply, ApiError};
 use super::state::AdminState;
@@ -22,8 +22,10 @@ use utoipa::{IntoParams, ToSchema};
 #[into_params(parameter_in = Query)]
 pub struct ListSitesQuery {
     /// Page size, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page: the last site id it held.
+    #[param(schema_with = super::schema::site_id)]
     cursor: Option<String>,
 }
 
@@ -62,6 +64,12 @@ impl From<CredentialKindBody> for CredentialKind {
 /// A secret in a request body: never printed, never returned.
 pub struct SecretText(Secret);
 
+impl SecretText {
+    pub fn into_secret(self) -> Secret {
+        self.0
+    }
+}
+
 impl std::fmt::Debug for SecretText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")
@@ -75,18 +83,81 @@ impl<'de> Deserialize<'de> for SecretText {
     }
 }
 
-/// An upstream credential. The secret is write-only: no endpoint returns it.
-#[derive(Debug, Deserialize, ToSchema)]
+/// An upstream credential. The secret is write-only: no endpoint returns it. Which
+/// fields go with which `kind` is in its OpenAPI schema (`CredentialBody`, one of four).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialBody {
     kind: CredentialKindBody,
     /// WordPress user name (`app_password`).
+    #[serde(default, deserialize_with = "present")]
     username: Option<String>,
     /// Header name (`header`), e.g. `X-Plugin-Auth`.
+    #[serde(default, deserialize_with = "present")]
     header_name: Option<String>,
     /// The application password, token or header value (not for `none`).
-    #[schema(value_type = Option<String>, format = Password)]
+    #[serde(default, deserialize_with = "present")]
     secret: Option<SecretText>,
+}
+
+impl utoipa::PartialSchema for CredentialBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use super::schema;
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let variant =
+            |kind: &str, description: &str, fields: Vec<(&str, utoipa::openapi::Object)>| {
+                let mut b = ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .description(Some(description))
+                    .property(
+                        "kind",
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .enum_values(Some([kind])),
+                    )
+                    .required("kind")
+                    .additional_properties(Some(AdditionalProperties::<
+                        utoipa::openapi::schema::Schema,
+                    >::FreeForm(false)));
+                for (name, field) in fields {
+                    b = b.property(name, field).required(name);
+                }
+                b.build()
+            };
+        OneOfBuilder::new()
+            .description(Some(
+                "An upstream credential: `kind` says which fields go with it",
+            ))
+            .item(variant(
+                "app_password",
+                "HTTP Basic with a WordPress Application Password",
+                vec![
+                    ("username", schema::username()),
+                    ("secret", schema::secret()),
+                ],
+            ))
+            .item(variant(
+                "bearer",
+                "`Authorization: Bearer <secret>`",
+                vec![("secret", schema::secret())],
+            ))
+            .item(variant(
+                "header",
+                "A plugin's own header: `<header_name>: <secret>`",
+                vec![
+                    ("header_name", schema::header_name()),
+                    ("secret", schema::secret()),
+                ],
+            ))
+            .item(variant("none", "No credential", vec![]))
+            .into()
+    }
+}
+
+impl ToSchema for CredentialBody {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "CredentialBody".into()
+    }
 }
 
 impl CredentialBody {
@@ -131,11 +202,29 @@ impl CredentialBody {
             (false, Some(_)) => Err(ApiError::invalid(
                 "credential.secret: kind none takes no secret",
             )),
-            _ => Ok(CredentialInput {
-                kind,
-                username,
-                secret,
-            }),
+            _ => {
+                // Whole here, before any store read: a bad credential is 400 whatever the
+                // site's state (the fleet checks it again when it seals it).
+                let field = match kind {
+                    CredentialKind::Header => "credential.header_name",
+                    _ => "credential.username",
+                };
+                if let Some(name) = &username {
+                    crate::site::check_text(field, name)
+                        .map_err(|e| ApiError::invalid(e.to_string()))?;
+                }
+                if let Some(secret) = &secret {
+                    crate::site::check_secret("credential.secret", secret.expose())
+                        .map_err(|e| ApiError::invalid(e.to_string()))?;
+                    crate::credential::credential_header(kind, username.as_deref(), secret)
+                        .map_err(|e| ApiError::invalid(format!("credential: {e}")))?;
+                }
+                Ok(CredentialInput {
+                    kind,
+                    username,
+                    secret,
+                })
+            }
         }
     }
 }
@@ -144,12 +233,18 @@ impl CredentialBody {
 #[serde(deny_unknown_fields)]
 pub struct CreateSite {
     /// `[A-Za-z0-9_-]{1,64}`: what clients send as X-Website-ID.
+    #[schema(schema_with = super::schema::site_id)]
     id: String,
     /// Display name (default: the id).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::schema::text)]
     name: Option<String>,
     /// Base URL of the WordPress site, http or https, optionally with a path prefix.
+    #[schema(schema_with = super::schema::upstream)]
     upstream: String,
     /// How wpgate authenticates to the site (default: none).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     credential: Option<CredentialBody>,
 }
 
@@ -160,17 +255,32 @@ pub struct CreateSite {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSite {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::schema::text)]
     name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = super::schema::upstream)]
     upstream: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     enabled: Option<bool>,
     /// A new upstream credential (write-only), sealed for the new upstream's origin.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     credential: Option<CredentialBody>,
 }
 
+/// An upstream URL as the admin API takes it: the pattern its description states
+/// (`schema::UPSTREAM`), and what the proxy can use.
 fn check_upstream(raw: &str) -> Result<(), ApiError> {
-    UpstreamTarget::parse(raw)
-        .map(|_| ())
-        .map_err(|e| ApiError::invalid(format!("upstream: {e}")))
+    UpstreamTarget::parse(raw).map_err(|e| ApiError::invalid(format!("upstream: {e}")))?;
+    if !super::schema::matches(super::schema::UPSTREAM, raw) {
+        return Err(ApiError::invalid(
+            "upstream: http or https, a host name or IPv4 address, an optional port and \
+             path prefix; no user, query or fragment (e.g. https://shop.example.com/blog)",
+        ));
+    }
+    Ok(())
 }
 
 /// A site just registered, and what to know about it.
@@ -318,7 +428,8 @@ pub async fn get_site(
     tag = "sites",
     params(
         SitePath,
-        ("If-Match" = String, Header, description = "The ETag of the site as read, e.g. \"3\""),
+        ("If-Match" = String, Header, pattern = r#"^(W/)?("[0-9]{1,18}"|[0-9]{1,18})$"#,
+            description = "The ETag of the site as read, e.g. \"3\""),
     ),
     request_body = UpdateSite,
     responses(
@@ -340,8 +451,12 @@ pub async fn update_site(
     ApiJson(body): ApiJson<UpdateSite>,
 ) -> Result<Response, ApiError> {
     let expected = IfMatch::from_headers(&headers)?;
+    // The body is checked whole before the version: a bad body is 400 whatever the site.
     if let Some(u) = &body.upstream {
         check_upstream(u)?;
+    }
+    if let Some(name) = &body.name {
+        crate::site::check_text("name", name).map_err(|e| ApiError::invalid(e.to_string()))?;
     }
     let changes = SiteChanges {
         name: body.name,
@@ -468,7 +583,7 @@ pub async fn set_credential(
     State(state): State<AdminState>,
     caller: Caller,
     SitePath { id }: SitePath,
-    axum::extract::Query(query): axum::extract::Query<CredentialQuery>,
+    ApiQuery(query): ApiQuery<CredentialQuery>,
     ApiJson(body): ApiJson<CredentialBody>,
 ) -> Result<Response, ApiError> {
     let input = body.into_input()?;
@@ -505,6 +620,7 @@ pub struct RoutesBody {
     /// `%`, `?`, `#`, backslashes or spaces, at most 256 bytes; at most 32. Matched on segment
     /// boundaries: `/xmlrpc.php` allows `/xmlrpc.php` and `/xmlrpc.php/...`. Empty: the
     /// REST API only.
+    #[schema(schema_with = super::schema::allow_paths)]
     allow_paths: Vec<String>,
 }
 
@@ -544,6 +660,7 @@ pub struct CorsBody {
     /// Origins `scheme://host[:port]`, http or https, without path, query, fragment, user
     /// or wildcard, at most 256 bytes; at most 32. Stored normalised as browsers send the
     /// `Origin` header (lower case, default port left out). Empty: none.
+    #[schema(schema_with = super::schema::allow_origins)]
     allow_origins: Vec<String>,
 }
 
@@ -573,6 +690,15 @@ pub async fn set_cors(
 ) -> Result<Response, ApiError> {
     let cors = CorsAllow::parse(&body.allow_origins)
         .map_err(|e| ApiError::invalid(format!("allow_origins: {e}")))?;
+    if let Some(o) = body
+        .allow_origins
+        .iter()
+        .find(|o| !super::schema::matches(super::schema::ORIGIN, o))
+    {
+        return Err(ApiError::invalid(format!(
+            "allow_origins: {o:?} is not http(s)://host[:port] with a host name or IPv4 address"
+        )));
+    }
     let record = state.fleet.set_cors(&id, &cors, &caller.actor).await?;
     Ok(site_reply(StatusCode::OK, &record))
 }

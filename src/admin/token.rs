@@ -182,6 +182,7 @@ impl AdminTokens {
             verified: moka::future::Cache::builder()
                 .max_capacity(1024)
                 .time_to_live(VERIFIED_TTL)
+                .support_invalidation_closures()
                 .build(),
             fingerprints: KeyHasher::new(&api_key::new_pepper()),
             hashing: Arc::new(Semaphore::new(CONCURRENT_VERIFICATIONS)),
@@ -219,6 +220,23 @@ impl AdminTokens {
     /// Forgets every verified token (tokens changed in another process).
     pub fn forget_all(&self) {
         self.verified.invalidate_all();
+    }
+
+    /// Forgets what was verified of token `id` (it changed in another process: revoked,
+    /// or just created), or of every token (`None`). Other tokens stay verified: a
+    /// token created elsewhere does not make every client pay a check again.
+    pub fn forget(&self, id: Option<&str>) {
+        let Some(id) = id else {
+            return self.forget_all();
+        };
+        let id = id.to_string();
+        if self
+            .verified
+            .invalidate_entries_if(move |_, identity| identity.token_id == id)
+            .is_err()
+        {
+            self.forget_all();
+        }
     }
 
     /// Issues a token. The returned secret is the whole token: show it once.
@@ -474,6 +492,34 @@ mod tests {
             refusal(tokens.authenticate(&store, &text).await.unwrap()),
             (Refusal::Revoked, Some(record.id.clone()))
         );
+    }
+
+    #[tokio::test]
+    async fn a_change_elsewhere_forgets_only_that_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("t.db"))
+            .await
+            .unwrap();
+        let tokens = AdminTokens::new();
+        let actor = Actor::new("test");
+        let (a, a_full) = tokens
+            .create(&store, AdminScope::Read, None, &actor)
+            .await
+            .unwrap();
+        let (_, b_full) = tokens
+            .create(&store, AdminScope::Write, None, &actor)
+            .await
+            .unwrap();
+        let (a_text, b_text) = (a_full.expose_str().unwrap(), b_full.expose_str().unwrap());
+        accepted(tokens.authenticate(&store, a_text).await.unwrap());
+        accepted(tokens.authenticate(&store, b_text).await.unwrap());
+        tokens.forget(Some(&a.id));
+        tokens.verified.run_pending_tasks().await;
+        assert!(tokens.remembered(a_text).await.is_none());
+        assert!(tokens.remembered(b_text).await.is_some());
+        tokens.forget(None);
+        tokens.verified.run_pending_tasks().await;
+        assert!(tokens.remembered(b_text).await.is_none());
     }
 
     #[tokio::test]

@@ -201,8 +201,8 @@ impl From<&AuditRecord> for AuditEntryView {
     }
 }
 
-/// An admin token, without its secret or hash (CLI only).
-#[derive(Debug, Clone, Serialize)]
+/// An admin token, without its secret or hash.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AdminTokenView {
     pub id: String,
     pub label: Option<String>,

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod check;
 pub mod key;
 pub mod keyring;
+pub mod ops;
 pub mod serve;
 pub mod site;
 pub mod store;
@@ -58,6 +59,11 @@ pub enum Command {
     /// Rotate the master keys that seal every secret in the store.
     #[command(subcommand)]
     Keyring(keyring::KeyringCommand),
+    /// Read the audit log, newest first, a page at a time.
+    Audit(ops::AuditArgs),
+    /// Ask a running gateway to re-read its configuration, keyring and certificates
+    /// (through the admin API with WPGATE_ADMIN_TOKEN, or --signal).
+    Reload(ops::ReloadArgs),
     /// Work on whole stores (copy one into another).
     #[command(subcommand)]
     Store(store::StoreCommand),
@@ -108,6 +114,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keyring(cmd) => block_on(keyring::run(&config, cmd, cli.json)),
         Command::Store(cmd) => block_on(store::run(cmd, cli.json)),
+        Command::Audit(args) => {
+            block_on(async { ops::audit(&open_fleet(&config).await?, args, cli.json).await })
+        }
+        Command::Reload(args) => block_on(ops::reload(&config, args, cli.json)),
         Command::Healthcheck { url } => block_on(check::healthcheck(&config, url.as_deref())),
     }
 }

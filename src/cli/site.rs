@@ -105,6 +105,10 @@ pub enum SiteCommand {
         #[arg(long, conflicts_with = "allow_origin")]
         reset: bool,
     },
+    /// Check a site now, from this machine, with its stored record and credential:
+    /// reachable, credential accepted, required namespaces present. Exit status 0 when
+    /// it is healthy.
+    Test { id: SiteId },
     /// Set how clients authenticate to a site (replaces its whole auth policy).
     SetAuth {
         id: SiteId,
@@ -619,6 +623,7 @@ pub(super) async fn run(
                 format!("site {id}: cors {}", cors_text(&s)),
             );
         }
+        SiteCommand::Test { id } => test(fleet, config, id, json).await?,
         SiteCommand::SetAuth { id, auth } => {
             let (policy, secret) = auth_policy(auth)?;
             let s = fleet
@@ -672,6 +677,35 @@ pub(super) async fn run(
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// `site test`: one check of the site as stored now (this process has no cache).
+async fn test(fleet: &Fleet, config: &Config, id: &SiteId, json: bool) -> anyhow::Result<()> {
+    let record = fleet.site(id).await.map_err(explain)?;
+    let target = match fleet.resolve_site(id.as_str()).await {
+        Ok(Some(site)) => crate::health::targets::probe_target(&site),
+        Ok(None) => bail!("site {id} does not exist"),
+        Err(e) => crate::health::targets::unusable_target(&record, &e)
+            .with_context(|| format!("site {id} cannot be loaded: {e}"))?,
+    };
+    let timeout = config.boot.health.timeout;
+    let client = crate::health::client(config.boot.upstream_ca_file.as_deref(), timeout)?;
+    let report = crate::health::probe(&client, &target, timeout).await;
+    let healthy = report.state == crate::health::HealthState::Healthy;
+    let view = crate::admin::health::HealthView::new(id, Some(report));
+    if json {
+        println!("{}", serde_json::to_value(&view)?);
+    } else {
+        println!("site {id}: {} ({} ms)", view.state, view.duration_ms);
+        println!("  {}", view.message);
+        if let Some(user) = &view.wordpress_user {
+            println!("  WordPress user: {user}");
+        }
+    }
+    if !healthy {
+        bail!("site {id} is {}", view.state);
     }
     Ok(())
 }

@@ -22,8 +22,9 @@ const KEEP_CHANGES: Duration = Duration::from_secs(24 * 3600);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const KEYRING_COUNTS_EVERY: Duration = Duration::from_secs(60);
 
-/// Called when admin tokens changed elsewhere (their verification cache must go).
-pub type AdminTokensChanged = Arc<dyn Fn() + Send + Sync>;
+/// Called when an admin token changed elsewhere (its id), or when any may have (`None`,
+/// after a gap in the change log): what was verified of it must be forgotten.
+pub type AdminTokensChanged = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 
 /// Follows the store's changes until the future is dropped (at shutdown).
 pub async fn run(
@@ -155,7 +156,7 @@ impl Follower {
                 self.fleet.forget_all();
                 self.origins_stale = true;
                 if let Some(hook) = &self.admin_tokens_changed {
-                    hook();
+                    hook(None);
                 }
             }
             let n = batch.changes.len();
@@ -178,7 +179,15 @@ impl Follower {
         }
         if change.kind == ChangeKind::AdminToken {
             if let Some(hook) = &self.admin_tokens_changed {
-                hook();
+                // A token created elsewhere changes nothing verified here; one revoked
+                // (or gone, or unreadable now) must not be accepted from memory.
+                let still_valid = matches!(
+                    self.fleet.store().get_admin_token(&change.id).await,
+                    Ok(Some(t)) if t.revoked_at.is_none()
+                );
+                if !still_valid {
+                    hook(Some(&change.id));
+                }
             }
         }
         self.fleet

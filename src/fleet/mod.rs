@@ -63,6 +63,10 @@ pub enum FleetError {
     Text(#[from] InvalidText),
     #[error("{0}")]
     Invalid(String),
+    /// The request is well-formed but what it names is in a state that refuses it (a
+    /// key already revoked or expired cannot be rotated).
+    #[error("{0}")]
+    Conflict(String),
     /// A new credential failed its check against the site (the old one is kept).
     #[error("{0}")]
     Unconfirmed(String),

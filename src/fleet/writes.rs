@@ -588,12 +588,12 @@ impl Fleet {
             .ok_or_else(|| StoreError::NotFound(format!("key {key_id}")))?;
         let now = crate::time::now_unix();
         if old.revoked_at.is_some() {
-            return Err(FleetError::Invalid(format!(
+            return Err(FleetError::Conflict(format!(
                 "key {key_id} is already revoked: issue a new key instead (`key issue`)"
             )));
         }
         if old.expires_at.is_some_and(|e| e <= now) {
-            return Err(FleetError::Invalid(format!(
+            return Err(FleetError::Conflict(format!(
                 "key {key_id} has expired: issue a new key instead (`key issue`)"
             )));
         }

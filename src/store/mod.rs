@@ -32,6 +32,41 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Which audit entries to read: newest first, at most `limit`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditPage<'a> {
+    /// Only the entries about this site (its keys included).
+    pub site_id: Option<&'a str>,
+    /// Only entries at or after this time (unix seconds).
+    pub since: Option<i64>,
+    /// Only entries older than this one (its id): the cursor of the next page.
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// One page of the audit log and the cursor of the next (the `before` that reads it;
+/// `None` on the last page).
+pub async fn read_audit(
+    store: &dyn Store,
+    page: &AuditPage<'_>,
+) -> Result<(Vec<AuditRecord>, Option<i64>), StoreError> {
+    // One more than asked tells whether another page follows.
+    let mut entries = store
+        .audit_page(&AuditPage {
+            limit: page.limit.saturating_add(1),
+            ..*page
+        })
+        .await?;
+    let more = entries.len() > page.limit as usize;
+    entries.truncate(page.limit as usize);
+    let next = if more {
+        entries.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok((entries, next))
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks the store answers.
@@ -119,7 +154,18 @@ pub trait Store: Send + Sync + 'static {
         &self,
         site_id: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<AuditRecord>, StoreError>;
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.audit_page(&AuditPage {
+            site_id,
+            since: None,
+            before: None,
+            limit,
+        })
+        .await
+    }
+
+    /// One page of the audit log, newest first.
+    async fn audit_page(&self, page: &AuditPage<'_>) -> Result<Vec<AuditRecord>, StoreError>;
 
     async fn create_admin_token(
         &self,

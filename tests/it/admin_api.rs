@@ -422,10 +422,13 @@ async fn credentials_and_keys_take_effect_at_once_and_are_audited() {
     )
     .await
     .assert_error(404, "admin.not_found");
+    call(&gw, Method::POST, "/admin/v1/keys/x/revoke", &token, None)
+        .await
+        .assert_error(404, "admin.not_found");
     call(
         &gw,
         Method::POST,
-        "/admin/v1/keys/x/revoke",
+        "/admin/v1/keys/abcdefghijkl/revoke",
         &token,
         Some(json!({"grace": "soon"})),
     )

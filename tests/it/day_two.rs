@@ -255,7 +255,7 @@ async fn rotate_keeps_the_old_key_through_its_grace_in_one_audited_step() {
         .await
         .assert_error(401, "auth.invalid_credentials");
     gw.get_as("blog", &last.full, path).await.assert_ok();
-    // A revoked key: 400; an unknown one: 404.
+    // A revoked key: 409 (it is in no state to rotate); an unknown one: 404.
     let a = gw
         .admin_call(
             Method::POST,
@@ -264,7 +264,7 @@ async fn rotate_keeps_the_old_key_through_its_grace_in_one_audited_step() {
             None,
         )
         .await;
-    a.assert_error(400, "admin.invalid_request");
+    a.assert_error(409, "admin.conflict");
     let a = gw
         .admin_call(
             Method::POST,

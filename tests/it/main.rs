@@ -20,6 +20,8 @@ mod hardening_admin;
 mod hardening_delegated;
 mod hardening_origin;
 mod hardening_request;
+mod openapi_conformance;
+mod parity;
 mod proxy_auth;
 mod proxy_cors;
 mod proxy_jwt;

@@ -47,7 +47,7 @@ pub struct Queries {
 
     /// (at, actor, action, target, site_id, request_id, detail)
     pub insert_audit: String,
-    /// (site id or NULL, site id or NULL, limit), newest first
+    /// (site id or NULL, site id or NULL, since (unix s), before id, limit), newest first
     pub audit_newest: String,
     /// (after id, limit), oldest first
     pub audit_after: String,
@@ -175,7 +175,8 @@ impl Queries {
             ),
             audit_newest: r(&format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit_log \
-                 WHERE (CAST(? AS TEXT) IS NULL OR site_id = ?) ORDER BY id DESC LIMIT ?"
+                 WHERE (CAST(? AS TEXT) IS NULL OR site_id = ?) AND at >= ? AND id < ? \
+                 ORDER BY id DESC LIMIT ?"
             )),
             audit_after: r(&format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?"

@@ -11,9 +11,9 @@ use super::{
     bounded, is_foreign_key_violation, is_unique_violation, sealed_by_kinds, Backend, SqlStore,
 };
 use crate::store::{
-    trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord, ChangeEvent, ChangeKind,
-    ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot, SealedValue, SiteRecord, Store,
-    StoreError,
+    trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditPage, AuditRecord, ChangeEvent,
+    ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot, SealedValue,
+    SiteRecord, Store, StoreError,
 };
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Transaction, Type};
@@ -382,16 +382,14 @@ where
         .await
     }
 
-    async fn list_audit(
-        &self,
-        site_id: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
+    async fn audit_page(&self, page: &AuditPage<'_>) -> Result<Vec<AuditRecord>, StoreError> {
         self.call(async move {
             sqlx::query_as(&self.sql.audit_newest)
-                .bind(site_id)
-                .bind(site_id)
-                .bind(i64::from(limit))
+                .bind(page.site_id)
+                .bind(page.site_id)
+                .bind(page.since.unwrap_or(i64::MIN))
+                .bind(page.before.unwrap_or(i64::MAX))
+                .bind(i64::from(page.limit))
                 .fetch_all(self.backend.pool())
                 .await
                 .map_err(B::unavailable)
