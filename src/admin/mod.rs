@@ -6,7 +6,8 @@
 //!
 //! The admin API is one axum router, every route documented in the OpenAPI description
 //! it serves at `/admin/v1/openapi.json` (both come from the same `routes!` calls below,
-//! so they cannot drift). Handlers live by resource (`sites`, `keys`, `health`, `ops`);
+//! so they cannot drift). Handlers live by resource (`sites`, `onboard` for bulk import
+//! and export, `keys`, `health`, `ops`);
 //! what they share — request context and authentication (`context`), extractors
 //! (`extract`), replies and the error mapping (`respond`) — never imports them back.
 
@@ -16,6 +17,7 @@ pub mod failures;
 pub mod health;
 pub mod keys;
 pub mod listener;
+pub mod onboard;
 mod openapi;
 pub mod ops;
 mod respond;
@@ -68,6 +70,8 @@ fn documented() -> OpenApiRouter<AdminState> {
         .routes(routes!(sites::set_credential))
         .routes(routes!(sites::set_routes))
         .routes(routes!(sites::set_cors))
+        .routes(routes!(onboard::import_sites))
+        .routes(routes!(onboard::export_sites))
         .routes(routes!(keys::issue_key, keys::list_keys))
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::rotate_key))
@@ -215,6 +219,8 @@ mod tests {
             "PUT /admin/v1/sites/{id}/credential",
             "PUT /admin/v1/sites/{id}/routes",
             "PUT /admin/v1/sites/{id}/cors",
+            "POST /admin/v1/import/sites",
+            "GET /admin/v1/export/sites",
             "POST /admin/v1/sites/{id}/keys",
             "GET /admin/v1/sites/{id}/keys",
             "POST /admin/v1/keys/{key_id}/revoke",
