@@ -84,7 +84,12 @@ fn print_report(r: &ImportReport, json: bool) {
         println!("{create} {} (line {})", s.id, s.line);
     }
     for s in &r.updated {
-        println!("{update} {} (line {}): {}", s.id, s.line, s.fields.join(", "));
+        println!(
+            "{update} {} (line {}): {}",
+            s.id,
+            s.line,
+            s.fields.join(", ")
+        );
     }
     if r.dry_run {
         for s in &r.unchanged {
@@ -92,13 +97,17 @@ fn print_report(r: &ImportReport, json: bool) {
         }
     }
     let total = r.created.len() + r.updated.len() + r.unchanged.len();
+    let (created, updated, note) = if r.dry_run {
+        ("to create", "to update", " (dry run: nothing written)")
+    } else {
+        ("created", "updated", "")
+    };
     println!(
-        "{total} site{}: {} {create}, {} {update}, {} unchanged{}",
+        "{total} site{}: {} {created}, {} {updated}, {} unchanged{note}",
         if total == 1 { "" } else { "s" },
         r.created.len(),
         r.updated.len(),
         r.unchanged.len(),
-        if r.dry_run { " (dry run: nothing written)" } else { "" }
     );
 }
 

@@ -2,8 +2,8 @@
 //! error names the key and where its value came from.
 
 use super::file::FileConfig;
-use figment::providers::{Data, Env, Format, Serialized, Toml};
 use crate::site::SiteId;
+use figment::providers::{Data, Env, Format, Serialized, Toml};
 use figment::Figment;
 use http::{HeaderName, HeaderValue};
 use std::net::SocketAddr;
@@ -645,9 +645,9 @@ impl Validator<'_> {
             }
             return Ok(None);
         };
-        let default_site: SiteId = raw.parse().map_err(|e| {
-            self.invalid("legacy.default_site", format!("{e}, got {raw:?}"))
-        })?;
+        let default_site: SiteId = raw
+            .parse()
+            .map_err(|e| self.invalid("legacy.default_site", format!("{e}, got {raw:?}")))?;
         let site_header = HeaderValue::from_str(default_site.as_str())
             .map_err(|_| self.invalid("legacy.default_site", "is not a header value"))?;
         let deprecated_since = match l.deprecated_since.as_deref() {
@@ -656,7 +656,9 @@ impl Validator<'_> {
                 let at = humantime::parse_rfc3339_weak(text.trim()).map_err(|_| {
                     self.invalid(
                         "legacy.deprecated_since",
-                        format!("must be an RFC 3339 UTC time, e.g. 2025-06-01T00:00:00Z, got {text:?}"),
+                        format!(
+                            "must be an RFC 3339 UTC time, e.g. 2025-06-01T00:00:00Z, got {text:?}"
+                        ),
                     )
                 })?;
                 let secs = match at.duration_since(std::time::UNIX_EPOCH) {
@@ -1203,7 +1205,10 @@ mod tests {
             ]
         );
         for (toml, key) in [
-            ("[legacy]\ndefault_site = \"no such/site\"\n", "legacy.default_site"),
+            (
+                "[legacy]\ndefault_site = \"no such/site\"\n",
+                "legacy.default_site",
+            ),
             ("[legacy]\ndefault_site = \"\"\n", "legacy.default_site"),
             (
                 "[legacy]\ndefault_site = \"a\"\ndeprecated_since = \"yesterday\"\n",

@@ -63,7 +63,12 @@ impl Actor {
     }
 
     /// The audit entry of a change to `site`.
-    pub(super) fn site_audit(&self, action: &str, site: &str, detail: Option<String>) -> AuditEntry {
+    pub(super) fn site_audit(
+        &self,
+        action: &str,
+        site: &str,
+        detail: Option<String>,
+    ) -> AuditEntry {
         self.audit(
             action,
             format!("site:{site}"),

@@ -95,8 +95,11 @@ mod tests {
     #[test]
     fn answers_are_marked_deprecated() {
         let mut resp = ResponseHeader::build(200, None).unwrap();
-        resp.insert_header("link", "<https://shop.example/wp-json/>; rel=\"https://api.w.org/\"")
-            .unwrap();
+        resp.insert_header(
+            "link",
+            "<https://shop.example/wp-json/>; rel=\"https://api.w.org/\"",
+        )
+        .unwrap();
         mark_deprecated(&mut resp, &legacy()).unwrap();
         assert_eq!(resp.headers["deprecation"], "@1748736000");
         let links: Vec<_> = resp.headers.get_all("link").iter().collect();

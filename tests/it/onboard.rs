@@ -13,13 +13,12 @@ use serde_json::Value;
 use crate::harness::postgres::TestDb;
 use crate::harness::records::site;
 use crate::harness::{
-    log_field, marker, metric_value, parse_metrics, poll_until, promtool_check_metrics,
-    run_within, toml_str, wpgate_command, CliOutput, Gateway, GatewayConfig, Recorded, SiteAuth,
-    Upstream,
+    log_field, marker, metric_value, parse_metrics, poll_until, promtool_check_metrics, run_within,
+    toml_str, wpgate_command, CliOutput, Gateway, GatewayConfig, Recorded, SiteAuth, Upstream,
     CHANGE_DEADLINE, CLI_DEADLINE, KEY_HEADER, SITE_HEADER,
 };
 use wpgate::config::StoreUrl;
-use wpgate::store::{self, AuditEntry, SiteWrite, Store, StoreError};
+use wpgate::store::{self, AuditEntry, SiteWrite, StoreError};
 
 const LEGACY_METRIC: &str = "wpgate_legacy_requests_total";
 /// The variables `site import-env` reads; removed from every command, then set per call.
@@ -94,15 +93,11 @@ async fn audit(gw: &Gateway, token: &str) -> Vec<Value> {
 }
 
 /// GET `path` for `site` with its key (asserting 200); the request the upstream got.
-async fn forwarded(
-    gw: &Gateway,
-    up: &Upstream,
-    site: &str,
-    key: &str,
-    path: &str,
-) -> Recorded {
+async fn forwarded(gw: &Gateway, up: &Upstream, site: &str, key: &str, path: &str) -> Recorded {
     let m = marker();
-    gw.get_as(site, key, &format!("{path}?{m}")).await.assert_ok();
+    gw.get_as(site, key, &format!("{path}?{m}"))
+        .await
+        .assert_ok();
     up.one_with(&m)
 }
 
@@ -125,7 +120,11 @@ async fn legacy_mode_sends_old_clients_to_the_default_site_authenticated_and_dep
     ));
     let shop_auth = SiteAuth::app_password("api", "abcd efgh ijkl mnop qrst uvwx");
     gw.add_site("shop", &up.url(), &shop_auth);
-    gw.add_site("blog", &up.url(), &SiteAuth::bearer("blog-token-0123456789"));
+    gw.add_site(
+        "blog",
+        &up.url(),
+        &SiteAuth::bearer("blog-token-0123456789"),
+    );
     let shop = gw.issue_key("shop", &[]);
     let blog = gw.issue_key("blog", &[]);
     let deprecated = |a: &crate::harness::Answer| {
@@ -136,6 +135,9 @@ async fn legacy_mode_sends_old_clients_to_the_default_site_authenticated_and_dep
             "{link}"
         );
     };
+
+    // (The harness's readiness probe, sent without X-Website-ID, counts too.)
+    let legacy_before = metric_value(&gw.metric_samples().await, LEGACY_METRIC, &[]).unwrap();
 
     // An old client: no X-Website-ID, shop's key (in either header). The site gets its
     // own credential, never the client's key.
@@ -156,17 +158,17 @@ async fn legacy_mode_sends_old_clients_to_the_default_site_authenticated_and_dep
     );
     let m = marker();
     let a = gw
-        .send(
-            gw.get(&format!("/wp-json/?{m}"))
-                .bearer_auth(&shop.full),
-        )
+        .send(gw.get(&format!("/wp-json/?{m}")).bearer_auth(&shop.full))
         .await;
     a.assert_ok();
     up.one_with(&m).assert_credential(&shop_auth);
 
     // Authenticated exactly as with the header: a wrong key, no key, another site's key.
     let a = gw
-        .send(gw.get("/wp-json/").header(KEY_HEADER, shop.with_wrong_secret()))
+        .send(
+            gw.get("/wp-json/")
+                .header(KEY_HEADER, shop.with_wrong_secret()),
+        )
         .await;
     a.assert_error(401, "auth.invalid_credentials");
     deprecated(&a);
@@ -206,7 +208,7 @@ async fn legacy_mode_sends_old_clients_to_the_default_site_authenticated_and_dep
     let text = gw.metrics_text().await;
     assert_eq!(
         metric_value(&parse_metrics(&text), LEGACY_METRIC, &[]),
-        Some(8.0),
+        Some(legacy_before + 8.0),
         "{text}"
     );
     let report = promtool_check_metrics(&text);
@@ -367,7 +369,8 @@ async fn import_env_adds_the_site_of_a_single_site_environment() {
     );
     out.assert_success();
     assert!(
-        out.stdout.contains("app-password for user editor, 15 chars")
+        out.stdout
+            .contains("app-password for user editor, 15 chars")
             && out.stdout.contains("taken as the site's base URL")
             && out.stdout.contains("dry run"),
         "{}",
@@ -378,7 +381,10 @@ async fn import_env_adds_the_site_of_a_single_site_environment() {
     // Refusals, each with its stable code; nothing added, no secret shown.
     let url = ("WORDPRESS_API_URL", rest_url.as_str());
     for (env, code) in [
-        (vec![("WORDPRESS_AUTH_TOKEN", token)], "import_env.missing_url"),
+        (
+            vec![("WORDPRESS_AUTH_TOKEN", token)],
+            "import_env.missing_url",
+        ),
         (vec![url], "import_env.missing_credential"),
         (
             vec![
@@ -403,7 +409,10 @@ async fn import_env_adds_the_site_of_a_single_site_environment() {
         ),
         (
             vec![
-                ("WORDPRESS_API_URL", "https://api:pw-in-the-url@x.example/wp-json"),
+                (
+                    "WORDPRESS_API_URL",
+                    "https://api:pw-in-the-url@x.example/wp-json",
+                ),
                 ("WORDPRESS_AUTH_TOKEN", token),
             ],
             "import_env.invalid_url",
@@ -471,7 +480,10 @@ async fn import_creates_sites_from_json_lines_and_csv_and_running_it_again_chang
         let mut args = vec!["site", "import", path];
         args.extend_from_slice(extra);
         let out = cli_env(&gw, &args, None, &[NEWS_ENV]);
-        assert_no_secret(&out, &["shop pass word", "blog-token-from-file", NEWS_ENV.1]);
+        assert_no_secret(
+            &out,
+            &["shop pass word", "blog-token-from-file", NEWS_ENV.1],
+        );
         out
     };
 
@@ -482,7 +494,7 @@ async fn import_creates_sites_from_json_lines_and_csv_and_running_it_again_chang
         "would create shop (line 1)",
         "would create blog (line 3)",
         "would create news (line 4)",
-        "3 sites: 3 would create, 0 would update, 0 unchanged (dry run: nothing written)",
+        "3 sites: 3 to create, 0 to update, 0 unchanged (dry run: nothing written)",
     ] {
         assert!(out.stdout.contains(line), "{line}:\n{}", out.stdout);
     }
@@ -544,7 +556,10 @@ async fn import_creates_sites_from_json_lines_and_csv_and_running_it_again_chang
     let changed = jsonl_sites(&up, &token_file)
         .replace("\"The Shop\"", "\"Shop\"")
         .replace("shop pass word", "new shop pass word")
-        .replace(&format!(",\"secret\":\"file:{}\"", token_file.display()), "");
+        .replace(
+            &format!(",\"secret\":\"file:{}\"", token_file.display()),
+            "",
+        );
     let changed_file = file(&gw, "changed.jsonl", &changed);
     let out = import(&changed_file, &["--dry-run"]);
     out.assert_success();
@@ -559,7 +574,8 @@ async fn import_creates_sites_from_json_lines_and_csv_and_running_it_again_chang
     let out = import(&changed_file, &[]);
     out.assert_success();
     assert!(
-        out.stdout.contains("updated shop (line 1): name, credential")
+        out.stdout
+            .contains("updated shop (line 1): name, credential")
             && out.stdout.contains("0 created, 1 updated, 2 unchanged"),
         "{}",
         out.stdout
@@ -588,7 +604,11 @@ async fn import_creates_sites_from_json_lines_and_csv_and_running_it_again_chang
     let csv_file = file(&gw, "more.csv", &csv);
     let out = import(&csv_file, &[]);
     out.assert_success();
-    assert!(out.stdout.contains("created shop2 (line 2)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("created shop2 (line 2)"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(show(&gw, "shop2")["name"], "Shop, two");
     assert_eq!(show(&gw, "docs")["credential"]["kind"], "none");
     // From standard input, the format said or found by content.
@@ -598,7 +618,8 @@ async fn import_creates_sites_from_json_lines_and_csv_and_running_it_again_chang
         let out = cli_env(&gw, &args, Some(&csv), &[]);
         out.assert_success();
         assert!(
-            out.stdout.contains("2 sites: 0 created, 0 updated, 2 unchanged"),
+            out.stdout
+                .contains("2 sites: 0 created, 0 updated, 2 unchanged"),
             "{}",
             out.stdout
         );
@@ -613,7 +634,9 @@ async fn import_creates_sites_from_json_lines_and_csv_and_running_it_again_chang
 fn a_bad_row_refuses_the_whole_file_with_its_line_and_nothing_is_written() {
     let gw = Gateway::prepare(GatewayConfig::default());
     let u = "http://127.0.0.1:9";
-    let ok = |id: &str| format!("{{\"id\":\"{id}\",\"upstream\":\"{u}\",\"auth\":\"bearer\",\"secret\":\"token-{id}\"}}");
+    let ok = |id: &str| {
+        format!("{{\"id\":\"{id}\",\"upstream\":\"{u}\",\"auth\":\"bearer\",\"secret\":\"token-{id}\"}}")
+    };
     let long = "n".repeat(201);
     let rows = [
         ok("a"),
@@ -650,7 +673,8 @@ fn a_bad_row_refuses_the_whole_file_with_its_line_and_nothing_is_written() {
     assert!(site_ids(&gw).is_empty(), "the good rows were written");
 
     // One bad row among good ones, in CSV (the header is line 1).
-    let csv = format!("id,upstream,auth,secret\na,{u},bearer,token-a\nb,{u},bearer,\nc,{u},none,\n");
+    let csv =
+        format!("id,upstream,auth,secret\na,{u},bearer,token-a\nb,{u},bearer,\nc,{u},none,\n");
     let path = file(&gw, "bad.csv", &csv);
     let out = gw.cli(&["site", "import", &path], None);
     out.assert_failure();
@@ -663,7 +687,8 @@ fn a_bad_row_refuses_the_whole_file_with_its_line_and_nothing_is_written() {
     assert!(site_ids(&gw).is_empty());
 
     // A file that changes a stored site and has a bad row changes nothing.
-    gw.cli(&["site", "import", "-"], Some(&ok("a"))).assert_success();
+    gw.cli(&["site", "import", "-"], Some(&ok("a")))
+        .assert_success();
     let file_text = format!(
         "{}\n{{\"id\":\"z\",\"upstream\":\"not a url\",\"auth\":\"none\"}}\n",
         ok("a").replace("token-a", "token-a2")
@@ -699,7 +724,8 @@ async fn an_export_never_holds_a_secret_and_imports_again_unchanged() {
     for l in &lines {
         for key in l.as_object().unwrap().keys() {
             assert!(
-                ["id", "name", "upstream", "auth", "username", "header_name"].contains(&key.as_str()),
+                ["id", "name", "upstream", "auth", "username", "header_name"]
+                    .contains(&key.as_str()),
                 "{l}"
             );
         }
@@ -726,7 +752,8 @@ async fn an_export_never_holds_a_secret_and_imports_again_unchanged() {
         let out = gw.cli(&["site", "import", path], None);
         out.assert_success();
         assert!(
-            out.stdout.contains("4 sites: 0 created, 0 updated, 4 unchanged"),
+            out.stdout
+                .contains("4 sites: 0 created, 0 updated, 4 unchanged"),
             "{}",
             out.stdout
         );
@@ -760,13 +787,19 @@ async fn the_admin_api_imports_and_exports_and_refuses_secret_references() {
     );
     let import = |query: &str, token: &str, content_type: &str, body: String| {
         gw.send(
-            gw.admin_request(Method::POST, &format!("/admin/v1/import/sites{query}"), token)
-                .header("content-type", content_type)
-                .body(body),
+            gw.admin_request(
+                Method::POST,
+                &format!("/admin/v1/import/sites{query}"),
+                token,
+            )
+            .header("content-type", content_type)
+            .body(body),
         )
     };
     let listed = || async {
-        let a = gw.admin_call(Method::GET, "/admin/v1/sites", &read, None).await;
+        let a = gw
+            .admin_call(Method::GET, "/admin/v1/sites", &read, None)
+            .await;
         let ids: Vec<String> = a.json().unwrap()["sites"]
             .as_array()
             .unwrap()
@@ -795,7 +828,9 @@ async fn the_admin_api_imports_and_exports_and_refuses_secret_references() {
         .filter(|e| e["action"] == "site.create")
         .collect();
     assert_eq!(creates.len(), 2);
-    assert!(creates.iter().all(|e| e["actor"] == "admin:onboarding" && e["request_id"].is_string()));
+    assert!(creates
+        .iter()
+        .all(|e| e["actor"] == "admin:onboarding" && e["request_id"].is_string()));
     let key = gw.issue_key("shop", &[]);
     forwarded(&gw, &up, "shop", &key.full, "/wp-json/")
         .await
@@ -826,10 +861,17 @@ async fn the_admin_api_imports_and_exports_and_refuses_secret_references() {
     }
     assert_eq!(listed().await, ["blog", "docs", "shop"]);
     // A bad row, a read token, an unknown format.
-    let bad = format!("{{\"id\":\"x\",\"upstream\":\"{u}\",\"auth\":\"none\",\"usrname\":\"u\"}}\n");
+    let bad =
+        format!("{{\"id\":\"x\",\"upstream\":\"{u}\",\"auth\":\"none\",\"usrname\":\"u\"}}\n");
     let a = import("", &write, "application/jsonl", bad).await;
     let err = a.assert_error(400, "admin.invalid_request");
-    assert!(err["message"].as_str().unwrap().contains("line 1: unknown field `usrname`"), "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1: unknown field `usrname`"),
+        "{err}"
+    );
     import("", &read, "application/jsonl", body.clone())
         .await
         .assert_error(403, "admin.forbidden");
@@ -840,21 +882,40 @@ async fn the_admin_api_imports_and_exports_and_refuses_secret_references() {
     // Export with a read token; never a secret.
     for (query, content_type, first) in [
         ("", "application/jsonl", "{\"id\":\"blog\""),
-        ("?format=csv", "text/csv", "id,name,upstream,auth,username,header_name\n"),
+        (
+            "?format=csv",
+            "text/csv",
+            "id,name,upstream,auth,username,header_name\n",
+        ),
     ] {
         let a = gw
-            .admin_call(Method::GET, &format!("/admin/v1/export/sites{query}"), &read, None)
+            .admin_call(
+                Method::GET,
+                &format!("/admin/v1/export/sites{query}"),
+                &read,
+                None,
+            )
             .await;
         assert_eq!(a.status, 200, "{}", a.summary());
-        assert!(a.header("content-type").unwrap().starts_with(content_type), "{a:?}");
+        assert!(
+            a.header("content-type").unwrap().starts_with(content_type),
+            "{a:?}"
+        );
         assert!(a.body.starts_with(first), "{}", a.body);
         for secret in ["api pass word", "api-bearer-token"] {
             assert!(!a.body.contains(secret), "{}", a.body);
         }
         // It imports back unchanged.
-        let ct = if query.is_empty() { "application/jsonl" } else { "text/csv" };
+        let ct = if query.is_empty() {
+            "application/jsonl"
+        } else {
+            "text/csv"
+        };
         let back = import("", &write, ct, a.body.clone()).await;
-        assert_eq!(back.json().unwrap()["unchanged"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            back.json().unwrap()["unchanged"].as_array().unwrap().len(),
+            3
+        );
     }
 
     // Documented.
@@ -889,7 +950,8 @@ fn a_thousand_sites_import_once_and_a_second_run_changes_nothing() {
     let first = started.elapsed();
     out.assert_success();
     assert!(
-        out.stdout.contains("1000 sites: 1000 created, 0 updated, 0 unchanged"),
+        out.stdout
+            .contains("1000 sites: 1000 created, 0 updated, 0 unchanged"),
         "{}",
         out.stdout
     );
@@ -898,7 +960,8 @@ fn a_thousand_sites_import_once_and_a_second_run_changes_nothing() {
     let again = started.elapsed();
     out.assert_success();
     assert!(
-        out.stdout.contains("1000 sites: 0 created, 0 updated, 1000 unchanged"),
+        out.stdout
+            .contains("1000 sites: 0 created, 0 updated, 1000 unchanged"),
         "{}",
         out.stdout
     );
@@ -930,11 +993,22 @@ fn on_postgresql_an_import_is_checked_whole_and_idempotent_too() {
     out.assert_success();
     assert!(out.stdout.contains("50 created"), "{}", out.stdout);
     let out = gw.cli(&["site", "import", "-"], Some(&text));
-    assert!(out.assert_success().stdout.contains("50 unchanged"), "{}", out.stdout);
-    let bad = format!("{}\n{{\"id\":\"pg-new\",\"upstream\":\"{u}\",\"auth\":\"bearer\"}}", text.replace("token-1\"", "token-x\""));
+    assert!(
+        out.assert_success().stdout.contains("50 unchanged"),
+        "{}",
+        out.stdout
+    );
+    let bad = format!(
+        "{}\n{{\"id\":\"pg-new\",\"upstream\":\"{u}\",\"auth\":\"bearer\"}}",
+        text.replace("token-1\"", "token-x\"")
+    );
     let out = gw.cli(&["site", "import", "-"], Some(&bad));
     out.assert_failure();
-    assert!(out.stderr.contains("line 51: secret: required"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("line 51: secret: required"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(sites(&gw).len(), 50);
 }
 
@@ -992,10 +1066,16 @@ async fn all_or_nothing(url: StoreUrl) {
         .await
         .unwrap();
     assert_eq!(written.len(), 2);
-    assert_eq!((written[1].name.as_str(), written[1].version), ("renamed", 2));
+    assert_eq!(
+        (written[1].name.as_str(), written[1].version),
+        ("renamed", 2)
+    );
     assert_eq!(s.get_site("a").await.unwrap().unwrap().version, 2);
     assert!(s.get_site("b").await.unwrap().is_some());
-    assert_eq!(s.list_audit(None, 100).await.unwrap().len(), audit_before + 2);
+    assert_eq!(
+        s.list_audit(None, 100).await.unwrap().len(),
+        audit_before + 2
+    );
     let changes = s.changes_since(change_before, 100).await.unwrap().changes;
     let ids: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["b", "a"]);

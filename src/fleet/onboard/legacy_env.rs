@@ -194,14 +194,42 @@ mod tests {
     #[test]
     fn the_base_url_is_derived_from_the_rest_url() {
         for (given, base, removed) in [
-            ("https://shop.example.com/wp-json/wp/v2", "https://shop.example.com", Some("/wp-json/wp/v2")),
-            ("https://shop.example.com/wp-json/wp/v2/", "https://shop.example.com", Some("/wp-json/wp/v2")),
-            ("https://shop.example.com/wp-json", "https://shop.example.com", Some("/wp-json")),
-            ("http://127.0.0.1:8081/blog/wp-json/", "http://127.0.0.1:8081/blog", Some("/wp-json")),
-            ("https://shop.example.com/", "https://shop.example.com", None),
-            ("https://shop.example.com/blog", "https://shop.example.com/blog", None),
+            (
+                "https://shop.example.com/wp-json/wp/v2",
+                "https://shop.example.com",
+                Some("/wp-json/wp/v2"),
+            ),
+            (
+                "https://shop.example.com/wp-json/wp/v2/",
+                "https://shop.example.com",
+                Some("/wp-json/wp/v2"),
+            ),
+            (
+                "https://shop.example.com/wp-json",
+                "https://shop.example.com",
+                Some("/wp-json"),
+            ),
+            (
+                "http://127.0.0.1:8081/blog/wp-json/",
+                "http://127.0.0.1:8081/blog",
+                Some("/wp-json"),
+            ),
+            (
+                "https://shop.example.com/",
+                "https://shop.example.com",
+                None,
+            ),
+            (
+                "https://shop.example.com/blog",
+                "https://shop.example.com/blog",
+                None,
+            ),
         ] {
-            assert_eq!(base_url(given).unwrap(), (base.to_string(), removed), "{given}");
+            assert_eq!(
+                base_url(given).unwrap(),
+                (base.to_string(), removed),
+                "{given}"
+            );
         }
         for bad in [
             "shop.example.com/wp-json",
@@ -218,25 +246,69 @@ mod tests {
     #[test]
     fn credentials_are_found_or_refused_with_a_code() {
         let url = (API_URL, "https://shop.example.com/wp-json");
-        let app = read(env(&[url, (USERNAME, "api"), (APP_PASSWORD, "abcd efgh ijkl mnop qrst uvwx\n")]), None).unwrap();
+        let app = read(
+            env(&[
+                url,
+                (USERNAME, "api"),
+                (APP_PASSWORD, "abcd efgh ijkl mnop qrst uvwx\n"),
+            ]),
+            None,
+        )
+        .unwrap();
         assert_eq!(app.credential.kind, CredentialKind::AppPassword);
-        assert_eq!(app.credential_summary(), "app-password for user api, 29 chars");
+        assert_eq!(
+            app.credential_summary(),
+            "app-password for user api, 29 chars"
+        );
         assert_eq!(app.upstream, "https://shop.example.com");
         let bearer = read(env(&[url, (USERNAME, "api"), (AUTH_TOKEN, "tok")]), None).unwrap();
         assert_eq!(bearer.credential.kind, CredentialKind::Bearer);
         assert_eq!(bearer.credential.username, None);
         assert_eq!(bearer.ignored, vec![USERNAME]);
         assert_eq!(bearer.credential_summary(), "bearer token, 3 chars");
-        let piped = read(env(&[url, (USERNAME, "api")]), Some(Secret::from_string("pw".into()))).unwrap();
+        let piped = read(
+            env(&[url, (USERNAME, "api")]),
+            Some(Secret::from_string("pw".into())),
+        )
+        .unwrap();
         assert_eq!(piped.credential.kind, CredentialKind::AppPassword);
         for (pairs, stdin, code) in [
-            (vec![(USERNAME, "api"), (APP_PASSWORD, "pw")], false, "import_env.missing_url"),
+            (
+                vec![(USERNAME, "api"), (APP_PASSWORD, "pw")],
+                false,
+                "import_env.missing_url",
+            ),
             (vec![url], false, "import_env.missing_credential"),
-            (vec![url, (APP_PASSWORD, "pw"), (AUTH_TOKEN, "t"), (USERNAME, "u")], false, "import_env.ambiguous_credential"),
-            (vec![url, (AUTH_TOKEN, "t")], true, "import_env.ambiguous_credential"),
-            (vec![url, (APP_PASSWORD, "pw")], false, "import_env.incomplete_credential"),
-            (vec![url, (USERNAME, "u")], false, "import_env.incomplete_credential"),
-            (vec![url, (AUTH_TOKEN, "  ")], false, "import_env.empty_variable"),
+            (
+                vec![
+                    url,
+                    (APP_PASSWORD, "pw"),
+                    (AUTH_TOKEN, "t"),
+                    (USERNAME, "u"),
+                ],
+                false,
+                "import_env.ambiguous_credential",
+            ),
+            (
+                vec![url, (AUTH_TOKEN, "t")],
+                true,
+                "import_env.ambiguous_credential",
+            ),
+            (
+                vec![url, (APP_PASSWORD, "pw")],
+                false,
+                "import_env.incomplete_credential",
+            ),
+            (
+                vec![url, (USERNAME, "u")],
+                false,
+                "import_env.incomplete_credential",
+            ),
+            (
+                vec![url, (AUTH_TOKEN, "  ")],
+                false,
+                "import_env.empty_variable",
+            ),
             (vec![(API_URL, "")], false, "import_env.empty_variable"),
         ] {
             let stdin = stdin.then(|| Secret::from_string("s".into()));

@@ -121,8 +121,7 @@ impl Fleet {
         options: ImportOptions,
         actor: &Actor,
     ) -> Result<ImportReport, ImportError> {
-        let rows = rows::parse(text, options.format).map_err(ImportError::Rows)?;
-        let mut problems = Vec::new();
+        let (rows, mut problems) = rows::parse(text, options.format);
         let mut sites = Vec::with_capacity(rows.len());
         let mut seen: HashMap<String, u64> = HashMap::with_capacity(rows.len());
         for (line, row) in rows {
@@ -144,6 +143,7 @@ impl Fleet {
             problems.push(LineError::new(1, "no site in the file"));
         }
         if !problems.is_empty() {
+            problems.sort_by_key(|p| p.line);
             return Err(ImportError::Rows(problems));
         }
         let mut plan = self.plan_import(sites, actor).await?;
@@ -203,11 +203,7 @@ impl Fleet {
         }
     }
 
-    fn plan_create(
-        &self,
-        site: ImportSite,
-        actor: &Actor,
-    ) -> Result<Option<SiteWrite>, String> {
+    fn plan_create(&self, site: ImportSite, actor: &Actor) -> Result<Option<SiteWrite>, String> {
         if site.kind.needs_secret() && site.secret.is_none() {
             return Err(format!(
                 "secret: required for the new site {} (auth {})",
@@ -226,7 +222,11 @@ impl Fleet {
             },
         };
         let (record, detail) = self.new_site_record(new).map_err(|e| e.to_string())?;
-        let audit = actor.site_audit("site.create", &record.id, Some(format!("{detail} source=import")));
+        let audit = actor.site_audit(
+            "site.create",
+            &record.id,
+            Some(format!("{detail} source=import")),
+        );
         Ok(Some(SiteWrite::Create {
             site: record,
             audit,
@@ -298,7 +298,11 @@ impl Fleet {
             .changed_site(&current, changes)
             .map_err(|e| e.to_string())?;
         check_update(&current, &record).map_err(|e| e.to_string())?;
-        let audit = actor.site_audit("site.update", &record.id, Some(format!("{detail} source=import")));
+        let audit = actor.site_audit(
+            "site.update",
+            &record.id,
+            Some(format!("{detail} source=import")),
+        );
         Ok((
             Some(SiteWrite::Update {
                 site: record,

@@ -43,7 +43,12 @@ impl Format {
 
     /// By content: a first non-blank character `{` is JSON lines, anything else CSV.
     pub fn detect(text: &str) -> Format {
-        match text.trim_start_matches('\u{feff}').trim_start().chars().next() {
+        match text
+            .trim_start_matches('\u{feff}')
+            .trim_start()
+            .chars()
+            .next()
+        {
             Some('{') => Format::JsonLines,
             _ => Format::Csv,
         }
@@ -144,7 +149,11 @@ impl SiteRow {
     /// The row as an export writes it: no secret.
     pub fn of_site(site: &crate::store::SiteRecord) -> SiteRow {
         let kind = site.credential.kind;
-        let name = |k| (kind == k).then(|| site.credential.username.clone()).flatten();
+        let name = |k| {
+            (kind == k)
+                .then(|| site.credential.username.clone())
+                .flatten()
+        };
         SiteRow {
             id: Some(site.id.clone()),
             name: Some(site.name.clone()),
@@ -241,7 +250,10 @@ fn names(kind: CredentialKind, row: &SiteRow, problems: &mut Vec<String>) -> Opt
         CredentialKind::AppPassword => (&row.username, "username", &row.header_name, "header_name"),
         CredentialKind::Header => (&row.header_name, "header_name", &row.username, "username"),
         CredentialKind::Bearer | CredentialKind::None => {
-            for (given, field) in [(&row.username, "username"), (&row.header_name, "header_name")] {
+            for (given, field) in [
+                (&row.username, "username"),
+                (&row.header_name, "header_name"),
+            ] {
                 if given.is_some() {
                     problems.push(format!("{field}: not used with auth {}", auth_name(kind)));
                 }
@@ -284,17 +296,19 @@ fn resolve(given: Secret, refs: SecretRefs) -> Result<Secret, String> {
     let value = match (reference, refs) {
         (None, _) => return Ok(Secret::from_string(text.trim().to_string())),
         (Some(_), SecretRefs::Refuse) => {
-            return Err("secret: env: and file: references are not accepted here (the admin \
+            return Err(
+                "secret: env: and file: references are not accepted here (the admin \
                  API never reads the gateway's environment or files): give the value"
-                .into())
+                    .into(),
+            )
         }
         (Some((true, name)), SecretRefs::Resolve) => {
-            let valid = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let valid =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
-                return Err(format!("secret: {name:?} is not an environment variable name"));
+                return Err(format!(
+                    "secret: {name:?} is not an environment variable name"
+                ));
             }
             match std::env::var(name) {
                 Ok(v) => zeroize::Zeroizing::new(v),
@@ -315,8 +329,8 @@ fn resolve(given: Secret, refs: SecretRefs) -> Result<Secret, String> {
 }
 
 /// Every row of `text` with its line number (the first line is 1; a CSV record's line
-/// is where it starts). Rows that cannot be read are errors with their line.
-pub fn parse(text: &str, format: Format) -> Result<Vec<(u64, SiteRow)>, Vec<LineError>> {
+/// is where it starts), and the lines that cannot be read, each with its problem.
+pub fn parse(text: &str, format: Format) -> (Vec<(u64, SiteRow)>, Vec<LineError>) {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match format {
         Format::JsonLines => parse_json_lines(text),
@@ -324,7 +338,7 @@ pub fn parse(text: &str, format: Format) -> Result<Vec<(u64, SiteRow)>, Vec<Line
     }
 }
 
-fn parse_json_lines(text: &str) -> Result<Vec<(u64, SiteRow)>, Vec<LineError>> {
+fn parse_json_lines(text: &str) -> (Vec<(u64, SiteRow)>, Vec<LineError>) {
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -346,21 +360,17 @@ fn parse_json_lines(text: &str) -> Result<Vec<(u64, SiteRow)>, Vec<LineError>> {
             }
         }
     }
-    if errors.is_empty() {
-        Ok(rows)
-    } else {
-        Err(errors)
-    }
+    (rows, errors)
 }
 
-fn parse_csv(text: &str) -> Result<Vec<(u64, SiteRow)>, Vec<LineError>> {
+fn parse_csv(text: &str) -> (Vec<(u64, SiteRow)>, Vec<LineError>) {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
         .from_reader(text.as_bytes());
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
-        Err(e) => return Err(vec![LineError::new(1, csv_problem(&e))]),
+        Err(e) => return (Vec::new(), vec![LineError::new(1, csv_problem(&e))]),
     };
     let mut errors = Vec::new();
     for name in headers.iter() {
@@ -375,10 +385,13 @@ fn parse_csv(text: &str) -> Result<Vec<(u64, SiteRow)>, Vec<LineError>> {
         }
     }
     if headers.iter().all(|h| h != "id") {
-        errors.push(LineError::new(1, "no \"id\" column: the first line names the columns"));
+        errors.push(LineError::new(
+            1,
+            "no \"id\" column: the first line names the columns",
+        ));
     }
     if !errors.is_empty() {
-        return Err(errors);
+        return (Vec::new(), errors);
     }
     let mut rows = Vec::new();
     for record in reader.records() {
@@ -399,11 +412,7 @@ fn parse_csv(text: &str) -> Result<Vec<(u64, SiteRow)>, Vec<LineError>> {
             Err(e) => errors.push(LineError::new(line, csv_problem(&e))),
         }
     }
-    if errors.is_empty() {
-        Ok(rows)
-    } else {
-        Err(errors)
-    }
+    (rows, errors)
 }
 
 /// A CSV error without the position (the line is given apart).
@@ -455,11 +464,10 @@ mod tests {
     use super::*;
 
     fn one(text: &str, format: Format) -> Result<ImportSite, Vec<String>> {
-        let mut rows = parse(text, format).map_err(|e| {
-            e.into_iter()
-                .map(|l| l.to_string())
-                .collect::<Vec<String>>()
-        })?;
+        let (mut rows, errors) = parse(text, format);
+        if !errors.is_empty() {
+            return Err(errors.iter().map(ToString::to_string).collect());
+        }
         assert_eq!(rows.len(), 1, "{text}");
         let (line, row) = rows.remove(0);
         row.check(line, SecretRefs::Resolve)
@@ -474,7 +482,10 @@ mod tests {
         assert_eq!(Format::detect("\n  {\"id\":\"a\"}"), Format::JsonLines);
         assert_eq!(Format::detect("id,upstream\n"), Format::Csv);
         assert_eq!(Format::of_path(Path::new("x/sites.CSV")), Some(Format::Csv));
-        assert_eq!(Format::of_path(Path::new("sites.ndjson")), Some(Format::JsonLines));
+        assert_eq!(
+            Format::of_path(Path::new("sites.ndjson")),
+            Some(Format::JsonLines)
+        );
         assert_eq!(Format::of_path(Path::new("sites")), None);
     }
 
@@ -510,7 +521,7 @@ mod tests {
             (r#"{"id":"a","upstream":"http://a","auth":"bearer","secret":"  "}"#.into(), "secret: must not be empty"),
             (r#"{"id":"a","upstream":"http://a","auth":"bearer","secret":""}"#.into(), "secret: must not be empty"),
             (r#"{"id":"a","upstream":"http://a","auth":"none","secret":"s"}"#.into(), "secret: auth none takes no secret"),
-            (r#"{"id":"a","upstream":"http://a","auth":"header","header_name":"Authorization","secret":"s"}"#.into(), "header_name: the header"),
+            (r#"{"id":"a","upstream":"http://a","auth":"header","header_name":"X-Forwarded-For","secret":"s"}"#.into(), "header_name: the header"),
             (r#"{"id":"a","upstream":"http://a","auth":"app-password","username":"a:b","secret":"s"}"#.into(), "username: "),
             (r#"{"id":"a","upstream":"http://a","auth":"bearer","secret":"env:WPGATE_TEST_SURELY_UNSET"}"#.into(), "environment variable WPGATE_TEST_SURELY_UNSET is not set"),
             (r#"{"id":"a","upstream":"http://a","auth":"bearer","secret":"file:/nonexistent/secret"}"#.into(), "secret: cannot read"),
@@ -545,7 +556,9 @@ mod tests {
         let refused = row("env:HOME").check(1, SecretRefs::Refuse).unwrap_err();
         assert!(refused[0].contains("not accepted"), "{refused:?}");
         // The problem never repeats the secret.
-        let long = row("a\u{1}secret-value").check(1, SecretRefs::Refuse).unwrap_err();
+        let long = row("a\u{1}secret-value")
+            .check(1, SecretRefs::Refuse)
+            .unwrap_err();
         assert!(!long.join(" ").contains("secret-value"), "{long:?}");
     }
 
@@ -562,8 +575,12 @@ mod tests {
         }];
         for format in [Format::JsonLines, Format::Csv] {
             let text = write(&rows, format).unwrap();
-            assert!(!text.contains("never") && !text.contains("secret"), "{text}");
-            let back = parse(&text, format).unwrap();
+            assert!(
+                !text.contains("never") && !text.contains("secret"),
+                "{text}"
+            );
+            let (back, errors) = parse(&text, format);
+            assert!(errors.is_empty(), "{errors:?}");
             assert_eq!(back.len(), 1);
             assert_eq!(back[0].1.name.as_deref(), Some("Shop, \"the\" one"));
             assert_eq!(back[0].1.header_name.as_deref(), Some("X-Key"));

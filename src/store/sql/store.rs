@@ -897,7 +897,10 @@ where
 
 /// An INSERT's error: a record already there is `AlreadyExists(what)`, anything else
 /// the store's.
-pub(super) fn already_exists<B: Backend>(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+pub(super) fn already_exists<B: Backend>(
+    e: sqlx::Error,
+    what: impl FnOnce() -> String,
+) -> StoreError {
     if is_unique_violation(&e) {
         StoreError::AlreadyExists(what())
     } else {
