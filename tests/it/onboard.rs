@@ -291,8 +291,16 @@ async fn without_the_setting_no_site_id_is_refused_and_a_reload_turns_it_on_and_
 }
 
 #[test]
-fn check_refuses_a_bad_legacy_site_id_by_name() {
+fn check_names_the_legacy_site_and_refuses_a_bad_one_by_name() {
     let gw = Gateway::prepare(legacy_config(""));
+    let out = gw.cli(&["check"], None);
+    assert!(
+        out.assert_success()
+            .stdout
+            .contains("legacy single-site mode: requests without X-Website-ID go to site shop"),
+        "{}",
+        out.stdout
+    );
     let text = std::fs::read_to_string(&gw.config_path)
         .unwrap()
         .replace("default_site = \"shop\"", "default_site = \"not a site\"");
