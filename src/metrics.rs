@@ -66,6 +66,8 @@ pub struct Metrics {
     /// When each TLS listener's certificate expires (Unix time), by listener.
     pub tls_certificate_expiry: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    /// Requests without `X-Website-ID` sent to `legacy.default_site`.
+    pub legacy_requests: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -210,7 +212,12 @@ impl Metrics {
         registry.register(Box::new(config_last_reload_success.clone()))?;
         registry.register(Box::new(keyring_sealed_records.clone()))?;
         registry.register(Box::new(tls_certificate_expiry.clone()))?;
+        let legacy_requests = IntCounter::new(
+            "wpgate_legacy_requests_total",
+            "Requests without X-Website-ID sent to legacy.default_site (legacy single-site mode).",
+        )?;
         registry.register(Box::new(build_info.clone()))?;
+        registry.register(Box::new(legacy_requests.clone()))?;
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
         }
@@ -243,6 +250,7 @@ impl Metrics {
             keyring_sealed_records,
             tls_certificate_expiry,
             build_info,
+            legacy_requests,
         })
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! The admin API is one axum router, every route documented in the OpenAPI description
 //! it serves at `/admin/v1/openapi.json` (both come from the same `routes!` calls below,
-//! so they cannot drift). Handlers live by resource (`sites`, `keys`, `health`, `ops`);
+//! so they cannot drift). Handlers live by resource (`sites`, `onboard` for bulk import
+//! and export, `keys`, `health`, `ops`);
 //! what they share — request context and authentication (`context`), extractors
 //! (`extract`), replies and the error mapping (`respond`) — never imports them back.
 
@@ -17,6 +18,7 @@ pub mod failures;
 pub mod health;
 pub mod keys;
 pub mod listener;
+pub mod onboard;
 mod openapi;
 pub mod ops;
 mod respond;
@@ -74,6 +76,8 @@ fn documented() -> OpenApiRouter<AdminState> {
         .routes(routes!(sites::set_cors))
         .routes(routes!(site_policy::set_auth))
         .routes(routes!(site_policy::set_health_settings))
+        .routes(routes!(onboard::import_sites))
+        .routes(routes!(onboard::export_sites))
         .routes(routes!(keys::issue_key, keys::list_keys))
         .routes(routes!(keys::revoke_key))
         .routes(routes!(keys::rotate_key))
@@ -234,6 +238,8 @@ mod tests {
             "GET /admin/v1/tokens",
             "POST /admin/v1/tokens",
             "POST /admin/v1/tokens/{token_id}/revoke",
+            "POST /admin/v1/import/sites",
+            "GET /admin/v1/export/sites",
             "POST /admin/v1/sites/{id}/keys",
             "GET /admin/v1/sites/{id}/keys",
             "POST /admin/v1/keys/{key_id}/revoke",

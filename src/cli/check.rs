@@ -73,6 +73,7 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
                 "listen_proxy_tls": listen(config.boot.listen_proxy_tls),
                 "admin_tls": config.boot.listen_admin_tls,
                 "certificates": certificates,
+                "legacy_default_site": config.live.legacy.as_ref().map(|l| l.default_site.as_str()),
             })
         );
     } else {
@@ -88,6 +89,12 @@ pub(super) fn run(config: &Config, json: bool) -> anyhow::Result<()> {
         }
         for c in &certificates {
             println!("  {c}");
+        }
+        if let Some(l) = &config.live.legacy {
+            println!(
+                "  legacy single-site mode: requests without X-Website-ID go to site {} (deprecated: remove [legacy] once every client sends it)",
+                l.default_site
+            );
         }
         println!("  keyring: {keyring}");
     }

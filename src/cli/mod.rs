@@ -6,6 +6,7 @@ pub mod admin;
 pub mod check;
 pub mod key;
 pub mod keyring;
+mod onboard;
 pub mod ops;
 pub mod serve;
 pub mod site;

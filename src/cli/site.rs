@@ -115,6 +115,42 @@ pub enum SiteCommand {
         #[command(flatten)]
         auth: Box<AuthArgs>,
     },
+    /// Create and update many sites from an onboarding file: JSON lines or CSV with a
+    /// header row, fields id, name, upstream, auth, username, header_name, secret (a
+    /// value, env:NAME or file:PATH). The whole file is checked first and written in one
+    /// transaction; running it again changes nothing.
+    Import {
+        /// The file, or - for standard input.
+        file: String,
+        /// Only say what would be created, updated or left unchanged.
+        #[arg(long)]
+        dry_run: bool,
+        /// The file's format (default: by its extension, else by its content).
+        #[arg(long, value_enum)]
+        format: Option<super::onboard::FormatArg>,
+    },
+    /// Write every site as an onboarding file (never a secret) to standard output.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: super::onboard::FormatArg,
+    },
+    /// Create a site from a one-site set-up's environment: WORDPRESS_API_URL (its REST
+    /// API URL or base URL), and WORDPRESS_USERNAME with WORDPRESS_APP_PASSWORD, or
+    /// WORDPRESS_AUTH_TOKEN (or the secret on standard input with --secret-stdin).
+    ImportEnv {
+        id: SiteId,
+        /// Display name (default: the id).
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the secret from standard input instead of WORDPRESS_APP_PASSWORD or
+        /// WORDPRESS_AUTH_TOKEN (an Application Password when WORDPRESS_USERNAME is set,
+        /// else a bearer token).
+        #[arg(long)]
+        secret_stdin: bool,
+        /// Only say what was found; add nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -465,6 +501,28 @@ pub(super) async fn run(
 ) -> anyhow::Result<()> {
     let actor = actor();
     match cmd {
+        SiteCommand::Import {
+            file,
+            dry_run,
+            format,
+        } => return super::onboard::import(fleet, file, *format, *dry_run, json).await,
+        SiteCommand::Export { format } => return super::onboard::export(fleet, *format).await,
+        SiteCommand::ImportEnv {
+            id,
+            name,
+            secret_stdin,
+            dry_run,
+        } => {
+            return super::onboard::import_env(
+                fleet,
+                id,
+                name.clone(),
+                *secret_stdin,
+                *dry_run,
+                json,
+            )
+            .await
+        }
         SiteCommand::Add {
             id,
             upstream,

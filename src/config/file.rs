@@ -22,6 +22,7 @@ pub struct FileConfig {
     pub health: HealthFile,
     pub keys: KeysFile,
     pub log: LogFile,
+    pub legacy: LegacyFile,
 }
 
 impl Default for FileConfig {
@@ -41,6 +42,7 @@ impl Default for FileConfig {
             health: HealthFile::default(),
             keys: KeysFile::default(),
             log: LogFile::default(),
+            legacy: LegacyFile::default(),
         }
     }
 }
@@ -310,4 +312,20 @@ impl Default for LogFile {
             level: "info".into(),
         }
     }
+}
+
+/// Legacy single-site mode, for migrations: requests without `X-Website-ID` go to one
+/// site (off unless `default_site` is set).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LegacyFile {
+    /// The site a request without `X-Website-ID` is sent to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_site: Option<String>,
+    /// The `Deprecation` date announced to such clients (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deprecated_since: Option<String>,
+    /// A page that tells client authors what to change (`Link: <...>; rel="deprecation"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deprecation_link: Option<String>,
 }

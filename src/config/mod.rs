@@ -8,7 +8,9 @@ pub mod file;
 pub mod model;
 pub mod reload;
 
-pub use model::{redact_url, Boot, Config, ConfigError, Live, LoadOptions, LogFormat, StoreUrl};
+pub use model::{
+    redact_url, Boot, Config, ConfigError, LegacySite, Live, LoadOptions, LogFormat, StoreUrl,
+};
 
 use arc_swap::ArcSwap;
 use std::sync::Arc;

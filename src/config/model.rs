@@ -2,9 +2,10 @@
 //! error names the key and where its value came from.
 
 use super::file::FileConfig;
+use crate::site::SiteId;
 use figment::providers::{Data, Env, Format, Serialized, Toml};
 use figment::Figment;
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 /// The configuration file's top-level keys (see `file.rs`).
 const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir", "listen", "tls", "store", "keyring", "cache", "upstream", "proxy", "auth", "admin",
-    "metrics", "health", "keys", "log",
+    "metrics", "health", "keys", "log", "legacy",
 ];
 
 /// Where the configuration file is looked for when `--config` is not given.
@@ -174,6 +175,35 @@ pub struct Live {
     pub key_retention: Duration,
     /// The TLS listeners' certificate files: a reload reads them again.
     pub tls: TlsFiles,
+    /// `[legacy]`: where a request without `X-Website-ID` goes (`None`: it is refused).
+    pub legacy: Option<LegacySite>,
+}
+
+/// Legacy single-site mode (`[legacy]`), for migrations from a one-site set-up: a
+/// request without `X-Website-ID` is handled as if it named `default_site`, and its
+/// answer says that this is deprecated (RFC 9745).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacySite {
+    /// `legacy.default_site`
+    pub default_site: SiteId,
+    /// The site id as the header value a request keeps (as if the client had sent it).
+    pub site_header: HeaderValue,
+    /// `legacy.deprecated_since`, Unix seconds, when given.
+    pub deprecated_since: Option<i64>,
+    /// `legacy.deprecation_link`, when given.
+    pub deprecation_link: Option<String>,
+    /// The `Deprecation` header's value, `@<Unix seconds>` (RFC 9745): the configured
+    /// date, else the moment this process first loaded a `default_site`.
+    pub deprecation: HeaderValue,
+    /// The `Link` header's value, `<url>; rel="deprecation"; type="text/html"`.
+    pub link: Option<HeaderValue>,
+}
+
+/// When this process first loaded a `legacy.default_site` (the `Deprecation` date when
+/// none is configured): fixed from then on, so a reload does not move it.
+fn legacy_first_loaded() -> i64 {
+    static FIRST: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *FIRST.get_or_init(crate::time::now_unix)
 }
 
 /// A certificate chain and its private key, PEM files, with the settings that name
@@ -285,7 +315,11 @@ impl Live {
                     certificate,
                     admin_certificate,
                 },
+            legacy,
         } = self;
+        let site = |l: &Option<LegacySite>| l.as_ref().map(|l| l.default_site.clone());
+        let since = |l: &Option<LegacySite>| l.as_ref().and_then(|l| l.deprecated_since);
+        let link = |l: &Option<LegacySite>| l.as_ref().and_then(|l| l.deprecation_link.clone());
         fn cert(files: &Option<CertFiles>) -> Option<&PathBuf> {
             files.as_ref().map(|f| &f.cert)
         }
@@ -327,6 +361,15 @@ impl Live {
             (
                 "tls.admin_key_file",
                 key(admin_certificate) != key(&theirs.admin_certificate),
+            ),
+            ("legacy.default_site", site(legacy) != site(&other.legacy)),
+            (
+                "legacy.deprecated_since",
+                since(legacy) != since(&other.legacy),
+            ),
+            (
+                "legacy.deprecation_link",
+                link(legacy) != link(&other.legacy),
             ),
         ])
     }
@@ -589,6 +632,78 @@ impl Validator<'_> {
         })
     }
 
+    /// `[legacy]`: a site id like any other; a date and a link only with a site.
+    fn legacy(&self, l: &super::file::LegacyFile) -> Result<Option<LegacySite>, ConfigError> {
+        let Some(raw) = l.default_site.as_deref() else {
+            for (key, set) in [
+                ("legacy.deprecated_since", l.deprecated_since.is_some()),
+                ("legacy.deprecation_link", l.deprecation_link.is_some()),
+            ] {
+                if set {
+                    return Err(self.invalid(key, "is set but legacy.default_site is not"));
+                }
+            }
+            return Ok(None);
+        };
+        let default_site: SiteId = raw
+            .parse()
+            .map_err(|e| self.invalid("legacy.default_site", format!("{e}, got {raw:?}")))?;
+        let site_header = HeaderValue::from_str(default_site.as_str())
+            .map_err(|_| self.invalid("legacy.default_site", "is not a header value"))?;
+        let deprecated_since = match l.deprecated_since.as_deref() {
+            None => None,
+            Some(text) => {
+                let at = humantime::parse_rfc3339_weak(text.trim()).map_err(|_| {
+                    self.invalid(
+                        "legacy.deprecated_since",
+                        format!(
+                            "must be an RFC 3339 UTC time, e.g. 2025-06-01T00:00:00Z, got {text:?}"
+                        ),
+                    )
+                })?;
+                let secs = match at.duration_since(std::time::UNIX_EPOCH) {
+                    Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                    Err(_) => {
+                        return Err(self.invalid("legacy.deprecated_since", "must be after 1970"))
+                    }
+                };
+                Some(secs)
+            }
+        };
+        let deprecation = HeaderValue::from_str(&format!(
+            "@{}",
+            deprecated_since.unwrap_or_else(legacy_first_loaded)
+        ))
+        .map_err(|_| self.invalid("legacy.deprecated_since", "is not a header value"))?;
+        let (deprecation_link, link) = match l.deprecation_link.as_deref() {
+            None => (None, None),
+            Some(text) => {
+                let url = url::Url::parse(text.trim())
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                    .ok_or_else(|| {
+                        self.invalid(
+                            "legacy.deprecation_link",
+                            format!("must be an http or https URL, got {text:?}"),
+                        )
+                    })?;
+                let value = format!("<{url}>; rel=\"deprecation\"; type=\"text/html\"");
+                let header = HeaderValue::from_str(&value).map_err(|_| {
+                    self.invalid("legacy.deprecation_link", "is not a header value")
+                })?;
+                (Some(url.to_string()), Some(header))
+            }
+        };
+        Ok(Some(LegacySite {
+            default_site,
+            site_header,
+            deprecated_since,
+            deprecation_link,
+            deprecation,
+            link,
+        }))
+    }
+
     fn build(&self, f: FileConfig, source_file: Option<PathBuf>) -> Result<Config, ConfigError> {
         if f.data_dir.as_os_str().is_empty() {
             return Err(self.invalid("data_dir", "must not be empty"));
@@ -724,6 +839,7 @@ impl Validator<'_> {
         {
             return Err(self.invalid("keys.last_used_flush", "must be between 100ms and 1h"));
         }
+        let legacy = self.legacy(&f.legacy)?;
         let format = match f.log.format.as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -802,6 +918,7 @@ impl Validator<'_> {
                 metrics_per_site_labels: f.metrics.per_site_labels,
                 key_retention: f.keys.retention,
                 tls,
+                legacy,
             },
             source_file,
         })
@@ -1055,6 +1172,61 @@ mod tests {
             vec!["tls.admin_cert_file", "tls.admin_key_file"]
         );
         assert!(before.boot.changed(&c.boot).is_empty());
+    }
+
+    #[test]
+    fn legacy_mode_is_live_and_checked() {
+        assert_eq!(load_str("").unwrap().live.legacy, None);
+        let c = load_str("[legacy]\ndefault_site = \"shop\"\n").unwrap();
+        let l = c.live.legacy.clone().unwrap();
+        assert_eq!(l.default_site.as_str(), "shop");
+        assert_eq!(l.site_header, "shop");
+        assert!(l.deprecation.to_str().unwrap().starts_with('@'), "{l:?}");
+        // The default date stays put: another load (a reload) gives the same header.
+        let again = load_str("[legacy]\ndefault_site = \"shop\"\n").unwrap();
+        assert_eq!(again.live, c.live);
+        let c2 = load_str(
+            "[legacy]\ndefault_site = \"blog\"\ndeprecated_since = \"2025-06-01T00:00:00Z\"\n\
+             deprecation_link = \"https://docs.example.com/migrate\"\n",
+        )
+        .unwrap();
+        let l2 = c2.live.legacy.clone().unwrap();
+        assert_eq!(l2.deprecation, "@1748736000");
+        assert_eq!(
+            l2.link.unwrap(),
+            "<https://docs.example.com/migrate>; rel=\"deprecation\"; type=\"text/html\""
+        );
+        assert_eq!(
+            c.live.changed(&c2.live),
+            vec![
+                "legacy.default_site",
+                "legacy.deprecated_since",
+                "legacy.deprecation_link"
+            ]
+        );
+        for (toml, key) in [
+            (
+                "[legacy]\ndefault_site = \"no such/site\"\n",
+                "legacy.default_site",
+            ),
+            ("[legacy]\ndefault_site = \"\"\n", "legacy.default_site"),
+            (
+                "[legacy]\ndefault_site = \"a\"\ndeprecated_since = \"yesterday\"\n",
+                "legacy.deprecated_since",
+            ),
+            (
+                "[legacy]\ndefault_site = \"a\"\ndeprecation_link = \"ftp://x.example\"\n",
+                "legacy.deprecation_link",
+            ),
+            (
+                "[legacy]\ndeprecation_link = \"https://x.example\"\n",
+                "legacy.deprecation_link",
+            ),
+            ("[legacy]\ndefault = \"a\"\n", "default"),
+        ] {
+            let err = load_err(toml);
+            assert!(err.contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

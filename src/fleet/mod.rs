@@ -3,12 +3,14 @@
 //! transaction, and invalidate the cache entry at once (`writes`). The proxy, the CLI and
 //! the admin API all go through here, so there is one way to change a site. `follow`
 //! keeps the caches (and the fleet's allowed browser origins, `origins`) in step with
-//! other processes' writes; `rotation` re-seals stored secrets with the keyring's primary.
+//! other processes' writes; `rotation` re-seals stored secrets with the keyring's primary;
+//! `onboard` imports and exports many sites at once.
 
 pub mod binding;
 pub mod follow;
 pub mod key_use;
 mod lookup;
+pub mod onboard;
 pub mod origins;
 pub mod rotation;
 pub mod upkeep;

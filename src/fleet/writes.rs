@@ -63,7 +63,12 @@ impl Actor {
     }
 
     /// The audit entry of a change to `site`.
-    fn site_audit(&self, action: &str, site: &str, detail: Option<String>) -> AuditEntry {
+    pub(super) fn site_audit(
+        &self,
+        action: &str,
+        site: &str,
+        detail: Option<String>,
+    ) -> AuditEntry {
         self.audit(
             action,
             format!("site:{site}"),
@@ -180,10 +185,49 @@ fn check_credential_follows_origin(
     })
 }
 
+/// Checks `record`, the change of `current`, as every site write is checked before it is
+/// written: a valid upstream, routes and origins, the same id and version as read, and a
+/// credential that stays with its origin. Returns its id and browser origins.
+pub(super) fn check_update(
+    current: &SiteRecord,
+    record: &SiteRecord,
+) -> Result<(SiteId, CorsAllow), FleetError> {
+    let upstream = UpstreamTarget::parse(&record.upstream_url)?;
+    RouteAllow::parse(&record.allowed_paths)?;
+    let cors = CorsAllow::parse(&record.allowed_origins)?;
+    if record.id != current.id || record.version != current.version {
+        return Err(FleetError::Invalid(
+            "a site change must start from the site as read".into(),
+        ));
+    }
+    check_credential_follows_origin(current, record, &upstream)?;
+    // The record may come from anywhere: its id is checked before it is written.
+    let site_id: SiteId = record.id.parse()?;
+    Ok((site_id, cors))
+}
+
 impl Fleet {
     /// Adds a site. A site whose upstream URL another site already uses is added, with a
     /// warning.
     pub async fn add_site(&self, new: NewSite, actor: &Actor) -> Result<AddedSite, FleetError> {
+        let (record, detail) = self.new_site_record(new)?;
+        let audit = actor.site_audit("site.create", &record.id, Some(detail));
+        let sharing = self.sites_sharing(&record.upstream_url).await?;
+        self.store.create_site(&record, &audit).await?;
+        self.sites.invalidate(&record.id).await;
+        let mut warnings = Vec::new();
+        if !sharing.is_empty() {
+            warnings.push(SiteWarning::SharedUpstream {
+                upstream: record.upstream_url.clone(),
+                sites: sharing,
+            });
+        }
+        Ok(AddedSite { record, warnings })
+    }
+
+    /// The record of a new site (its credential sealed) and its audit detail, checked as
+    /// every new site is: name, upstream, credential.
+    pub(super) fn new_site_record(&self, new: NewSite) -> Result<(SiteRecord, String), FleetError> {
         let id = new.id;
         if let Some(name) = &new.name {
             check_text("name", name)?;
@@ -207,26 +251,12 @@ impl Fleet {
             updated_at: now,
             version: 1,
         };
-        let audit = actor.site_audit(
-            "site.create",
-            id.as_str(),
-            Some(format!(
-                "upstream={} credential={}",
-                record.upstream_url,
-                record.credential.kind.as_str()
-            )),
+        let detail = format!(
+            "upstream={} credential={}",
+            record.upstream_url,
+            record.credential.kind.as_str()
         );
-        let sharing = self.sites_sharing(&record.upstream_url).await?;
-        self.store.create_site(&record, &audit).await?;
-        self.sites.invalidate(id.as_str()).await;
-        let mut warnings = Vec::new();
-        if !sharing.is_empty() {
-            warnings.push(SiteWarning::SharedUpstream {
-                upstream: record.upstream_url.clone(),
-                sites: sharing,
-            });
-        }
-        Ok(AddedSite { record, warnings })
+        Ok((record, detail))
     }
 
     /// The sites (a few of them) whose upstream URL is `url`, with or without a trailing
@@ -274,6 +304,18 @@ impl Fleet {
         changes: SiteChanges,
         actor: &Actor,
     ) -> Result<SiteRecord, FleetError> {
+        let (record, detail) = self.changed_site(&current, changes)?;
+        self.update(&current, record, "site.update", Some(detail), actor)
+            .await
+    }
+
+    /// `current` with `changes` made (a new credential sealed for the new upstream), and
+    /// the audit detail; not yet checked as a whole (see [`check_update`]).
+    pub(super) fn changed_site(
+        &self,
+        current: &SiteRecord,
+        changes: SiteChanges,
+    ) -> Result<(SiteRecord, String), FleetError> {
         let fields = changes.fields();
         if fields.is_empty() {
             return Err(FleetError::Invalid(
@@ -304,8 +346,7 @@ impl Fleet {
             record.credential = self.seal_credential(&id, &upstream, credential)?;
             detail.push_str(&format!(" credential={}", credential.kind.as_str()));
         }
-        self.update(&current, record, "site.update", Some(detail), actor)
-            .await
+        Ok((record, detail))
     }
 
     pub async fn set_credential(
@@ -484,17 +525,7 @@ impl Fleet {
         detail: Option<String>,
         actor: &Actor,
     ) -> Result<SiteRecord, FleetError> {
-        let upstream = UpstreamTarget::parse(&record.upstream_url)?;
-        RouteAllow::parse(&record.allowed_paths)?;
-        let cors = CorsAllow::parse(&record.allowed_origins)?;
-        if record.id != current.id || record.version != current.version {
-            return Err(FleetError::Invalid(
-                "a site change must start from the site as read".into(),
-            ));
-        }
-        check_credential_follows_origin(current, &record, &upstream)?;
-        // The record may come from anywhere: its id is checked before it is written.
-        let site_id: SiteId = record.id.parse()?;
+        let (site_id, cors) = check_update(current, &record)?;
         let updated = self
             .store
             .update_site(&record, &actor.site_audit(action, site_id.as_str(), detail))
@@ -706,31 +737,7 @@ impl Fleet {
         upstream: &UpstreamTarget,
         input: &CredentialInput,
     ) -> Result<StoredCredential, FleetError> {
-        if let Some(name) = &input.username {
-            let field = match input.kind {
-                CredentialKind::Header => "credential.header_name",
-                _ => "credential.username",
-            };
-            check_text(field, name)?;
-        }
-        if let Some(secret) = &input.secret {
-            check_secret("credential.secret", secret.expose())?;
-        }
-        // Render the header once now: a credential that cannot be sent is refused here,
-        // not discovered on the first request.
-        if input.kind.needs_secret() {
-            let secret = input.secret.as_ref().ok_or_else(|| {
-                FleetError::Invalid(format!(
-                    "credential kind {} needs a secret (--secret-stdin)",
-                    input.kind.as_str()
-                ))
-            })?;
-            credential_header(input.kind, input.username.as_deref(), secret)?;
-        } else if input.secret.is_some() || input.username.is_some() {
-            return Err(FleetError::Invalid(
-                "credential kind none takes no secret or user name".into(),
-            ));
-        }
+        check_credential(input)?;
         let sealed_secret = match &input.secret {
             Some(secret) => Some(self.keyring.load().seal(
                 &upstream_credential_place(site.as_str(), upstream),
@@ -744,6 +751,38 @@ impl Fleet {
             sealed_secret,
         })
     }
+}
+
+/// Checks a credential as every write does, without sealing it: its user or header name
+/// and its secret (hygiene), and that it renders to a header that can be sent (refused
+/// here, not discovered on the first request).
+pub(super) fn check_credential(input: &CredentialInput) -> Result<(), FleetError> {
+    if let Some(name) = &input.username {
+        let field = match input.kind {
+            CredentialKind::Header => "credential.header_name",
+            _ => "credential.username",
+        };
+        check_text(field, name)?;
+    }
+    if let Some(secret) = &input.secret {
+        check_secret("credential.secret", secret.expose())?;
+    }
+    // Render the header once now: a credential that cannot be sent is refused here,
+    // not discovered on the first request.
+    if input.kind.needs_secret() {
+        let secret = input.secret.as_ref().ok_or_else(|| {
+            FleetError::Invalid(format!(
+                "credential kind {} needs a secret (--secret-stdin)",
+                input.kind.as_str()
+            ))
+        })?;
+        credential_header(input.kind, input.username.as_deref(), secret)?;
+    } else if input.secret.is_some() || input.username.is_some() {
+        return Err(FleetError::Invalid(
+            "credential kind none takes no secret or user name".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

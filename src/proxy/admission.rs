@@ -1,4 +1,5 @@
-//! Whether a request may pass: a method the gateway forwards, a well-formed site id,
+//! Whether a request may pass: a method the gateway forwards, a well-formed site id (or,
+//! without one, legacy single-site mode's site: see `legacy`),
 //! the client under the failure limit, a credential the site accepts (judged by the
 //! [`Authenticator`]), a request target the site allows (see `route`), and a site that
 //! is enabled and reachable.
@@ -6,6 +7,7 @@
 use super::ctx::{Rejection, RequestCtx};
 use super::{client, cors, route, Gateway};
 use crate::auth::{self, AuthFailure, Presented, SiteRef};
+use crate::config::Config;
 use crate::error::ErrorCode;
 use crate::fleet::{FleetError, ResolvedSite};
 use crate::health::HealthState;
@@ -36,11 +38,26 @@ impl Gateway {
                 "method_never_forwarded",
             ));
         }
-        let (site_id, value) = site_id(req)?;
-        ctx.site_id = Some(value.clone());
         let client = client::identify(peer, &req.headers, &ctx.config.live.proxy);
         ctx.client_ip = client.ip;
         ctx.forwarded_for = client.forwarded_for;
+        // Without X-Website-ID, legacy single-site mode (if on) names the site: from
+        // here on the request is handled exactly as if the client had sent it.
+        let legacy_config: Arc<Config>;
+        let (site_id, value) = match site_id(req)? {
+            Some(found) => found,
+            None => {
+                // Held for the site id it lends (the request's own snapshot).
+                legacy_config = Arc::clone(&ctx.config);
+                let Some(legacy) = &legacy_config.live.legacy else {
+                    return Err(Rejection::new(ErrorCode::MissingSiteId, "missing_site_id"));
+                };
+                self.legacy.routed(legacy, client.ip, self.fleet.metrics());
+                ctx.legacy = true;
+                (legacy.default_site.as_str(), &legacy.site_header)
+            }
+        };
+        ctx.site_id = Some(value.clone());
         // Over the failure limit: refused before any lookup or crypto.
         if let Some(retry) = client.ip.and_then(|ip| self.auth.retry_after(ip)) {
             ctx.retry_after = Some(retry);
@@ -106,18 +123,19 @@ impl Gateway {
     }
 }
 
-/// Exactly one well-formed X-Website-ID, as text and as the header value.
-fn site_id(req: &RequestHeader) -> Result<(&str, &HeaderValue), Rejection> {
+/// The X-Website-ID, as text and as the header value: exactly one well-formed value,
+/// or none (`None`).
+fn site_id(req: &RequestHeader) -> Result<Option<(&str, &HeaderValue)>, Rejection> {
     let mut values = req.headers.get_all(&SITE).iter();
     let Some(first) = values.next() else {
-        return Err(Rejection::new(ErrorCode::MissingSiteId, "missing_site_id"));
+        return Ok(None);
     };
     if values.next().is_some() || !crate::site::is_valid_site_id(first.as_bytes()) {
         return Err(Rejection::new(ErrorCode::InvalidSiteId, "invalid_site_id"));
     }
     first
         .to_str()
-        .map(|text| (text, first))
+        .map(|text| Some((text, first)))
         .map_err(|_| Rejection::new(ErrorCode::InvalidSiteId, "invalid_site_id"))
 }
 

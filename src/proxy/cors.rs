@@ -113,7 +113,7 @@ pub async fn answer_preflight(session: &mut Session, ctx: &mut RequestCtx) -> pi
             "preflight_origin_not_allowed",
         );
         ctx.rejection = Some(rejection);
-        return reject::reject(session, rejection.code, &ctx.request_id, None, None).await;
+        return reject::reject(session, rejection.code, &ctx.request_id, None, None, None).await;
     };
     let resp = preflight_response(origin, ctx.request_id.clone())?;
     // A preflight has no body; if one is announced, do not wait to read it.

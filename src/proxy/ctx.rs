@@ -35,6 +35,9 @@ pub struct RequestCtx {
     /// The X-Website-ID, once it is known to be well-formed. The header value shares
     /// the request's buffer: keeping it costs no allocation.
     pub site_id: Option<http::HeaderValue>,
+    /// The request named no site and legacy single-site mode chose it (`legacy.rs`):
+    /// the answer is marked deprecated.
+    pub legacy: bool,
     /// The site, once found (also when the request is then refused). Only an admitted
     /// request is forwarded.
     pub site: Option<Arc<ResolvedSite>>,
@@ -62,6 +65,11 @@ impl RequestCtx {
         super::request_id::text(&self.request_id)
     }
 
+    /// Legacy single-site mode's settings, when it chose this request's site.
+    pub fn legacy_site(&self) -> Option<&crate::config::LegacySite> {
+        self.config.live.legacy.as_ref().filter(|_| self.legacy)
+    }
+
     /// The well-formed X-Website-ID, if the request got that far.
     pub fn site_id(&self) -> Option<&str> {
         self.site_id.as_ref().and_then(|v| v.to_str().ok())
@@ -73,6 +81,7 @@ impl RequestCtx {
             config,
             request_id: http::HeaderValue::from_static(""),
             site_id: None,
+            legacy: false,
             site: None,
             admitted: None,
             rejection: None,

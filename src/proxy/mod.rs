@@ -7,6 +7,7 @@ mod client;
 pub mod cors;
 pub mod ctx;
 pub mod inject;
+mod legacy;
 mod peer;
 mod reject;
 pub mod request_id;
@@ -31,6 +32,8 @@ pub struct Gateway {
     config: Current,
     health: Arc<HealthBoard>,
     auth: Authenticator<Fleet>,
+    /// Legacy single-site mode's clients already warned about.
+    legacy: legacy::LegacyClients,
 }
 
 impl Gateway {
@@ -45,6 +48,7 @@ impl Gateway {
             config,
             health,
             auth,
+            legacy: legacy::LegacyClients::default(),
         }
     }
 }
@@ -83,6 +87,7 @@ impl ProxyHttp for Gateway {
                     &ctx.request_id,
                     ctx.retry_after,
                     cors,
+                    ctx.legacy_site(),
                 )
                 .await?;
                 Ok(true)
@@ -136,6 +141,9 @@ impl ProxyHttp for Gateway {
         upstream_response.insert_header(request_id::HEADER, ctx.request_id.clone())?;
         if let Some(site) = &ctx.site {
             cors::forwarded(upstream_response, ctx.cors_origin.as_ref(), &site.cors)?;
+        }
+        if let Some(legacy) = ctx.legacy_site() {
+            legacy::mark_deprecated(upstream_response, legacy)?;
         }
         Ok(())
     }

@@ -2,20 +2,23 @@
 //! upstream could not serve.
 
 use super::ctx::{Rejection, RequestCtx};
-use super::{cors, request_id};
+use super::{cors, legacy, request_id};
+use crate::config::LegacySite;
 use crate::error::{error_body, ErrorCode};
 use pingora::http::ResponseHeader;
 use pingora::proxy::{FailToProxy, Session};
 use pingora::{ErrorSource, ErrorType};
 
 /// Writes the JSON rejection for `code`, readable by a browser app from `cors_origin`
-/// (see `cors.rs`) when one is given.
+/// (see `cors.rs`) when one is given, marked deprecated for a request legacy
+/// single-site mode routed (`legacy`).
 pub async fn reject(
     session: &mut Session,
     code: ErrorCode,
     request_id: &http::HeaderValue,
     retry_after: Option<u64>,
     cors_origin: Option<&http::HeaderValue>,
+    legacy: Option<&LegacySite>,
 ) -> pingora::Result<()> {
     let body = error_body(code, request_id::text(request_id));
     let mut resp = ResponseHeader::build(code.status(), Some(6))?;
@@ -34,6 +37,9 @@ pub async fn reject(
     }
     if let Some(origin) = cors_origin {
         cors::allow_response(&mut resp, origin)?;
+    }
+    if let Some(legacy) = legacy {
+        legacy::mark_deprecated(&mut resp, legacy)?;
     }
     // The client may still be sending a body we will not read: do not reuse the connection.
     session.set_keepalive(None);
@@ -113,7 +119,9 @@ pub async fn failure(
     // Once the upstream's header is on its way there is no error to send, only a cut.
     if session.response_written().is_none() {
         let cors = ctx.cors_origin.as_ref();
-        if let Err(err) = reject(session, rejection.code, &ctx.request_id, None, cors).await {
+        let legacy = ctx.legacy_site();
+        if let Err(err) = reject(session, rejection.code, &ctx.request_id, None, cors, legacy).await
+        {
             tracing::debug!(error = %err, "could not send the error response");
         }
     }

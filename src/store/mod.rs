@@ -10,7 +10,7 @@ pub mod sqlite;
 pub use records::{
     upstream_credential_place, AdminScope, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord,
     Change, ChangeEvent, ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot,
-    SealedValue, SiteRecord, StoredCredential, JWT_SECRET_FIELD, SEALED_SLOT_KINDS,
+    SealedValue, SiteRecord, SiteWrite, StoredCredential, JWT_SECRET_FIELD, SEALED_SLOT_KINDS,
     UPSTREAM_CREDENTIAL_FIELD,
 };
 
@@ -92,6 +92,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<SiteRecord, StoreError>;
     /// Deletes the site and its API keys.
     async fn delete_site(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Creates and updates sites (bulk onboarding) all in one transaction, each with its
+    /// audit entry and change-log row: every write or none. The first failing write
+    /// (`AlreadyExists`, `VersionConflict`, `NotFound`) fails the whole batch. Returns the
+    /// sites as written (an update's version + 1), in order.
+    async fn write_sites(&self, writes: &[SiteWrite]) -> Result<Vec<SiteRecord>, StoreError>;
 
     async fn get_api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
     async fn list_api_keys(&self, site_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;

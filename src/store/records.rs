@@ -281,6 +281,25 @@ pub struct Reseal {
     pub new_sealed: String,
 }
 
+/// One site written by [`crate::store::Store::write_sites`] (bulk onboarding), with its
+/// audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteWrite {
+    /// A new site (`AlreadyExists` if its id is taken).
+    Create { site: SiteRecord, audit: AuditEntry },
+    /// Replaces the site if its stored version is `site.version` (as
+    /// [`crate::store::Store::update_site`]).
+    Update { site: SiteRecord, audit: AuditEntry },
+}
+
+impl SiteWrite {
+    pub fn site(&self) -> &SiteRecord {
+        match self {
+            SiteWrite::Create { site, .. } | SiteWrite::Update { site, .. } => site,
+        }
+    }
+}
+
 /// How many records of each kind a store holds (`wpgate store migrate`: the target must
 /// be empty, and the copy must match the source).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

@@ -20,6 +20,7 @@ mod hardening_admin;
 mod hardening_delegated;
 mod hardening_origin;
 mod hardening_request;
+mod onboard;
 mod openapi_conformance;
 mod parity;
 mod proxy_auth;

@@ -27,6 +27,8 @@ const BOTH: &[(&str, &str)] = &[
     ("site set-cors", "PUT /admin/v1/sites/{id}/cors"),
     ("site set-auth", "PUT /admin/v1/sites/{id}/auth"),
     ("site test", "POST /admin/v1/sites/{id}/test"),
+    ("site import", "POST /admin/v1/import/sites"),
+    ("site export", "GET /admin/v1/export/sites"),
     ("key issue", "POST /admin/v1/sites/{id}/keys"),
     ("key list", "GET /admin/v1/sites/{id}/keys"),
     ("key revoke", "POST /admin/v1/keys/{key_id}/revoke"),
@@ -56,6 +58,10 @@ const CLI_ONLY: &[(&str, &str)] = &[
     (
         "store migrate",
         "copies a whole store into another: run offline",
+    ),
+    (
+        "site import-env",
+        "reads the single-site WORDPRESS_* variables of the machine it runs on",
     ),
     (
         "keyring init",

@@ -3,6 +3,7 @@
 //! is its own: the pool, how a write transaction begins, how the change log is
 //! appended (and announced), time limits.
 
+mod batch;
 mod dialect;
 mod queries;
 mod rows;

@@ -13,7 +13,7 @@ use super::{
 use crate::store::{
     trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditPage, AuditRecord, ChangeEvent,
     ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot, SealedValue,
-    SiteRecord, Store, StoreError,
+    SiteRecord, SiteWrite, Store, StoreError,
 };
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Transaction, Type};
@@ -120,42 +120,7 @@ where
         self.call(async move {
             let mut tx = self.backend.begin_write().await?;
             let now = crate::time::now_unix();
-            let lists = SiteLists::of(site);
-            let done = sqlx::query(&self.sql.update_site)
-                .bind(site.name.as_str())
-                .bind(site.upstream_url.as_str())
-                .bind(site.enabled)
-                .bind(site.credential.kind.as_str())
-                .bind(site.credential.username.as_deref())
-                .bind(site.credential.sealed_secret.as_deref())
-                .bind(site.auth_policy.as_deref())
-                .bind(site.jwt_secret_sealed.as_deref())
-                .bind(lists.namespaces.as_deref())
-                .bind(site.health_fail_fast)
-                .bind(lists.allowed_paths.as_deref())
-                .bind(lists.allowed_origins.as_deref())
-                .bind(now)
-                .bind(site.id.as_str())
-                .bind(site.version)
-                .execute(&mut *tx)
-                .await
-                .map_err(B::unavailable)?;
-            if B::rows_affected(&done) == 0 {
-                let exists = sqlx::query(&self.sql.site_exists)
-                    .bind(site.id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(B::unavailable)?
-                    .is_some();
-                return Err(if exists {
-                    StoreError::VersionConflict {
-                        what: format!("site {}", site.id),
-                        expected: site.version,
-                    }
-                } else {
-                    StoreError::NotFound(format!("site {}", site.id))
-                });
-            }
+            self.update_site_row(&mut tx, site, now).await?;
             B::record_changes(&mut tx, ChangeKind::Site, &[&site.id]).await?;
             self.commit(tx, audit).await?;
             Ok(SiteRecord {
@@ -165,6 +130,10 @@ where
             })
         })
         .await
+    }
+
+    async fn write_sites(&self, writes: &[SiteWrite]) -> Result<Vec<SiteRecord>, StoreError> {
+        bounded::<B, _>(B::IMPORT_TIMEOUT, self.write_sites_in_one(writes)).await
     }
 
     async fn delete_site(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError> {
@@ -806,8 +775,55 @@ where
         tx.commit().await.map_err(B::unavailable)
     }
 
+    /// Replaces the site's row if its stored version is `site.version`, at `now`;
+    /// `VersionConflict` or `NotFound` otherwise.
+    pub(super) async fn update_site_row(
+        &self,
+        tx: &mut Transaction<'static, B::Db>,
+        site: &SiteRecord,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let lists = SiteLists::of(site);
+        let done = sqlx::query(&self.sql.update_site)
+            .bind(site.name.as_str())
+            .bind(site.upstream_url.as_str())
+            .bind(site.enabled)
+            .bind(site.credential.kind.as_str())
+            .bind(site.credential.username.as_deref())
+            .bind(site.credential.sealed_secret.as_deref())
+            .bind(site.auth_policy.as_deref())
+            .bind(site.jwt_secret_sealed.as_deref())
+            .bind(lists.namespaces.as_deref())
+            .bind(site.health_fail_fast)
+            .bind(lists.allowed_paths.as_deref())
+            .bind(lists.allowed_origins.as_deref())
+            .bind(now)
+            .bind(site.id.as_str())
+            .bind(site.version)
+            .execute(&mut **tx)
+            .await
+            .map_err(B::unavailable)?;
+        if B::rows_affected(&done) > 0 {
+            return Ok(());
+        }
+        let exists = sqlx::query(&self.sql.site_exists)
+            .bind(site.id.as_str())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(B::unavailable)?
+            .is_some();
+        Err(if exists {
+            StoreError::VersionConflict {
+                what: format!("site {}", site.id),
+                expected: site.version,
+            }
+        } else {
+            StoreError::NotFound(format!("site {}", site.id))
+        })
+    }
+
     /// Writes an audit record in the transaction.
-    async fn insert_audit(
+    pub(super) async fn insert_audit(
         &self,
         tx: &mut Transaction<'static, B::Db>,
         audit: &AuditEntry,
@@ -828,7 +844,7 @@ where
 
     /// Binds a site's values in [`SITE_COLUMNS`] order (its lists as [`SiteLists`]
     /// stores them), for one row of an INSERT.
-    fn bind_site<'q>(
+    pub(super) fn bind_site<'q>(
         q: Query<'q, B::Db>,
         site: &'q SiteRecord,
         lists: &'q SiteLists,
@@ -879,7 +895,10 @@ where
 
 /// An INSERT's error: a record already there is `AlreadyExists(what)`, anything else
 /// the store's.
-fn already_exists<B: Backend>(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+pub(super) fn already_exists<B: Backend>(
+    e: sqlx::Error,
+    what: impl FnOnce() -> String,
+) -> StoreError {
     if is_unique_violation(&e) {
         StoreError::AlreadyExists(what())
     } else {

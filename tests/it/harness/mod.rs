@@ -39,6 +39,6 @@ pub use payload::{pattern_sha256, pattern_stream};
 pub use ports::{free_port, http_answers};
 pub use text::{base64_std, hex, is_sane_request_id, marker, random_string, sha256_hex, toml_str};
 pub use tls::{served_serial, AdminTls, CertOnDisk, H2Connection, TestCa, TlsListen};
-pub use upstream::{ServerThread, Upstream};
+pub use upstream::{Recorded, ServerThread, Upstream};
 pub use wait::{poll_until, poll_until_blocking, CHANGE_DEADLINE};
 pub use wp_mimic::{WpFault, WpMimic};
