@@ -11,6 +11,7 @@
 //! (`extract`), replies and the error mapping (`respond`) — never imports them back.
 
 mod context;
+pub mod doctor;
 mod extract;
 pub mod failures;
 pub mod health;
@@ -74,6 +75,7 @@ fn documented() -> OpenApiRouter<AdminState> {
         .routes(routes!(keys::list_audit))
         .routes(routes!(health::site_health))
         .routes(routes!(health::test_site))
+        .routes(routes!(doctor::doctor))
         .routes(routes!(ops::reload))
         .routes(routes!(ops::keyring_status))
         .routes(routes!(openapi::openapi_json))
@@ -173,6 +175,7 @@ mod tests {
             health: Arc::new(crate::health::HealthBoard::new()),
             health_client: None,
             health_timeout: std::time::Duration::from_secs(5),
+            upstream_ca_file: None,
         };
         (dir, state)
     }
