@@ -119,10 +119,16 @@ fn config_check(config: &Config) -> Check {
         |p| p.display().to_string(),
     );
     match crate::tls::prepare(&config.live.tls, crate::time::now_unix()) {
-        Ok(_) => Check::pass(CheckName::Config, format!("{source} loads and validates")),
+        Ok(_) => Check::pass(
+            CheckName::Config,
+            format!("the configuration ({source}) loads and validates"),
+        ),
         Err(e) => Check::fail(
             CheckName::Config,
-            format!("{source} loads, but a TLS listener's certificate is refused: {e}"),
+            format!(
+                "the configuration ({source}) loads, but a TLS listener's certificate is \
+                 refused: {e}"
+            ),
             Some("replace the certificate or key file named above, then `wpgate check`".into()),
         ),
     }

@@ -664,4 +664,80 @@ async fn the_admin_api_answers_the_same_report() {
     gw.admin_get("/admin/v1/doctor")
         .await
         .assert_error(401, "admin.unauthorized");
+
+    // Documented, with the report's schema.
+    let doc = gw
+        .admin_call(reqwest::Method::GET, "/admin/v1/openapi.json", &token, None)
+        .await
+        .json()
+        .unwrap();
+    assert!(
+        doc["paths"]["/admin/v1/doctor"]["get"].is_object(),
+        "{doc:#}"
+    );
+    let report = &doc["components"]["schemas"]["Report"]["properties"];
+    for field in [
+        "status",
+        "exit_code",
+        "gateway",
+        "sealed_records",
+        "sites",
+        "summary",
+    ] {
+        assert!(
+            report[field].is_object(),
+            "Report.{field} is not documented: {report:#}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_never_started_and_a_wrong_configuration_exit_3_and_nothing_is_created() {
+    let gw = prepared();
+    let (out, report) = doctor(&gw, &[]);
+    assert_eq!(out.status.code(), Some(3), "{report:#}");
+    assert_check(&report["gateway"], "config", "pass", &[]);
+    assert_check(
+        &report["gateway"],
+        "store",
+        "fail",
+        &["does not exist (the gateway creates it on its first start)"],
+    );
+    assert_check(&report["gateway"], "schema", "skip", &[]);
+    assert_check(
+        &report["gateway"],
+        "keyring",
+        "fail",
+        &[
+            "does not exist",
+            "wpgate doctor never does",
+            "`wpgate serve`",
+        ],
+    );
+    assert!(!gw.data_dir.exists(), "doctor created the data directory");
+
+    let bad = gw.dir.path().join("bad.toml");
+    std::fs::write(&bad, "[upstream]\nconect_timeout = \"2s\"\n").unwrap();
+    let out = crate::harness::run_wpgate(
+        &["--json", "--config", bad.to_str().unwrap(), "doctor"],
+        None,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", out.stdout);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_check(
+        &report["gateway"],
+        "config",
+        "fail",
+        &["conect_timeout", "wpgate check"],
+    );
+    for other in ["store", "schema", "keyring"] {
+        assert_check(
+            &report["gateway"],
+            other,
+            "skip",
+            &["not checked: the configuration does not load"],
+        );
+    }
+    assert_eq!(report["sites"], serde_json::json!([]));
 }
