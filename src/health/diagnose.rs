@@ -577,6 +577,7 @@ mod tests {
     use crate::site::CredentialKind;
     use http::header::AUTHORIZATION;
     use http::{HeaderName, HeaderValue};
+    use std::time::Duration;
 
     #[tokio::test]
     async fn a_refused_application_password_is_auth_failed_with_the_fix() {
@@ -693,5 +694,76 @@ mod tests {
             "answered 301 redirecting to http://127.0.0.1:1/wp-json/",
         );
         assert_says(&r, "does not follow redirects");
+    }
+
+    #[tokio::test]
+    async fn each_step_is_reported_with_its_exact_fix() {
+        use crate::health::{probe_steps, Step};
+        let c = test_client();
+        let t5 = Duration::from_secs(5);
+        let fix = |s: &Step| match s {
+            Step::Failed { fix, .. } => fix.clone().unwrap_or_default(),
+            other => panic!("not a failure: {other:?}"),
+        };
+
+        let base = serve(Mimic::new()).await;
+        let (r, steps) = probe_steps(&c, &target("shop", &base), t5).await;
+        assert_state(&r, HealthState::Healthy);
+        assert!(matches!(steps.index, Step::Passed(_)), "{steps:?}");
+        assert!(matches!(steps.credential, Step::Passed(_)), "{steps:?}");
+        assert!(matches!(steps.namespaces, Step::Passed(_)), "{steps:?}");
+        assert!(steps.offered_namespaces.contains(&"wp/v2".to_string()));
+        let date = steps.server_date.expect("the index answer's Date header");
+        assert!(date.skew_seconds().abs() <= 2, "{date:?}");
+
+        let mut t = target("shop", &base);
+        t.credential = Some((AUTHORIZATION, basic(USER, "wrong-password")));
+        t.required_namespaces = vec!["nope/v1".into()];
+        let (_, steps) = probe_steps(&c, &t, t5).await;
+        assert!(matches!(steps.index, Step::Passed(_)), "{steps:?}");
+        let f = fix(&steps.credential);
+        assert!(f.contains("Users → Profile → Application Passwords"), "{f}");
+        assert!(
+            f.contains("`wpgate site set-credential shop --auth app-password --username api --secret-stdin`"),
+            "{f}"
+        );
+        // The namespaces are judged from the index even when the credential fails.
+        assert!(matches!(steps.namespaces, Step::Failed { .. }), "{steps:?}");
+
+        let mut m = Mimic::new();
+        m.index = Index::Plain;
+        let (_, steps) = probe_steps(&c, &target("shop", &serve(m).await), t5).await;
+        assert!(
+            fix(&steps.index).contains("Settings → Permalinks"),
+            "{steps:?}"
+        );
+        assert!(matches!(steps.credential, Step::Skipped(_)), "{steps:?}");
+
+        let mut m = Mimic::new();
+        m.index = Index::Plain;
+        m.home = Some("http://wordpress.test");
+        let base = serve(m).await;
+        let (_, steps) = probe_steps(&c, &target("shop", &format!("{base}/blog")), t5).await;
+        let f = fix(&steps.index);
+        assert!(
+            f.contains(&format!("`wpgate site update shop --upstream {base}`")),
+            "{f}"
+        );
+
+        let mut m = Mimic::new();
+        m.index = Index::Redirect;
+        let (_, steps) = probe_steps(&c, &target("shop", &serve(m).await), t5).await;
+        let f = fix(&steps.index);
+        assert!(
+            f.contains("`wpgate site update shop --upstream http://127.0.0.1:1 --secret-stdin`"),
+            "{f}"
+        );
+
+        let (_, steps) = probe_steps(&c, &target("shop", &closed_port().await), t5).await;
+        assert!(
+            fix(&steps.index).contains("start the site's web server"),
+            "{steps:?}"
+        );
+        assert_eq!(steps.server_date, None);
     }
 }
