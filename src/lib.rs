@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod credential;
 pub mod crypto;
+pub mod doctor;
 pub mod error;
 pub mod fleet;
 #[cfg(any(test, feature = "fuzzing"))]

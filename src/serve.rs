@@ -285,6 +285,7 @@ pub fn run(
             health: Arc::clone(&board),
             health_client: Some(health_client),
             health_timeout: health.timeout,
+            upstream_ca_file: boot.upstream_ca_file.clone(),
             reloader: Some(reloader),
         },
     };

@@ -13,6 +13,7 @@
 
 pub mod audit;
 mod context;
+pub mod doctor;
 mod extract;
 pub mod failures;
 pub mod health;
@@ -84,6 +85,7 @@ fn documented() -> OpenApiRouter<AdminState> {
         .routes(routes!(audit::list_audit))
         .routes(routes!(health::site_health))
         .routes(routes!(health::test_site))
+        .routes(routes!(doctor::doctor))
         .routes(routes!(ops::reload))
         .routes(routes!(ops::keyring_status))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
@@ -190,6 +192,7 @@ mod tests {
             health: Arc::new(crate::health::HealthBoard::new()),
             health_client: None,
             health_timeout: std::time::Duration::from_secs(5),
+            upstream_ca_file: None,
         };
         (dir, state)
     }

@@ -29,7 +29,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "sites", description = "WordPress sites: their upstream credentials, the \
             paths forwarded to them, the browser origins allowed to call them (CORS)"),
         (name = "keys", description = "Client API keys"),
-        (name = "health", description = "Site health: the latest check, or one now"),
+        (name = "health", description = "Site health: the latest check, or one now; the \
+            doctor's full report"),
         (name = "audit", description = "Who changed what"),
         (name = "tokens", description = "The admin API's own bearer tokens"),
         (name = "operations", description = "Reload the configuration and keyring; keyring status"),

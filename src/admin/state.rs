@@ -20,6 +20,8 @@ pub struct AdminState {
     /// The client health checks use (for running a check on demand).
     pub health_client: Option<reqwest::Client>,
     pub health_timeout: Duration,
+    /// `upstream.ca_file`, for the doctor's TLS checks (the proxy's trust).
+    pub upstream_ca_file: Option<std::path::PathBuf>,
     /// Reloads the configuration and keyring (`None` where the process cannot).
     pub reloader: Option<Arc<crate::config::reload::Reloader>>,
 }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod check;
+pub mod doctor;
 pub mod key;
 pub mod keyring;
 mod onboard;
@@ -48,6 +49,11 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Validate the configuration (and the keyring, if present) and exit.
     Check,
+    /// Check everything, read-only: configuration, keyring (every sealed record opens),
+    /// store and schema, then each site (DNS, TCP, TLS, REST API, its credential,
+    /// required namespaces, clock). Each failure comes with its fix. Exit status 0: all
+    /// passed (warnings allowed); 1: a site check failed; 3: a gateway check failed.
+    Doctor(doctor::DoctorArgs),
     /// Manage sites.
     #[command(subcommand)]
     Site(site::SiteCommand),
@@ -96,13 +102,21 @@ fn load_options(cli: &Cli) -> LoadOptions {
     }
 }
 
-/// Runs the parsed command.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the parsed command; the process's exit status.
+pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let options = load_options(&cli);
-    let config = Config::load(&options)?;
+    // doctor reports a configuration that does not load like any other failed check.
+    if let Command::Doctor(args) = &cli.command {
+        return Ok(doctor::run(&options, args, cli.json).into());
+    }
+    run_command(&cli, &options).map(|()| std::process::ExitCode::SUCCESS)
+}
+
+fn run_command(cli: &Cli, options: &LoadOptions) -> anyhow::Result<()> {
+    let config = Config::load(options)?;
     crate::serve::init_logging(&config);
     match &cli.command {
-        Command::Serve(args) => crate::serve::run(config, options, args.options()),
+        Command::Serve(args) => crate::serve::run(config, options.clone(), args.options()),
         Command::Check => check::run(&config, cli.json),
         Command::Site(cmd) => {
             block_on(async { site::run(&open_fleet(&config).await?, &config, cmd, cli.json).await })
@@ -120,6 +134,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Reload(args) => block_on(ops::reload(&config, args, cli.json)),
         Command::Healthcheck { url } => block_on(check::healthcheck(&config, url.as_deref())),
+        Command::Doctor(_) => unreachable!("handled by run"),
     }
 }
 

@@ -152,11 +152,9 @@ fn unusable_reason(e: &CryptoError) -> String {
     }
 }
 
-/// Builds the request-path view of a site record.
-pub(super) async fn resolve(
-    record: &SiteRecord,
-    keyring: &Keyring,
-) -> Result<ResolvedSite, FleetError> {
+/// Builds the request-path view of a site record: its upstream credential opened with
+/// `keyring` for the origin it is bound to and rendered as the header the proxy injects.
+pub async fn resolve(record: &SiteRecord, keyring: &Keyring) -> Result<ResolvedSite, FleetError> {
     let upstream = UpstreamTarget::parse(&record.upstream_url)?;
     let inject = match (&record.credential.kind, &record.credential.sealed_secret) {
         (CredentialKind::None, _) => None,

@@ -16,7 +16,7 @@ pub mod rotation;
 pub mod upkeep;
 mod writes;
 
-pub use lookup::ResolvedSite;
+pub use lookup::{resolve, ResolvedSite};
 pub use origins::FleetOrigins;
 pub use writes::{
     Actor, AddedSite, CredentialInput, NewSite, RotatedKey, SiteChanges, SiteWarning,
@@ -174,6 +174,11 @@ impl Fleet {
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    /// The store, shared (for work that outlives a borrow, e.g. `doctor`).
+    pub fn store_handle(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
     }
 
     /// The metrics this fleet (and what serves it) records into.

@@ -1,13 +1,14 @@
 //! One check of a site, at most three requests, none of which change anything: the REST
 //! index answers (reachable), `users/me` accepts the credential (authenticated), and the
 //! required namespaces are in the index (plugins present). The words of each failure
-//! come from [`super::diagnose`].
+//! come from [`super::diagnose`]; [`probe_steps`] also reports each step on its own (for
+//! `wpgate doctor`).
 
 use http::StatusCode;
 use std::time::Duration;
 
 use super::diagnose::{self, clean, WpError};
-use super::{HealthReport, HealthState, ProbeTarget};
+use super::{HealthReport, HealthState, ProbeTarget, ServerDate, Step, Steps};
 use crate::site::CredentialKind;
 
 /// The most of a response body a check reads. The namespaces-only index is a few hundred
@@ -21,12 +22,22 @@ pub async fn probe(
     target: &ProbeTarget,
     timeout: Duration,
 ) -> HealthReport {
+    probe_steps(client, target, timeout).await.0
+}
+
+/// [`probe`], and what each of its steps found.
+pub async fn probe_steps(
+    client: &reqwest::Client,
+    target: &ProbeTarget,
+    timeout: Duration,
+) -> (HealthReport, Steps) {
     let started = std::time::Instant::now();
     let checked_at = crate::time::now_unix();
+    let mut steps = Steps::not_run();
     let outcome = match (&target.unusable, target.enabled) {
         (_, false) => Outcome::new(HealthState::Disabled, diagnose::disabled(&target.site_id)),
         (Some(why), true) => Outcome::new(HealthState::Unusable, diagnose::unusable(why)),
-        (None, true) => check(client, target, timeout).await,
+        (None, true) => check(client, target, timeout, &mut steps).await,
     };
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::debug!(
@@ -35,20 +46,23 @@ pub async fn probe(
         duration_ms,
         "health check"
     );
-    HealthReport {
+    let report = HealthReport {
         state: outcome.state,
         message: outcome.message,
         checked_at,
         duration_ms,
         consecutive_failures: 0,
         wordpress_user: outcome.user,
-    }
+    };
+    (report, steps)
 }
 
 struct Outcome {
     state: HealthState,
     message: String,
     user: Option<String>,
+    /// The exact fix, for the step that failed (see [`Step::Failed`]).
+    fix: Option<String>,
 }
 
 impl Outcome {
@@ -57,6 +71,20 @@ impl Outcome {
             state,
             message,
             user: None,
+            fix: None,
+        }
+    }
+
+    fn with_fix(mut self, fix: Option<String>) -> Self {
+        self.fix = fix;
+        self
+    }
+
+    /// This outcome as the step that failed.
+    fn step(&self) -> Step {
+        Step::Failed {
+            message: self.message.clone(),
+            fix: self.fix.clone(),
         }
     }
 }
@@ -87,6 +115,7 @@ impl Site<'_> {
 
     fn request_failed(&self, shown: &str, e: &reqwest::Error) -> Outcome {
         unreachable(diagnose::request_failed(shown, self.base, self.timeout, e))
+            .with_fix(diagnose::request_failed_fix(self.target, self.timeout, e))
     }
 
     /// 401/403 to a request that carried the site's credential.
@@ -101,6 +130,22 @@ impl Site<'_> {
             HealthState::AuthFailed,
             diagnose::auth_failed(self.target, shown, status, wp, app_passwords),
         )
+        .with_fix(Some(diagnose::auth_failed_fix(self.target, status, wp)))
+    }
+
+    /// An answer that is neither the one asked for nor a refusal.
+    fn unexpected(
+        &self,
+        shown: &str,
+        status: StatusCode,
+        location: Option<&str>,
+        wp: &WpError,
+    ) -> Outcome {
+        unreachable(diagnose::unexpected_status(shown, status, location, wp)).with_fix(
+            location
+                .filter(|_| status.is_redirection())
+                .and_then(|l| diagnose::redirect_fix(self.target, l)),
+        )
     }
 }
 
@@ -108,7 +153,12 @@ fn unreachable(message: String) -> Outcome {
     Outcome::new(HealthState::Unreachable, message)
 }
 
-async fn check(client: &reqwest::Client, target: &ProbeTarget, timeout: Duration) -> Outcome {
+async fn check(
+    client: &reqwest::Client,
+    target: &ProbeTarget,
+    timeout: Duration,
+    steps: &mut Steps,
+) -> Outcome {
     let base = target.base_url.trim_end_matches('/');
     let prefix = url::Url::parse(base)
         .map(|u| u.path().trim_end_matches('/').to_string())
@@ -119,23 +169,60 @@ async fn check(client: &reqwest::Client, target: &ProbeTarget, timeout: Duration
         prefix,
         timeout,
     };
-    let index = match check_index(client, &site).await {
+    let skipped = |why: &str| Step::Skipped(format!("not checked: {why}"));
+    let index = match check_index(client, &site, steps).await {
         Ok(index) => index,
-        Err(outcome) => return outcome,
+        Err(outcome) => {
+            steps.index = outcome.step();
+            steps.credential = skipped("the REST index did not answer");
+            steps.namespaces = skipped("the REST index did not answer");
+            return outcome;
+        }
     };
     let namespaces = &index.namespaces;
-    let auth = match check_auth(client, &site, &index).await {
-        Ok(auth) => auth,
-        Err(outcome) => return outcome,
-    };
-
-    let mut problems = Vec::new();
+    steps.offered_namespaces = namespaces.clone();
+    steps.index = Step::Passed(format!(
+        "WordPress REST API answers at {base}/wp-json/ ({} namespaces)",
+        namespaces.len()
+    ));
     let missing: Vec<&str> = target
         .required_namespaces
         .iter()
         .map(String::as_str)
         .filter(|need| !namespaces.iter().any(|have| have == need))
         .collect();
+    steps.namespaces = if target.required_namespaces.is_empty() {
+        Step::Passed("the site requires no REST namespace (`wpgate site set-health`)".into())
+    } else if missing.is_empty() {
+        Step::Passed(format!(
+            "required REST namespaces present: {}",
+            target.required_namespaces.join(", ")
+        ))
+    } else {
+        Step::Failed {
+            message: diagnose::missing_namespaces(&missing, namespaces),
+            fix: None,
+        }
+    };
+    let auth = match check_auth(client, &site, &index).await {
+        Ok(auth) => auth,
+        Err(outcome) => {
+            steps.credential = outcome.step();
+            return outcome;
+        }
+    };
+    steps.credential = match &auth {
+        Auth::Confirmed(user) => Step::Passed(format!(
+            "{} accepted (WordPress user '{user}')",
+            diagnose::credential_phrase(target)
+        )),
+        Auth::NotChecked => Step::Skipped(
+            "the site has no credential (kind none): wpgate forwards requests anonymously".into(),
+        ),
+        Auth::Unconfirmed(why) => Step::Warned(why.clone()),
+    };
+
+    let mut problems = Vec::new();
     if !missing.is_empty() {
         problems.push(diagnose::missing_namespaces(&missing, namespaces));
     }
@@ -151,6 +238,7 @@ async fn check(client: &reqwest::Client, target: &ProbeTarget, timeout: Duration
             state: HealthState::Degraded,
             message: problems.join("; "),
             user,
+            fix: None,
         };
     }
 
@@ -178,6 +266,7 @@ async fn check(client: &reqwest::Client, target: &ProbeTarget, timeout: Duration
         state: HealthState::Healthy,
         message,
         user,
+        fix: None,
     }
 }
 
@@ -185,13 +274,18 @@ async fn check(client: &reqwest::Client, target: &ProbeTarget, timeout: Duration
 const INDEX_FIELDS: &str = "_fields=name,home,namespaces,authentication";
 
 /// Step 1: the REST index.
-async fn check_index(client: &reqwest::Client, site: &Site<'_>) -> Result<RestIndex, Outcome> {
+async fn check_index(
+    client: &reqwest::Client,
+    site: &Site<'_>,
+    steps: &mut Steps,
+) -> Result<RestIndex, Outcome> {
     let shown = site.shown("/wp-json/");
     let resp = site
         .get(client, &format!("/wp-json/?{INDEX_FIELDS}"))
         .send()
         .await
         .map_err(|e| site.request_failed(&shown, &e))?;
+    steps.server_date = server_date(&resp);
     let status = resp.status();
     if status == StatusCode::OK {
         let content_type = content_type(&resp);
@@ -210,13 +304,14 @@ async fn check_index(client: &reqwest::Client, site: &Site<'_>) -> Result<RestIn
                 }
                 IndexProblem::NoNamespaces => diagnose::index_without_namespaces(&shown, site.base),
             })
+            .with_fix(Some(diagnose::not_an_index_fix(site.target)))
         });
     }
     let location = location(&resp);
     let body = read_body(resp).await.map(|(b, _)| b).unwrap_or_default();
     let wp = WpError::parse(&body);
     if status == StatusCode::NOT_FOUND {
-        return Err(unreachable(not_found_message(client, site, &shown).await));
+        return Err(not_found(client, site, &shown).await);
     }
     if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
         if site.target.credential.is_some() {
@@ -227,14 +322,27 @@ async fn check_index(client: &reqwest::Client, site: &Site<'_>) -> Result<RestIn
             status,
             &wp,
             &site.target.site_id,
-        )));
+        ))
+        .with_fix(Some(diagnose::no_credential_fix(site.target))));
     }
-    Err(unreachable(diagnose::unexpected_status(
-        &shown,
-        status,
-        location.as_deref(),
-        &wp,
-    )))
+    Err(site.unexpected(&shown, status, location.as_deref(), &wp))
+}
+
+/// The answer's `Date` header, if it has a valid one, and now.
+fn server_date(resp: &reqwest::Response) -> Option<ServerDate> {
+    let received_at = crate::time::now_unix();
+    let date = resp
+        .headers()
+        .get(http::header::DATE)?
+        .to_str()
+        .ok()
+        .and_then(|d| httpdate::parse_http_date(d).ok())?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(ServerDate {
+        date: i64::try_from(date.as_secs()).ok()?,
+        received_at,
+    })
 }
 
 enum IndexProblem {
@@ -281,7 +389,7 @@ fn parse_index(body: &[u8]) -> Result<RestIndex, IndexProblem> {
 
 /// `/wp-json/` is 404: is it WordPress without pretty permalinks, WordPress under another
 /// path, or not WordPress?
-async fn not_found_message(client: &reqwest::Client, site: &Site<'_>, shown: &str) -> String {
+async fn not_found(client: &reqwest::Client, site: &Site<'_>, shown: &str) -> Outcome {
     let fallback = site
         .get(client, &format!("/?rest_route=/&{INDEX_FIELDS}"))
         .send()
@@ -293,13 +401,20 @@ async fn not_found_message(client: &reqwest::Client, site: &Site<'_>, shown: &st
         },
         _ => None,
     };
-    diagnose::index_not_found(
+    let home = index.as_ref().and_then(|i| i.home.as_deref());
+    unreachable(diagnose::index_not_found(
         shown,
         site.base,
         &site.prefix,
         index.is_some(),
-        index.as_ref().and_then(|i| i.home.as_deref()),
-    )
+        home,
+    ))
+    .with_fix(Some(diagnose::index_not_found_fix(
+        site.target,
+        &site.prefix,
+        index.is_some(),
+        home,
+    )))
 }
 
 enum Auth {
@@ -325,7 +440,8 @@ async fn check_auth(
         return Err(Outcome::new(
             HealthState::AuthFailed,
             diagnose::credential_not_built(target),
-        ));
+        )
+        .with_fix(Some(diagnose::no_credential_fix(target))));
     }
     let shown = site.shown("/wp-json/wp/v2/users/me");
     let resp = site
@@ -360,12 +476,7 @@ async fn check_auth(
         return Err(site.auth_failed(&shown, status, &wp, index.app_passwords));
     }
     if status.is_server_error() {
-        return Err(unreachable(diagnose::unexpected_status(
-            &shown,
-            status,
-            location.as_deref(),
-            &wp,
-        )));
+        return Err(site.unexpected(&shown, status, location.as_deref(), &wp));
     }
     Ok(Auth::Unconfirmed(diagnose::users_me_hidden(
         &diagnose::unexpected_status(&shown, status, location.as_deref(), &wp),

@@ -75,7 +75,9 @@ pub(super) fn credential_phrase(target: &ProbeTarget) -> String {
     }
 }
 
-fn set_credential_command(target: &ProbeTarget) -> String {
+/// The command that sets the site's credential again, in backticks: its kind and user
+/// as stored, the secret on standard input.
+pub fn set_credential_command(target: &ProbeTarget) -> String {
     let site = &target.site_id;
     let who = target.username.as_deref().unwrap_or("<user>");
     match target.credential_kind {
@@ -382,6 +384,192 @@ pub(super) fn users_me_hidden(unexpected: &str) -> String {
     )
 }
 
+// ---- fixes: the exact command or WordPress screen, for `wpgate doctor` ----
+
+/// The command that points the site at `url`, in backticks. A URL on another origin
+/// (scheme, host or port) takes the secret again: the stored one is sealed to the old
+/// origin.
+pub fn update_upstream_command(target: &ProbeTarget, url: &str) -> String {
+    let id = &target.site_id;
+    if target.credential_kind == CredentialKind::None {
+        return format!("`wpgate site update {id} --upstream {url}`");
+    }
+    let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
+    match (origin(&target.base_url), origin(url)) {
+        (Some(from), Some(to)) if from == to => {
+            format!("`wpgate site update {id} --upstream {url}`")
+        }
+        (_, Some(_)) => format!(
+            "`wpgate site update {id} --upstream {url} --secret-stdin` (the credential is \
+             sealed to the old scheme, host and port: give the secret again on standard input)"
+        ),
+        (_, None) => format!(
+            "`wpgate site update {id} --upstream {url}` (with `--secret-stdin` and the secret \
+             on standard input when the scheme, host or port changes: the credential is \
+             sealed to them)"
+        ),
+    }
+}
+
+/// What to do about a request that got no answer, when there is something exact to say.
+pub(super) fn request_failed_fix(
+    target: &ProbeTarget,
+    timeout: Duration,
+    e: &reqwest::Error,
+) -> Option<String> {
+    if e.is_timeout() {
+        return Some(format!(
+            "check the site's web server and PHP workers (load, hung requests, a firewall \
+             dropping packets); if it is only slow, see whether it answers with more time \
+             (`wpgate doctor {} --timeout {}`) and raise `health.timeout` and \
+             `upstream.read_timeout` in the configuration",
+            target.site_id,
+            humantime::format_duration(timeout.saturating_mul(3))
+        ));
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let lower = cause.to_string().to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        return Some(tls_fix(target));
+    }
+    if e.is_connect() {
+        return Some(format!(
+            "start the site's web server, or point the site at the address it answers on: {}",
+            update_upstream_command(target, "<URL>")
+        ));
+    }
+    None
+}
+
+/// What to do about a certificate the gateway does not accept.
+pub fn tls_fix(target: &ProbeTarget) -> String {
+    let host = url::Url::parse(&target.base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "the upstream host".into());
+    format!(
+        "renew the site's certificate so that it names {host}, is within its validity, \
+         and is served with its intermediate certificates; for a private CA, set \
+         `upstream.ca_file` in the configuration to the CA's PEM file (the gateway and \
+         `wpgate doctor` then trust only that file)"
+    )
+}
+
+/// What to do about a 401 or 403 to a request that carried the site's credential.
+pub(super) fn auth_failed_fix(target: &ProbeTarget, status: StatusCode, wp: &WpError) -> String {
+    let who = target.username.as_deref().unwrap_or("?");
+    let command = set_credential_command(target);
+    if status == StatusCode::FORBIDDEN && wp.code.is_none() {
+        return format!(
+            "allow the gateway's requests (with their Authorization header) through the web \
+             server, WAF or security plugin in front of WordPress that refuses them, then run \
+             `wpgate doctor {}`",
+            target.site_id
+        );
+    }
+    if wp
+        .code
+        .as_deref()
+        .is_some_and(|c| c.starts_with("application_passwords_disabled"))
+    {
+        return format!(
+            "turn application passwords back on for user '{who}' (a plugin or the \
+             wp_is_application_passwords_available filter turns them off), then issue one \
+             in wp-admin → Users → Profile → Application Passwords and run {command}"
+        );
+    }
+    match target.credential_kind {
+        CredentialKind::AppPassword => format!(
+            "log in to wp-admin as '{who}', open Users → Profile → Application Passwords, \
+             revoke the old password and add a new one, then run {command} and give the new \
+             password on standard input"
+        ),
+        CredentialKind::Bearer => format!(
+            "issue a new token with the site's token plugin, then run {command} and give it \
+             on standard input"
+        ),
+        CredentialKind::Header => format!(
+            "check that the plugin reading header '{who}' is active (wp-admin → Plugins) and \
+             get its current value, then run {command} and give it on standard input"
+        ),
+        CredentialKind::None => no_credential_fix(target),
+    }
+}
+
+/// Give a site without a usable credential one.
+pub(super) fn no_credential_fix(target: &ProbeTarget) -> String {
+    format!(
+        "issue an Application Password in wp-admin → Users → Profile → Application \
+         Passwords and run {} with it on standard input",
+        set_credential_command(target)
+    )
+}
+
+/// A redirect from the REST index: point the site where it redirects, if that is a
+/// WordPress REST path.
+pub(super) fn redirect_fix(target: &ProbeTarget, location: &str) -> Option<String> {
+    let base = url::Url::parse(&target.base_url).ok()?;
+    let to = base.join(location).ok()?;
+    let at = to.path().find("/wp-json")?;
+    let new_base = format!(
+        "{}{}",
+        to.origin().ascii_serialization(),
+        to.path()[..at].trim_end_matches('/')
+    );
+    (new_base != target.base_url.trim_end_matches('/')).then(|| {
+        format!(
+            "point the site at the address WordPress redirects to: {}",
+            update_upstream_command(target, &new_base)
+        )
+    })
+}
+
+/// `/wp-json/` answered 404 (see [`index_not_found`] for the cases).
+pub(super) fn index_not_found_fix(
+    target: &ProbeTarget,
+    prefix: &str,
+    fallback_answered: bool,
+    home: Option<&str>,
+) -> String {
+    let home_path = home
+        .and_then(|h| url::Url::parse(h).ok())
+        .map(|u| u.path().trim_end_matches('/').to_string());
+    let origin = url::Url::parse(&target.base_url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    match (fallback_answered, home_path) {
+        (true, Some(home_path)) if home_path != prefix => format!(
+            "point the site at WordPress's home path: {}",
+            update_upstream_command(target, &format!("{origin}{home_path}"))
+        ),
+        (true, _) => "in wp-admin → Settings → Permalinks choose any structure but Plain (e.g. \
+             Post name) and Save Changes; if that is already so, make the web server hand \
+             /wp-json/ to index.php (nginx: `try_files $uri $uri/ /index.php?$args;`, Apache: \
+             the .htaccess rules WordPress writes)"
+            .to_string(),
+        (false, _) => format!(
+            "check that the upstream URL is the WordPress home URL ({}) and that no plugin \
+             (e.g. \"Disable WP REST API\", a security plugin's REST setting) or web server \
+             rule turns the REST API off",
+            update_upstream_command(target, "<home URL>")
+        ),
+    }
+}
+
+/// The index answered 200 with something else than a REST index.
+pub(super) fn not_an_index_fix(target: &ProbeTarget) -> String {
+    format!(
+        "open {}/wp-json/ in a browser: if a page shows instead of JSON, exclude /wp-json/ \
+         from the page cache or turn off the maintenance or coming-soon plugin; if it is \
+         another site, fix the upstream URL: {}",
+        target.base_url.trim_end_matches('/'),
+        update_upstream_command(target, "<URL>")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use crate::health::mimic::*;
@@ -389,6 +577,7 @@ mod tests {
     use crate::site::CredentialKind;
     use http::header::AUTHORIZATION;
     use http::{HeaderName, HeaderValue};
+    use std::time::Duration;
 
     #[tokio::test]
     async fn a_refused_application_password_is_auth_failed_with_the_fix() {
@@ -505,5 +694,76 @@ mod tests {
             "answered 301 redirecting to http://127.0.0.1:1/wp-json/",
         );
         assert_says(&r, "does not follow redirects");
+    }
+
+    #[tokio::test]
+    async fn each_step_is_reported_with_its_exact_fix() {
+        use crate::health::{probe_steps, Step};
+        let c = test_client();
+        let t5 = Duration::from_secs(5);
+        let fix = |s: &Step| match s {
+            Step::Failed { fix, .. } => fix.clone().unwrap_or_default(),
+            other => panic!("not a failure: {other:?}"),
+        };
+
+        let base = serve(Mimic::new()).await;
+        let (r, steps) = probe_steps(&c, &target("shop", &base), t5).await;
+        assert_state(&r, HealthState::Healthy);
+        assert!(matches!(steps.index, Step::Passed(_)), "{steps:?}");
+        assert!(matches!(steps.credential, Step::Passed(_)), "{steps:?}");
+        assert!(matches!(steps.namespaces, Step::Passed(_)), "{steps:?}");
+        assert!(steps.offered_namespaces.contains(&"wp/v2".to_string()));
+        let date = steps.server_date.expect("the index answer's Date header");
+        assert!(date.skew_seconds().abs() <= 2, "{date:?}");
+
+        let mut t = target("shop", &base);
+        t.credential = Some((AUTHORIZATION, basic(USER, "wrong-password")));
+        t.required_namespaces = vec!["nope/v1".into()];
+        let (_, steps) = probe_steps(&c, &t, t5).await;
+        assert!(matches!(steps.index, Step::Passed(_)), "{steps:?}");
+        let f = fix(&steps.credential);
+        assert!(f.contains("Users → Profile → Application Passwords"), "{f}");
+        assert!(
+            f.contains("`wpgate site set-credential shop --auth app-password --username api --secret-stdin`"),
+            "{f}"
+        );
+        // The namespaces are judged from the index even when the credential fails.
+        assert!(matches!(steps.namespaces, Step::Failed { .. }), "{steps:?}");
+
+        let mut m = Mimic::new();
+        m.index = Index::Plain;
+        let (_, steps) = probe_steps(&c, &target("shop", &serve(m).await), t5).await;
+        assert!(
+            fix(&steps.index).contains("Settings → Permalinks"),
+            "{steps:?}"
+        );
+        assert!(matches!(steps.credential, Step::Skipped(_)), "{steps:?}");
+
+        let mut m = Mimic::new();
+        m.index = Index::Plain;
+        m.home = Some("http://wordpress.test");
+        let base = serve(m).await;
+        let (_, steps) = probe_steps(&c, &target("shop", &format!("{base}/blog")), t5).await;
+        let f = fix(&steps.index);
+        assert!(
+            f.contains(&format!("`wpgate site update shop --upstream {base}`")),
+            "{f}"
+        );
+
+        let mut m = Mimic::new();
+        m.index = Index::Redirect;
+        let (_, steps) = probe_steps(&c, &target("shop", &serve(m).await), t5).await;
+        let f = fix(&steps.index);
+        assert!(
+            f.contains("`wpgate site update shop --upstream http://127.0.0.1:1 --secret-stdin`"),
+            "{f}"
+        );
+
+        let (_, steps) = probe_steps(&c, &target("shop", &closed_port().await), t5).await;
+        assert!(
+            fix(&steps.index).contains("start the site's web server"),
+            "{steps:?}"
+        );
+        assert_eq!(steps.server_date, None);
     }
 }

@@ -31,8 +31,9 @@ mod prober;
 pub mod targets;
 
 pub use board::HealthBoard;
-pub use check::probe;
+pub use check::{probe, probe_steps};
 pub use client::{client, ClientError};
+pub use diagnose::{set_credential_command, tls_fix, update_upstream_command};
 pub use prober::{run_prober, ProberSettings, ReportHook, TargetSource};
 
 use http::{HeaderName, HeaderValue};
@@ -127,6 +128,68 @@ pub struct HealthReport {
     pub consecutive_failures: u32,
     /// The WordPress user's display name from `users/me`, when authenticated.
     pub wordpress_user: Option<String>,
+}
+
+/// What one step of a check found. `wpgate doctor` reports the steps one by one; the
+/// health board keeps only their sum, the [`HealthReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Not run: an earlier step failed, or there is nothing to check (says why).
+    Skipped(String),
+    Passed(String),
+    /// Passed, but with something the operator should look at.
+    Warned(String),
+    /// Failed: what it means, and the exact fix (a command with the site's id, or the
+    /// WordPress screen) when there is one.
+    Failed {
+        message: String,
+        fix: Option<String>,
+    },
+}
+
+/// The steps of one check (see [`probe_steps`]), and what the site's answers told
+/// besides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Steps {
+    /// `GET /wp-json/` answers 200 with a WordPress REST index.
+    pub index: Step,
+    /// `GET /wp-json/wp/v2/users/me` with the site's credential answers with a user.
+    pub credential: Step,
+    /// The REST namespaces the site requires are in the index.
+    pub namespaces: Step,
+    /// The namespaces the index offers (empty when it did not answer).
+    pub offered_namespaces: Vec<String>,
+    /// The index answer's `Date` header and when the answer arrived (Unix seconds), to
+    /// compare the site's clock with this machine's.
+    pub server_date: Option<ServerDate>,
+}
+
+/// A site's `Date` header and this machine's time when it arrived, in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerDate {
+    pub date: i64,
+    pub received_at: i64,
+}
+
+impl ServerDate {
+    /// How far the site's clock is ahead of this machine's (negative: behind), to the
+    /// second the `Date` header carries.
+    pub fn skew_seconds(&self) -> i64 {
+        self.date - self.received_at
+    }
+}
+
+impl Steps {
+    fn not_run() -> Self {
+        let not_run = || Step::Skipped("not checked".into());
+        Steps {
+            index: not_run(),
+            credential: not_run(),
+            namespaces: not_run(),
+            offered_namespaces: Vec::new(),
+            server_date: None,
+        }
+    }
 }
 
 /// What a check needs to know of a site.

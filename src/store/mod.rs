@@ -67,10 +67,53 @@ pub async fn read_audit(
     Ok((entries, next))
 }
 
+/// The schema migrations a store has applied, against the ones this binary carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SchemaStatus {
+    /// Versions applied successfully, ascending.
+    pub applied: Vec<i64>,
+    /// Versions this binary carries, ascending.
+    pub expected: Vec<i64>,
+    /// Applied versions whose script differs from this binary's (by checksum).
+    pub changed: Vec<i64>,
+    /// Versions recorded as failed (a migration that did not finish).
+    pub failed: Vec<i64>,
+}
+
+impl SchemaStatus {
+    /// Versions this binary carries that the store has not applied.
+    pub fn missing(&self) -> Vec<i64> {
+        let applied = &self.applied;
+        let mut out: Vec<i64> = self.expected.clone();
+        out.retain(|v| !applied.contains(v));
+        out
+    }
+
+    /// Versions the store has applied that this binary does not know (a newer binary
+    /// migrated it).
+    pub fn unknown(&self) -> Vec<i64> {
+        let expected = &self.expected;
+        let mut out: Vec<i64> = self.applied.clone();
+        out.retain(|v| !expected.contains(v));
+        out
+    }
+
+    /// The store's schema is exactly the one this binary expects.
+    pub fn is_current(&self) -> bool {
+        self.missing().is_empty()
+            && self.unknown().is_empty()
+            && self.changed.is_empty()
+            && self.failed.is_empty()
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Which schema migrations the store has applied, against this binary's.
+    async fn schema(&self) -> Result<SchemaStatus, StoreError>;
 
     async fn get_site(&self, id: &str) -> Result<Option<SiteRecord>, StoreError>;
     /// Sites ordered by id, starting after `after`.
@@ -270,6 +313,17 @@ pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
     match url {
         StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
         StoreUrl::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::open(url).await?)),
+    }
+}
+
+/// Opens an existing store without creating or migrating anything, on connections that
+/// refuse writes (SQLite opened read-only; PostgreSQL sessions with
+/// `default_transaction_read_only`): what `wpgate doctor` reads. PostgreSQL connects on
+/// the first call.
+pub async fn open_read_only(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
+    match url {
+        StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open_read_only(path).await?)),
+        StoreUrl::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::open_read_only(url)?)),
     }
 }
 

@@ -77,34 +77,7 @@ impl PostgresStore {
     /// checks and applies migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let shown = redact_url(url);
-        let base: PgConnectOptions = url
-            .parse()
-            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL {shown}: {e}")))?;
-        let base = base
-            .log_statements(log::LevelFilter::Trace)
-            .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(1));
-        let mut server_settings = vec![(
-            "idle_in_transaction_session_timeout",
-            IDLE_IN_TRANSACTION_TIMEOUT,
-        )];
-        // An operator's own statement_timeout (URL `options=-c statement_timeout=...`) wins.
-        if !base
-            .get_options()
-            .is_some_and(|o| o.contains("statement_timeout"))
-        {
-            server_settings.push(("statement_timeout", STATEMENT_TIMEOUT));
-        }
-        let options = base
-            .clone()
-            .application_name(APPLICATION_NAME)
-            .options(server_settings.iter().copied());
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .min_connections(0)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .idle_timeout(Some(Duration::from_secs(300)))
-            .max_lifetime(Some(Duration::from_secs(1800)))
-            .connect_lazy_with(options);
+        let (base, pool) = pool_for(url, &[])?;
 
         // Migrations may wait for another replica's migration: no statement timeout.
         let migrate_options = base
@@ -131,6 +104,56 @@ impl PostgresStore {
             listen_options,
         }))
     }
+
+    /// Connects (lazily) without migrating, on sessions that refuse writes
+    /// (`default_transaction_read_only`): see [`crate::store::open_read_only`].
+    pub fn open_read_only(url: &str) -> Result<Self, StoreError> {
+        let (base, pool) = pool_for(url, &[("default_transaction_read_only", "on")])?;
+        let listen_options = base.application_name(LISTENER_APPLICATION_NAME);
+        Ok(SqlStore::new(PostgresBackend {
+            pool,
+            listen_options,
+        }))
+    }
+}
+
+/// The connection options of `url` (as the migrations and the listener take them) and a
+/// lazy pool on them with the store's server settings, plus `extra` ones.
+fn pool_for(
+    url: &str,
+    extra: &[(&'static str, &'static str)],
+) -> Result<(PgConnectOptions, PgPool), StoreError> {
+    let shown = redact_url(url);
+    let base: PgConnectOptions = url
+        .parse()
+        .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL {shown}: {e}")))?;
+    let base = base
+        .log_statements(log::LevelFilter::Trace)
+        .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(1));
+    let mut server_settings = vec![(
+        "idle_in_transaction_session_timeout",
+        IDLE_IN_TRANSACTION_TIMEOUT,
+    )];
+    // An operator's own statement_timeout (URL `options=-c statement_timeout=...`) wins.
+    if !base
+        .get_options()
+        .is_some_and(|o| o.contains("statement_timeout"))
+    {
+        server_settings.push(("statement_timeout", STATEMENT_TIMEOUT));
+    }
+    server_settings.extend_from_slice(extra);
+    let options = base
+        .clone()
+        .application_name(APPLICATION_NAME)
+        .options(server_settings.iter().copied());
+    let pool = PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .min_connections(0)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .max_lifetime(Some(Duration::from_secs(1800)))
+        .connect_lazy_with(options);
+    Ok((base, pool))
 }
 
 impl Backend for PostgresBackend {
@@ -151,6 +174,10 @@ impl Backend for PostgresBackend {
 
     fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
     }
 
     fn rows_affected(done: &PgQueryResult) -> u64 {

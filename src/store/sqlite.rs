@@ -54,6 +54,28 @@ impl SqliteStore {
         drop(conn);
         Ok(SqlStore::new(SqliteBackend { pool }))
     }
+
+    /// Opens an existing store file read-only, without migrating it: see
+    /// [`crate::store::open_read_only`]. A file that does not exist is not created.
+    pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Unavailable(format!(
+                "{} does not exist (the gateway creates it on its first start)",
+                path.display()
+            )));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        Ok(SqlStore::new(SqliteBackend { pool }))
+    }
 }
 
 impl Backend for SqliteBackend {
@@ -74,6 +96,10 @@ impl Backend for SqliteBackend {
 
     fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
     }
 
     fn rows_affected(done: &SqliteQueryResult) -> u64 {

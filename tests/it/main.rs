@@ -14,6 +14,7 @@ mod cache;
 mod cli;
 mod config_files;
 mod day_two;
+mod doctor;
 mod e2e_wordpress;
 mod fleet_postgres;
 mod hardening_admin;

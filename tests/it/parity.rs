@@ -28,6 +28,7 @@ const BOTH: &[(&str, &str)] = &[
     ("site set-auth", "PUT /admin/v1/sites/{id}/auth"),
     ("site test", "POST /admin/v1/sites/{id}/test"),
     ("site import", "POST /admin/v1/import/sites"),
+    ("doctor", "GET /admin/v1/doctor"),
     ("site export", "GET /admin/v1/export/sites"),
     ("key issue", "POST /admin/v1/sites/{id}/keys"),
     ("key list", "GET /admin/v1/sites/{id}/keys"),

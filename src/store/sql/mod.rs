@@ -7,6 +7,7 @@ mod batch;
 mod dialect;
 mod queries;
 mod rows;
+mod schema;
 mod store;
 
 pub use dialect::Dialect;
@@ -30,6 +31,8 @@ pub trait Backend: Send + Sync + 'static {
     const IMPORT_TIMEOUT: Option<Duration>;
 
     fn pool(&self) -> &Pool<Self::Db>;
+    /// The schema migrations this binary carries for the database.
+    fn migrator() -> &'static sqlx::migrate::Migrator;
     /// How many rows a statement changed.
     fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
     /// The store's error for a driver error.

@@ -12,8 +12,8 @@ use super::{
 };
 use crate::store::{
     trace_query, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditPage, AuditRecord, ChangeEvent,
-    ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot, SealedValue,
-    SiteRecord, SiteWrite, Store, StoreError,
+    ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SchemaStatus, SealedSlot,
+    SealedValue, SiteRecord, SiteWrite, Store, StoreError,
 };
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Transaction, Type};
@@ -53,6 +53,11 @@ where
             Ok(())
         })
         .await
+    }
+
+    async fn schema(&self) -> Result<SchemaStatus, StoreError> {
+        self.call(super::schema::status::<B>(self.backend.pool()))
+            .await
     }
 
     async fn get_site(&self, id: &str) -> Result<Option<SiteRecord>, StoreError> {
