@@ -1,13 +1,17 @@
-//! `wpgate site ...`: register sites and set their credential, health and auth policy.
+//! `wpgate site ...`: register sites and set their credential, health and auth policy;
+//! show and run their health checks.
 
 use super::{actor, explain, parse_duration, print_table, report};
+use crate::admin::health::HealthView;
 use crate::admin::views::SiteView;
 use crate::auth::policy::{ActAs, AuthPolicy, JwtPolicy, JwtVerify, Method};
 use crate::config::Config;
 use crate::fleet::{CredentialInput, Fleet, NewSite, SiteChanges};
+use crate::health::targets::check_now;
+use crate::health::{HealthReport, Ledger};
 use crate::secret::Secret;
 use crate::site::{AllowOrigin, AllowPath, CorsAllow, CredentialKind, RouteAllow, SiteId};
-use crate::store::SiteRecord;
+use crate::store::{SiteRecord, StoreError};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -70,6 +74,12 @@ pub enum SiteCommand {
         #[arg(long)]
         confirm: bool,
     },
+    /// Show a site's health as its last check found it, from the store (what every
+    /// gateway sharing the store shows).
+    Health { id: SiteId },
+    /// Check a site now, as the store holds it; the result becomes its health on every
+    /// gateway sharing the store.
+    Test { id: SiteId },
     /// Set a site's health settings (replaces them): REST namespaces it must offer, and
     /// whether proxy requests fail fast (503 site.unavailable) while it is unreachable.
     SetHealth {
@@ -453,6 +463,28 @@ fn print_site(s: &SiteRecord, json: bool) {
     }
 }
 
+/// The `checked_by` of checks the CLI runs.
+const CLI_CHECKER: &str = "cli";
+
+fn print_health(id: &SiteId, report: Option<HealthReport>, json: bool) {
+    let view = HealthView::new(id, report);
+    if json {
+        println!("{}", serde_json::to_value(&view).unwrap_or(Value::Null));
+        return;
+    }
+    println!("site:     {}", view.site_id);
+    println!("state:    {}", view.state);
+    println!("message:  {}", view.message);
+    if let Some(at) = &view.checked_at {
+        println!(
+            "checked:  {at} by {} in {} ms",
+            view.checked_by.as_deref().unwrap_or("?"),
+            view.duration_ms
+        );
+        println!("failures: {} in a row", view.consecutive_failures);
+    }
+}
+
 pub(super) async fn run(
     fleet: &Fleet,
     config: &Config,
@@ -568,6 +600,22 @@ pub(super) async fn run(
                 .map_err(explain)?;
             let word = if enable { "enabled" } else { "disabled" };
             report(json, site_json(&s), format!("site {id} {word}"));
+        }
+        SiteCommand::Health { id } => {
+            fleet.site(id).await.map_err(explain)?;
+            let ledger = Ledger::new(fleet.shared_store(), CLI_CHECKER);
+            let current = ledger.current(id.as_str()).await?;
+            print_health(id, current.map(|s| s.report), json);
+        }
+        SiteCommand::Test { id } => {
+            let timeout = config.boot.health.timeout;
+            let client = crate::health::client(config.boot.upstream_ca_file.as_deref(), timeout)?;
+            let ledger = Ledger::new(fleet.shared_store(), CLI_CHECKER);
+            let stored = check_now(fleet, &ledger, &client, timeout, id.as_str())
+                .await
+                .map_err(explain)?
+                .ok_or_else(|| explain(StoreError::NotFound(format!("site {id}")).into()))?;
+            print_health(id, Some(stored.report), json);
         }
         SiteCommand::SetHealth {
             id,

@@ -170,6 +170,11 @@ impl Fleet {
         self.store.as_ref()
     }
 
+    /// The store, for a task that outlives a borrow (the health prober).
+    pub fn shared_store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+
     /// The metrics this fleet (and what serves it) records into.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics

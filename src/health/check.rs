@@ -42,6 +42,7 @@ pub async fn probe(
         duration_ms,
         consecutive_failures: 0,
         wordpress_user: outcome.user,
+        checked_by: None,
     }
 }
 

@@ -20,6 +20,7 @@ mod hardening_admin;
 mod hardening_delegated;
 mod hardening_origin;
 mod hardening_request;
+mod health_fleet;
 mod proxy_auth;
 mod proxy_cors;
 mod proxy_jwt;
