@@ -8,7 +8,9 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::{HealthReport, HealthState};
-use crate::store::{HealthClaim, HealthClaims, HealthResult, SiteHealthRecord, Store, StoreError};
+use crate::store::{
+    HealthClaim, HealthClaims, HealthResult, NextCheck, SiteHealthRecord, Store, StoreError,
+};
 
 /// The most records one read asks for.
 const PAGE: u32 = 1000;
@@ -98,17 +100,17 @@ impl Ledger {
             .await
     }
 
-    /// Writes a claimed check's result, the site next due at `next_due` (store clock,
-    /// ms); `None` when the lease was lost and nothing was written.
+    /// Writes a claimed check's result, the site next due as `next` says; `None` when
+    /// the lease was lost and nothing was written.
     pub(super) async fn finish(
         &self,
         claim: &HealthClaim,
         report: &HealthReport,
-        next_due: i64,
+        next: NextCheck,
     ) -> Result<Option<StoredReport>, StoreError> {
         let written = self
             .store
-            .finish_health_check(&self.replica, claim, &self.result(report), next_due)
+            .finish_health_check(&self.replica, claim, &self.result(report), next)
             .await?;
         Ok(written.and_then(StoredReport::of))
     }

@@ -5,9 +5,9 @@
 //! so every process on a store shares it: each site is due at one time, whoever is
 //! running. A prober claims the due sites (one statement: a lease on each, so no other
 //! process checks them meanwhile), checks them with at most `concurrency` at once, and
-//! writes each result with the site's next due time: the claim's time plus `interval`,
-//! or the backoff while it is down, jittered. So with any number of replicas each site
-//! is checked once per interval in all. Every prober also reads every result written
+//! writes each result with the site's next due time: `interval` (or the backoff while it
+//! is down, jittered) after it was due (see [`next_check`]). So with any number of
+//! replicas each site is checked once per interval in all. Every prober also reads every result written
 //! (its own and the others') into its board and hands the changes to the report hook
 //! (metrics): all replicas show the same state and message for a site.
 //!
@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::ledger::{Ledger, StoredReport};
 use super::{probe, HealthBoard, HealthReport, ProbeTarget};
-use crate::store::{HealthClaim, StoreError};
+use crate::store::{HealthClaim, NextCheck, StoreError};
 
 /// Where the prober gets what it checks.
 #[async_trait]
@@ -317,10 +317,9 @@ impl Prober {
             } else {
                 0
             };
-            let next_due = claim
-                .claimed_at
-                .saturating_add(millis(settings.next_delay(&report, failures)));
-            match ledger.finish(&claim, &report, next_due).await {
+            let delay = millis(settings.next_delay(&report, failures));
+            let next = next_check(&claim, delay, !report.state.is_down());
+            match ledger.finish(&claim, &report, next).await {
                 Ok(Some(stored)) => Done::Written(stored),
                 Ok(None) => Done::LeaseLost(site),
                 Err(e) => Done::Failed(site, e),
@@ -403,6 +402,31 @@ impl Prober {
     }
 }
 
+/// When a site is checked next after the check `claim` started, `delay` (ms) the pause
+/// before the next. With `paced` (a site that is up): one delay after it was due, so a
+/// site keeps its pace when claims come a little late (a busy replica, a loaded
+/// machine), or one delay after the claim when it came later than half the delay (a new
+/// or changed site, a store outage, a lease that ran out); and at least half a delay
+/// after this check ended. Else (a backoff): one delay after this check ended.
+fn next_check(claim: &HealthClaim, delay: i64, paced: bool) -> NextCheck {
+    if !paced {
+        return NextCheck {
+            at: 0,
+            min_wait_ms: delay,
+        };
+    }
+    let late = claim.claimed_at.saturating_sub(claim.due_at);
+    let from = if late < delay / 2 {
+        claim.due_at
+    } else {
+        claim.claimed_at
+    };
+    NextCheck {
+        at: from.saturating_add(delay),
+        min_wait_ms: delay / 2,
+    }
+}
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -447,6 +471,36 @@ mod tests {
         assert_eq!(
             wild.jittered(Duration::from_secs(1)),
             Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn checks_keep_their_pace() {
+        let claim = |due_at, claimed_at| HealthClaim {
+            site_id: "a".into(),
+            due_at,
+            claimed_at,
+            consecutive_failures: 0,
+        };
+        let next = |at, min_wait_ms| NextCheck { at, min_wait_ms };
+        // Claimed 300 ms late: due one interval after it was due, not after the claim.
+        assert_eq!(
+            next_check(&claim(10_000, 10_300), 2_000, true),
+            next(12_000, 1_000)
+        );
+        // New (due at 0), or claimed very late: one interval after the claim.
+        assert_eq!(
+            next_check(&claim(0, 10_300), 2_000, true),
+            next(12_300, 1_000)
+        );
+        assert_eq!(
+            next_check(&claim(10_000, 11_500), 2_000, true),
+            next(13_500, 1_000)
+        );
+        // A backoff (a site that is down) counts from the end of the check.
+        assert_eq!(
+            next_check(&claim(10_000, 10_300), 5_000, false),
+            next(0, 5_000)
         );
     }
 

@@ -28,18 +28,22 @@ pub struct SiteHealthRecord {
     /// Grows with every result written: readers ask for what changed after the highest
     /// they have seen ([`HealthStore::site_health_since`]).
     pub seq: i64,
-    /// When the site is next due (store clock, ms); while a lease is held, its end.
+    /// When the site is next due (store clock, ms).
     pub due_at: i64,
-    /// Who holds the lease (a check is running), if anyone.
+    /// Who holds the lease (a check is running, or its process died), if anyone.
     pub holder: Option<String>,
     /// When the current (or last) lease was taken (store clock, ms).
     pub claimed_at: Option<i64>,
+    /// When the current lease ends (store clock, ms); `None` without a lease.
+    pub lease_until: Option<i64>,
 }
 
 /// A site claimed for a check: the lease is the pair (holder, `claimed_at`).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct HealthClaim {
     pub site_id: String,
+    /// When the check was due (store clock, ms; 0: at once).
+    pub due_at: i64,
     /// Store clock, ms.
     pub claimed_at: i64,
     /// Failed checks in a row before this one.
@@ -50,9 +54,19 @@ pub struct HealthClaim {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HealthClaims {
     pub claimed: Vec<HealthClaim>,
-    /// Milliseconds from the claim until the earliest `due_at` of any site, after the
-    /// claim (negative: some site is overdue, e.g. beyond `limit`); `None`: no sites.
+    /// Milliseconds from the claim until the next site can be claimed (its `due_at`, or
+    /// the end of its lease), after the claim (negative: some site is overdue, e.g.
+    /// beyond `limit`); `None`: no sites.
     pub next_due_in_ms: Option<i64>,
+}
+
+/// When a site is checked next: due `at`, but no sooner than `min_wait_ms` after the
+/// result is written (both on the store's clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextCheck {
+    /// Store clock, ms.
+    pub at: i64,
+    pub min_wait_ms: i64,
 }
 
 /// The result of one check, as written.
@@ -73,10 +87,10 @@ pub struct HealthResult<'a> {
 /// The store's part of health checking. Every [`super::Store`] is one.
 #[async_trait]
 pub trait HealthStore {
-    /// Claims up to `limit` sites whose `due_at` has passed, earliest first, for
-    /// `holder`, in one statement: each gets `claimed_at = now` and `due_at = now +
-    /// lease_ms`, so no other process claims it before the lease ends. Processes
-    /// claiming at the same time never get the same site.
+    /// Claims up to `limit` sites whose `due_at` has passed and that no live lease
+    /// holds, earliest due first, for `holder`, in one statement: each gets `claimed_at
+    /// = now` and `lease_until = now + lease_ms`, so no other process claims it before
+    /// the lease ends. Processes claiming at the same time never get the same site.
     async fn claim_health_checks(
         &self,
         holder: &str,
@@ -84,16 +98,16 @@ pub trait HealthStore {
         lease_ms: i64,
     ) -> Result<HealthClaims, StoreError>;
 
-    /// Writes the result of a claimed check and ends its lease; the site is next due at
-    /// `next_due` (store clock, ms). Only while `claim` is still the site's lease: `None`
-    /// when it was lost (it ran out and another process claimed the site, the site
-    /// changed or was deleted), and nothing is written.
+    /// Writes the result of a claimed check and ends its lease; the site is next due as
+    /// `next` says. Only while `claim` is still the site's lease: `None` when it was
+    /// lost (it ran out and another process claimed the site, the site changed or was
+    /// deleted), and nothing is written.
     async fn finish_health_check(
         &self,
         holder: &str,
         claim: &HealthClaim,
         result: &HealthResult<'_>,
-        next_due: i64,
+        next: NextCheck,
     ) -> Result<Option<SiteHealthRecord>, StoreError>;
 
     /// Writes the result of a check run on demand (`site test`), leases and schedule

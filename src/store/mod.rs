@@ -10,7 +10,9 @@ mod records;
 pub mod sql;
 pub mod sqlite;
 
-pub use health::{HealthClaim, HealthClaims, HealthResult, HealthStore, SiteHealthRecord};
+pub use health::{
+    HealthClaim, HealthClaims, HealthResult, HealthStore, NextCheck, SiteHealthRecord,
+};
 pub use records::{
     upstream_credential_place, AdminScope, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord,
     Change, ChangeEvent, ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot,

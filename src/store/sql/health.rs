@@ -5,14 +5,15 @@
 use super::dialect::Dialect;
 use super::{Backend, SqlStore};
 use crate::store::{
-    HealthClaim, HealthClaims, HealthResult, HealthStore, SiteHealthRecord, StoreError,
+    HealthClaim, HealthClaims, HealthResult, HealthStore, NextCheck, SiteHealthRecord, StoreError,
 };
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 /// Columns of `site_health` in [`SiteHealthRecord`] order.
 const HEALTH_COLUMNS: &str = "site_id, state, message, checked_at, duration_ms, \
-    consecutive_failures, wordpress_user, checked_by, seq, due_at, holder, claimed_at";
+    consecutive_failures, wordpress_user, checked_by, seq, due_at, holder, claimed_at, \
+    lease_until";
 
 /// The health statements, parameters in the dialect's form.
 pub struct HealthQueries {
@@ -20,8 +21,8 @@ pub struct HealthQueries {
     claim: String,
     /// ms from now to the earliest `due_at`
     next_due_in: String,
-    /// (next due, state, message, checked_at, duration_ms, failed, wordpress_user,
-    /// checked_by, site id, holder, claimed_at), returns the record
+    /// (next due, its least wait, state, message, checked_at, duration_ms, failed,
+    /// wordpress_user, checked_by, site id, holder, claimed_at), returns the record
     finish: String,
     /// (state, message, checked_at, duration_ms, failed, wordpress_user, checked_by,
     /// site id), returns the record
@@ -40,6 +41,9 @@ impl HealthQueries {
         let r = |sql: &str| d.render(sql);
         let now = d.now_ms;
         let seq = d.next_health_seq;
+        let greatest = d.greatest;
+        // Due, and no live lease on it.
+        let claimable = format!("due_at <= {now} AND (holder IS NULL OR lease_until <= {now})");
         let result = "state = ?, message = ?, checked_at = ?, duration_ms = ?, \
             consecutive_failures = CASE WHEN ? THEN consecutive_failures + 1 ELSE 0 END, \
             wordpress_user = ?, checked_by = ?";
@@ -47,15 +51,20 @@ impl HealthQueries {
             // The inner SELECT picks the due rows (locking them on PostgreSQL, skipping
             // rows another claim holds); the outer condition checks them again.
             claim: r(&format!(
-                "UPDATE site_health SET holder = ?, claimed_at = {now}, due_at = {now} + ? \
-                 WHERE site_id IN (SELECT site_id FROM site_health WHERE due_at <= {now} \
-                 ORDER BY due_at, site_id LIMIT ?{}) AND due_at <= {now} \
-                 RETURNING site_id, claimed_at, consecutive_failures",
+                "UPDATE site_health SET holder = ?, claimed_at = {now}, \
+                 lease_until = {now} + ? \
+                 WHERE site_id IN (SELECT site_id FROM site_health WHERE {claimable} \
+                 ORDER BY due_at, site_id LIMIT ?{}) AND {claimable} \
+                 RETURNING site_id, due_at, claimed_at, consecutive_failures",
                 d.skip_locked
             )),
-            next_due_in: r(&format!("SELECT MIN(due_at) - {now} FROM site_health")),
+            next_due_in: r(&format!(
+                "SELECT MIN(CASE WHEN holder IS NULL THEN due_at ELSE lease_until END) - {now} \
+                 FROM site_health"
+            )),
             finish: r(&format!(
-                "UPDATE site_health SET holder = NULL, due_at = ?, {result}, seq = {seq} \
+                "UPDATE site_health SET holder = NULL, lease_until = NULL, \
+                 due_at = {greatest}(?, {now} + ?), {result}, seq = {seq} \
                  WHERE site_id = ? AND holder = ? AND claimed_at = ? \
                  RETURNING {HEALTH_COLUMNS}"
             )),
@@ -63,7 +72,10 @@ impl HealthQueries {
                 "UPDATE site_health SET {result}, seq = {seq} WHERE site_id = ? \
                  RETURNING {HEALTH_COLUMNS}"
             )),
-            due_now: r("UPDATE site_health SET due_at = 0, holder = NULL WHERE site_id = ?"),
+            due_now: r(
+                "UPDATE site_health SET due_at = 0, holder = NULL, lease_until = NULL \
+                 WHERE site_id = ?",
+            ),
             get: r(&format!(
                 "SELECT {HEALTH_COLUMNS} FROM site_health WHERE site_id = ?"
             )),
@@ -149,10 +161,12 @@ where
         holder: &str,
         claim: &HealthClaim,
         result: &HealthResult<'_>,
-        next_due: i64,
+        next: NextCheck,
     ) -> Result<Option<SiteHealthRecord>, StoreError> {
         self.call(async move {
-            let q = sqlx::query_as(&self.health.finish).bind(next_due);
+            let q = sqlx::query_as(&self.health.finish)
+                .bind(next.at)
+                .bind(next.min_wait_ms);
             bind_result(q, result)
                 .bind(claim.site_id.as_str())
                 .bind(holder)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{audit, create, Fresh};
 use crate::harness::poll_until;
 use crate::harness::records::site;
-use wpgate::store::{HealthClaim, HealthResult, ImportBatch, Store};
+use wpgate::store::{HealthClaim, HealthResult, ImportBatch, NextCheck, Store};
 
 /// A result as replica `by` writes it.
 fn result<'a>(state: &'a str, message: &'a str, by: &'a str) -> HealthResult<'a> {
@@ -18,6 +18,14 @@ fn result<'a>(state: &'a str, message: &'a str, by: &'a str) -> HealthResult<'a>
         failed: state != "healthy",
         wordpress_user: (state == "healthy").then_some("admin"),
         checked_by: by,
+    }
+}
+
+/// Due at `due`, whenever the result is written.
+fn at(due: i64) -> NextCheck {
+    NextCheck {
+        at: due,
+        min_wait_ms: 0,
     }
 }
 
@@ -86,18 +94,23 @@ pub(super) async fn health_leases_and_results(b: super::Backend) {
     };
     assert_eq!(held.holder.as_deref(), Some(holder));
     assert_eq!(held.claimed_at, Some(claim.claimed_at));
-    assert_eq!(held.due_at, claim.claimed_at + 60_000);
-    assert_eq!(claim.consecutive_failures, 0);
+    assert_eq!(held.lease_until, Some(claim.claimed_at + 60_000));
+    assert_eq!(
+        (held.due_at, claim.due_at, claim.consecutive_failures),
+        (0, 0, 0)
+    );
 
     // Only the holder of the lease writes its result.
     let r = result("healthy", "fine", holder);
     let due = claim.claimed_at + 600_000;
     assert_eq!(
-        s.finish_health_check("r9", &claim, &r, due).await.unwrap(),
+        s.finish_health_check("r9", &claim, &r, at(due))
+            .await
+            .unwrap(),
         None
     );
     let written = s
-        .finish_health_check(holder, &claim, &r, due)
+        .finish_health_check(holder, &claim, &r, at(due))
         .await
         .unwrap()
         .unwrap();
@@ -110,6 +123,7 @@ pub(super) async fn health_leases_and_results(b: super::Backend) {
             written.wordpress_user.as_deref(),
             written.checked_by.as_deref(),
             written.holder.as_deref(),
+            written.lease_until,
             written.due_at,
             written.consecutive_failures,
         ),
@@ -120,6 +134,7 @@ pub(super) async fn health_leases_and_results(b: super::Backend) {
             12,
             Some("admin"),
             Some(holder),
+            None,
             None,
             due,
             0
@@ -132,7 +147,7 @@ pub(super) async fn health_leases_and_results(b: super::Backend) {
         Some(written.clone())
     );
     assert_eq!(
-        s.finish_health_check(holder, &claim, &r, due)
+        s.finish_health_check(holder, &claim, &r, at(due))
             .await
             .unwrap(),
         None
@@ -182,6 +197,14 @@ pub(super) async fn health_leases_and_results(b: super::Backend) {
         .collect();
     assert_eq!(rest, ["c", "d"]);
 
+    // a is not due (its next check is in 10 minutes), nor are the leased sites.
+    assert!(s
+        .claim_health_checks("r3", 10, 60_000)
+        .await
+        .unwrap()
+        .claimed
+        .is_empty());
+
     // A site changed in the store is due at once, and the check of it still running is
     // not written (it was about the old site).
     let b_claim = one
@@ -203,7 +226,7 @@ pub(super) async fn health_leases_and_results(b: super::Backend) {
     assert_eq!(ids(&again.claimed), ["b"]);
     let stale = result("healthy", "old", b_holder);
     assert_eq!(
-        s.finish_health_check(b_holder, &b_claim, &stale, due)
+        s.finish_health_check(b_holder, &b_claim, &stale, at(due))
             .await
             .unwrap(),
         None
@@ -234,14 +257,14 @@ pub(super) async fn health_leases_and_results(b: super::Backend) {
     assert!(taken.claimed[0].claimed_at >= short.claimed[0].claimed_at + 200);
     let late = result("unreachable", "late", "r1");
     assert_eq!(
-        s.finish_health_check("r1", &short.claimed[0], &late, due)
+        s.finish_health_check("r1", &short.claimed[0], &late, at(due))
             .await
             .unwrap(),
         None
     );
     let now_r2 = result("unreachable", "down", "r2");
     let stored = other
-        .finish_health_check("r2", &taken.claimed[0], &now_r2, due)
+        .finish_health_check("r2", &taken.claimed[0], &now_r2, at(due))
         .await
         .unwrap()
         .unwrap();

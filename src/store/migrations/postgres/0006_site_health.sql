@@ -1,12 +1,12 @@
--- Each site's latest health check and who checks it next, shared by every replica
--- (`health::prober`): the same table as SQLite's migration 0011. A replica claims the
--- sites that are due (due_at has passed) in one statement (FOR UPDATE SKIP LOCKED, so
--- replicas claiming at once take different sites): it becomes their holder, and due_at
--- moves to the end of its lease, so no other replica checks them meanwhile. It then
--- writes the result, clears holder and sets due_at to the next check (the claim's time
--- plus the interval, or the backoff of a site that is down). A replica that dies
--- mid-check leaves the lease to run out; the site is then claimed again. due_at and
--- claimed_at are milliseconds on the server's clock (now()); checked_at is unix
+-- Each site's latest health check and when it is checked next, shared by every replica
+-- (`health::prober`): the same table as SQLite's migration 0011. A site is due once
+-- due_at has passed; a replica claims due sites in one statement (FOR UPDATE SKIP
+-- LOCKED, so replicas claiming at once take different sites): it becomes their holder
+-- until lease_until, and no other replica checks them meanwhile. It then writes the
+-- result, ends the lease and sets due_at to the next check (one interval, or the backoff
+-- of a site that is down, after the previous due time). A replica that dies mid-check
+-- leaves its lease to run out; the site is then claimed again. due_at, claimed_at and
+-- lease_until are milliseconds on the server's clock (now()); checked_at is unix
 -- seconds. seq comes from site_health_seq with every result written, so readers fetch
 -- what changed since their last read (a sequence hands out numbers out of commit order:
 -- readers keep the newest seq per site and read everything now and then).
@@ -17,6 +17,7 @@ CREATE TABLE site_health (
     due_at               BIGINT NOT NULL DEFAULT 0,
     holder               TEXT,
     claimed_at           BIGINT,
+    lease_until          BIGINT,
     state                TEXT NOT NULL DEFAULT 'unknown',
     message              TEXT NOT NULL DEFAULT '',
     checked_at           BIGINT,

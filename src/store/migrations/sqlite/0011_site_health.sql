@@ -1,18 +1,19 @@
--- Each site's latest health check and who checks it next, shared by every process on
--- the store (`health::prober`). A process claims the sites that are due (due_at has
--- passed) in one statement: it becomes their holder, and due_at moves to the end of its
--- lease, so no other process checks them meanwhile. It then writes the result, clears
--- holder and sets due_at to the next check (the claim's time plus the interval, or the
--- backoff of a site that is down). A process that dies mid-check leaves the lease to
--- run out; the site is then claimed again. due_at and claimed_at are milliseconds on
--- the store's clock; checked_at is unix seconds. seq grows with every result written,
--- so readers fetch what changed since their last read. A row is added for every new
--- site (trigger below) and goes with its site.
+-- Each site's latest health check and when it is checked next, shared by every process
+-- on the store (`health::prober`). A site is due once due_at has passed; a process
+-- claims due sites in one statement: it becomes their holder until lease_until, and no
+-- other process checks them meanwhile. It then writes the result, ends the lease and
+-- sets due_at to the next check (one interval, or the backoff of a site that is down,
+-- after the previous due time). A process that dies mid-check leaves its lease to run
+-- out; the site is then claimed again. due_at, claimed_at and lease_until are
+-- milliseconds on the store's clock; checked_at is unix seconds. seq grows with every
+-- result written, so readers fetch what changed since their last read. A row is added
+-- for every new site (trigger below) and goes with its site.
 CREATE TABLE site_health (
     site_id              TEXT PRIMARY KEY REFERENCES sites(id) ON DELETE CASCADE,
     due_at               INTEGER NOT NULL DEFAULT 0,
     holder               TEXT,
     claimed_at           INTEGER,
+    lease_until          INTEGER,
     state                TEXT NOT NULL DEFAULT 'unknown',
     message              TEXT NOT NULL DEFAULT '',
     checked_at           INTEGER,
