@@ -4,7 +4,8 @@
 //! in all (not once per replica); every replica's admin API and metrics show the same
 //! state and message; `POST .../test` checks the site as the store holds it now and
 //! every replica then shows that result; a replica killed mid-check leaves its sites to
-//! the others once its leases run out.
+//! the others once its leases run out. On SQLite one gateway holds every lease, and the
+//! CLI's `site test` and `site health` share the results with it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -17,7 +18,8 @@ use sqlx::{Connection, PgConnection};
 use crate::fleet_postgres::{replica, shared_keyring};
 use crate::harness::postgres::TestDb;
 use crate::harness::{
-    log_field, metric_value, parse_metrics, poll_until, Gateway, WpFault, WpMimic,
+    log_field, metric_value, parse_metrics, poll_until, Gateway, GatewayConfig, SiteAuth, WpFault,
+    WpMimic,
 };
 
 /// The bearer token the mimic accepts, and one it refuses (401).
@@ -421,4 +423,81 @@ async fn a_replica_killed_mid_check_leaves_its_sites_to_the_others_when_its_leas
         let at_kill = checks_at_kill.get(site).copied().unwrap_or(0);
         assert!(now[site] > at_kill, "{site} not checked again");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_the_gateway_checks_every_site_and_the_cli_shares_results_with_it() {
+    let wp = WpMimic::start();
+    wp.accept_token(GOOD, 1, "admin");
+    // An hour-long interval: each site is checked once when it appears, and a refused
+    // one not again for 7.5 min; every other check below is the CLI's.
+    let gw = Gateway::start_with(GatewayConfig {
+        extra_toml: "[health]\nenabled = true\ninterval = \"1h\"\ntimeout = \"5s\"\n".into(),
+        ..GatewayConfig::default()
+    });
+    let replica = replica_id(&gw).await;
+    let token = gw.admin_token("read", None);
+    for (id, secret) in [("ok", GOOD), ("bad", BAD)] {
+        gw.add_site(id, &format!("{}/{id}", wp.url()), &SiteAuth::bearer(secret));
+    }
+    for (id, state) in [("ok", "healthy"), ("bad", "auth_failed")] {
+        let (s, m, by) = poll_until(
+            &format!("{id} to be checked"),
+            Duration::from_secs(20),
+            || async {
+                match admin_health(&gw, &token, id).await {
+                    h if h.0 != "unknown" => Ok(h),
+                    h => Err(format!("{h:?}")),
+                }
+            },
+        )
+        .await;
+        assert_eq!((s.as_str(), by.as_str()), (state, replica.as_str()), "{m}");
+        // `site health` reads the same result from the store.
+        let shown = gw.cli_json(&["site", "health", id]);
+        let shown = shown.assert_success().json();
+        assert_eq!(
+            (&shown["state"], &shown["message"], &shown["checked_by"]),
+            (&json!(state), &json!(m), &json!(replica))
+        );
+    }
+    assert_eq!(
+        checks_per_site(&wp),
+        HashMap::from([("ok".into(), 1), ("bad".into(), 1)])
+    );
+
+    // The site now accepts the token: `site test` from the CLI finds it healthy, and the
+    // running gateway shows that result.
+    wp.accept_token(BAD, 2, "ops");
+    let tested = gw.cli_json(&["site", "test", "bad"]);
+    let tested = tested.assert_success().json();
+    assert_eq!(
+        (
+            &tested["state"],
+            &tested["checked_by"],
+            &tested["consecutive_failures"]
+        ),
+        (&json!("healthy"), &json!("cli"), &json!(0))
+    );
+    poll_until(
+        "the gateway to show the CLI's result",
+        Duration::from_secs(10),
+        || async {
+            match admin_health(&gw, &token, "bad").await {
+                (s, m, by) if s == "healthy" && by == "cli" && json!(m) == tested["message"] => {
+                    Ok(())
+                }
+                h => Err(format!("{h:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(checks_per_site(&wp)["bad"], 2);
+    let unknown = gw.cli(&["site", "test", "nope"], None);
+    unknown.assert_failure();
+    assert!(
+        unknown.stderr.contains("site nope does not exist"),
+        "{}",
+        unknown.stderr
+    );
 }
