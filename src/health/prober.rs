@@ -5,15 +5,17 @@
 //! so every process on a store shares it: each site is due at one time, whoever is
 //! running. A prober claims the due sites (one statement: a lease on each, so no other
 //! process checks them meanwhile), checks them with at most `concurrency` at once, and
-//! writes each result with the site's next due time: `interval` (or the backoff while it
-//! is down, jittered) after it was due (see [`next_check`]). So with any number of
-//! replicas each site is checked once per interval in all. Every prober also reads every result written
-//! (its own and the others') into its board and hands the changes to the report hook
-//! (metrics): all replicas show the same state and message for a site.
+//! writes each result with the site's next due time: `interval`, jittered, after it was
+//! due, or while it is down its backoff after the check (see [`next_check`]). So with
+//! any number of replicas each site is checked once per interval in all. Every prober
+//! also reads every result written (its own and the others') into its board and hands
+//! the changes to the report hook (metrics): all replicas show the same state and
+//! message for a site.
 //!
-//! A replica that dies mid-check holds its leases until they run out ([`ProberSettings::lease`]);
-//! the sites are then claimed by another. A site changed in the store is due at once
-//! (the store makes it so), and a check of it still running is not written.
+//! A replica that dies mid-check holds its leases until they run out
+//! ([`ProberSettings::lease`]); the sites are then claimed by another. A site changed in
+//! the store is due at once (the store makes it so), and a check of it still running is
+//! not written.
 
 use async_trait::async_trait;
 use rand::Rng;
@@ -150,8 +152,8 @@ pub type ReportHook = Arc<dyn Fn(&str, &HealthReport, ReportOrigin) + Send + Syn
 /// `concurrency` checks run, claim due sites (leases of [`ProberSettings::lease`]) and
 /// start their checks. The next claim is tried when the store says the next site is
 /// due (but not within `sync_every / 5` of the last), when a check ends while more are
-/// due, or after `sync_every` at the latest. Store errors are logged
-/// and retried at that pace; meanwhile the board keeps its last reports.
+/// due, or after `sync_every` at the latest. Store errors are logged and retried at
+/// that pace; meanwhile the board keeps its last reports.
 pub async fn run_prober(
     ledger: Arc<Ledger>,
     source: Arc<dyn TargetSource>,
