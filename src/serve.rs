@@ -5,7 +5,7 @@ use crate::config::{self, Config, LogFormat};
 use crate::crypto::{Keyring, KeyringSource};
 use crate::fleet::Fleet;
 use crate::health::targets::{metrics_hook, FleetTargets};
-use crate::health::HealthBoard;
+use crate::health::{HealthBoard, Ledger};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use anyhow::Context;
@@ -219,6 +219,10 @@ pub fn run(
         let reloader = Arc::clone(&reloader);
         move || reload::run_triggers(Arc::clone(&reloader))
     }));
+    // This process's id among the replicas sharing the store: the holder of its health
+    // check leases and the `checked_by` of its results.
+    let replica = crate::health::new_replica_id();
+    let ledger = Arc::new(Ledger::new(fleet.shared_store(), replica.as_str()));
     if health.enabled {
         let mut settings = crate::health::ProberSettings::with_interval(health.interval);
         settings.concurrency = health.concurrency;
@@ -227,9 +231,14 @@ pub fn run(
             fleet: Arc::clone(&fleet),
         });
         let hook = metrics_hook(Arc::clone(&board), Arc::clone(&metrics));
-        let (board, client) = (Arc::clone(&board), health_client.clone());
+        let (board, client, ledger) = (
+            Arc::clone(&board),
+            health_client.clone(),
+            Arc::clone(&ledger),
+        );
         server.add_service(background("health prober", move || {
             crate::health::run_prober(
+                Arc::clone(&ledger),
                 Arc::clone(&targets),
                 Arc::clone(&board),
                 client.clone(),
@@ -283,6 +292,7 @@ pub fn run(
             tokens,
             failures: Arc::new(crate::admin::failures::AdminFailures::new(&boot.admin)),
             health: Arc::clone(&board),
+            health_ledger: ledger,
             health_client: Some(health_client),
             health_timeout: health.timeout,
             upstream_ca_file: boot.upstream_ca_file.clone(),
@@ -323,6 +333,7 @@ pub fn run(
         listen = %shown(boot.listen_proxy),
         listen_tls = %shown(boot.listen_proxy_tls),
         version = env!("CARGO_PKG_VERSION"),
+        replica = %replica,
         "wpgate serving"
     );
     // `startup` stays alive (see above): run_forever never returns.

@@ -66,7 +66,7 @@ pub async fn doctor(
             "the running gateway's configuration (validated at start and at each reload)",
         ),
         keyring: Source::Ready(keyring, keyring_text),
-        store: Source::Ready(state.fleet.store_handle(), "the gateway's store".into()),
+        store: Source::Ready(state.fleet.shared_store(), "the gateway's store".into()),
     };
     let report = doctor::run(sources, only.as_ref(), &settings).await;
     Ok(json_reply(StatusCode::OK, &report))

@@ -1,11 +1,12 @@
 //! `/admin/v1/sites/{id}/health` (the latest report) and `/admin/v1/sites/{id}/test`
-//! (check now: the "test connection" button).
+//! (check now: the "test connection" button; the result is shared through the store).
 
 use super::extract::SitePath;
 use super::openapi::ErrorEnvelope;
 use super::respond::{json_reply, ApiError};
 use super::state::AdminState;
-use crate::health::{HealthReport, HealthState};
+use crate::fleet::FleetError;
+use crate::health::{HealthReport, HealthState, ReportOrigin};
 use crate::site::SiteId;
 use crate::store::StoreError;
 use axum::extract::State;
@@ -31,9 +32,12 @@ pub struct HealthView {
     pub consecutive_failures: u32,
     /// The WordPress user the credential authenticated as.
     pub wordpress_user: Option<String>,
+    /// The replica (its id, logged at its start) or `cli` that ran the check.
+    pub checked_by: Option<String>,
 }
 
 impl HealthView {
+    /// The view of `report` (`None`: not checked yet).
     pub fn new(site_id: &SiteId, report: Option<HealthReport>) -> Self {
         match report {
             Some(r) => HealthView {
@@ -44,6 +48,7 @@ impl HealthView {
                 duration_ms: r.duration_ms,
                 consecutive_failures: r.consecutive_failures,
                 wordpress_user: r.wordpress_user,
+                checked_by: r.checked_by,
             },
             None => HealthView {
                 site_id: site_id.to_string(),
@@ -55,12 +60,14 @@ impl HealthView {
                 duration_ms: 0,
                 consecutive_failures: 0,
                 wordpress_user: None,
+                checked_by: None,
             },
         }
     }
 }
 
-/// The latest health report of a site.
+/// The latest health report of a site, as this replica's board holds it (every replica
+/// reads the same shared results, within `health.interval / 8`, at most 5 s).
 #[utoipa::path(
     get,
     path = "/admin/v1/sites/{id}/health",
@@ -83,8 +90,9 @@ pub async fn site_health(
     ))
 }
 
-/// Check a site now (reachable, credential accepted, required namespaces present) and
-/// return the result, which also becomes its current health.
+/// Check a site now (reachable, credential accepted, required namespaces present), as
+/// the store holds it now (not as a cache remembers it), and return the result, which
+/// becomes its current health on every replica.
 #[utoipa::path(
     post,
     path = "/admin/v1/sites/{id}/test",
@@ -101,25 +109,29 @@ pub async fn test_site(
     State(state): State<AdminState>,
     SitePath { id }: SitePath,
 ) -> Result<Response, ApiError> {
-    let target = match state.fleet.resolve_site(id.as_str()).await {
-        Ok(Some(site)) => crate::health::targets::probe_target(&site),
-        Ok(None) => return Err(StoreError::NotFound(format!("site {id}")).into()),
-        // A record that cannot be used is reported as the site's health (`unusable`).
-        Err(e) => {
-            let record = state.fleet.site(&id).await?;
-            crate::health::targets::unusable_target(&record, &e)
-                .ok_or_else(|| ApiError::site_unloadable(&id, &e))?
-        }
-    };
     let client = state.check_client()?;
-    let report = crate::health::probe(&client, &target, state.health_timeout).await;
-    let report = state.health.record(id.as_str(), report);
+    let checked = crate::health::targets::check_now(
+        &state.fleet,
+        &state.health_ledger,
+        &client,
+        state.health_timeout,
+        id.as_str(),
+    )
+    .await
+    .map_err(|e| match e {
+        FleetError::Store(e) => ApiError::from(e),
+        e => ApiError::site_unloadable(&id, &e),
+    })?;
+    let Some(stored) = checked else {
+        return Err(StoreError::NotFound(format!("site {id}")).into());
+    };
+    state.health.apply(&stored);
     crate::health::targets::metrics_hook(
         Arc::clone(&state.health),
         Arc::clone(state.fleet.metrics()),
-    )(id.as_str(), &report);
+    )(id.as_str(), &stored.report, ReportOrigin::Checked);
     Ok(json_reply(
         StatusCode::OK,
-        &HealthView::new(&id, Some(report)),
+        &HealthView::new(&id, Some(stored.report)),
     ))
 }

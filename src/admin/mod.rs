@@ -184,9 +184,11 @@ mod tests {
             crate::fleet::Fleet::open(&config, Arc::new(crate::metrics::Metrics::new().unwrap()))
                 .await
                 .unwrap();
+        let fleet = Arc::new(fleet);
         let state = AdminState {
             reloader: None,
-            fleet: Arc::new(fleet),
+            health_ledger: Arc::new(crate::health::Ledger::new(fleet.shared_store(), "test")),
+            fleet,
             tokens: Arc::new(token::AdminTokens::new()),
             failures: Arc::new(failures::AdminFailures::new(&config.boot.admin)),
             health: Arc::new(crate::health::HealthBoard::new()),

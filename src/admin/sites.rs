@@ -9,6 +9,7 @@ use super::respond::{json_reply, ApiError};
 use super::state::AdminState;
 use super::views::SiteView;
 use crate::fleet::{CredentialInput, NewSite, SiteChanges};
+use crate::health::ReportOrigin;
 use crate::secret::Secret;
 use crate::site::{CorsAllow, CredentialKind, RouteAllow, SiteId, UpstreamTarget};
 use crate::store::SiteRecord;
@@ -16,6 +17,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Deserializer, Serialize};
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -601,7 +603,20 @@ pub async fn set_credential(
                 &caller.actor,
             )
             .await?;
-        state.health.record(id.as_str(), report);
+        // The check of the new credential is the site's health now, on every replica.
+        match state.health_ledger.record(id.as_str(), &report).await {
+            Ok(Some(stored)) => {
+                state.health.apply(&stored);
+                crate::health::targets::metrics_hook(
+                    Arc::clone(&state.health),
+                    Arc::clone(state.fleet.metrics()),
+                )(id.as_str(), &stored.report, ReportOrigin::Checked);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(target: "wpgate::admin", site = %id, error = %e, "the credential check's result was not stored")
+            }
+        }
         record
     } else {
         state

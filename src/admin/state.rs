@@ -17,6 +17,8 @@ pub struct AdminState {
     pub failures: Arc<AdminFailures>,
     /// The latest health report of each site (for `/sites/{id}/health` and `/test`).
     pub health: Arc<crate::health::HealthBoard>,
+    /// The shared health results (`/test` writes its result there for every replica).
+    pub health_ledger: Arc<crate::health::Ledger>,
     /// The client health checks use (for running a check on demand).
     pub health_client: Option<reqwest::Client>,
     pub health_timeout: Duration,

@@ -1,13 +1,17 @@
-//! `wpgate site ...`: register sites and set their credential, health and auth policy.
+//! `wpgate site ...`: register sites and set their credential, health and auth policy;
+//! show and run their health checks.
 
 use super::{actor, explain, parse_duration, print_table, report};
+use crate::admin::health::HealthView;
 use crate::admin::views::SiteView;
 use crate::auth::policy::{ActAs, AuthPolicy, JwtPolicy, JwtVerify, Method};
 use crate::config::Config;
 use crate::fleet::{CredentialInput, Fleet, NewSite, SiteChanges};
+use crate::health::targets::check_now;
+use crate::health::{HealthReport, Ledger};
 use crate::secret::Secret;
 use crate::site::{AllowOrigin, AllowPath, CorsAllow, CredentialKind, RouteAllow, SiteId};
-use crate::store::SiteRecord;
+use crate::store::{SiteRecord, StoreError};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -70,6 +74,12 @@ pub enum SiteCommand {
         #[arg(long)]
         confirm: bool,
     },
+    /// Show a site's health as its last check found it, from the store (what every
+    /// gateway sharing the store shows).
+    Health { id: SiteId },
+    /// Check a site now, as the store holds it; the result becomes its health on every
+    /// gateway sharing the store. Exit status 0 when it is healthy.
+    Test { id: SiteId },
     /// Set a site's health settings (replaces them): REST namespaces it must offer, and
     /// whether proxy requests fail fast (503 site.unavailable) while it is unreachable.
     SetHealth {
@@ -105,10 +115,6 @@ pub enum SiteCommand {
         #[arg(long, conflicts_with = "allow_origin")]
         reset: bool,
     },
-    /// Check a site now, from this machine, with its stored record and credential:
-    /// reachable, credential accepted, required namespaces present. Exit status 0 when
-    /// it is healthy.
-    Test { id: SiteId },
     /// Set how clients authenticate to a site (replaces its whole auth policy).
     SetAuth {
         id: SiteId,
@@ -493,6 +499,28 @@ fn print_site(s: &SiteRecord, json: bool) {
     }
 }
 
+/// The `checked_by` of checks the CLI runs.
+const CLI_CHECKER: &str = "cli";
+
+fn print_health(id: &SiteId, report: Option<HealthReport>, json: bool) {
+    let view = HealthView::new(id, report);
+    if json {
+        println!("{}", serde_json::to_value(&view).unwrap_or(Value::Null));
+        return;
+    }
+    println!("site:     {}", view.site_id);
+    println!("state:    {}", view.state);
+    println!("message:  {}", view.message);
+    if let Some(at) = &view.checked_at {
+        println!(
+            "checked:  {at} by {} in {} ms",
+            view.checked_by.as_deref().unwrap_or("?"),
+            view.duration_ms
+        );
+        println!("failures: {} in a row", view.consecutive_failures);
+    }
+}
+
 pub(super) async fn run(
     fleet: &Fleet,
     config: &Config,
@@ -631,6 +659,26 @@ pub(super) async fn run(
             let word = if enable { "enabled" } else { "disabled" };
             report(json, site_json(&s), format!("site {id} {word}"));
         }
+        SiteCommand::Health { id } => {
+            fleet.site(id).await.map_err(explain)?;
+            let ledger = Ledger::new(fleet.shared_store(), CLI_CHECKER);
+            let current = ledger.current(id.as_str()).await?;
+            print_health(id, current.map(|s| s.report), json);
+        }
+        SiteCommand::Test { id } => {
+            let timeout = config.boot.health.timeout;
+            let client = crate::health::client(config.boot.upstream_ca_file.as_deref(), timeout)?;
+            let ledger = Ledger::new(fleet.shared_store(), CLI_CHECKER);
+            let stored = check_now(fleet, &ledger, &client, timeout, id.as_str())
+                .await
+                .map_err(explain)?
+                .ok_or_else(|| explain(StoreError::NotFound(format!("site {id}")).into()))?;
+            let state = stored.report.state;
+            print_health(id, Some(stored.report), json);
+            if state != crate::health::HealthState::Healthy {
+                bail!("site {id} is {}", state.as_str());
+            }
+        }
         SiteCommand::SetHealth {
             id,
             require_namespace,
@@ -681,7 +729,6 @@ pub(super) async fn run(
                 format!("site {id}: cors {}", cors_text(&s)),
             );
         }
-        SiteCommand::Test { id } => test(fleet, config, id, json).await?,
         SiteCommand::SetAuth { id, auth } => {
             let (policy, secret) = auth_policy(auth)?;
             let s = fleet
@@ -735,35 +782,6 @@ pub(super) async fn run(
                 );
             }
         }
-    }
-    Ok(())
-}
-
-/// `site test`: one check of the site as stored now (this process has no cache).
-async fn test(fleet: &Fleet, config: &Config, id: &SiteId, json: bool) -> anyhow::Result<()> {
-    let record = fleet.site(id).await.map_err(explain)?;
-    let target = match fleet.resolve_site(id.as_str()).await {
-        Ok(Some(site)) => crate::health::targets::probe_target(&site),
-        Ok(None) => bail!("site {id} does not exist"),
-        Err(e) => crate::health::targets::unusable_target(&record, &e)
-            .with_context(|| format!("site {id} cannot be loaded: {e}"))?,
-    };
-    let timeout = config.boot.health.timeout;
-    let client = crate::health::client(config.boot.upstream_ca_file.as_deref(), timeout)?;
-    let report = crate::health::probe(&client, &target, timeout).await;
-    let healthy = report.state == crate::health::HealthState::Healthy;
-    let view = crate::admin::health::HealthView::new(id, Some(report));
-    if json {
-        println!("{}", serde_json::to_value(&view)?);
-    } else {
-        println!("site {id}: {} ({} ms)", view.state, view.duration_ms);
-        println!("  {}", view.message);
-        if let Some(user) = &view.wordpress_user {
-            println!("  WordPress user: {user}");
-        }
-    }
-    if !healthy {
-        bail!("site {id} is {}", view.state);
     }
     Ok(())
 }

@@ -86,6 +86,12 @@ impl Fleet {
             .await
     }
 
+    /// `record` resolved as the request path would (credential opened, upstream
+    /// parsed), without the cache: for a check that must see the site as stored now.
+    pub async fn resolve_record(&self, record: &SiteRecord) -> Result<ResolvedSite, FleetError> {
+        resolve(record, &self.keyring.load_full()).await
+    }
+
     /// Forgets what a change made by another process touched.
     pub async fn apply_change(&self, change: &store::Change) {
         match change.kind {

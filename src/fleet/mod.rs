@@ -176,8 +176,8 @@ impl Fleet {
         self.store.as_ref()
     }
 
-    /// The store, shared (for work that outlives a borrow, e.g. `doctor`).
-    pub fn store_handle(&self) -> Arc<dyn Store> {
+    /// The store, for a task that outlives a borrow (the health prober).
+    pub fn shared_store(&self) -> Arc<dyn Store> {
         Arc::clone(&self.store)
     }
 

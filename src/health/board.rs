@@ -1,15 +1,21 @@
-//! The latest health report of each site.
+//! The latest health report of each site, as this process knows it from the store.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError, RwLock};
 
-use super::{HealthReport, HealthState};
+use super::{HealthReport, HealthState, StoredReport};
+
+struct Entry {
+    report: HealthReport,
+    /// The stored result's `seq`: only a later result replaces it.
+    seq: i64,
+}
 
 /// The latest report per site, shared by the prober, the proxy (fail-fast), the admin API
 /// and the metrics. Reads take a read lock and clone one report.
 #[derive(Default)]
 pub struct HealthBoard {
-    reports: RwLock<HashMap<String, HealthReport>>,
+    reports: RwLock<HashMap<String, Entry>>,
     rechecks: Mutex<HashSet<String>>,
     /// Wakes the prober when a recheck is requested.
     pub(super) recheck_requested: tokio::sync::Notify,
@@ -21,39 +27,56 @@ impl HealthBoard {
     }
 
     pub fn get(&self, site: &str) -> Option<HealthReport> {
-        self.read().get(site).cloned()
+        self.read().get(site).map(|e| e.report.clone())
     }
 
     /// The site's state; `Unknown` when it has not been checked.
     pub fn state(&self, site: &str) -> HealthState {
         self.read()
             .get(site)
-            .map_or(HealthState::Unknown, |r| r.state)
+            .map_or(HealthState::Unknown, |e| e.report.state)
     }
 
-    /// Stores `r` as it is.
-    pub fn set(&self, site: &str, r: HealthReport) {
-        self.write().insert(site.to_string(), r);
-    }
-
-    /// Stores the result of a check, counting `consecutive_failures` on from the previous
-    /// report; returns what was stored. Use this for every fresh check (the prober does).
-    pub fn record(&self, site: &str, mut r: HealthReport) -> HealthReport {
+    /// Takes a stored result unless the board holds a later one of the site (results
+    /// may be read out of order); returns whether the site's report changed.
+    pub fn apply(&self, stored: &StoredReport) -> bool {
         let mut reports = self.write();
-        r.consecutive_failures = if r.state.is_failure() {
-            reports
-                .get(site)
-                .filter(|prev| prev.state.is_failure())
-                .map_or(1, |prev| prev.consecutive_failures.saturating_add(1))
-        } else {
-            0
-        };
-        reports.insert(site.to_string(), r.clone());
-        r
+        match reports.get_mut(&stored.site) {
+            Some(e) if e.seq >= stored.seq => false,
+            Some(e) => {
+                e.seq = stored.seq;
+                let changed = e.report != stored.report;
+                e.report = stored.report.clone();
+                changed
+            }
+            None => {
+                reports.insert(
+                    stored.site.clone(),
+                    Entry {
+                        report: stored.report.clone(),
+                        seq: stored.seq,
+                    },
+                );
+                true
+            }
+        }
     }
 
     pub fn remove(&self, site: &str) {
         self.write().remove(site);
+    }
+
+    /// Drops every site `keep` refuses (sites deleted from the store); returns them.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.write().retain(|site, _| {
+            let k = keep(site);
+            if !k {
+                gone.push(site.clone());
+            }
+            k
+        });
+        gone
     }
 
     /// How many sites are in each state, every state listed (sites never checked are not
@@ -62,7 +85,10 @@ impl HealthBoard {
         let reports = self.read();
         HealthState::ALL
             .iter()
-            .map(|s| (*s, reports.values().filter(|r| r.state == *s).count()))
+            .map(|s| {
+                let n = reports.values().filter(|e| e.report.state == *s).count();
+                (*s, n)
+            })
             .collect()
     }
 
@@ -71,15 +97,15 @@ impl HealthBoard {
         let mut all: Vec<_> = self
             .read()
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, e)| (k.clone(), e.report.clone()))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
 
-    /// Asks the prober to check `site` now (and to re-read its targets first), e.g. after
-    /// its credential or upstream changed, or when the proxy sees a site marked down
-    /// answer again. Without a running prober this does nothing.
+    /// Asks the prober to have `site` checked now (by whichever process claims it
+    /// first), e.g. when the proxy sees a site marked down answer again. Without a
+    /// running prober this does nothing.
     pub fn request_recheck(&self, site: &str) {
         self.rechecks
             .lock()
@@ -98,11 +124,11 @@ impl HealthBoard {
 
     // A panic while holding the lock cannot leave a HashMap of reports half-updated in a
     // way that matters: keep serving.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, HealthReport>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
         self.reports.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, HealthReport>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Entry>> {
         self.reports.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -111,42 +137,37 @@ impl HealthBoard {
 mod tests {
     use super::*;
 
-    fn report(state: HealthState) -> HealthReport {
-        HealthReport {
-            state,
-            message: String::new(),
-            checked_at: 0,
-            duration_ms: 0,
-            consecutive_failures: 0,
-            wordpress_user: None,
+    fn stored(site: &str, state: HealthState, seq: i64) -> StoredReport {
+        StoredReport {
+            site: site.into(),
+            report: HealthReport {
+                state,
+                message: format!("{state} at {seq}"),
+                checked_at: seq,
+                duration_ms: 0,
+                consecutive_failures: 0,
+                wordpress_user: None,
+                checked_by: Some("r1".into()),
+            },
+            seq,
         }
     }
 
     #[test]
-    fn the_board_counts_failures_in_a_row() {
+    fn the_board_keeps_the_latest_result_of_each_site() {
         let b = HealthBoard::new();
         assert_eq!(b.state("a"), HealthState::Unknown);
         assert_eq!(b.get("a"), None);
-        let in_a_row = |steps: &[(HealthState, u32)]| {
-            for (state, failures) in steps {
-                let stored = b.record("a", report(*state));
-                assert_eq!(stored.consecutive_failures, *failures, "{state}");
-            }
-        };
-        in_a_row(&[
-            (HealthState::Unreachable, 1),
-            (HealthState::AuthFailed, 2),
-            (HealthState::Degraded, 3),
-        ]);
-        assert_eq!(b.get("a").unwrap().consecutive_failures, 3);
-        in_a_row(&[
-            (HealthState::Healthy, 0),
-            (HealthState::Unreachable, 1),
-            (HealthState::Disabled, 0),
-        ]);
-        b.set("b", report(HealthState::Healthy));
-        b.set("c", report(HealthState::Healthy));
-        assert_eq!(b.state("b"), HealthState::Healthy);
+        assert!(b.apply(&stored("a", HealthState::Unreachable, 5)));
+        // The same result again, or an earlier one read late, changes nothing.
+        assert!(!b.apply(&stored("a", HealthState::Unreachable, 5)));
+        assert!(!b.apply(&stored("a", HealthState::Healthy, 3)));
+        assert_eq!(b.state("a"), HealthState::Unreachable);
+        assert!(b.apply(&stored("a", HealthState::Healthy, 9)));
+        assert_eq!(b.get("a").unwrap().message, "healthy at 9");
+
+        b.apply(&stored("b", HealthState::Healthy, 1));
+        b.apply(&stored("c", HealthState::Disabled, 2));
         let counts = b.counts();
         assert_eq!(counts.len(), HealthState::ALL.len());
         assert!(counts.contains(&(HealthState::Healthy, 2)));
@@ -154,7 +175,9 @@ mod tests {
         assert!(counts.contains(&(HealthState::Unreachable, 0)));
         let ids: Vec<_> = b.snapshot().into_iter().map(|(id, _)| id).collect();
         assert_eq!(ids, ["a", "b", "c"]);
-        b.remove("b");
+        assert_eq!(b.retain(|site| site != "b"), ["b"]);
         assert_eq!(b.state("b"), HealthState::Unknown);
+        b.remove("c");
+        assert_eq!(b.snapshot().len(), 1);
     }
 }

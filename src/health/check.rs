@@ -53,6 +53,7 @@ pub async fn probe_steps(
         duration_ms,
         consecutive_failures: 0,
         wordpress_user: outcome.user,
+        checked_by: None,
     };
     (report, steps)
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::{client, probe, HealthReport, HealthState, ProbeTarget};
 use crate::site::CredentialKind;
+use crate::store::{AuditEntry, SiteRecord, Store, StoredCredential};
 
 pub(super) const USER: &str = "api";
 pub(super) const SECRET: &str = "abcd EFGH ijkl MNOP qrst UVWX";
@@ -257,4 +258,56 @@ pub(super) async fn refused_by(m: Mimic) -> HealthReport {
 /// Asserts the report's state, showing its message when it differs.
 pub(super) fn assert_state(r: &HealthReport, state: HealthState) {
     assert_eq!(r.state, state, "{}", r.message);
+}
+
+/// A SQLite store in `dir` holding sites named `ids`: the health records (and leases)
+/// the probers share. Their records only name them; the tests' targets say where the
+/// sites are.
+pub(super) async fn store_with_sites(dir: &std::path::Path, ids: &[&str]) -> Arc<dyn Store> {
+    let store: Arc<dyn Store> = Arc::new(
+        crate::store::sqlite::SqliteStore::open(&dir.join("store.db"))
+            .await
+            .unwrap(),
+    );
+    for id in ids {
+        store
+            .create_site(&site_record(id), &audit(id))
+            .await
+            .unwrap();
+    }
+    store
+}
+
+pub(super) fn site_record(id: &str) -> SiteRecord {
+    SiteRecord {
+        id: id.into(),
+        name: id.into(),
+        upstream_url: "http://127.0.0.1:1".into(),
+        enabled: true,
+        credential: StoredCredential {
+            kind: CredentialKind::None,
+            username: None,
+            sealed_secret: None,
+        },
+        auth_policy: None,
+        jwt_secret_sealed: None,
+        required_namespaces: Vec::new(),
+        health_fail_fast: false,
+        allowed_paths: Vec::new(),
+        allowed_origins: Vec::new(),
+        created_at: 1,
+        updated_at: 1,
+        version: 1,
+    }
+}
+
+pub(super) fn audit(site: &str) -> AuditEntry {
+    AuditEntry {
+        actor: "test".into(),
+        action: "site.test".into(),
+        target: format!("site:{site}"),
+        site_id: Some(site.into()),
+        request_id: None,
+        detail: None,
+    }
 }

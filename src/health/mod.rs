@@ -16,15 +16,21 @@
 //! The credential header is sent on the index request too, as the proxy would send it:
 //! a site that closes its REST API to anonymous visitors still passes step 1.
 //!
+//! Several replicas on one store share the work and the results: each site is checked
+//! by one process at a time (a lease in the store), every result is written to the
+//! store, and every process reads every result into its board (see `prober`).
+//!
 //! Where things live: `check` (the requests and the state they add up to), `diagnose`
 //! (what each failure means and how to fix it), `board` (the latest report per site),
-//! `prober` (the background schedule), `targets` (the fleet as the prober's list of
-//! sites, the metrics hook, and checking a new credential before it is stored).
+//! `ledger` (the results and leases in the store), `prober` (the background schedule),
+//! `targets` (a site as stored, as the prober checks it, the metrics hook, checking a
+//! site on demand, and checking a new credential before it is stored).
 
 mod board;
 mod check;
 mod client;
 mod diagnose;
+mod ledger;
 #[cfg(test)]
 mod mimic;
 mod prober;
@@ -34,7 +40,8 @@ pub use board::HealthBoard;
 pub use check::{probe, probe_steps};
 pub use client::{client, ClientError};
 pub use diagnose::{set_credential_command, tls_fix, update_upstream_command};
-pub use prober::{run_prober, ProberSettings, ReportHook, TargetSource};
+pub use ledger::{new_replica_id, Ledger, StoredReport};
+pub use prober::{run_prober, ProberSettings, ReportHook, ReportOrigin, TargetSource};
 
 use http::{HeaderName, HeaderValue};
 use std::fmt;
@@ -74,6 +81,11 @@ impl HealthState {
         HealthState::Disabled,
         HealthState::Unusable,
     ];
+
+    /// The state named `name` (as [`HealthState::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<HealthState> {
+        HealthState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,11 +135,13 @@ pub struct HealthReport {
     /// Unix seconds when the check started.
     pub checked_at: i64,
     pub duration_ms: u64,
-    /// Non-healthy results in a row, this one included (0 when healthy or disabled). Set
-    /// by [`HealthBoard::record`]; a bare [`probe`] leaves it 0.
+    /// Non-healthy results in a row, this one included (0 when healthy or disabled).
+    /// Counted by the store when the result is written; a bare [`probe`] leaves it 0.
     pub consecutive_failures: u32,
     /// The WordPress user's display name from `users/me`, when authenticated.
     pub wordpress_user: Option<String>,
+    /// The replica (or `cli`) that ran the check, once the result is stored.
+    pub checked_by: Option<String>,
 }
 
 /// What one step of a check found. `wpgate doctor` reports the steps one by one; the
@@ -256,6 +270,8 @@ mod tests {
         );
         for s in HealthState::ALL {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(HealthState::parse(s.as_str()), Some(s));
         }
+        assert_eq!(HealthState::parse("sleepy"), None);
     }
 }

@@ -1,10 +1,12 @@
-//! Glue between the fleet and health: which sites the prober checks, what a report does
-//! to the metrics, and the check a new credential must pass before the fleet stores it.
-//! Health depends on the fleet here, never the other way round.
+//! Glue between the fleet and health: a site as the prober checks it (read from the
+//! store, not the cache), a check run on demand, what a report does to the metrics, and
+//! the check a new credential must pass before the fleet stores it. Health depends on
+//! the fleet here, never the other way round.
 
 use crate::fleet::{CredentialCheck, Fleet, FleetError, ResolvedSite};
 use crate::health::{
-    HealthBoard, HealthReport, HealthState, ProbeTarget, ReportHook, TargetSource,
+    HealthBoard, HealthReport, HealthState, Ledger, ProbeTarget, ReportHook, ReportOrigin,
+    StoredReport, TargetSource,
 };
 use crate::metrics::{Metrics, ALL_SITES};
 use crate::store::SiteRecord;
@@ -12,72 +14,84 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Every site in the store, as the prober sees it.
+/// The sites in the store, as the prober checks them.
 pub struct FleetTargets {
     pub fleet: Arc<Fleet>,
 }
 
-const PAGE: u32 = 500;
-
 #[async_trait]
 impl TargetSource for FleetTargets {
-    async fn targets(&self) -> Vec<ProbeTarget> {
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = match self.fleet.store().list_sites(after.as_deref(), PAGE).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "health: cannot list sites");
-                    return out;
-                }
-            };
-            let Some(last) = page.last().map(|s| s.id.clone()) else {
-                break;
-            };
-            for record in &page {
-                match self.fleet.resolve_site(&record.id).await {
-                    Ok(Some(site)) => out.push(probe_target(&site)),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(site = %record.id, error = %e, "health: site cannot be loaded");
-                        if let Some(t) = unusable_target(record, &e) {
-                            out.push(t);
-                        }
-                    }
-                }
+    async fn target(&self, site: &str) -> Option<ProbeTarget> {
+        match stored_target(&self.fleet, site).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(site = %site, error = %e, "health: site cannot be loaded");
+                None
             }
-            if page.len() < PAGE as usize {
-                break;
-            }
-            after = Some(last);
         }
-        out
     }
 }
 
-/// Updates `wpgate_site_health` and the check-duration histogram after each report.
-/// With per-site labels off, `site="_all"` carries the number of sites in each state.
+/// What a check of `id` checks: the site as the store holds it now (not as a cache
+/// remembers it), opened with the current keyring; a record that does not resolve is
+/// checked as `unusable`. `Ok(None)` for an unknown site; an error when the store
+/// cannot be read.
+pub async fn stored_target(fleet: &Fleet, id: &str) -> Result<Option<ProbeTarget>, FleetError> {
+    let Some(record) = fleet.store().get_site(id).await? else {
+        return Ok(None);
+    };
+    match fleet.resolve_record(&record).await {
+        Ok(site) => Ok(Some(probe_target(&site))),
+        Err(e) => unusable_target(&record, &e).map(Some).ok_or(e),
+    }
+}
+
+/// Checks a site now (`site test`, `POST /admin/v1/sites/{id}/test`): the site as
+/// stored now, its result written to the store so that every replica shows it.
+/// Returns what is stored (failures in a row counted on); `Ok(None)` for an unknown
+/// site.
+pub async fn check_now(
+    fleet: &Fleet,
+    ledger: &Ledger,
+    client: &reqwest::Client,
+    timeout: Duration,
+    id: &str,
+) -> Result<Option<StoredReport>, FleetError> {
+    let Some(target) = stored_target(fleet, id).await? else {
+        return Ok(None);
+    };
+    let report = crate::health::probe(client, &target, timeout).await;
+    Ok(ledger.record(id, &report).await?)
+}
+
+/// Updates `wpgate_site_health` after each report that changes the board (so every
+/// replica's gauges follow the same shared results), and the check-duration histogram
+/// after each check this process ran. With per-site labels off, `site="_all"` carries
+/// the number of sites in each state.
 pub fn metrics_hook(board: Arc<HealthBoard>, metrics: Arc<Metrics>) -> ReportHook {
-    Arc::new(move |site: &str, report: &HealthReport| {
-        let m = &metrics;
-        m.health_check_duration
-            .observe(report.duration_ms as f64 / 1000.0);
-        let label = m.site_label(site);
-        if label == ALL_SITES {
-            for (state, n) in board.counts() {
+    Arc::new(
+        move |site: &str, report: &HealthReport, origin: ReportOrigin| {
+            let m = &metrics;
+            if origin == ReportOrigin::Checked {
+                m.health_check_duration
+                    .observe(report.duration_ms as f64 / 1000.0);
+            }
+            let label = m.site_label(site);
+            if label == ALL_SITES {
+                for (state, n) in board.counts() {
+                    m.site_health
+                        .with_label_values(&[label, state.as_str()])
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+                return;
+            }
+            for state in HealthState::ALL {
                 m.site_health
                     .with_label_values(&[label, state.as_str()])
-                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+                    .set(i64::from(state == report.state));
             }
-            return;
-        }
-        for state in HealthState::ALL {
-            m.site_health
-                .with_label_values(&[label, state.as_str()])
-                .set(i64::from(state == report.state));
-        }
-    })
+        },
+    )
 }
 
 /// What the prober (and the admin API's on-demand test) checks of a resolved site.

@@ -1,12 +1,18 @@
 //! The store: sites, API keys, the audit log and gateway settings behind one trait.
-//! Every write is one transaction that also writes its audit record.
+//! Every write is one transaction that also writes its audit record. Site health
+//! results and their leases (`health`) are shared through it too: not audited, they
+//! are observations, not changes.
 
 pub mod copy;
+mod health;
 pub mod postgres;
 mod records;
 pub mod sql;
 pub mod sqlite;
 
+pub use health::{
+    HealthClaim, HealthClaims, HealthResult, HealthStore, NextCheck, SiteHealthRecord,
+};
 pub use records::{
     upstream_credential_place, AdminScope, AdminTokenRecord, ApiKeyRecord, AuditEntry, AuditRecord,
     Change, ChangeEvent, ChangeKind, ChangesSince, ImportBatch, RecordCounts, Reseal, SealedSlot,
@@ -107,8 +113,9 @@ impl SchemaStatus {
     }
 }
 
+/// Every store also keeps the fleet's health results and leases ([`HealthStore`]).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: HealthStore + Send + Sync + 'static {
     /// Checks the store answers.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -168,6 +168,10 @@ impl Backend for PostgresBackend {
                            WITH ORDINALITY AS t(e, n) ORDER BY n)",
         array_nonempty: "cardinality({c}) > 0",
         key_id_of: "split_part({v}, '.', 2)",
+        // Statement start on the server: one clock for every replica's leases.
+        now_ms: "CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)",
+        next_health_seq: "nextval('site_health_seq')",
+        skip_locked: " FOR UPDATE SKIP LOCKED",
     };
     const CALL_TIMEOUT: Option<Duration> = Some(CALL_TIMEOUT);
     const IMPORT_TIMEOUT: Option<Duration> = Some(IMPORT_TIMEOUT);

@@ -89,6 +89,10 @@ impl Backend for SqliteBackend {
         array_write: "?",
         array_nonempty: "{c} IS NOT NULL",
         key_id_of: "substr({v}, 4, instr(substr({v}, 4), '.') - 1)",
+        // 'now' is the same for a whole statement.
+        now_ms: "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        next_health_seq: "(SELECT COALESCE(MAX(seq), 0) + 1 FROM site_health)",
+        skip_locked: "",
     };
     // One local file: calls end on their own (busy_timeout bounds lock waits).
     const CALL_TIMEOUT: Option<Duration> = None;

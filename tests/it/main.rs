@@ -21,6 +21,7 @@ mod hardening_admin;
 mod hardening_delegated;
 mod hardening_origin;
 mod hardening_request;
+mod health_fleet;
 mod onboard;
 mod openapi_conformance;
 mod parity;

@@ -27,6 +27,7 @@ const BOTH: &[(&str, &str)] = &[
     ("site set-cors", "PUT /admin/v1/sites/{id}/cors"),
     ("site set-auth", "PUT /admin/v1/sites/{id}/auth"),
     ("site test", "POST /admin/v1/sites/{id}/test"),
+    ("site health", "GET /admin/v1/sites/{id}/health"),
     ("site import", "POST /admin/v1/import/sites"),
     ("doctor", "GET /admin/v1/doctor"),
     ("site export", "GET /admin/v1/export/sites"),
@@ -81,13 +82,7 @@ const CLI_ONLY: &[(&str, &str)] = &[
 ];
 
 /// In the admin API only, and why.
-const API_ONLY: &[(&str, &str)] = &[
-    ("GET /admin/v1/openapi.json", "describes the API itself"),
-    (
-        "GET /admin/v1/sites/{id}/health",
-        "the running gateway's latest check; `site test` checks now",
-    ),
-];
+const API_ONLY: &[(&str, &str)] = &[("GET /admin/v1/openapi.json", "describes the API itself")];
 
 /// The subcommand names a `--help` text lists under `Commands:`.
 fn subcommands(help: &str) -> Vec<String> {

@@ -214,7 +214,12 @@ contract!(
     unbound_credentials_and_binding,
     listener,
     export_import_round_trip,
+    health_leases_and_results,
+    health_claims_never_overlap,
 );
+
+mod health;
+use health::{health_claims_never_overlap, health_leases_and_results};
 
 async fn sites_crud_and_versions(b: Backend) {
     let f = Fresh::new(b).await;
@@ -1669,5 +1674,5 @@ async fn postgres_concurrent_opens_migrate_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(applied, vec![1, 2, 3, 4, 5]);
+    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6]);
 }

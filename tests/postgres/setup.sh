@@ -32,7 +32,14 @@ has_test_db() {
         "SELECT 1 FROM pg_database WHERE datname = 'test'" 2>/dev/null)" = 1 ]
 }
 
-if command -v psql >/dev/null && answers test; then
+# The integration tests run 8 at a time, several with three gateways on one database
+# (each pools up to 16 connections): more than PostgreSQL's default 100.
+MAX_CONNECTIONS=300
+max_connections() {
+    psql -h "$HOST" -p "$PORT" -U postgres -d postgres -XAtqc 'SHOW max_connections' 2>/dev/null || echo 0
+}
+
+if command -v psql >/dev/null && answers test && [ "$(max_connections)" -ge "$MAX_CONNECTIONS" ]; then
     exit 0 # already set up
 fi
 
@@ -68,7 +75,7 @@ CONF=/etc/postgresql/$VERSION/main
 
 # Loopback only, on the port the tests use; trust user postgres from loopback.
 changed=""
-want_conf=$(printf "listen_addresses = '%s'\nport = %s\n" "$HOST" "$PORT")
+want_conf=$(printf "listen_addresses = '%s'\nport = %s\nmax_connections = %s\n" "$HOST" "$PORT" "$MAX_CONNECTIONS")
 if [ "$(cat "$CONF/conf.d/90-wpgate-tests.conf" 2>/dev/null)" != "$want_conf" ]; then
     mkdir -p "$CONF/conf.d"
     printf '%s\n' "$want_conf" >"$CONF/conf.d/90-wpgate-tests.conf"

@@ -24,6 +24,15 @@ pub struct Dialect {
     /// The key id of sealed text `<format>.<kid>.<nonce>.<ct>` (format `v1` or `v2`) in
     /// column `{v}`: the text between the first two dots.
     pub key_id_of: &'static str,
+    /// Now on the store's clock, in unix milliseconds (health leases: every replica
+    /// uses the same clock).
+    pub now_ms: &'static str,
+    /// The next `site_health.seq`: PostgreSQL's sequence, SQLite's `MAX + 1` (one writer
+    /// at a time).
+    pub next_health_seq: &'static str,
+    /// Added to a `SELECT` of rows about to be claimed so that concurrent claims take
+    /// different rows (PostgreSQL's `FOR UPDATE SKIP LOCKED`; SQLite has one writer).
+    pub skip_locked: &'static str,
 }
 
 impl Dialect {
@@ -91,6 +100,9 @@ mod tests {
         array_write: "",
         array_nonempty: "cardinality({c}) > 0",
         key_id_of: "split_part({v}, '.', 2)",
+        now_ms: "CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)",
+        next_health_seq: "nextval('site_health_seq')",
+        skip_locked: " FOR UPDATE SKIP LOCKED",
     };
 
     #[test]

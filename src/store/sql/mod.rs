@@ -1,10 +1,12 @@
 //! The SQL both backends share: one [`SqlStore`] runs the same statements (rendered for
 //! each backend's [`Dialect`]) on SQLite and PostgreSQL. A [`Backend`] brings only what
 //! is its own: the pool, how a write transaction begins, how the change log is
-//! appended (and announced), time limits.
+//! appended (and announced), time limits. Site health results and leases are in
+//! `health`.
 
 mod batch;
 mod dialect;
+mod health;
 mod queries;
 mod rows;
 mod schema;
@@ -61,6 +63,7 @@ pub trait Backend: Send + Sync + 'static {
 pub struct SqlStore<B> {
     backend: B,
     sql: Queries,
+    health: health::HealthQueries,
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -68,6 +71,7 @@ impl<B: Backend> SqlStore<B> {
         SqlStore {
             backend,
             sql: Queries::new(&B::DIALECT),
+            health: health::HealthQueries::new(&B::DIALECT),
         }
     }
 

@@ -127,6 +127,13 @@ where
             let now = crate::time::now_unix();
             self.update_site_row(&mut tx, site, now).await?;
             B::record_changes(&mut tx, ChangeKind::Site, &[&site.id]).await?;
+            // A changed site is checked again at once, by whichever process claims it
+            // first; a check of the old site still running is not written.
+            sqlx::query(&self.health.due_now)
+                .bind(site.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(B::unavailable)?;
             self.commit(tx, audit).await?;
             Ok(SiteRecord {
                 updated_at: now,
