@@ -220,10 +220,10 @@ async fn three_replicas_check_each_of_300_sites_once_per_interval_and_agree() {
             continue;
         }
         healthy_total += n;
-        // Never more than once per interval (never once per replica). A starved machine
-        // (the suite runs 8 tests at once on 2 cores) only makes checks late: fewer, not
-        // more; at least two in five intervals shows no site is left out.
-        if !(2..=rounds + 1).contains(&n) {
+        // Never more than once per interval in all (never once per replica). A starved
+        // machine (the suite runs 8 tests at once on 2 cores) only makes checks late:
+        // fewer, never more; that every site keeps being checked is polled below.
+        if n > rounds + 1 {
             off.push((id.clone(), n));
         }
     }
@@ -235,14 +235,39 @@ async fn three_replicas_check_each_of_300_sites_once_per_interval_and_agree() {
     );
     assert!(
         off.is_empty(),
-        "sites not checked 2 to {} times: {off:?}",
+        "sites checked more than {} times: {off:?}",
         rounds + 1
     );
     assert!(
-        (expected_total * 7 / 10..=expected_total * 11 / 10).contains(&healthy_total),
-        "{healthy_total} checks, {expected_total} expected (checks per half second: \
-         {per_half_second:?})"
+        healthy_total <= expected_total * 11 / 10,
+        "{healthy_total} checks, at most {expected_total} expected (checks per half \
+         second: {per_half_second:?})"
     );
+    // No site is left out: each healthy one is checked again and again.
+    poll_until(
+        "every healthy site checked twice more",
+        Duration::from_secs(120),
+        || async {
+            let now = checks_per_site(&wp);
+            let behind: Vec<&String> = ids
+                .iter()
+                .filter(|id| !failing(id))
+                .filter(|id| {
+                    now.get(*id).copied().unwrap_or(0) < before.get(*id).copied().unwrap_or(0) + 2
+                })
+                .collect();
+            if behind.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} sites behind, e.g. {:?}",
+                    behind.len(),
+                    &behind[..behind.len().min(5)]
+                ))
+            }
+        },
+    )
+    .await;
     // Every replica took its share.
     for (gw, id) in gws.iter().zip(&ids_of) {
         let samples = parse_metrics(&gw.metrics_text().await);
