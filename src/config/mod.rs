@@ -7,6 +7,7 @@
 pub mod file;
 pub mod model;
 pub mod reload;
+mod validate;
 
 pub use model::{
     redact_url, Boot, Config, ConfigError, LegacySite, Live, LoadOptions, LogFormat, StoreUrl,

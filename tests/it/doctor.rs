@@ -1,6 +1,6 @@
 //! `wpgate doctor`: the real binary against real WordPress (the sites of
-//! `tests/wordpress/setup.sh`, under the read lock of [`SITES`]: nothing here changes
-//! them), a WordPress mimic, closed ports, a host name that cannot resolve, a keyring
+//! `tests/wordpress/setup.sh`, under the read lock of [`SITES`]; one test revokes a real
+//! Application Password under its write lock, and gets a new one after), a WordPress mimic, closed ports, a host name that cannot resolve, a keyring
 //! that lost a key, HTTPS upstreams, both store backends, and the admin API's copy of the
 //! report. doctor reads only: most tests run it on a gateway that is not even serving.
 //!
@@ -15,7 +15,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::harness::postgres::TestDb;
-use crate::harness::wordpress::{wp_env, SITES};
+use crate::harness::wordpress::{wp_env, RestoreSites, SITES};
 use crate::harness::{
     free_port, sha256_hex, toml_str, CliOutput, Gateway, GatewayConfig, SiteAuth, TestCa, Upstream,
     WpMimic,
@@ -200,6 +200,51 @@ async fn a_healthy_real_wordpress_site_passes_every_check_and_nothing_is_written
         before,
         "doctor changed the store or the keyring"
     );
+}
+
+#[tokio::test]
+async fn an_application_password_revoked_in_wordpress_fails_with_its_fix() {
+    let _exclusive = SITES.write().await;
+    let env = wp_env();
+    let wp = env.sites[1].clone();
+    let mut restore = RestoreSites::new(&env);
+    let gw = prepared();
+    gw.add_site(
+        "wp-live",
+        &wp.url,
+        &SiteAuth::app_password(&wp.user, &wp.app_password),
+    );
+    // The site's own, current Application Password: every check passes.
+    let (out, report) = doctor(&gw, &["wp-live"]);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_check(
+        &site(&report, "wp-live")["checks"],
+        "credential",
+        "pass",
+        &[],
+    );
+
+    // The same password, revoked in WordPress (setup.sh revoke-app-password).
+    restore.revoke_app_password(&wp.name);
+    let (out, report) = doctor(&gw, &["wp-live"]);
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    let checks = &site(&report, "wp-live")["checks"];
+    assert_check(checks, "rest_index", "pass", &[]);
+    let c = assert_check(checks, "credential", "fail", &["answered 401"]);
+    let fix = c["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("Users → Profile → Application Passwords"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("`wpgate site set-credential wp-live --auth app-password --username"),
+        "{fix}"
+    );
+    assert!(
+        !out.stdout.contains(&wp.app_password),
+        "a secret in the report"
+    );
+    restore.new_app_password(&wp.name);
 }
 
 #[tokio::test]

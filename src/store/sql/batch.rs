@@ -3,7 +3,7 @@
 //! SQLite) for all of it.
 
 use super::rows::SiteLists;
-use super::store::already_exists;
+use super::txn::already_exists;
 use super::{Backend, SqlStore};
 use crate::store::{ChangeKind, SiteRecord, SiteWrite, StoreError};
 use sqlx::{Database, Encode, Executor, IntoArguments, Type};

@@ -11,6 +11,7 @@ mod queries;
 mod rows;
 mod schema;
 mod store;
+mod txn;
 
 pub use dialect::Dialect;
 
