@@ -1,7 +1,6 @@
 //! `/admin/v1/audit`: the audit log, newest first, a page at a time.
 
 use super::extract::{page_limit, site_id, ApiQuery};
-use super::openapi::ErrorEnvelope;
 use super::respond::{json_reply, ApiError};
 use super::state::AdminState;
 use super::views::AuditEntryView;
@@ -48,9 +47,6 @@ pub struct AuditList {
     params(AuditQuery),
     responses(
         (status = 200, body = AuditList),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 503, body = ErrorEnvelope),
     )
 )]
 pub async fn list_audit(

@@ -35,8 +35,6 @@ pub struct DoctorQuery {
     params(DoctorQuery),
     responses(
         (status = 200, body = Report),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope, description = "the site named does not exist"),
     )
 )]

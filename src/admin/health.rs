@@ -75,7 +75,6 @@ impl HealthView {
     params(SitePath),
     responses(
         (status = 200, body = HealthView),
-        (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]
@@ -100,8 +99,6 @@ pub async fn site_health(
     params(SitePath),
     responses(
         (status = 200, body = HealthView),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]

@@ -78,9 +78,6 @@ fn duration(field: &str, raw: &str) -> Result<Duration, ApiError> {
     request_body(content = Option<IssueKey>, description = "Optional"),
     responses(
         (status = 201, body = IssuedKeyView),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]
@@ -121,7 +118,6 @@ fn no_store(mut resp: Response) -> Response {
     params(SitePath),
     responses(
         (status = 200, body = KeyList),
-        (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]
@@ -148,9 +144,6 @@ pub async fn list_keys(
     request_body(content = Option<RevokeKey>, description = "Optional"),
     responses(
         (status = 200, body = KeyView),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]
@@ -185,9 +178,6 @@ pub async fn revoke_key(
     responses(
         (status = 201, body = RotatedKeyView),
         (status = 409, description = "The key is already revoked or has expired: issue a new one", body = ErrorEnvelope),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]

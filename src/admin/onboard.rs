@@ -78,11 +78,8 @@ fn format_param(f: Option<FormatParam>) -> Result<Option<Format>, ApiError> {
     responses(
         (status = 200, description = "What was (dry_run: would be) created, updated, left unchanged", body = ImportReport),
         (status = 400, description = "The file is refused, nothing written: the message lists each problem as `line N: field: problem`", body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 409, description = "A site of the file was created meanwhile: nothing written", body = ErrorEnvelope),
         (status = 412, description = "A site of the file changed meanwhile: nothing written", body = ErrorEnvelope),
-        (status = 413, body = ErrorEnvelope),
     )
 )]
 pub async fn import_sites(
@@ -146,9 +143,6 @@ pub async fn import_sites(
             (String = "application/jsonl"),
             (String = "text/csv"),
         )),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 503, body = ErrorEnvelope),
     )
 )]
 pub async fn export_sites(

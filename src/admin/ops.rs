@@ -43,8 +43,6 @@ pub struct CertificateView {
     tag = "operations",
     responses(
         (status = 200, body = ReloadView),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope, description = "refused: the message says why"),
     )
 )]
@@ -106,8 +104,6 @@ pub struct KeyringView {
     tag = "operations",
     responses(
         (status = 200, body = KeyringView),
-        (status = 401, body = ErrorEnvelope),
-        (status = 503, body = ErrorEnvelope),
     )
 )]
 pub async fn keyring_status(State(state): State<AdminState>) -> Result<Response, ApiError> {

@@ -43,9 +43,6 @@ pub struct AuthBody {
     request_body = AuthBody,
     responses(
         (status = 200, body = SiteView),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]
@@ -90,9 +87,6 @@ pub struct HealthSettingsBody {
     request_body = HealthSettingsBody,
     responses(
         (status = 200, body = SiteView),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]

@@ -316,9 +316,6 @@ fn tagged(mut resp: Response, version: i64) -> Response {
     params(ListSitesQuery),
     responses(
         (status = 200, body = SiteList),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 503, body = ErrorEnvelope),
     )
 )]
 pub async fn list_sites(
@@ -358,10 +355,7 @@ pub async fn list_sites(
     responses(
         (status = 201, body = CreatedSite, headers(("ETag" = String, description = "\"<version>\""))),
         (status = 400, description = "Invalid field (the message names it)", body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 409, description = "A site with this id exists", body = ErrorEnvelope),
-        (status = 413, body = ErrorEnvelope),
     )
 )]
 pub async fn create_site(
@@ -409,7 +403,6 @@ pub async fn create_site(
     params(SitePath),
     responses(
         (status = 200, body = SiteView, headers(("ETag" = String, description = "\"<version>\""))),
-        (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]
@@ -436,9 +429,6 @@ pub async fn get_site(
     request_body = UpdateSite,
     responses(
         (status = 200, body = SiteView, headers(("ETag" = String, description = "\"<version>\""))),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
         (status = 409, description = "site.credential_required: the upstream moves to another origin without a new credential", body = ErrorEnvelope),
         (status = 412, description = "The site changed since that version", body = ErrorEnvelope),
@@ -492,8 +482,6 @@ pub async fn update_site(
     params(SitePath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]
@@ -525,8 +513,6 @@ async fn set_enabled(
     params(SitePath),
     responses(
         (status = 200, body = SiteView),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]
@@ -546,8 +532,6 @@ pub async fn enable_site(
     params(SitePath),
     responses(
         (status = 200, body = SiteView),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]
@@ -574,9 +558,6 @@ pub async fn disable_site(
     request_body = CredentialBody,
     responses(
         (status = 200, body = SiteView),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope, description = "confirm: the site refused the new credential; the old one is kept"),
     )
@@ -650,9 +631,6 @@ pub struct RoutesBody {
     request_body = RoutesBody,
     responses(
         (status = 200, body = SiteView),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]
@@ -691,9 +669,6 @@ pub struct CorsBody {
     request_body = CorsBody,
     responses(
         (status = 200, body = SiteView),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
     )
 )]

@@ -95,8 +95,6 @@ fn token_error(e: TokenError) -> ApiError {
     tag = "tokens",
     responses(
         (status = 200, body = TokenList),
-        (status = 401, body = ErrorEnvelope),
-        (status = 503, body = ErrorEnvelope),
     )
 )]
 pub async fn list_tokens(State(state): State<AdminState>) -> Result<Response, ApiError> {
@@ -117,11 +115,6 @@ pub async fn list_tokens(State(state): State<AdminState>) -> Result<Response, Ap
     request_body = CreateToken,
     responses(
         (status = 201, body = CreatedToken),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
-        (status = 413, body = ErrorEnvelope),
-        (status = 503, body = ErrorEnvelope),
     )
 )]
 pub async fn create_token(
@@ -157,11 +150,7 @@ pub async fn create_token(
     params(TokenIdPath),
     responses(
         (status = 200, body = AdminTokenView),
-        (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope),
-        (status = 503, body = ErrorEnvelope),
     )
 )]
 pub async fn revoke_token(
