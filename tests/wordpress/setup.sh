@@ -146,7 +146,7 @@ pid_of() {
     [ "$state" != Z ] || return 1
     [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$comm"* ]] || return 1
     if [ -n "$want" ]; then
-        tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- "$want" || return 1
+        tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -F -- "$want" >/dev/null || return 1
     fi
     printf '%s' "$pid"
 }
