@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind's callgrind: repeatable whatever
+# else this machine is doing (the same binary and inputs give the same count), so it
+# tells apart changes of a few percent that benches/load.sh's CPU time cannot.
+#
+#   bare   bare Pingora proxy (benches/bare_pingora.rs): the framework's floor
+#   key    wpgate, API key + credential injection (as load.sh's target d)
+#   jwt    wpgate, HS256 JWT with iss/aud/lifetime checks (as load.sh's target e)
+#
+# Each proxy runs under callgrind with instrumentation off; WARMUP requests fill its
+# caches and its upstream pool; then instrumentation goes on for exactly REQUESTS
+# requests over one keep-alive connection, and the count is dumped. Reported: Ir per
+# request of each target, and the ratios key/bare and jwt/bare and jwt/key. With
+# TOP=N, the N functions with the largest inclusive counts of each wpgate target
+# (callgrind_annotate) are printed too, to see where the instructions go.
+#
+# Env: TARGETS="bare key jwt"  REQUESTS=2000  WARMUP=200  TOP=0
+#      OUT=target/callgrind-results.json  PORT_BASE=27280 (PORT_BASE..+3 on 127.0.0.1)
+#      BARE_PINGORA=/path, WPGATE=/path: use these binaries instead of building them.
+#      KEEP=dir: keep the callgrind dumps there.
+# Only loopback traffic; every wait is bounded; everything started is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGETS=${TARGETS:-"bare key jwt"}
+REQUESTS=${REQUESTS:-2000}
+WARMUP=${WARMUP:-200}
+TOP=${TOP:-0}
+OUT=${OUT:-target/callgrind-results.json}
+PORT_BASE=${PORT_BASE:-27280}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+P_STATIC=$PORT_BASE
+P_PROXY=$((PORT_BASE + 1))
+P_ADMIN=$((PORT_BASE + 2))
+
+wants() { [[ " $TARGETS " == *" $1 "* ]]; }
+die() { echo "callgrind.sh: $*" >&2; exit 1; }
+
+if ! command -v nginx >/dev/null; then
+    echo "installing nginx-light" >&2
+    apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null
+fi
+for tool in valgrind callgrind_control callgrind_annotate nginx python3; do
+    command -v "$tool" >/dev/null || die "missing tool: $tool"
+done
+
+if wants bare && [[ -z ${BARE_PINGORA:-} ]]; then
+    cargo build --release --example bare_pingora
+    BARE_PINGORA=$TARGET_DIR/release/examples/bare_pingora
+fi
+if { wants key || wants jwt; } && [[ -z ${WPGATE:-} ]]; then
+    cargo build --release --bin wpgate
+    WPGATE=$TARGET_DIR/release/wpgate
+fi
+
+tmp=$(mktemp -d /tmp/wpgate-callgrind.XXXXXX)
+pids=()
+cleanup() {
+    local pid i
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Under valgrind a start-up takes a while: at most 60 s.
+wait_port() {
+    local port=$1 pid=$2 log=$3 i
+    for ((i = 0; i < 600; i++)); do
+        port_open "$port" && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "process $pid exited before listening on $port"; }
+        sleep 0.1
+    done
+    cat "$log" >&2
+    die "nothing listening on port $port after 60 s"
+}
+for port in "$P_STATIC" "$P_PROXY" "$P_ADMIN"; do
+    ! port_open "$port" || die "port $port already in use (set PORT_BASE)"
+done
+
+# The upstream: the same static JSON answer as load.sh's.
+REQ_PATH=/wp-json/wp/v2/posts
+BODY='{"id":1,"name":"bench","status":"publish","link":"http://127.0.0.1/bench","tags":[1,2,3]}'
+mkdir -p "$tmp/nginx"
+cat >"$tmp/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $tmp/nginx/body;
+    proxy_temp_path $tmp/nginx/proxy;
+    fastcgi_temp_path $tmp/nginx/fastcgi;
+    uwsgi_temp_path $tmp/nginx/uwsgi;
+    scgi_temp_path $tmp/nginx/scgi;
+    keepalive_requests 10000000;
+    server {
+        listen 127.0.0.1:$P_STATIC;
+        location / { default_type application/json; return 200 '$BODY'; }
+    }
+}
+EOF
+nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" >/dev/null 2>&1 &
+pids+=("$!")
+wait_port "$P_STATIC" "$!" "$tmp/nginx/error.log"
+
+# The HS256 token of the jwt target.
+JWT_SECRET=0123456789abcdef0123456789abcdef-load-test
+JWT=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
+import base64, hashlib, hmac, json, os, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+now = int(time.time())
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "load", "iss": "load-test", "aud": "wordpress",
+                       "iat": now, "exp": now + 3600}).encode())
+sig = hmac.new(os.environ["JWT_SECRET"].encode(), f"{head}.{body}".encode(), hashlib.sha256)
+print(f"{head}.{body}.{b64(sig.digest())}")
+PY
+)
+
+KEY=""
+if wants key || wants jwt; then
+    # Set wpgate up as a user would (as load.sh does): config file, then the CLI.
+    cat >"$tmp/wpgate.toml" <<EOF
+data_dir = "$tmp/data"
+[listen]
+proxy = "127.0.0.1:$P_PROXY"
+admin = "127.0.0.1:$P_ADMIN"
+[proxy]
+threads = 1
+[log]
+format = "json"
+level = "warn"
+EOF
+    wpg() { "$WPGATE" --config "$tmp/wpgate.toml" "$@"; }
+    for site in bench benchjwt; do
+        echo -n 'abcd efgh ijkl mnop qrst uvwx' |
+            wpg site add "$site" --upstream "http://127.0.0.1:$P_STATIC" --auth app-password \
+                --username api --secret-stdin >/dev/null
+    done
+    KEY=$(wpg key issue bench)
+    [[ -n $KEY ]] || die "wpgate key issue printed no key"
+    printf '%s' "$JWT_SECRET" | wpg site set-auth benchjwt --methods jwt --jwt-alg HS256 \
+        --jwt-secret-stdin --jwt-issuer load-test --jwt-audience wordpress \
+        --jwt-max-lifetime 2h >/dev/null
+fi
+
+# Sends $1 requests over one keep-alive connection to $2 with headers $3.. ("Name: value");
+# fails unless every answer is a 200.
+client() {
+    python3 - "$@" <<'PY'
+import http.client, sys
+n, port, path, headers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+hdrs = dict(h.split(": ", 1) for h in headers)
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+for i in range(n):
+    conn.request("GET", path, headers=hdrs)
+    r = conn.getresponse()
+    r.read()
+    if r.status != 200:
+        sys.exit(f"request {i}: HTTP {r.status}")
+PY
+}
+
+declare -A ir_of=()
+# $1 target name, $2.. the proxy command line; the client's headers in the array hdrs.
+measure() {
+    local name=$1 log=$tmp/$1.log pid dump
+    shift
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$tmp/$name.%p.out" \
+        "$@" >"$log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    wait_port "$P_PROXY" "$pid" "$log"
+    echo "== $name: $WARMUP warm-up requests, then $REQUESTS counted" >&2
+    client "$WARMUP" "$P_PROXY" "$REQ_PATH" "${hdrs[@]}" || { cat "$log" >&2; die "$name: warm-up failed"; }
+    callgrind_control -z "$pid" >/dev/null
+    callgrind_control -i on "$pid" >/dev/null
+    client "$REQUESTS" "$P_PROXY" "$REQ_PATH" "${hdrs[@]}" || { cat "$log" >&2; die "$name: run failed"; }
+    callgrind_control -i off "$pid" >/dev/null
+    callgrind_control -d "$name" "$pid" >/dev/null
+    kill -TERM "$pid"
+    local i
+    for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    while port_open "$P_PROXY"; do sleep 0.1; done
+    # The dump made by -d (its description is the target's name).
+    dump=$(grep -l "^desc: Trigger: Client Request: $name" "$tmp/$name".*.out* | head -n 1) ||
+        die "$name: no callgrind dump"
+    local total
+    total=$(awk '/^summary:|^totals:/ {print $2; exit}' "$dump")
+    [[ -n $total ]] || die "$name: no total in $dump"
+    ir_of[$name]=$total
+    echo "   $name: $total instructions, $((total / REQUESTS)) per request" >&2
+    if [[ $TOP -gt 0 && $name != bare ]]; then
+        callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | sed -n "1,$((TOP + 25))p" >&2
+    fi
+    if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP"; cp "$dump" "$KEEP/$name.callgrind.out"; fi
+}
+
+if wants bare; then
+    hdrs=()
+    measure bare "$BARE_PINGORA" --listen "127.0.0.1:$P_PROXY" --upstream "127.0.0.1:$P_STATIC"
+fi
+if wants key; then
+    hdrs=("X-Website-ID: bench" "X-API-Key: $KEY")
+    measure key "$WPGATE" --config "$tmp/wpgate.toml" serve
+fi
+if wants jwt; then
+    hdrs=("X-Website-ID: benchjwt" "Authorization: Bearer $JWT")
+    measure jwt "$WPGATE" --config "$tmp/wpgate.toml" serve
+fi
+
+per_req() { awk -v t="${ir_of[$1]:-0}" -v n="$REQUESTS" 'BEGIN { printf "%.0f", t / n }'; }
+ratio() {
+    [[ -n ${ir_of[$1]:-} && -n ${ir_of[$2]:-} ]] || { echo null; return; }
+    awk -v a="${ir_of[$1]}" -v b="${ir_of[$2]}" 'BEGIN { printf "%.3f", a / b }'
+}
+cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+echo
+echo "callgrind: instructions per request ($REQUESTS requests after $WARMUP warm-up; $cpu)"
+echo
+echo "| target | Ir/request |"
+echo "|---|---|"
+for name in bare key jwt; do
+    [[ -n ${ir_of[$name]:-} ]] && echo "| $name | $(per_req "$name") |"
+done
+echo
+echo "key/bare $(ratio key bare)   jwt/bare $(ratio jwt bare)   jwt/key $(ratio jwt key)"
+
+json_ir() { if [[ -n ${ir_of[$1]:-} ]]; then per_req "$1"; else echo null; fi; }
+mkdir -p "$(dirname "$OUT")"
+cat >"$OUT" <<EOF
+{"cpu": "$cpu", "requests": $REQUESTS, "warmup": $WARMUP,
+ "ir_per_request": {"bare": $(json_ir bare), "key": $(json_ir key), "jwt": $(json_ir jwt)},
+ "ratios": {"key_bare": $(ratio key bare), "jwt_bare": $(ratio jwt bare), "jwt_key": $(ratio jwt key)}}
+EOF
+echo "results: $OUT"
