@@ -7,9 +7,9 @@
 #   key    wpgate, API key + credential injection (as load.sh's target d)
 #   jwt    wpgate, HS256 JWT with iss/aud/lifetime checks (as load.sh's target e)
 #
-# Each proxy runs under callgrind with instrumentation off; WARMUP requests fill its
-# caches and its upstream pool; then instrumentation goes on for exactly REQUESTS
-# requests over one keep-alive connection, and the count is dumped. Reported: Ir per
+# Each proxy runs under callgrind; WARMUP requests fill its caches and its upstream
+# pool, and a dump zeroes the counts; then exactly REQUESTS requests go over one
+# keep-alive connection, and the count is dumped. Reported: Ir per
 # request of each target, and the ratios key/bare and jwt/bare and jwt/key. With
 # TOP=N, the N functions with the largest inclusive counts of each wpgate target
 # (callgrind_annotate) are printed too, to see where the instructions go.
@@ -176,17 +176,16 @@ declare -A ir_of=()
 measure() {
     local name=$1 log=$tmp/$1.log pid dump
     shift
-    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$tmp/$name.%p.out" \
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/$name.%p.out" \
         "$@" >"$log" 2>&1 &
     pid=$!
     pids+=("$pid")
     wait_port "$P_PROXY" "$pid" "$log"
     echo "== $name: $WARMUP warm-up requests, then $REQUESTS counted" >&2
     client "$WARMUP" "$P_PROXY" "$REQ_PATH" "${hdrs[@]}" || { cat "$log" >&2; die "$name: warm-up failed"; }
-    callgrind_control -z "$pid" >/dev/null
-    callgrind_control -i on "$pid" >/dev/null
+    # A dump zeroes the counters: the second one holds the counted requests alone.
+    callgrind_control -d "warm-up" "$pid" >/dev/null
     client "$REQUESTS" "$P_PROXY" "$REQ_PATH" "${hdrs[@]}" || { cat "$log" >&2; die "$name: run failed"; }
-    callgrind_control -i off "$pid" >/dev/null
     callgrind_control -d "$name" "$pid" >/dev/null
     kill -TERM "$pid"
     local i
@@ -194,7 +193,7 @@ measure() {
     kill -KILL "$pid" 2>/dev/null || true
     while port_open "$P_PROXY"; do sleep 0.1; done
     # The dump made by -d (its description is the target's name).
-    dump=$(grep -l "^desc: Trigger: Client Request: $name" "$tmp/$name".*.out* | head -n 1) ||
+    dump=$(grep -l "^desc: Trigger: .*dump $name\$" "$tmp/$name".*.out* | head -n 1) ||
         die "$name: no callgrind dump"
     local total
     total=$(awk '/^summary:|^totals:/ {print $2; exit}' "$dump")

@@ -11,6 +11,8 @@
 #   h  wpgate over HTTPS (listen.proxy_tls, the same certificate), API key as in (d)
 #      wrk keeps its 64 connections open: (g) and (h) measure TLS record cost, not
 #      handshakes.
+#   k  another wpgate binary (WPGATE_BASE, e.g. a build of an older commit), API key as
+#      in (d): a before/after comparison in one run (ratio d/k)
 # Proxy and upstream share core 0, wrk runs on core 1. Reports requests/s, p50/p99
 # latency and the proxy's CPU time per request (utime+stime from /proc, and each part),
 # which varies far less between runs than requests/s on shared machines; targets are
@@ -18,8 +20,9 @@
 #
 # Env: TARGETS="a b c d e f g h"  DURATION=5 (s per run)  ROUNDS=4 (runs per target,
 #      interleaved)  WARMUP=2 (s)  OUT=target/load-results.json
-#      PORT_BASE=27180 (uses PORT_BASE..PORT_BASE+7 on 127.0.0.1)
+#      PORT_BASE=27180 (uses PORT_BASE..PORT_BASE+9 on 127.0.0.1)
 #      BARE_PINGORA=/path, WPGATE=/path: use these binaries instead of building them.
+#      WPGATE_BASE=/path: the binary of target k (required for k).
 # Only loopback traffic; every wait is bounded; everything started is stopped on exit.
 set -euo pipefail
 
@@ -42,6 +45,8 @@ P_ADMIN=$((PORT_BASE + 4))
 P_HAPROXY=$((PORT_BASE + 5))
 P_BARE_TLS=$((PORT_BASE + 6))
 P_WPGATE_TLS=$((PORT_BASE + 7))
+P_BASE=$((PORT_BASE + 8))
+P_BASE_ADMIN=$((PORT_BASE + 9))
 
 wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 die() { echo "load.sh: $*" >&2; exit 1; }
@@ -76,6 +81,9 @@ LOADAVG_START=$(cut -d' ' -f1 /proc/loadavg)
 if { wants c || wants g || wants h; } && [[ -z ${BARE_PINGORA:-} ]]; then
     cargo build --release --example bare_pingora
     BARE_PINGORA=$TARGET_DIR/release/examples/bare_pingora
+fi
+if wants k; then
+    [[ -n ${WPGATE_BASE:-} && -x ${WPGATE_BASE:-} ]] || die "target k needs WPGATE_BASE=<wpgate binary>"
 fi
 if { wants d || wants e || wants h; } && [[ -z ${WPGATE:-} ]]; then
     cargo build --release --bin wpgate
@@ -117,7 +125,7 @@ wait_port() {
 }
 
 for port in "$P_STATIC" "$P_NGINX" "$P_BARE" "$P_WPGATE" "$P_ADMIN" "$P_HAPROXY" \
-    "$P_BARE_TLS" "$P_WPGATE_TLS"; do
+    "$P_BARE_TLS" "$P_WPGATE_TLS" "$P_BASE" "$P_BASE_ADMIN"; do
     ! port_open "$port" || die "port $port already in use (set PORT_BASE)"
 done
 
@@ -394,6 +402,35 @@ EOF
     fi
 fi
 
+if wants k; then
+    # The same set-up as (d), with the other binary, its own data dir and ports.
+    mkdir -p "$tmp/base"
+    cat >"$tmp/base/wpgate.toml" <<EOF
+data_dir = "$tmp/base/data"
+[listen]
+proxy = "127.0.0.1:$P_BASE"
+admin = "127.0.0.1:$P_BASE_ADMIN"
+[proxy]
+threads = 1
+[log]
+format = "json"
+level = "warn"
+EOF
+    wpg_base() { "$WPGATE_BASE" --config "$tmp/base/wpgate.toml" "$@"; }
+    echo -n 'abcd efgh ijkl mnop qrst uvwx' |
+        wpg_base site add bench --upstream "http://127.0.0.1:$P_STATIC" --auth app-password \
+            --username api --secret-stdin >/dev/null
+    BASE_KEY=$(wpg_base key issue bench)
+    [[ -n $BASE_KEY ]] || die "WPGATE_BASE key issue printed no key"
+    taskset -c 0 "$WPGATE_BASE" --config "$tmp/base/wpgate.toml" serve >"$tmp/base/wpgate.log" 2>&1 &
+    base_pid=$!
+    pids+=("$base_pid")
+    wait_port "$P_BASE" "$base_pid" "$tmp/base/wpgate.log"
+    auth=(-H "X-Website-ID: bench" -H "X-API-Key: $BASE_KEY")
+    check_200 k "http://127.0.0.1:$P_BASE$REQ_PATH" "$tmp/base/wpgate.log" "${auth[@]}"
+    measure k "http://127.0.0.1:$P_BASE$REQ_PATH" "$base_pid" "${auth[@]}"
+fi
+
 if wants f; then
     # The same checks as (e): signature (HS256 only), iss, aud, exp; the client's
     # token replaced by the site's Basic credential.
@@ -444,7 +481,8 @@ run_rounds
 
 # --- report -----------------------------------------------------------------
 declare -A label=([a]="direct (static nginx)" [b]="nginx proxy" [c]="bare Pingora" [d]="wpgate (api key)"
-    [e]="wpgate (jwt hs256)" [f]="haproxy jwt_verify" [g]="bare Pingora TLS" [h]="wpgate TLS (api key)")
+    [e]="wpgate (jwt hs256)" [f]="haproxy jwt_verify" [g]="bare Pingora TLS" [h]="wpgate TLS (api key)"
+    [k]="WPGATE_BASE (api key)")
 declare -A cpu_of=()
 
 printf '\n%-24s %12s %10s %10s %15s %10s %10s\n' target "req/s" "p50 ms" "p99 ms" "CPU µs/req" "user" "sys"
@@ -475,6 +513,8 @@ ratio e f
 ratio h g
 ratio g c
 ratio h d
+ratio k c
+ratio d k
 
 mkdir -p "$(dirname "$OUT")"
 {

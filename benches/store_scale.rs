@@ -251,6 +251,7 @@ async fn load_keys(store: &dyn Store, keys: usize, sites: usize) -> Duration {
                 revoked_at: None,
                 grace_until: None,
                 last_used_at: None,
+                verified: Default::default(),
             })
             .collect(),
         ..ImportBatch::default()

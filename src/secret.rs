@@ -44,6 +44,63 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A secret remembered once it was verified the slow way, so that the next check of the
+/// same bytes is a constant-time comparison (an API key's secret, kept with the cached
+/// key record it was verified against: a record loaded anew starts empty). Set at most
+/// once; wiped when dropped. It is not part of the value it sits in: `Clone` gives an
+/// empty memo, every memo equals every other, and `Debug` shows nothing of it.
+#[derive(Default)]
+pub struct VerifiedMemo(std::sync::OnceLock<Zeroizing<Vec<u8>>>);
+
+impl VerifiedMemo {
+    /// Whether `presented` is the remembered secret (false while empty). Constant time
+    /// for a given length, compared eight bytes at a time: the differences are gathered
+    /// into one word, which `subtle` then compares with zero.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let Some(known) = self.0.get() else {
+            return false;
+        };
+        if known.len() != presented.len() {
+            return false;
+        }
+        let word = |chunk: &[u8]| {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            u64::from_le_bytes(w)
+        };
+        let diff = known
+            .chunks(8)
+            .zip(presented.chunks(8))
+            .fold(0u64, |d, (k, p)| d | (word(k) ^ word(p)));
+        diff.ct_eq(&0).into()
+    }
+
+    /// Remembers `verified` (only the first call sets it).
+    pub fn remember(&self, verified: &[u8]) {
+        let _ = self.0.set(Zeroizing::new(verified.to_vec()));
+    }
+}
+
+impl Clone for VerifiedMemo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for VerifiedMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for VerifiedMemo {}
+
+impl fmt::Debug for VerifiedMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VerifiedMemo")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +118,27 @@ mod tests {
         assert!(s.ct_eq(&[1, 2, 3]));
         assert!(!s.ct_eq(&[1, 2, 4]));
         assert!(!s.ct_eq(&[1, 2]));
+    }
+
+    #[test]
+    fn a_memo_matches_its_secret_only_every_byte_and_the_length() {
+        let memo = VerifiedMemo::default();
+        let secret = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
+        assert!(!memo.matches(secret));
+        memo.remember(secret);
+        assert!(memo.matches(secret));
+        // Set once: a later call does not replace it.
+        memo.remember(b"other");
+        assert!(!memo.matches(b"other"));
+        for i in 0..secret.len() {
+            let mut off = *secret;
+            off[i] ^= 1;
+            assert!(!memo.matches(&off), "byte {i}");
+        }
+        assert!(!memo.matches(&secret[..42]));
+        assert!(!memo.matches(&[secret.as_slice(), b"\0"].concat()));
+        assert!(!memo.matches(b""));
+        assert!(!memo.clone().matches(secret));
+        assert_eq!(format!("{memo:?}"), "VerifiedMemo");
     }
 }

@@ -138,6 +138,20 @@ fn words(digest: &[u8; 32]) -> [u64; 4] {
     words
 }
 
+/// Whether `secret` is the key's: once a cached record has accepted a secret, the same
+/// secret is recognised by a constant-time comparison with it, not by an HMAC per
+/// request; any other secret still gets the HMAC check (and is not remembered).
+fn secret_matches(hasher: &KeyHasher, secret: &[u8], record: &ApiKeyRecord) -> bool {
+    if record.verified.matches(secret) {
+        return true;
+    }
+    let ok = hasher.verify(secret, &record.secret_hash);
+    if ok {
+        record.verified.remember(secret);
+    }
+    ok
+}
+
 /// Checks a found key against the request: right secret, right site, in its lifetime.
 /// `now` (Unix seconds) is read only for a key that can expire or was revoked.
 pub fn check(
@@ -147,7 +161,7 @@ pub fn check(
     site_id: &str,
     now: impl FnOnce() -> i64,
 ) -> Result<(), AuthFailure> {
-    if !hasher.verify(presented.secret.as_bytes(), &record.secret_hash) {
+    if !secret_matches(hasher, presented.secret.as_bytes(), record) {
         return Err(AuthFailure::InvalidKey);
     }
     if record.site_id != site_id {
@@ -182,6 +196,7 @@ mod tests {
             revoked_at: None,
             grace_until: None,
             last_used_at: None,
+            verified: Default::default(),
         }
     }
 
@@ -240,9 +255,10 @@ mod tests {
             check(&h, p, &rec, "blog", || 100),
             Err(AuthFailure::WrongSite)
         );
+        // (A clone: `rec` remembers the secret it accepted, see the next test.)
         let other = KeyHasher::new(&new_pepper());
         assert_eq!(
-            check(&other, p, &rec, "shop", || 100),
+            check(&other, p, &rec.clone(), "shop", || 100),
             Err(AuthFailure::InvalidKey)
         );
         let expiring = ApiKeyRecord {
@@ -262,5 +278,53 @@ mod tests {
             assert_eq!(check(&h, p, limited, "shop", || deadline - 1), Ok(()));
             assert_eq!(check(&h, p, limited, "shop", || deadline), Err(refused));
         }
+    }
+
+    #[test]
+    fn an_accepted_secret_is_remembered_by_its_record_and_no_other() {
+        let h = KeyHasher::new(&new_pepper());
+        let (_, key) = generate();
+        let rec = record(&h, &key);
+        let p = parse(key.expose_str().unwrap()).unwrap();
+        let (_, wrong) = generate();
+        let wrong = ParsedKey {
+            key_id: p.key_id,
+            secret: parse(wrong.expose_str().unwrap()).unwrap().secret,
+        };
+        // A refused secret is not remembered.
+        assert_eq!(
+            check(&h, wrong, &rec, "shop", || 0),
+            Err(AuthFailure::InvalidKey)
+        );
+        assert!(!rec.verified.matches(wrong.secret.as_bytes()));
+        assert!(!rec.verified.matches(p.secret.as_bytes()));
+        // The accepted one is, by this record only (a copy, as from a reload, starts empty).
+        assert_eq!(check(&h, p, &rec, "shop", || 0), Ok(()));
+        assert!(rec.verified.matches(p.secret.as_bytes()));
+        assert!(!rec.clone().verified.matches(p.secret.as_bytes()));
+        assert_eq!(rec.clone(), rec);
+        assert!(!format!("{rec:?}").contains(p.secret));
+        // Remembered, the right secret still passes every other check, a wrong one
+        // (even one byte off) still fails.
+        assert_eq!(
+            check(&h, p, &rec, "blog", || 0),
+            Err(AuthFailure::WrongSite)
+        );
+        assert_eq!(
+            check(&h, wrong, &rec, "shop", || 0),
+            Err(AuthFailure::InvalidKey)
+        );
+        let mut off = p.secret.to_string();
+        let last = if off.ends_with('A') { "B" } else { "A" };
+        off.replace_range(off.len() - 1.., last);
+        let off = ParsedKey {
+            key_id: p.key_id,
+            secret: &off,
+        };
+        assert_eq!(
+            check(&h, off, &rec, "shop", || 0),
+            Err(AuthFailure::InvalidKey)
+        );
+        assert_eq!(check(&h, p, &rec, "shop", || 0), Ok(()));
     }
 }

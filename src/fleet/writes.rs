@@ -598,6 +598,7 @@ impl Fleet {
             revoked_at: None,
             grace_until: None,
             last_used_at: None,
+            verified: Default::default(),
         };
         Ok((record, key))
     }

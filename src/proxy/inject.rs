@@ -53,14 +53,16 @@ pub fn prepare(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora::Result<(
     // Room for what is added below, made in one step (the map is sized for the
     // client's headers, and grows by doubling).
     h.reserve(f.identity.len() + 6);
-    for name in CLIENT_CREDENTIAL_HEADERS.iter().chain(f.strip) {
-        h.remove(name);
-    }
-    if let Some(name) = f.site_credential_header {
-        h.remove(name);
-    }
-    for (_, name) in f.claim_headers {
-        h.remove(name);
+    // The client's few header names are each compared with the list, instead of a
+    // hashed lookup per name on the list; each one found goes, with all its values.
+    let stripped = |name: &HeaderName| {
+        CLIENT_CREDENTIAL_HEADERS.contains(name)
+            || f.strip.contains(name)
+            || f.site_credential_header == Some(name)
+            || f.claim_headers.iter().any(|(_, claimed)| claimed == name)
+    };
+    while let Some(name) = h.keys().find(|name| stripped(name)).cloned() {
+        h.remove(&name);
     }
     if let Some((name, value)) = f.credential {
         h.insert(name.clone(), value.clone());
@@ -121,7 +123,11 @@ mod tests {
             .unwrap();
         req.insert_header("X-WP-Nonce", "abc").unwrap();
         req.insert_header("X-Debug", "1").unwrap();
+        // Repeated, in another case: every value goes.
+        req.append_header("x-api-key", "wpg_second").unwrap();
+        req.append_header("COOKIE", "b=2").unwrap();
         req.insert_header("X-Forwarded-For", "6.6.6.6").unwrap();
+        req.insert_header("X-Kept", "yes").unwrap();
         let pw = Secret::from_string("pw".into());
         let cred = credential_header(CredentialKind::AppPassword, Some("api"), &pw).unwrap();
         let upstream = UpstreamTarget::parse("http://127.0.0.1:9000/blog").unwrap();
@@ -156,6 +162,9 @@ mod tests {
         ] {
             assert_eq!(h(gone), None, "{gone}");
         }
+        assert_eq!(req.headers.get_all("x-api-key").iter().count(), 0);
+        assert_eq!(req.headers.get_all("cookie").iter().count(), 0);
+        assert_eq!(h("x-kept").as_deref(), Some("yes"));
         assert_eq!(h("x-forwarded-for").as_deref(), Some("10.1.2.3"));
         assert_eq!(h("x-forwarded-host").as_deref(), Some("gw.example"));
         assert_eq!(h("x-forwarded-proto").as_deref(), Some("http"));

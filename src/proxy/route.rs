@@ -125,8 +125,18 @@ pub fn check_target(target: &[u8], allow: &RouteAllow) -> Result<(), TargetRefus
         Some(q) => (&target[..q], &target[q + 1..]),
         None => (target, &target[target.len()..]),
     };
-    check_path(path).map_err(TargetRefused::Malformed)?;
+    // Most paths hold nothing to decode or refuse but dot segments: for those, one
+    // table scan stands in for the byte-by-byte check, and the route is compared as is.
+    let plain = is_plain(path);
+    if !(plain && path.first() == Some(&b'/') && !has_dot_segment(path)) {
+        check_path(path).map_err(TargetRefused::Malformed)?;
+    }
     let rest_route = check_query(query)?;
+    let (under, decoded_eq): (Prefix, Prefix) = if plain {
+        (under_plain, eq_plain)
+    } else {
+        (under, decoded_eq)
+    };
     let rest = under(path, b"/wp-json")
         || (rest_route && (decoded_eq(path, b"/") || decoded_eq(path, b"/index.php")));
     if rest || allow.paths().iter().any(|p| under(path, p.prefix())) {
@@ -134,6 +144,44 @@ pub fn check_target(target: &[u8], allow: &RouteAllow) -> Result<(), TargetRefus
     } else {
         Err(TargetRefused::NotAllowed(NotAllowed::Route))
     }
+}
+
+/// A comparison of a path with a route prefix or a whole route.
+type Prefix = fn(&[u8], &[u8]) -> bool;
+
+/// Bytes a path may hold literally that need neither decoding nor a closer look:
+/// printable ASCII but `%`, `\\`, `#` (space and controls are outside the range).
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = !matches!(b as u8, b'%' | b'\\' | b'#');
+        b += 1;
+    }
+    table
+};
+
+/// True when every byte of `path` is [`PLAIN`]: it then reads the same decoded, and only
+/// its start and its dot segments can make it malformed.
+fn is_plain(path: &[u8]) -> bool {
+    path.iter().all(|&b| PLAIN[usize::from(b)])
+}
+
+/// True when some segment of `path` is `.` or `..` (as written).
+fn has_dot_segment(path: &[u8]) -> bool {
+    path.split(|&b| b == b'/')
+        .any(|seg| seg == b"." || seg == b"..")
+}
+
+/// [`under`] for a plain path.
+fn under_plain(path: &[u8], prefix: &[u8]) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.first().is_none_or(|&b| b == b'/'))
+}
+
+/// [`decoded_eq`] for a plain path.
+fn eq_plain(path: &[u8], want: &[u8]) -> bool {
+    path == want
 }
 
 /// The path part: origin-form, no dot segment, no encoded or literal backslash, no
@@ -694,5 +742,65 @@ mod tests {
             assert!(inside, "{:?}", String::from_utf8_lossy(&t));
         }
         assert!(passed > 1000, "only {passed} targets passed");
+    }
+
+    /// The shortcut for plain paths answers exactly as the full check: every path over
+    /// plain bytes, slashes and dots (and a few that are not plain), against prefixes
+    /// compared decoded and as is.
+    #[test]
+    fn the_plain_path_shortcut_answers_as_the_full_check() {
+        const PIECES: [&[u8]; 14] = [
+            b"/",
+            b".",
+            b"..",
+            b"...",
+            b"wp-json",
+            b"wp-jsonx",
+            b"index.php",
+            b"xmlrpc.php",
+            b"a",
+            b"~!$&'()*+,;=:@",
+            b"-_",
+            b"%41",
+            b"#",
+            b"\\",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let prefixes: [&[u8]; 6] = [b"/wp-json", b"/", b"/index.php", b"/xmlrpc.php", b"/a", b""];
+        for _ in 0..100_000 {
+            let mut path = Vec::new();
+            for _ in 0..(next() % 7) {
+                path.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            if next() % 4 != 0 {
+                path.insert(0, b'/');
+            }
+            let shown = String::from_utf8_lossy(&path).into_owned();
+            if !is_plain(&path) {
+                continue;
+            }
+            let short = path.first() == Some(&b'/') && !has_dot_segment(&path);
+            assert_eq!(short, check_path(&path).is_ok(), "{shown:?}");
+            for prefix in prefixes {
+                assert_eq!(
+                    under_plain(&path, prefix),
+                    under(&path, prefix),
+                    "{shown:?} {prefix:?}"
+                );
+                assert_eq!(
+                    eq_plain(&path, prefix),
+                    decoded_eq(&path, prefix),
+                    "{shown:?}"
+                );
+            }
+        }
+        assert!(is_plain(b"/wp-json/wp/v2/posts/1") && !is_plain(b"/wp-json/%41"));
+        assert!(!is_plain(b"/a b") && !is_plain(b"/a\\b") && !is_plain("/caf\u{e9}".as_bytes()));
     }
 }

@@ -68,6 +68,10 @@ pub struct ApiKeyRecord {
     /// When a gateway last accepted the key, to the minute (written in batches by
     /// `fleet::key_use`, never by the request itself).
     pub last_used_at: Option<i64>,
+    /// The secret this record (as cached) last accepted: the request path's shortcut
+    /// past the HMAC (`auth::api_key::check`). Never stored, never printed.
+    #[sqlx(skip)]
+    pub verified: crate::secret::VerifiedMemo,
 }
 
 /// Who did what, written with the change it describes. Never holds a secret.

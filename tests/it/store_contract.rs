@@ -124,6 +124,7 @@ fn key(key_id: &str, site_id: &str, created_at: i64) -> ApiKeyRecord {
         revoked_at: None,
         grace_until: None,
         last_used_at: None,
+        verified: Default::default(),
     }
 }
 
