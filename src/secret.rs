@@ -53,32 +53,35 @@ impl fmt::Debug for Secret {
 pub struct VerifiedMemo(std::sync::OnceLock<Zeroizing<Vec<u8>>>);
 
 impl VerifiedMemo {
-    /// Whether `presented` is the remembered secret (false while empty). Constant time
-    /// for a given length, compared eight bytes at a time: the differences are gathered
-    /// into one word, which `subtle` then compares with zero.
+    /// Whether `presented` is the remembered secret (false while empty; see
+    /// [`eq_words`]).
     pub fn matches(&self, presented: &[u8]) -> bool {
-        let Some(known) = self.0.get() else {
-            return false;
-        };
-        if known.len() != presented.len() {
-            return false;
-        }
-        let word = |chunk: &[u8]| {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            u64::from_le_bytes(w)
-        };
-        let diff = known
-            .chunks(8)
-            .zip(presented.chunks(8))
-            .fold(0u64, |d, (k, p)| d | (word(k) ^ word(p)));
-        diff.ct_eq(&0).into()
+        self.0.get().is_some_and(|known| eq_words(known, presented))
     }
 
     /// Remembers `verified` (only the first call sets it).
     pub fn remember(&self, verified: &[u8]) {
         let _ = self.0.set(Zeroizing::new(verified.to_vec()));
     }
+}
+
+/// Constant-time equality for a given length (a length that differs returns at once),
+/// eight bytes at a time: the differences are gathered into one word, which `subtle`
+/// compares with zero.
+pub fn eq_words(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |chunk: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        u64::from_le_bytes(w)
+    };
+    let diff = a
+        .chunks(8)
+        .zip(b.chunks(8))
+        .fold(0u64, |d, (x, y)| d | (word(x) ^ word(y)));
+    diff.ct_eq(&0).into()
 }
 
 impl Clone for VerifiedMemo {

@@ -38,7 +38,14 @@ impl ClaimRules {
         Ok(claims)
     }
 
-    pub(super) fn check(&self, claims: Claims, now: u64) -> Result<VerifiedToken, AuthFailure> {
+    /// Judges the claims at `now`. With the token, the times at which the same claims
+    /// pass (`now` in the range): only `exp`, `nbf`, `iat` and the lifetime cap without
+    /// `iat` depend on the time, each a bound on it.
+    pub(super) fn check(
+        &self,
+        claims: Claims,
+        now: u64,
+    ) -> Result<(VerifiedToken, std::ops::Range<u64>), AuthFailure> {
         let exp = match &claims.exp {
             Some(v) => numeric_date(v)?,
             None => return Err(AuthFailure::Malformed),
@@ -58,6 +65,19 @@ impl ClaimRules {
                 return Err(AuthFailure::LifetimeExceeded);
             }
         }
+        // now < exp + leeway; nbf, iat <= now + leeway; without iat, exp - now <= max.
+        let valid_from = [
+            nbf.map(|t| t.saturating_sub(self.leeway)),
+            iat.map(|t| t.saturating_sub(self.leeway)),
+            self.max_lifetime
+                .filter(|_| iat.is_none())
+                .map(|max| exp.saturating_sub(max)),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+        let valid = valid_from..exp.saturating_add(self.leeway);
         if let Some(issuer) = &self.issuer {
             match &claims.iss {
                 Some(Value::String(iss)) if iss == issuer => {}
@@ -106,11 +126,14 @@ impl ClaimRules {
             Some(Value::String(s)) => Some(s),
             Some(_) => return Err(AuthFailure::Malformed),
         };
-        Ok(VerifiedToken {
-            claims: kept,
-            exp,
-            sub,
-        })
+        Ok((
+            VerifiedToken {
+                claims: kept,
+                exp,
+                sub,
+            },
+            valid,
+        ))
     }
 }
 

@@ -29,6 +29,7 @@
 mod claims;
 pub mod jwks;
 mod keys;
+mod memo;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -130,6 +131,10 @@ pub struct JwtVerifier {
     algorithms: Vec<Algorithm>,
     keys: Keys,
     claims: ClaimRules,
+    /// Tokens verified with this verifier's own keys (HMAC, PEM), recognised again
+    /// without the signature and the payload ([`memo`]). A site whose settings change
+    /// gets a new verifier, and so an empty memo.
+    memo: memo::TokenMemo,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -253,16 +258,40 @@ impl JwtVerifier {
                 max_lifetime: max_lifetime.map(|d| d.as_secs()),
                 kept_claims,
             },
+            memo: memo::TokenMemo::new(),
         })
     }
 
     /// Verifies a compact JWS. `now` is Unix seconds.
+    ///
+    /// A token this verifier already accepted with its own keys is recognised by an
+    /// exact (constant-time) comparison and accepted while `now` lies where its claims
+    /// passed; a JWKS site's tokens are verified every time, so that a key the JWKS
+    /// drops stops its tokens at once.
     pub async fn verify(
         &self,
         token: &str,
         jwks: &JwksCache,
         now: u64,
     ) -> Result<VerifiedToken, AuthFailure> {
+        if let Some(known) = self.memo.get(token, now) {
+            return Ok(known);
+        }
+        let (verified, valid) = self.verify_fully(token, jwks, now).await?;
+        if !matches!(self.keys, Keys::Jwks(_)) {
+            self.memo.remember(token, &verified, valid, now);
+        }
+        Ok(verified)
+    }
+
+    /// [`Self::verify`] without the memo: the signature and every claim rule, and the
+    /// times at which the claims pass.
+    async fn verify_fully(
+        &self,
+        token: &str,
+        jwks: &JwksCache,
+        now: u64,
+    ) -> Result<(VerifiedToken, std::ops::Range<u64>), AuthFailure> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthFailure::Malformed);
         }

@@ -716,3 +716,97 @@ fn hs256_sig(message: &str) -> String {
     let key = EncodingKey::from_secret(SECRET);
     jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap()
 }
+
+/// A verifier that remembers the tokens it accepted answers exactly as one that never
+/// saw them: the same tokens (lifetimes, `nbf`, `iat`, caps) presented at times going
+/// forwards, backwards and back again, each answer compared with a fresh verifier's.
+#[tokio::test]
+async fn remembered_tokens_get_the_answers_a_fresh_verifier_gives() {
+    let settings = || JwtSettings {
+        max_lifetime: Some(Duration::from_secs(600)),
+        issuer: Some("iss-1".into()),
+        kept_claims: vec!["role".into()],
+        ..hmac_settings(vec![Algorithm::HS256])
+    };
+    let seasoned = JwtVerifier::new(settings()).unwrap();
+    let cache = jwks();
+    let tokens: Vec<String> = [
+        json!({"sub": "a", "iss": "iss-1", "exp": NOW + 300, "iat": NOW, "role": "editor"}),
+        json!({"sub": "b", "iss": "iss-1", "exp": NOW + 300, "nbf": NOW + 100}),
+        json!({"sub": "c", "iss": "iss-1", "exp": NOW + 500}),
+        json!({"sub": "d", "iss": "iss-1", "exp": NOW + 900}),
+        json!({"sub": "e", "iss": "iss-1", "exp": NOW + 30, "iat": NOW - 100, "nbf": NOW - 50}),
+        json!({"sub": "f", "iss": "other", "exp": NOW + 300}),
+        json!({"sub": 7, "iss": "iss-1", "exp": NOW + 300}),
+    ]
+    .iter()
+    .map(|c| hs(Algorithm::HS256, c))
+    .collect();
+    let mut times: Vec<u64> = (0..=24).map(|i| NOW - 400 + i * 60).collect();
+    let back: Vec<u64> = times.iter().rev().copied().collect();
+    times.extend(back);
+    times.extend([
+        NOW,
+        NOW + 299,
+        NOW + 300,
+        NOW + 359,
+        NOW + 360,
+        NOW + 40,
+        NOW + 39,
+    ]);
+    let mut hits = 0;
+    for &now in &times {
+        for token in &tokens {
+            let fresh = JwtVerifier::new(settings()).unwrap();
+            let want = fresh.verify(token, &cache, now).await;
+            let remembered = seasoned.memo.get(token, now).is_some();
+            let got = seasoned.verify(token, &cache, now).await;
+            assert_eq!(
+                got,
+                want,
+                "token {token} at NOW{:+}",
+                now as i64 - NOW as i64
+            );
+            hits += usize::from(remembered);
+        }
+    }
+    assert!(hits > 50, "the memo answered only {hits} times");
+    // A token differing in its signature, or in one byte of it, is never a hit.
+    let good = &tokens[0];
+    assert!(seasoned.memo.get(good, NOW).is_some());
+    let mut forged = good.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert!(seasoned.memo.get(&forged, NOW).is_none());
+    assert_eq!(
+        seasoned.verify(&forged, &cache, NOW).await.unwrap_err(),
+        AuthFailure::BadSignature
+    );
+}
+
+/// A JWKS site's tokens are checked against the JWKS every time (a key it drops stops
+/// its tokens at once): nothing is remembered. A PEM site's are.
+#[tokio::test]
+async fn a_jwks_sites_tokens_are_never_remembered() {
+    let ec = TestKey::ec(Algorithm::ES256);
+    let server = JwksServer::start(vec![ec.jwk_with_kid("k1")]).await;
+    let cache = jwks();
+    let v = JwtVerifier::new(settings(
+        vec![Algorithm::ES256],
+        JwtKeys::Jwks {
+            url: server.url.clone(),
+        },
+    ))
+    .unwrap();
+    let token = ec.sign(&claims(), Some("k1"));
+    v.verify(&token, &cache, NOW).await.unwrap();
+    v.verify(&token, &cache, NOW).await.unwrap();
+    assert_eq!(v.memo.len(), 0);
+    let pem = JwtVerifier::new(settings(
+        vec![Algorithm::ES256],
+        JwtKeys::PublicPems(vec![ec.public_pem.clone()]),
+    ))
+    .unwrap();
+    pem.verify(&token, &cache, NOW).await.unwrap();
+    assert_eq!(pem.memo.len(), 1);
+}
