@@ -54,33 +54,11 @@ if { wants key || wants jwt; } && [[ -z ${WPGATE:-} ]]; then
 fi
 
 tmp=$(mktemp -d /tmp/wpgate-callgrind.XXXXXX)
-pids=()
-cleanup() {
-    local pid i
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -rf "$tmp"
-}
+# Under valgrind a start-up (60 s) and a shut-down (10 s) take a while.
+STOP_WAIT=100 PORT_WAIT=600
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 trap cleanup EXIT
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# Under valgrind a start-up takes a while: at most 60 s.
-wait_port() {
-    local port=$1 pid=$2 log=$3 i
-    for ((i = 0; i < 600; i++)); do
-        port_open "$port" && return 0
-        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "process $pid exited before listening on $port"; }
-        sleep 0.1
-    done
-    cat "$log" >&2
-    die "nothing listening on port $port after 60 s"
-}
 for port in "$P_STATIC" "$P_PROXY" "$P_ADMIN"; do
     ! port_open "$port" || die "port $port already in use (set PORT_BASE)"
 done
@@ -113,45 +91,11 @@ nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" >/dev
 pids+=("$!")
 wait_port "$P_STATIC" "$!" "$tmp/nginx/error.log"
 
-# The HS256 token of the jwt target.
-JWT_SECRET=0123456789abcdef0123456789abcdef-load-test
-JWT=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
-import base64, hashlib, hmac, json, os, time
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-now = int(time.time())
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-body = b64(json.dumps({"sub": "load", "iss": "load-test", "aud": "wordpress",
-                       "iat": now, "exp": now + 3600}).encode())
-sig = hmac.new(os.environ["JWT_SECRET"].encode(), f"{head}.{body}".encode(), hashlib.sha256)
-print(f"{head}.{body}.{b64(sig.digest())}")
-PY
-)
-
+JWT=$(mint_jwt)
 KEY=""
 if wants key || wants jwt; then
-    # Set wpgate up as a user would (as load.sh does): config file, then the CLI.
-    cat >"$tmp/wpgate.toml" <<EOF
-data_dir = "$tmp/data"
-[listen]
-proxy = "127.0.0.1:$P_PROXY"
-admin = "127.0.0.1:$P_ADMIN"
-[proxy]
-threads = 1
-[log]
-format = "json"
-level = "warn"
-EOF
-    wpg() { "$WPGATE" --config "$tmp/wpgate.toml" "$@"; }
-    for site in bench benchjwt; do
-        echo -n 'abcd efgh ijkl mnop qrst uvwx' |
-            wpg site add "$site" --upstream "http://127.0.0.1:$P_STATIC" --auth app-password \
-                --username api --secret-stdin >/dev/null
-    done
-    KEY=$(wpg key issue bench)
-    [[ -n $KEY ]] || die "wpgate key issue printed no key"
-    printf '%s' "$JWT_SECRET" | wpg site set-auth benchjwt --methods jwt --jwt-alg HS256 \
-        --jwt-secret-stdin --jwt-issuer load-test --jwt-audience wordpress \
-        --jwt-max-lifetime 2h >/dev/null
+    KEY=$(setup_wpgate "$WPGATE" "$tmp" "$P_PROXY" "$P_ADMIN")
+    [[ -n $KEY ]] || die "wpgate set-up failed"
 fi
 
 # Sends $1 requests over one keep-alive connection to $2 with headers $3.. ("Name: value");

@@ -92,37 +92,9 @@ fi
 
 # --- process bookkeeping ----------------------------------------------------
 tmp=$(mktemp -d /tmp/wpgate-load.XXXXXX)
-pids=()
-
-cleanup() {
-    local pid i
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    # Bounded wait (5 s), then force.
-    for pid in "${pids[@]}"; do
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    rm -rf "$tmp"
-}
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 trap cleanup EXIT
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# Poll until the port accepts connections: at most 20 s, and stop early if the
-# process died.
-wait_port() {
-    local port=$1 pid=$2 log=$3 i
-    for ((i = 0; i < 200; i++)); do
-        port_open "$port" && return 0
-        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "process $pid exited before listening on $port"; }
-        sleep 0.1
-    done
-    cat "$log" >&2
-    die "nothing listening on port $port after 20 s"
-}
 
 for port in "$P_STATIC" "$P_NGINX" "$P_BARE" "$P_WPGATE" "$P_ADMIN" "$P_HAPROXY" \
     "$P_BARE_TLS" "$P_WPGATE_TLS" "$P_BASE" "$P_BASE_ADMIN"; do
@@ -330,18 +302,7 @@ if wants g; then
 fi
 
 # The HS256 token of (e) and (f): iss, aud, iat, exp.
-JWT_SECRET=0123456789abcdef0123456789abcdef-load-test
-JWT=$(JWT_SECRET=$JWT_SECRET python3 - <<'PY'
-import base64, hashlib, hmac, json, os, time
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-now = int(time.time())
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-body = b64(json.dumps({"sub": "load", "iss": "load-test", "aud": "wordpress",
-                       "iat": now, "exp": now + 3600}).encode())
-sig = hmac.new(os.environ["JWT_SECRET"].encode(), f"{head}.{body}".encode(), hashlib.sha256)
-print(f"{head}.{body}.{b64(sig.digest())}")
-PY
-)
+JWT=$(mint_jwt)
 
 if wants d || wants e || wants h; then
     # Set wpgate up exactly as a user would: config file, then the CLI. (h) is the same
@@ -353,32 +314,8 @@ if wants d || wants e || wants h; then
 cert_file = \"$TLS_DIR/cert.pem\"
 key_file = \"$TLS_DIR/key.pem\""
     fi
-    cat >"$tmp/wpgate.toml" <<EOF
-data_dir = "$tmp/data"
-[listen]
-proxy = "127.0.0.1:$P_WPGATE"
-$tls_listen
-admin = "127.0.0.1:$P_ADMIN"
-$tls_table
-[proxy]
-threads = 1
-[log]
-format = "json"
-level = "warn"
-EOF
-    wpg() { "$WPGATE" --config "$tmp/wpgate.toml" "$@"; }
-    echo -n 'abcd efgh ijkl mnop qrst uvwx' |
-        wpg site add bench --upstream "http://127.0.0.1:$P_STATIC" --auth app-password \
-            --username api --secret-stdin >/dev/null
-    KEY=$(wpg key issue bench)
-    [[ -n $KEY ]] || die "wpgate key issue printed no key"
-    # (e): a second site that takes HS256 JWTs (iss and aud checked, lifetime capped).
-    echo -n 'abcd efgh ijkl mnop qrst uvwx' |
-        wpg site add benchjwt --upstream "http://127.0.0.1:$P_STATIC" --auth app-password \
-            --username api --secret-stdin >/dev/null
-    printf '%s' "$JWT_SECRET" | wpg site set-auth benchjwt --methods jwt --jwt-alg HS256 \
-        --jwt-secret-stdin --jwt-issuer load-test --jwt-audience wordpress \
-        --jwt-max-lifetime 2h >/dev/null
+    KEY=$(setup_wpgate "$WPGATE" "$tmp" "$P_WPGATE" "$P_ADMIN" "$tls_listen" "$tls_table")
+    [[ -n $KEY ]] || die "wpgate set-up failed"
     taskset -c 0 "$WPGATE" --config "$tmp/wpgate.toml" serve >"$tmp/wpgate.log" 2>&1 &
     wpgate_pid=$!
     pids+=("$wpgate_pid")
@@ -404,24 +341,8 @@ fi
 
 if wants k; then
     # The same set-up as (d), with the other binary, its own data dir and ports.
-    mkdir -p "$tmp/base"
-    cat >"$tmp/base/wpgate.toml" <<EOF
-data_dir = "$tmp/base/data"
-[listen]
-proxy = "127.0.0.1:$P_BASE"
-admin = "127.0.0.1:$P_BASE_ADMIN"
-[proxy]
-threads = 1
-[log]
-format = "json"
-level = "warn"
-EOF
-    wpg_base() { "$WPGATE_BASE" --config "$tmp/base/wpgate.toml" "$@"; }
-    echo -n 'abcd efgh ijkl mnop qrst uvwx' |
-        wpg_base site add bench --upstream "http://127.0.0.1:$P_STATIC" --auth app-password \
-            --username api --secret-stdin >/dev/null
-    BASE_KEY=$(wpg_base key issue bench)
-    [[ -n $BASE_KEY ]] || die "WPGATE_BASE key issue printed no key"
+    BASE_KEY=$(setup_wpgate "$WPGATE_BASE" "$tmp/base" "$P_BASE" "$P_BASE_ADMIN" "" "" key-only)
+    [[ -n $BASE_KEY ]] || die "WPGATE_BASE set-up failed"
     taskset -c 0 "$WPGATE_BASE" --config "$tmp/base/wpgate.toml" serve >"$tmp/base/wpgate.log" 2>&1 &
     base_pid=$!
     pids+=("$base_pid")

@@ -41,7 +41,7 @@ pub(crate) fn split_prefixed<'a>(raw: &'a str, prefix: &str) -> Option<(&'a str,
     }
     let id = &raw[prefix.len()..prefix.len() + KEY_ID_LEN];
     let secret = &raw[prefix.len() + KEY_ID_LEN + 1..];
-    let ok = is_key_id(id) && secret.bytes().all(|c| c.is_ascii_alphanumeric());
+    let ok = is_key_id(id) && secret.bytes().all(|c| IN_SECRET_ALPHABET[usize::from(c)]);
     ok.then_some((id, secret))
 }
 
@@ -52,15 +52,19 @@ pub fn is_key_id(s: &str) -> bool {
 
 /// `KEY_ID_ALPHABET` as a byte table: a lookup per byte, not a scan of the alphabet
 /// (this runs on every request).
-const IN_KEY_ID_ALPHABET: [bool; 256] = {
+const IN_KEY_ID_ALPHABET: [bool; 256] = byte_table(KEY_ID_ALPHABET);
+/// `SECRET_ALPHABET` as a byte table, likewise.
+const IN_SECRET_ALPHABET: [bool; 256] = byte_table(SECRET_ALPHABET);
+
+const fn byte_table(alphabet: &[u8]) -> [bool; 256] {
     let mut table = [false; 256];
     let mut i = 0;
-    while i < KEY_ID_ALPHABET.len() {
-        table[KEY_ID_ALPHABET[i] as usize] = true;
+    while i < alphabet.len() {
+        table[alphabet[i] as usize] = true;
         i += 1;
     }
     table
-};
+}
 
 fn random_text(alphabet: &[u8], len: usize) -> String {
     let mut rng = OsRng;
@@ -239,11 +243,17 @@ mod tests {
         assert!(!h.verify(b"secret", &[stored.as_slice(), &[0]].concat()));
     }
 
-    #[test]
-    fn check_covers_every_outcome() {
+    /// A hasher, a fresh key and its record (for site `shop`).
+    fn hasher_key_record() -> (KeyHasher, Secret, ApiKeyRecord) {
         let h = KeyHasher::new(&new_pepper());
         let (_, key) = generate();
         let rec = record(&h, &key);
+        (h, key, rec)
+    }
+
+    #[test]
+    fn check_covers_every_outcome() {
+        let (h, key, rec) = hasher_key_record();
         let p = parse(key.expose_str().unwrap()).unwrap();
         assert_eq!(check(&h, p, &rec, "shop", || 100), Ok(()));
         // A key that cannot expire and is not revoked needs no clock.
@@ -282,9 +292,7 @@ mod tests {
 
     #[test]
     fn an_accepted_secret_is_remembered_by_its_record_and_no_other() {
-        let h = KeyHasher::new(&new_pepper());
-        let (_, key) = generate();
-        let rec = record(&h, &key);
+        let (h, key, rec) = hasher_key_record();
         let p = parse(key.expose_str().unwrap()).unwrap();
         let (_, wrong) = generate();
         let wrong = ParsedKey {

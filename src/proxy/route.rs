@@ -672,6 +672,16 @@ mod tests {
         Some(format!("/{}", out.join("/")).into_bytes())
     }
 
+    /// A reproducible stream of pseudo-random numbers (xorshift64).
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     /// Random targets over the bytes that matter: the check never panics, and what it
     /// lets through is what the server sees (no dot segment, backslash or control
     /// character survives decoding) and lies under an allowed prefix.
@@ -704,20 +714,14 @@ mod tests {
             b"%41",
         ];
         let allow = RouteAllow::parse(&["/xmlrpc.php", "/a/"]).unwrap();
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let mut passed = 0;
         for _ in 0..200_000 {
             let mut t = Vec::new();
             for _ in 0..(next() % 8) {
                 t.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
             }
-            if next() % 2 == 0 {
+            if next().is_multiple_of(2) {
                 t.insert(0, b'/');
             }
             if check_target(&t, &allow).is_err() {
@@ -765,20 +769,14 @@ mod tests {
             b"#",
             b"\\",
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let prefixes: [&[u8]; 6] = [b"/wp-json", b"/", b"/index.php", b"/xmlrpc.php", b"/a", b""];
         for _ in 0..100_000 {
             let mut path = Vec::new();
             for _ in 0..(next() % 7) {
                 path.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
             }
-            if next() % 4 != 0 {
+            if !next().is_multiple_of(4) {
                 path.insert(0, b'/');
             }
             let shown = String::from_utf8_lossy(&path).into_owned();

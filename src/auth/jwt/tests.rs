@@ -127,11 +127,10 @@ async fn valid_tokens_through_a_jwks() {
     );
 }
 
-#[tokio::test]
-async fn unknown_kid_and_unreachable_jwks() {
+/// An ES256 key served as `k1` by a JWKS, and a verifier of that JWKS.
+async fn es256_jwks() -> (TestKey, JwksServer, JwtVerifier) {
     let ec = TestKey::ec(Algorithm::ES256);
     let server = JwksServer::start(vec![ec.jwk_with_kid("k1")]).await;
-    let cache = jwks();
     let v = JwtVerifier::new(settings(
         vec![Algorithm::ES256],
         JwtKeys::Jwks {
@@ -139,6 +138,13 @@ async fn unknown_kid_and_unreachable_jwks() {
         },
     ))
     .unwrap();
+    (ec, server, v)
+}
+
+#[tokio::test]
+async fn unknown_kid_and_unreachable_jwks() {
+    let (ec, server, v) = es256_jwks().await;
+    let cache = jwks();
     v.verify(&ec.sign(&claims(), Some("k1")), &cache, NOW)
         .await
         .unwrap();
@@ -788,16 +794,8 @@ async fn remembered_tokens_get_the_answers_a_fresh_verifier_gives() {
 /// its tokens at once): nothing is remembered. A PEM site's are.
 #[tokio::test]
 async fn a_jwks_sites_tokens_are_never_remembered() {
-    let ec = TestKey::ec(Algorithm::ES256);
-    let server = JwksServer::start(vec![ec.jwk_with_kid("k1")]).await;
+    let (ec, _server, v) = es256_jwks().await;
     let cache = jwks();
-    let v = JwtVerifier::new(settings(
-        vec![Algorithm::ES256],
-        JwtKeys::Jwks {
-            url: server.url.clone(),
-        },
-    ))
-    .unwrap();
     let token = ec.sign(&claims(), Some("k1"));
     v.verify(&token, &cache, NOW).await.unwrap();
     v.verify(&token, &cache, NOW).await.unwrap();
