@@ -36,9 +36,12 @@ P_ADMIN=$((PORT_BASE + 2))
 wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 die() { echo "callgrind.sh: $*" >&2; exit 1; }
 
-if ! command -v nginx >/dev/null; then
-    echo "installing nginx-light" >&2
-    apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v valgrind >/dev/null || need+=(valgrind)
+if [[ ${#need[@]} -gt 0 ]]; then
+    echo "installing ${need[*]}" >&2
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 for tool in valgrind callgrind_control callgrind_annotate nginx python3; do
     command -v "$tool" >/dev/null || die "missing tool: $tool"
@@ -128,9 +131,9 @@ measure() {
     echo "== $name: $WARMUP warm-up requests, then $REQUESTS counted" >&2
     client "$WARMUP" "$P_PROXY" "$REQ_PATH" "${hdrs[@]}" || { cat "$log" >&2; die "$name: warm-up failed"; }
     # A dump zeroes the counters: the second one holds the counted requests alone.
-    callgrind_control -d "warm-up" "$pid" >/dev/null
+    callgrind_control -d "warm-up" "$pid" >/dev/null 2>&1
     client "$REQUESTS" "$P_PROXY" "$REQ_PATH" "${hdrs[@]}" || { cat "$log" >&2; die "$name: run failed"; }
-    callgrind_control -d "$name" "$pid" >/dev/null
+    callgrind_control -d "$name" "$pid" >/dev/null 2>&1
     kill -TERM "$pid"
     local i
     for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

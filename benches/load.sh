@@ -20,9 +20,12 @@
 #
 # Env: TARGETS="a b c d e f g h"  DURATION=5 (s per run)  ROUNDS=4 (runs per target,
 #      interleaved)  WARMUP=2 (s)  OUT=target/load-results.json
-#      PORT_BASE=27180 (uses PORT_BASE..PORT_BASE+9 on 127.0.0.1)
+#      PORT_BASE=27180 (uses PORT_BASE..PORT_BASE+9 and, for callgrind, +20..+22 on 127.0.0.1)
 #      BARE_PINGORA=/path, WPGATE=/path: use these binaries instead of building them.
 #      WPGATE_BASE=/path: the binary of target k (required for k).
+#      CALLGRIND=1: afterwards, benches/callgrind.sh counts the instructions per request
+#      of c, d and e (those wanted) with the same binaries, CALLGRIND_REQUESTS=2000
+#      each (0: skip); the report and OUT name the CPU model and carry these counts.
 # Only loopback traffic; every wait is bounded; everything started is stopped on exit.
 set -euo pipefail
 
@@ -33,6 +36,8 @@ DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-4}
 WARMUP=${WARMUP:-2}
 OUT=${OUT:-target/load-results.json}
+CALLGRIND=${CALLGRIND:-1}
+CALLGRIND_REQUESTS=${CALLGRIND_REQUESTS:-2000}
 PORT_BASE=${PORT_BASE:-27180}
 CONNS=64
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -73,6 +78,7 @@ for tool in wrk nginx curl taskset getconf; do
 done
 [[ $(nproc) -ge 2 ]] || die "needs 2 cores (proxy on core 0, wrk on core 1)"
 CLK_TCK=$(getconf CLK_TCK)
+CPU_MODEL=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 # Other load on this 2-core machine skews everything: record it with the results.
 LOADAVG_START=$(cut -d' ' -f1 /proc/loadavg)
 
@@ -423,6 +429,7 @@ ratio() { # $1 numerator target, $2 denominator target
     printf 'CPU/request %s / %s: %sx\n' "$1" "$2" "$v"
     ratios_json+="${ratios_json:+, }\"$1/$2\": $v"
 }
+echo "CPU: $CPU_MODEL ($(nproc) cores)"
 echo "load average (1 min): $LOADAVG_START at start, $(cut -d' ' -f1 /proc/loadavg) at end"
 echo
 ratio c b
@@ -437,10 +444,27 @@ ratio h d
 ratio k c
 ratio d k
 
+# --- instructions per request (callgrind) -----------------------------------
+# CPU time per request depends on the CPU (a ratio met on one machine may not be on
+# the next); an instruction count does not, nor on what else the machine is doing.
+callgrind_json=null
+cg_targets=""
+wants c && cg_targets+=" bare"
+wants d && cg_targets+=" key"
+wants e && cg_targets+=" jwt"
+if [[ $CALLGRIND != 0 && -n $cg_targets ]]; then
+    echo
+    TARGETS=$cg_targets BARE_PINGORA=${BARE_PINGORA:-} WPGATE=${WPGATE:-} \
+        REQUESTS=$CALLGRIND_REQUESTS WARMUP=$((CALLGRIND_REQUESTS / 10 + 1)) \
+        PORT_BASE=$((PORT_BASE + 20)) OUT="$tmp/callgrind.json" benches/callgrind.sh
+    callgrind_json=$(cat "$tmp/callgrind.json")
+fi
+
 mkdir -p "$(dirname "$OUT")"
 {
-    printf '{\n  "duration_s": %s, "connections": %s, "nproc": %s, "loadavg_start": %s, "loadavg_end": %s,\n  "targets": {\n' \
-        "$((DURATION * ROUNDS))" "$CONNS" "$(nproc)" "$LOADAVG_START" "$(cut -d' ' -f1 /proc/loadavg)"
+    printf '{\n  "cpu": "%s", "duration_s": %s, "connections": %s, "nproc": %s, "loadavg_start": %s, "loadavg_end": %s,\n  "callgrind": %s,\n  "targets": {\n' \
+        "$CPU_MODEL" "$((DURATION * ROUNDS))" "$CONNS" "$(nproc)" "$LOADAVG_START" \
+        "$(cut -d' ' -f1 /proc/loadavg)" "$callgrind_json"
     sep=""
     for r in "${results[@]}"; do
         IFS='|' read -r name rps p50 p99 cpu user sys <<<"$r"
