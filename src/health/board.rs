@@ -66,17 +66,17 @@ impl HealthBoard {
         self.write().remove(site);
     }
 
-    /// Drops every site `keep` refuses (sites deleted from the store); returns them.
-    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut gone = Vec::new();
-        self.write().retain(|site, _| {
-            let k = keep(site);
-            if !k {
-                gone.push(site.clone());
-            }
-            k
-        });
-        gone
+    /// Drops every site `keep` refuses (sites deleted from the store); returns them with
+    /// their last reports.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> Vec<(String, HealthReport)> {
+        let mut reports = self.write();
+        let gone: Vec<String> = reports.keys().filter(|s| !keep(s)).cloned().collect();
+        gone.into_iter()
+            .filter_map(|site| {
+                let entry = reports.remove(&site)?;
+                Some((site, entry.report))
+            })
+            .collect()
     }
 
     /// How many sites are in each state, every state listed (sites never checked are not
@@ -175,7 +175,12 @@ mod tests {
         assert!(counts.contains(&(HealthState::Unreachable, 0)));
         let ids: Vec<_> = b.snapshot().into_iter().map(|(id, _)| id).collect();
         assert_eq!(ids, ["a", "b", "c"]);
-        assert_eq!(b.retain(|site| site != "b"), ["b"]);
+        let gone = b.retain(|site| site != "b");
+        assert_eq!(gone.len(), 1);
+        assert_eq!(
+            (gone[0].0.as_str(), gone[0].1.state),
+            ("b", HealthState::Healthy)
+        );
         assert_eq!(b.state("b"), HealthState::Unknown);
         b.remove("c");
         assert_eq!(b.snapshot().len(), 1);

@@ -138,6 +138,9 @@ pub enum ReportOrigin {
     Checked,
     /// Another process ran it; read from the store.
     Shared,
+    /// The site is no longer in the store: this was its last report, and the board no
+    /// longer holds it.
+    Gone,
 }
 
 /// Called with each report that changes the board, and with each check this process
@@ -390,8 +393,11 @@ impl Prober {
         }
         if full {
             let present: HashSet<&str> = stored.iter().map(|s| s.site.as_str()).collect();
-            for gone in self.board.retain(|site| present.contains(site)) {
+            for (gone, last) in self.board.retain(|site| present.contains(site)) {
                 tracing::debug!(site = %gone, "health: site no longer in the store");
+                if let Some(hook) = &self.on_report {
+                    hook(&gone, &last, ReportOrigin::Gone);
+                }
             }
         }
     }

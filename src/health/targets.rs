@@ -66,8 +66,8 @@ pub async fn check_now(
 
 /// Updates `wpgate_site_health` after each report that changes the board (so every
 /// replica's gauges follow the same shared results), and the check-duration histogram
-/// after each check this process ran. With per-site labels off, `site="_all"` carries
-/// the number of sites in each state.
+/// after each check this process ran; a site deleted from the store loses its gauges.
+/// With per-site labels off, `site="_all"` carries the number of sites in each state.
 pub fn metrics_hook(board: Arc<HealthBoard>, metrics: Arc<Metrics>) -> ReportHook {
     Arc::new(
         move |site: &str, report: &HealthReport, origin: ReportOrigin| {
@@ -86,6 +86,10 @@ pub fn metrics_hook(board: Arc<HealthBoard>, metrics: Arc<Metrics>) -> ReportHoo
                 return;
             }
             for state in HealthState::ALL {
+                if origin == ReportOrigin::Gone {
+                    let _ = m.site_health.remove_label_values(&[label, state.as_str()]);
+                    continue;
+                }
                 m.site_health
                     .with_label_values(&[label, state.as_str()])
                     .set(i64::from(state == report.state));
@@ -149,5 +153,46 @@ impl CredentialCheck for CredentialProbe {
             ));
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(state: HealthState) -> HealthReport {
+        HealthReport {
+            state,
+            message: String::new(),
+            checked_at: 1,
+            duration_ms: 2,
+            consecutive_failures: 0,
+            wordpress_user: None,
+            checked_by: None,
+        }
+    }
+
+    #[test]
+    fn a_deleted_site_loses_its_health_gauges() {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let hook = metrics_hook(Arc::new(HealthBoard::new()), Arc::clone(&metrics));
+        hook("shop", &report(HealthState::Healthy), ReportOrigin::Checked);
+        hook(
+            "blog",
+            &report(HealthState::AuthFailed),
+            ReportOrigin::Shared,
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"wpgate_site_health{site="shop",state="healthy"} 1"#),
+            "{text}"
+        );
+        hook("shop", &report(HealthState::Healthy), ReportOrigin::Gone);
+        let text = metrics.render();
+        assert!(!text.contains(r#"site="shop""#), "{text}");
+        assert!(
+            text.contains(r#"wpgate_site_health{site="blog",state="auth_failed"} 1"#),
+            "{text}"
+        );
     }
 }
