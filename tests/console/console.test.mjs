@@ -257,6 +257,10 @@ try {
     await axe(page, 'keyring');
     await page.getByRole('link', { name: 'Overview' }).click();
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
+    // The revoked key's refusal, counted since the first overview of this tab.
+    const auth = page.locator('section', { has: page.getByRole('heading', { name: /Refused client authentications/ }) });
+    await auth.getByText('when this tab first read the counters').waitFor();
+    assert(/revoked: [1-9]/.test(await auth.textContent()), 'the overview counts the revoked key: ' + await auth.textContent());
   });
 
   await step('sign out forgets the token', async () => {

@@ -7,6 +7,7 @@ const API = '/admin/v1';
 const TOKEN_KEY = 'wpgate.console.token';
 const STATES = ['auth_failed', 'unreachable', 'unusable', 'degraded', 'disabled', 'unknown', 'healthy'];
 const PAGE = 50;
+const SAMPLES_KEY = 'wpgate.console.auth-samples';
 
 const session = { token: null, scope: null, id: null, label: null };
 
@@ -175,6 +176,7 @@ async function fleetMetrics() {
 function signOut() {
   session.token = session.scope = session.id = session.label = null;
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(SAMPLES_KEY);
   document.getElementById('nav').hidden = true;
   document.getElementById('signout').hidden = true;
   document.getElementById('who').textContent = '';
@@ -247,13 +249,14 @@ async function overview() {
         h('td', {}, badge(s)),
         h('td', { text: healths[i] ? healths[i].message : '' }))))))
     : h('p', { text: 'No site needs attention.' });
-  const reasons = [...m.authFailures.entries()].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+  const win = authWindow(m.authFailures);
+  const reasons = [...win.counts.entries()].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
   page('Overview',
     h('section', { 'aria-labelledby': 'ov-health' }, h('h2', { id: 'ov-health', text: 'Sites by health' }),
-      h('p', { class: 'muted', text: `${m.siteState.size} sites known to this gateway's health board.` }), cards),
+      h('p', { class: 'muted', text: `Sites known to this gateway's health board: ${m.siteState.size}.` }), cards),
     h('section', { 'aria-labelledby': 'ov-attn' }, h('h2', { id: 'ov-attn', text: 'Needs attention' }), attnBody),
     h('section', { 'aria-labelledby': 'ov-auth' }, h('h2', { id: 'ov-auth', text: 'Refused client authentications by reason' }),
-      h('p', { class: 'muted', text: 'Since this gateway started (wpgate_auth_failures_total).' }),
+      h('p', { class: 'muted', text: win.since ? `Since ${when(new Date(win.since).toISOString())}, when this tab first read the counters in the last hour (wpgate_auth_failures_total).` : 'Since this gateway started (wpgate_auth_failures_total); open the overview again later for the last hour.' }),
       reasons.length
         ? h('ul', {}, reasons.map(([r, n]) => h('li', {}, h('code', { text: r }), `: ${n}`)))
         : h('p', { text: 'None.' })),
@@ -264,6 +267,30 @@ async function overview() {
         h('dt', { text: 'Keyring' }), h('dd', { text: ready && ready.keyring ? `${ready.keyring.keys} keys, primary ${ready.keyring.primary}` : '—' }),
         h('dt', { text: 'Change listener' }), h('dd', { text: m.listener === 1 ? 'connected' : 'not connected (polling)' }),
         h('dt', { text: 'Admin token refusals' }), h('dd', { text: [...m.adminAuthFailures.entries()].map(([r, n]) => `${r} ${n}`).join(', ') || '0' }))));
+}
+
+/**
+ * Refused authentications over (at most) the last hour: the counters are sampled on
+ * each overview visit (in this tab's sessionStorage) and compared with the oldest
+ * sample of the last hour. No sample yet, or a counter that went down (the gateway
+ * restarted): the totals since the gateway started.
+ */
+function authWindow(current) {
+  const now = Date.now();
+  let samples = [];
+  try { samples = JSON.parse(sessionStorage.getItem(SAMPLES_KEY) || '[]'); } catch { samples = []; }
+  samples = samples.filter((x) => x && now - x.t <= 3600e3);
+  const base = samples[0];
+  samples.push({ t: now, c: Object.fromEntries(current) });
+  sessionStorage.setItem(SAMPLES_KEY, JSON.stringify(samples.slice(-120)));
+  if (!base) return { since: null, counts: current };
+  const counts = new Map();
+  for (const [reason, n] of current) {
+    const d = n - (base.c[reason] || 0);
+    if (d < 0) return { since: null, counts: current };
+    counts.set(reason, d);
+  }
+  return { since: base.t, counts };
 }
 
 function credentialFields(prefix) {
