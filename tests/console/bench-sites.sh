@@ -3,7 +3,10 @@
 # in headless Chromium (a benchmark, not a test). Starts its own gateway on loopback in
 # a temporary directory, imports N sites (default 10000) and runs bench-sites.mjs.
 #   usage: tests/console/bench-sites.sh [N]      (after cargo build; tests/console/setup.sh)
-#   env:   WPGATE_BIN (default target/debug/wpgate), WPGATE_BROWSER_DIR, RUNS (default 10)
+#   env:   WPGATE_BIN (default target/debug/wpgate), WPGATE_BROWSER_DIR, RUNS (default 10),
+#          HEALTH=1: the health prober checks every site first (each unreachable: port 9
+#          on loopback refuses), so /metrics carries N x 7 per-site health series, as a
+#          real fleet's does, and the page reads them all
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-10000}
@@ -20,13 +23,18 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 proxy=$(port)
 admin=$(port)
+health=false
+[ -z "${HEALTH:-}" ] || health=true
 cat >"$work/wpgate.toml" <<TOML
 data_dir = "$work/data"
 [listen]
 proxy = "127.0.0.1:$proxy"
 admin = "127.0.0.1:$admin"
 [health]
-enabled = false
+enabled = $health
+interval = "1h"
+concurrency = 64
+timeout = "1s"
 [log]
 format = "json"
 level = "warn"
@@ -47,5 +55,13 @@ for _ in $(seq 100); do
     curl -fs "http://127.0.0.1:$admin/healthz" >/dev/null && break
     sleep 0.1
 done
+if [ -n "${HEALTH:-}" ]; then
+    for _ in $(seq 600); do
+        checked=$(curl -fs "http://127.0.0.1:$admin/metrics" | grep -c '^wpgate_site_health{.*} 1$' || true)
+        [ "$checked" -ge "$n" ] && break
+        sleep 0.5
+    done
+    echo "health board: $checked sites checked" >&2
+fi
 CONSOLE_ADMIN="http://127.0.0.1:$admin" CONSOLE_READ_TOKEN="$token" CONSOLE_SITES="$n" \
     node tests/console/bench-sites.mjs

@@ -147,7 +147,7 @@ const q = (params) => {
 async function fleetMetrics() {
   const resp = await fetch('/metrics', { credentials: 'omit', cache: 'no-store' });
   const text = await resp.text();
-  const m = { siteState: new Map(), authFailures: new Map(), adminAuthFailures: new Map(), version: null, storeUp: null, listener: null };
+  const m = { siteState: new Map(), allCounts: null, authFailures: new Map(), adminAuthFailures: new Map(), version: null, storeUp: null, listener: null };
   const labels = (s) => {
     const out = {};
     for (const part of s.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) out[part[1]] = part[2];
@@ -161,7 +161,11 @@ async function fleetMetrics() {
     const brace = head.indexOf('{');
     const name = brace < 0 ? head : head.slice(0, brace);
     const l = brace < 0 ? {} : labels(head.slice(brace));
-    if (name === 'wpgate_site_health' && value === 1) m.siteState.set(l.site, l.state);
+    if (name === 'wpgate_site_health' && l.site === '_all') {
+      // metrics.per_site_labels = false: the number of sites in each state, no names.
+      if (!m.allCounts) m.allCounts = new Map();
+      m.allCounts.set(l.state, value);
+    } else if (name === 'wpgate_site_health' && value === 1) m.siteState.set(l.site, l.state);
     else if (name === 'wpgate_auth_failures_total') m.authFailures.set(l.reason, (m.authFailures.get(l.reason) || 0) + value);
     else if (name === 'wpgate_admin_auth_failures_total') m.adminAuthFailures.set(l.reason, value);
     else if (name === 'wpgate_build_info') m.version = l.version;
@@ -232,6 +236,8 @@ async function overview() {
   const [m, ready] = await Promise.all([fleetMetrics(), fetch('/readyz', { cache: 'no-store' }).then((r) => r.json()).catch(() => null)]);
   const counts = new Map(STATES.map((s) => [s, 0]));
   for (const s of m.siteState.values()) counts.set(s, (counts.get(s) || 0) + 1);
+  for (const [s, n] of m.allCounts || []) counts.set(s, (counts.get(s) || 0) + n);
+  const known = [...counts.values()].reduce((a, b) => a + b, 0);
   const cards = h('div', { class: 'cards' }, STATES.map((s) =>
     h('a', { class: 'card', href: '#/sites?state=' + s },
       h('span', { class: 'n', text: String(counts.get(s)) }), badge(s))));
@@ -248,12 +254,14 @@ async function overview() {
         h('td', {}, h('a', { href: '#/site/' + encodeURIComponent(id), text: id })),
         h('td', {}, badge(s)),
         h('td', { text: healths[i] ? healths[i].message : '' }))))))
-    : h('p', { text: 'No site needs attention.' });
+    : m.allCounts
+      ? h('p', { text: 'Per-site health labels are off (metrics.per_site_labels = false): the counts above are all the metrics tell. GET /admin/v1/doctor (or wpgate doctor) names the failing sites.' })
+      : h('p', { text: 'No site needs attention.' });
   const win = authWindow(m.authFailures);
   const reasons = [...win.counts.entries()].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
   page('Overview',
     h('section', { 'aria-labelledby': 'ov-health' }, h('h2', { id: 'ov-health', text: 'Sites by health' }),
-      h('p', { class: 'muted', text: `Sites known to this gateway's health board: ${m.siteState.size}.` }), cards),
+      h('p', { class: 'muted', text: `Sites known to this gateway's health board: ${known}.` }), cards),
     h('section', { 'aria-labelledby': 'ov-attn' }, h('h2', { id: 'ov-attn', text: 'Needs attention' }), attnBody),
     h('section', { 'aria-labelledby': 'ov-auth' }, h('h2', { id: 'ov-auth', text: 'Refused client authentications by reason' }),
       h('p', { class: 'muted', text: win.since ? `Since ${when(new Date(win.since).toISOString())}, when this tab first read the counters in the last hour (wpgate_auth_failures_total).` : 'Since this gateway started (wpgate_auth_failures_total); open the overview again later for the last hour.' }),
@@ -328,11 +336,17 @@ function credentialFields(prefix) {
 }
 
 async function sites(params) {
-  const m = await fleetMetrics();
+  // The health column comes from /metrics (one series per site and state: large for a
+  // large fleet): the page of sites is rendered first, the states filled in after,
+  // unless the filter or the sort needs them. It is asked for after the page of sites:
+  // rendering it is work for the gateway too, which must not delay the page.
+  let metrics = null;
+  const loadMetrics = () => (metrics = metrics || fleetMetrics());
   const state = params.get('state') || '';
   const cursor = params.get('cursor') || '';
   const search = params.get('q') || '';
   const sort = params.get('sort') || 'id';
+  const m = state || sort === 'state' ? await loadMetrics() : null;
   let rows;
   let next = null;
   if (state) {
@@ -351,7 +365,7 @@ async function sites(params) {
     const s = search.toLowerCase();
     rows = rows.filter((r) => [r.id, r.name, r.upstream].some((v) => (v || '').toLowerCase().includes(s)));
   }
-  const stateOf = (id) => m.siteState.get(id) || 'unknown';
+  const stateOf = (id) => (m ? m.siteState.get(id) || 'unknown' : null);
   const cmp = {
     id: (a, b) => a.id.localeCompare(b.id),
     name: (a, b) => (a.name || '').localeCompare(b.name || ''),
@@ -383,12 +397,20 @@ async function sites(params) {
       h('td', {}, h('a', { href: '#/site/' + encodeURIComponent(r.id), text: r.id })),
       h('td', { text: r.name }), h('td', { text: r.upstream }),
       h('td', { text: r.enabled === null ? '?' : r.enabled ? 'yes' : 'no' }),
-      h('td', {}, badge(stateOf(r.id))))))));
+      h('td', { 'data-health': r.id }, m ? badge(stateOf(r.id)) : h('span', { class: 'muted', text: 'loading…' })))))));
   const pager = h('div', { class: 'row' },
     cursor ? h('a', { href: '#/sites' + q({ state, sort, q: search }), text: 'First page' }) : null,
     next ? h('a', { href: '#/sites' + q({ state, sort, q: search, cursor: next }), text: 'Next page' }) : null);
 
-  page('Sites', filters, goForm, table, pager, canWrite() ? addSiteForm() : null);
+  const noLabels = state && m.allCounts
+    ? h('p', { text: 'Per-site health labels are off (metrics.per_site_labels = false): sites cannot be filtered by state here.' }) : null;
+  page('Sites', filters, goForm, noLabels, table, pager, canWrite() ? addSiteForm() : null);
+  if (!m) {
+    const later = await loadMetrics().catch(() => null);
+    for (const td of document.querySelectorAll('#sites-table td[data-health]')) {
+      td.replaceChildren(later ? badge(later.siteState.get(td.dataset.health) || 'unknown') : '?');
+    }
+  }
 }
 
 function addSiteForm() {
