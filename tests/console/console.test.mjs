@@ -146,6 +146,7 @@ try {
   await step('a wrong token is refused', async () => {
     await signIn(page, 'wpgat_aaaaaaaaaaaa_' + 'x'.repeat(40));
     await page.locator('#error', { hasText: 'admin.unauthorized' }).waitFor();
+    assert(/request id [0-9a-f]{8,}/.test(await page.locator('#error').textContent()), 'the error shows its request id');
     assert(await page.getByLabel('Admin token', { exact: true }).isVisible(), 'still on the sign-in page');
     assert(await page.evaluate(() => sessionStorage.length) === 0, 'a refused token was kept');
     await axe(page, 'sign-in');
@@ -237,6 +238,14 @@ try {
       await testNow(page, 'healthy');
     });
   }
+
+  await step('the policy editors save what the site has', async () => {
+    for (const [path, title] of [['auth', 'Client authentication policy'], ['routes', 'Routes forwarded besides the REST API'],
+      ['cors', 'CORS origins'], ['health-settings', 'Health requirements']]) {
+      await page.getByRole('button', { name: 'Save ' + path, exact: true }).click();
+      await page.locator('#notice', { hasText: `${title} of ${SITE} saved.` }).waitFor();
+    }
+  });
 
   await step('audit log, admin tokens and keyring pages', async () => {
     await page.getByRole('link', { name: 'Audit log' }).click();

@@ -645,8 +645,11 @@ async function site(id) {
   sections.push(keysSec);
 
   // policy
+  // Each editor starts from what the site has, in the shape its PUT takes.
+  const auth = s.auth ? { ...s.auth } : { methods: ['api_key'] };
+  if (auth.jwt === null) delete auth.jwt;
   const policy = [
-    ['auth', 'Client authentication policy', s.auth, 'auth'],
+    ['auth', 'Client authentication policy', auth, 'auth'],
     ['routes', 'Routes forwarded besides the REST API', s.routes, 'routes'],
     ['cors', 'CORS origins', s.cors, 'cors'],
     ['health-settings', 'Health requirements', s.health, 'health'],
