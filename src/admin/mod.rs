@@ -12,6 +12,7 @@
 //! (`extract`), replies and the error mapping (`respond`) — never imports them back.
 
 pub mod audit;
+mod console;
 mod context;
 pub mod doctor;
 mod extract;
@@ -51,13 +52,16 @@ use utoipa_axum::routes;
 /// Request bodies larger than this are refused with 413 `admin.body_too_large`.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// The whole admin listener: probes, metrics and the admin API.
+/// The whole admin listener: probes, metrics, the admin API and the web console
+/// (`/ui/`: static assets, no token needed to load them; the console then calls the
+/// admin API with the operator's token like any other client).
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state.clone())
+        .merge(console::router())
         .merge(api_router(state))
 }
 

@@ -13,6 +13,7 @@ mod admin_api;
 mod cache;
 mod cli;
 mod config_files;
+mod console;
 mod day_two;
 mod doctor;
 mod e2e_wordpress;
