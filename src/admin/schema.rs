@@ -82,6 +82,33 @@ pub fn text() -> Object {
     )
 }
 
+/// The most characters a site search may have.
+pub const MAX_SEARCH_CHARS: usize = 100;
+
+/// A site search: 1-100 characters, not blank, no control characters.
+pub fn search() -> Object {
+    string(
+        text_pattern(""),
+        Some(MAX_SEARCH_CHARS),
+        "Text found in the site's id or name (letters in either case): 1-100 \
+         characters, not blank, no control characters",
+    )
+}
+
+/// A health state, as the API writes it.
+pub fn health_state() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(
+            crate::health::HealthState::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>(),
+        ))
+        .description(Some("A health state (see the site health endpoint)"))
+        .build()
+}
+
 /// A WordPress user name: as `text`, without `:`.
 pub fn username() -> Object {
     string(

@@ -12,7 +12,7 @@ use crate::fleet::{CredentialInput, NewSite, SiteChanges};
 use crate::health::ReportOrigin;
 use crate::secret::Secret;
 use crate::site::{CorsAllow, CredentialKind, RouteAllow, SiteId, UpstreamTarget};
-use crate::store::SiteRecord;
+use crate::store::{SiteFilter, SiteRecord};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,12 @@ pub struct ListSitesQuery {
     /// `next_cursor` of the previous page: the last site id it held.
     #[param(schema_with = super::schema::site_id)]
     cursor: Option<String>,
+    /// Only sites whose id or name contains this text (ASCII letters in either case).
+    #[param(schema_with = super::schema::search)]
+    q: Option<String>,
+    /// Only sites whose last stored health check found this state.
+    #[param(schema_with = super::schema::health_state)]
+    state: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -328,12 +334,15 @@ pub async fn list_sites(
         .as_deref()
         .map(|c| site_id(c, "cursor"))
         .transpose()?;
+    let filter = site_filter(q.q, q.state)?;
     // One more than asked tells whether another page follows.
-    let mut sites = state
-        .fleet
-        .store()
-        .list_sites(cursor.as_ref().map(SiteId::as_str), limit + 1)
-        .await?;
+    let after = cursor.as_ref().map(SiteId::as_str);
+    let store = state.fleet.store();
+    let mut sites = if filter == SiteFilter::default() {
+        store.list_sites(after, limit + 1).await?
+    } else {
+        store.find_sites(after, limit + 1, &filter).await?
+    };
     let more = sites.len() > limit as usize;
     sites.truncate(limit as usize);
     let next_cursor = more.then(|| sites.last().map(|s| s.id.clone())).flatten();
@@ -344,6 +353,30 @@ pub async fn list_sites(
             next_cursor,
         },
     ))
+}
+
+/// The list's filters, checked as the OpenAPI description states them.
+fn site_filter(q: Option<String>, state: Option<String>) -> Result<SiteFilter, ApiError> {
+    if let Some(text) = &q {
+        let blank = text.trim().is_empty();
+        if blank
+            || text.chars().count() > super::schema::MAX_SEARCH_CHARS
+            || text.chars().any(char::is_control)
+        {
+            return Err(ApiError::invalid(
+                "q: must be 1-100 characters, not blank, no control characters",
+            ));
+        }
+    }
+    if let Some(s) = &state {
+        if !crate::health::HealthState::ALL
+            .iter()
+            .any(|h| h.as_str() == s)
+        {
+            return Err(ApiError::invalid("state: not a health state"));
+        }
+    }
+    Ok(SiteFilter { text: q, state })
 }
 
 /// Register a site.

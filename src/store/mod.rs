@@ -123,6 +123,13 @@ pub trait Store: HealthStore + Send + Sync + 'static {
     async fn schema(&self) -> Result<SchemaStatus, StoreError>;
 
     async fn get_site(&self, id: &str) -> Result<Option<SiteRecord>, StoreError>;
+    /// Sites ordered by id, starting after `after`, that match `filter`.
+    async fn find_sites(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        filter: &SiteFilter,
+    ) -> Result<Vec<SiteRecord>, StoreError>;
     /// Sites ordered by id, starting after `after`.
     async fn list_sites(
         &self,
@@ -338,4 +345,34 @@ pub async fn open_read_only(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError
 /// caching are observed. Only ids, never values.
 pub(crate) fn trace_query(op: &'static str, id: &str) {
     tracing::debug!(target: "wpgate::store", op, id, "store query");
+}
+
+/// Which sites [`Store::find_sites`] lists: those whose id or name contains `text`
+/// (ASCII letters in either case), and whose stored health state is `state`; `None`
+/// matches every site.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteFilter {
+    pub text: Option<String>,
+    pub state: Option<String>,
+}
+
+impl SiteFilter {
+    /// The text in lower case (ASCII) and as a `LIKE` pattern that finds it anywhere
+    /// (`%`, `_` and `\\` in it escaped); empty when there is none.
+    pub fn text_pattern(&self) -> (String, String) {
+        let Some(text) = self.text.as_deref().filter(|t| !t.is_empty()) else {
+            return (String::new(), String::new());
+        };
+        let lower = text.to_ascii_lowercase();
+        let mut pattern = String::with_capacity(lower.len() + 2);
+        pattern.push('%');
+        for c in lower.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        (lower, pattern)
+    }
 }

@@ -181,6 +181,25 @@ try {
     await axe(page, 'site');
   });
 
+  await step('search the fleet by name and filter by state (in the store)', async () => {
+    await page.goto(ADMIN + '/ui/#/sites');
+    const filters = page.locator('form[aria-label="Filter sites"]');
+    await filters.getByLabel('Search id or name', { exact: true }).fill('console wordpress');
+    await filters.getByLabel('State', { exact: true }).selectOption('healthy');
+    await filters.getByRole('button', { name: 'Apply' }).click();
+    await until('the search result', async () => {
+      const ids = await page.locator('#sites-table tbody tr td:first-child').allTextContents();
+      return ids.length === 1 && ids[0] === SITE;
+    });
+    await filters.getByLabel('State', { exact: true }).selectOption('auth_failed');
+    await filters.getByRole('button', { name: 'Apply' }).click();
+    await until('no site in that state', async () =>
+      (await page.locator('#sites-table tbody tr').count()) === 0 &&
+      (await page.locator('#sites-table caption').textContent()).includes('auth_failed'));
+    await page.goto(ADMIN + `/ui/#/site/${SITE}`);
+    await page.getByRole('heading', { name: /Console WordPress/ }).waitFor();
+  });
+
   let key;
   await step('issue a key: shown once, works through the proxy', async () => {
     const form = page.locator('form[aria-label="Issue an API key"]');

@@ -172,6 +172,45 @@ async fn sites_pagination_etags_and_validation() {
     call(&gw, Method::GET, "/admin/v1/sites?limit=0", &token, None)
         .await
         .assert_error(400, "admin.invalid_request");
+    // Search in ids and names (either case) and by health state, in the store.
+    let listed = |path: &'static str| {
+        let (gw, token) = (&gw, &token);
+        async move {
+            let page = status(&call(gw, Method::GET, path, token, None).await, 200);
+            page["sites"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed("/admin/v1/sites?q=SITE-B").await, ["site-b"]);
+    assert_eq!(listed("/admin/v1/sites?q=e%20site-c").await, ["site-c"]);
+    assert_eq!(
+        listed("/admin/v1/sites?q=site-&limit=2&cursor=site-a").await,
+        ["site-b", "site-c"]
+    );
+    assert_eq!(
+        listed("/admin/v1/sites?state=unknown&q=c").await,
+        ["site-c"]
+    );
+    assert!(listed("/admin/v1/sites?state=healthy").await.is_empty());
+    for bad in ["q=", "q=%20%20", "q=a%00b", "state=fine", "state="] {
+        call(
+            &gw,
+            Method::GET,
+            &format!("/admin/v1/sites?{bad}"),
+            &token,
+            None,
+        )
+        .await
+        .assert_error(400, "admin.invalid_request");
+    }
+    let long = format!("/admin/v1/sites?q={}", "x".repeat(101));
+    call(&gw, Method::GET, &long, &token, None)
+        .await
+        .assert_error(400, "admin.invalid_request");
 
     // Show with an ETag; update with optimistic concurrency.
     let a = call(&gw, Method::GET, "/admin/v1/sites/site-a", &token, None).await;

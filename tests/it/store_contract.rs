@@ -217,10 +217,13 @@ contract!(
     export_import_round_trip,
     health_leases_and_results,
     health_claims_never_overlap,
+    sites_found_by_text_and_health_state,
 );
 
 mod health;
-use health::{health_claims_never_overlap, health_leases_and_results};
+use health::{
+    health_claims_never_overlap, health_leases_and_results, sites_found_by_text_and_health_state,
+};
 
 async fn sites_crud_and_versions(b: Backend) {
     let f = Fresh::new(b).await;

@@ -338,7 +338,7 @@ function credentialFields(prefix) {
 async function sites(params) {
   // The health column comes from /metrics (one series per site and state: large for a
   // large fleet): the page of sites is rendered first, the states filled in after,
-  // unless the filter or the sort needs them. It is asked for after the page of sites:
+  // unless the sort needs them. It is asked for after the page of sites:
   // rendering it is work for the gateway too, which must not delay the page.
   let metrics = null;
   const loadMetrics = () => (metrics = metrics || fleetMetrics());
@@ -346,25 +346,12 @@ async function sites(params) {
   const cursor = params.get('cursor') || '';
   const search = params.get('q') || '';
   const sort = params.get('sort') || 'id';
-  const m = state || sort === 'state' ? await loadMetrics() : null;
-  let rows;
-  let next = null;
-  if (state) {
-    // A state filter: the health board names the sites; only this page's are loaded.
-    const ids = [...m.siteState.entries()].filter(([, s]) => s === state).map(([id]) => id).sort();
-    const start = Number(cursor || 0);
-    const slice = ids.slice(start, start + PAGE);
-    rows = (await Promise.all(slice.map((id) => get('/sites/' + encodeURIComponent(id)).catch(() => ({ id, name: '', upstream: '', enabled: null })))));
-    next = start + PAGE < ids.length ? String(start + PAGE) : null;
-  } else {
-    const list = await get('/sites' + q({ limit: PAGE, cursor }));
-    rows = list.sites;
-    next = list.next_cursor;
-  }
-  if (search) {
-    const s = search.toLowerCase();
-    rows = rows.filter((r) => [r.id, r.name, r.upstream].some((v) => (v || '').toLowerCase().includes(s)));
-  }
+  const m = sort === 'state' ? await loadMetrics() : null;
+  // Search and state filter run in the store (the API's q and state), so they cover
+  // the whole fleet a page at a time; the sort orders the page shown.
+  const list = await get('/sites' + q({ limit: PAGE, cursor, q: search, state }));
+  let rows = list.sites;
+  const next = list.next_cursor;
   const stateOf = (id) => (m ? m.siteState.get(id) || 'unknown' : null);
   const cmp = {
     id: (a, b) => a.id.localeCompare(b.id),
@@ -380,7 +367,7 @@ async function sites(params) {
   const sortSel = h('select', { name: 'sort' }, [['id', 'Id'], ['name', 'Name'], ['state', 'Health (worst first)'], ['updated', 'Last changed']]
     .map(([v, t]) => h('option', { value: v, text: t, selected: v === sort })));
   const filters = h('form', { class: 'row', role: 'search', 'aria-label': 'Filter sites' },
-    ...field('Search this page', qIn), ...field('State', stSel), ...field('Sort', sortSel),
+    ...field('Search id or name', qIn), ...field('State', stSel), ...field('Sort this page', sortSel),
     h('button', { type: 'submit', text: 'Apply' }));
   filters.addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -402,9 +389,7 @@ async function sites(params) {
     cursor ? h('a', { href: '#/sites' + q({ state, sort, q: search }), text: 'First page' }) : null,
     next ? h('a', { href: '#/sites' + q({ state, sort, q: search, cursor: next }), text: 'Next page' }) : null);
 
-  const noLabels = state && m.allCounts
-    ? h('p', { text: 'Per-site health labels are off (metrics.per_site_labels = false): sites cannot be filtered by state here.' }) : null;
-  page('Sites', filters, goForm, noLabels, table, pager, canWrite() ? addSiteForm() : null);
+  page('Sites', filters, goForm, table, pager, canWrite() ? addSiteForm() : null);
   if (!m) {
     const later = await loadMetrics().catch(() => null);
     for (const td of document.querySelectorAll('#sites-table td[data-health]')) {

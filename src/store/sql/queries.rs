@@ -20,6 +20,9 @@ pub struct Queries {
     pub site: String,
     /// (after id, limit)
     pub sites_after: String,
+    /// (after id, text ('' = any), LIKE pattern on the lowercased id, the same on the
+    /// lowercased name, health state ('' = any), the same state, limit)
+    pub sites_matching: String,
     /// [`SITE_COLUMNS`], namespaces, allowed paths and origins as JSON text
     pub insert_site: String,
     /// (name, upstream_url, enabled, credential_kind, credential_username,
@@ -120,6 +123,14 @@ impl Queries {
             site: r(&format!("SELECT {site_select} FROM sites WHERE id = ?")),
             sites_after: r(&format!(
                 "SELECT {site_select} FROM sites WHERE id > ? ORDER BY id LIMIT ?"
+            )),
+            sites_matching: r(&format!(
+                "SELECT {site_select} FROM sites WHERE id > ? \
+                 AND (? = '' OR lower(id) LIKE ? ESCAPE '\\' \
+                      OR lower(coalesce(name, '')) LIKE ? ESCAPE '\\') \
+                 AND (? = '' OR EXISTS (SELECT 1 FROM site_health h \
+                      WHERE h.site_id = sites.id AND h.state = ?)) \
+                 ORDER BY id LIMIT ?"
             )),
             insert_site: r(&format!(
                 "INSERT INTO sites ({SITE_COLUMNS}) \

@@ -69,6 +69,32 @@ where
         .await
     }
 
+    async fn find_sites(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        filter: &crate::store::SiteFilter,
+    ) -> Result<Vec<SiteRecord>, StoreError> {
+        let (text, pattern) = filter.text_pattern();
+        let state = filter.state.clone().unwrap_or_default();
+        self.call(async move {
+            trace_query("find_sites", after.unwrap_or(""));
+            let rows: Vec<SiteRow> = sqlx::query_as(&self.sql.sites_matching)
+                .bind(after.unwrap_or(""))
+                .bind(text.as_str())
+                .bind(pattern.as_str())
+                .bind(pattern.as_str())
+                .bind(state.as_str())
+                .bind(state.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)?;
+            records(rows)
+        })
+        .await
+    }
+
     async fn list_sites(
         &self,
         after: Option<&str>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{audit, create, Fresh};
 use crate::harness::poll_until;
 use crate::harness::records::site;
-use wpgate::store::{HealthClaim, HealthResult, ImportBatch, NextCheck, Store};
+use wpgate::store::{HealthClaim, HealthResult, ImportBatch, NextCheck, SiteFilter, Store};
 
 /// A result as replica `by` writes it.
 fn result<'a>(state: &'a str, message: &'a str, by: &'a str) -> HealthResult<'a> {
@@ -312,4 +312,68 @@ pub(super) async fn health_claims_never_overlap(b: super::Backend) {
     }
     all.sort();
     assert_eq!(all, ids, "every site claimed exactly once");
+}
+
+/// The sites list filtered by text in the id or name (ASCII letters in either case,
+/// `%`, `_` and `\` taken literally) and by stored health state, paged by id.
+pub(super) async fn sites_found_by_text_and_health_state(b: super::Backend) {
+    let f = Fresh::new(b).await;
+    let s = f.store.as_ref();
+    for (id, name) in [
+        ("shop-eu", "Shop Europe"),
+        ("shop-us", "Shop 100%_Real"),
+        ("blog", "The Blog"),
+        ("news", "Daily SHOP news"),
+        ("docs", ""),
+    ] {
+        let mut site = site(id);
+        site.name = name.to_string();
+        create(s, &site).await.unwrap();
+    }
+    let found = |text: Option<&str>, state: Option<&str>| {
+        let filter = SiteFilter {
+            text: text.map(str::to_string),
+            state: state.map(str::to_string),
+        };
+        async move {
+            let mut ids = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = s.find_sites(after.as_deref(), 2, &filter).await.unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(last.id.clone());
+                ids.extend(page.into_iter().map(|r| r.id));
+            }
+            ids
+        }
+    };
+    assert_eq!(
+        found(Some("shop"), None).await,
+        ["news", "shop-eu", "shop-us"]
+    );
+    assert_eq!(found(Some("SHOP-E"), None).await, ["shop-eu"]);
+    assert_eq!(found(Some("100%_"), None).await, ["shop-us"]);
+    assert_eq!(found(Some("%"), None).await, ["shop-us"]);
+    assert_eq!(found(Some("_"), None).await, ["shop-us"]);
+    assert!(found(Some("\\"), None).await.is_empty());
+    assert!(found(Some("nothing"), None).await.is_empty());
+    assert_eq!(found(None, None).await.len(), 5);
+    // Health: every site starts unknown; results move them.
+    assert_eq!(found(None, Some("unknown")).await.len(), 5);
+    let bad = result("auth_failed", "refused", "cli");
+    s.record_health_check("shop-us", &bad)
+        .await
+        .unwrap()
+        .unwrap();
+    s.record_health_check("blog", &bad).await.unwrap().unwrap();
+    let good = result("healthy", "ok", "cli");
+    s.record_health_check("shop-eu", &good)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found(None, Some("auth_failed")).await, ["blog", "shop-us"]);
+    assert_eq!(found(Some("shop"), Some("auth_failed")).await, ["shop-us"]);
+    assert_eq!(found(None, Some("healthy")).await, ["shop-eu"]);
+    assert_eq!(found(None, Some("unknown")).await, ["docs", "news"]);
+    assert!(found(None, Some("degraded")).await.is_empty());
 }
