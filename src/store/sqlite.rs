@@ -114,8 +114,16 @@ impl Backend for SqliteBackend {
         unavailable(e)
     }
 
+    /// `BEGIN IMMEDIATE`: the write lock is taken at the start, waiting (busy_timeout)
+    /// for another writer, rather than at the first write. A deferred transaction that
+    /// reads first and then writes cannot wait there: SQLite answers "database is
+    /// locked" at once when another connection wrote, or still holds the lock (e.g. a
+    /// failed transaction whose rollback is still on its way), since its read.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.pool.begin().await.map_err(unavailable)
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)
     }
 
     /// `changes.seq` is an AUTOINCREMENT key and SQLite runs one write transaction at a

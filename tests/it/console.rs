@@ -38,13 +38,7 @@ fn browser_dir() -> PathBuf {
         .env("WPGATE_BROWSER_DIR", &dir);
     let out = run_within(cmd, &["setup.sh"], None, Duration::from_secs(900))
         .expect("tests/console/setup.sh ran for 15 minutes");
-    assert!(
-        out.status.success(),
-        "tests/console/setup.sh failed with {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        out.stdout,
-        out.stderr
-    );
+    out.assert_ran("tests/console/setup.sh");
     dir
 }
 
@@ -117,13 +111,7 @@ async fn the_console_runs_the_fleet_in_a_real_browser() {
         out.stdout,
         out.stderr
     );
-    assert!(
-        out.status.success(),
-        "the browser test failed ({}): see its steps above\n{}\n{}",
-        out.status,
-        out.stdout,
-        out.stderr
-    );
+    out.assert_ran("the browser test (see its steps above)");
     assert!(out.stdout.contains("all passed"), "{}", out.stdout);
     renew.armed = false;
 

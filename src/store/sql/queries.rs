@@ -18,8 +18,6 @@ pub const AUDIT_COLUMNS: &str = "id, at, actor, action, target, site_id, request
 /// The statements, parameters in the dialect's form. Comments name the parameters.
 pub struct Queries {
     pub site: String,
-    /// (after id, limit)
-    pub sites_after: String,
     /// (after id, text ('' = any), LIKE pattern on the lowercased id, the same on the
     /// lowercased name, health state ('' = any), the same state, limit)
     pub sites_matching: String,
@@ -121,9 +119,6 @@ impl Queries {
         };
         Queries {
             site: r(&format!("SELECT {site_select} FROM sites WHERE id = ?")),
-            sites_after: r(&format!(
-                "SELECT {site_select} FROM sites WHERE id > ? ORDER BY id LIMIT ?"
-            )),
             sites_matching: r(&format!(
                 "SELECT {site_select} FROM sites WHERE id > ? \
                  AND (? = '' OR lower(id) LIKE ? ESCAPE '\\' \

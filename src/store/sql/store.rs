@@ -100,17 +100,8 @@ where
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<SiteRecord>, StoreError> {
-        self.call(async move {
-            trace_query("list_sites", after.unwrap_or(""));
-            let rows: Vec<SiteRow> = sqlx::query_as(&self.sql.sites_after)
-                .bind(after.unwrap_or(""))
-                .bind(i64::from(limit))
-                .fetch_all(self.backend.pool())
-                .await
-                .map_err(B::unavailable)?;
-            records(rows)
-        })
-        .await
+        self.find_sites(after, limit, &crate::store::SiteFilter::default())
+            .await
     }
 
     async fn site_origins(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {

@@ -40,6 +40,19 @@ impl CliOutput {
         self
     }
 
+    /// `assert_success` for a program other than `wpgate`, named `what`.
+    #[track_caller]
+    pub fn assert_ran(&self, what: &str) -> &Self {
+        assert!(
+            self.status.success(),
+            "{what} failed with {}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
     #[track_caller]
     pub fn assert_failure(&self) -> &Self {
         assert!(

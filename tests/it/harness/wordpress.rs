@@ -72,13 +72,7 @@ fn setup_sh(state_dir: Option<&Path>, args: &[&str]) {
     let started = Instant::now();
     let out = run_within(cmd, args, None, Duration::from_secs(600))
         .unwrap_or_else(|| panic!("tests/wordpress/setup.sh {args:?} ran for 10 minutes"));
-    assert!(
-        out.status.success(),
-        "tests/wordpress/setup.sh {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        out.stdout,
-        out.stderr
-    );
+    out.assert_ran(&format!("tests/wordpress/setup.sh {args:?}"));
     eprintln!("setup.sh {args:?}: {:.1}s", started.elapsed().as_secs_f64());
 }
 
