@@ -46,6 +46,8 @@ pub struct Metrics {
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
     pub auth_failures: IntCounterVec,
+    /// The same failures by reason over the last hour, for the admin API's overview.
+    pub recent_auth_failures: RecentCounts,
     /// Failed admin token checks, by reason (`malformed`, `refused`, `rate_limited`).
     pub admin_auth_failures: IntCounterVec,
     /// Failed admin token checks left out of the audit log by its rate bound.
@@ -236,6 +238,7 @@ impl Metrics {
             request_duration,
             upstream_duration,
             auth_failures,
+            recent_auth_failures: RecentCounts::default(),
             admin_auth_failures,
             admin_auth_failures_unaudited,
             site_health,
@@ -252,6 +255,74 @@ impl Metrics {
             build_info,
             legacy_requests,
         })
+    }
+}
+
+/// Counts by name over the last hour, in one-minute buckets (the oldest minute partly:
+/// the hour is 60 to 61 minutes). Only refusals add to it, never an accepted request.
+#[derive(Default)]
+pub struct RecentCounts {
+    minutes: std::sync::Mutex<std::collections::VecDeque<Minute>>,
+}
+
+/// A minute (unix minutes) and the counts by name within it.
+type Minute = (u64, Vec<(&'static str, u64)>);
+
+impl RecentCounts {
+    const MINUTES: u64 = 60;
+
+    fn minute() -> u64 {
+        u64::try_from(crate::time::now_unix()).unwrap_or(0) / 60
+    }
+
+    /// Counts one `name` now.
+    pub fn add(&self, name: &'static str) {
+        self.add_at(name, Self::minute());
+    }
+
+    fn add_at(&self, name: &'static str, minute: u64) {
+        let mut minutes = self
+            .minutes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if minutes.back().is_none_or(|(m, _)| *m != minute) {
+            minutes.push_back((minute, Vec::new()));
+        }
+        while minutes
+            .front()
+            .is_some_and(|(m, _)| m + Self::MINUTES < minute)
+        {
+            minutes.pop_front();
+        }
+        if let Some((_, counts)) = minutes.back_mut() {
+            match counts.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((name, 1)),
+            }
+        }
+    }
+
+    /// Each name counted in the last hour, with its count, by name.
+    pub fn last_hour(&self) -> Vec<(&'static str, u64)> {
+        self.last_hour_at(Self::minute())
+    }
+
+    fn last_hour_at(&self, minute: u64) -> Vec<(&'static str, u64)> {
+        let minutes = self
+            .minutes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut total: Vec<(&'static str, u64)> = Vec::new();
+        for (_, counts) in minutes.iter().filter(|(m, _)| m + Self::MINUTES >= minute) {
+            for &(name, c) in counts {
+                match total.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, t)) => *t += c,
+                    None => total.push((name, c)),
+                }
+            }
+        }
+        total.sort_unstable();
+        total
     }
 }
 
@@ -307,6 +378,30 @@ pub fn status_class(status: u16) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recent_counts_keep_the_last_hour() {
+        let r = super::RecentCounts::default();
+        r.add_at("invalid_key", 1000);
+        r.add_at("invalid_key", 1000);
+        r.add_at("unknown_site", 1030);
+        r.add_at("invalid_key", 1059);
+        assert_eq!(
+            r.last_hour_at(1059),
+            [("invalid_key", 3), ("unknown_site", 1)]
+        );
+        assert_eq!(
+            r.last_hour_at(1060),
+            [("invalid_key", 3), ("unknown_site", 1)]
+        );
+        assert_eq!(
+            r.last_hour_at(1061),
+            [("invalid_key", 1), ("unknown_site", 1)]
+        );
+        r.add_at("expired", 1200);
+        assert_eq!(r.last_hour_at(1200), [("expired", 1)]);
+        assert_eq!(r.minutes.lock().unwrap().len(), 1);
+    }
+
     use super::*;
 
     #[test]

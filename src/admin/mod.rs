@@ -23,6 +23,7 @@ pub mod listener;
 pub mod onboard;
 mod openapi;
 pub mod ops;
+pub mod overview;
 mod respond;
 mod schema;
 pub mod site_policy;
@@ -92,6 +93,7 @@ fn documented() -> OpenApiRouter<AdminState> {
         .routes(routes!(doctor::doctor))
         .routes(routes!(ops::reload))
         .routes(routes!(ops::keyring_status))
+        .routes(routes!(overview::overview))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(openapi::openapi_json))

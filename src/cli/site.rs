@@ -40,6 +40,13 @@ pub enum SiteCommand {
         after: Option<String>,
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        /// Only sites whose id or name contains this text (ASCII letters in either case).
+        #[arg(long)]
+        search: Option<String>,
+        /// Only sites whose last stored health check found this state (healthy,
+        /// degraded, auth_failed, unreachable, disabled, unusable, unknown).
+        #[arg(long, value_parser = health_state)]
+        state: Option<crate::health::HealthState>,
     },
     /// Change a site's name or upstream, and its credential. The credential is bound to
     /// the upstream's origin (scheme, host, port): moving the upstream to another origin
@@ -585,8 +592,20 @@ pub(super) async fn run(
                 );
             }
         }
-        SiteCommand::List { after, limit } => {
-            let sites = fleet.store().list_sites(after.as_deref(), *limit).await?;
+        SiteCommand::List {
+            after,
+            limit,
+            search,
+            state,
+        } => {
+            let filter = crate::store::SiteFilter {
+                text: search.clone().filter(|t| !t.trim().is_empty()),
+                state: state.map(|s| s.as_str().to_string()),
+            };
+            let sites = fleet
+                .store()
+                .find_sites(after.as_deref(), *limit, &filter)
+                .await?;
             if json {
                 println!("{}", Value::Array(sites.iter().map(site_json).collect()));
             } else {
@@ -784,4 +803,15 @@ pub(super) async fn run(
         }
     }
     Ok(())
+}
+
+/// A `--state` value: a health state's name.
+fn health_state(name: &str) -> Result<crate::health::HealthState, String> {
+    crate::health::HealthState::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = crate::health::HealthState::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        format!("not a health state; one of {}", names.join(", "))
+    })
 }

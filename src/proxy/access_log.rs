@@ -31,6 +31,7 @@ fn record_metrics(m: &Metrics, status: u16, ctx: &RequestCtx, end: Instant) {
                 .as_ref()
                 .map_or(UNKNOWN_SITE, |s| m.site_label(&s.id));
             m.auth_failures.with_label_values(&[site, r.reason]).inc();
+            m.recent_auth_failures.add(r.reason);
         }
     }
 }

@@ -131,6 +131,9 @@ pub trait HealthStore {
         limit: u32,
     ) -> Result<Vec<SiteHealthRecord>, StoreError>;
 
+    /// How many sites are in each state (the states no site is in are left out).
+    async fn health_state_counts(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
     /// Every record, by site id, starting after `after`.
     async fn list_site_health(
         &self,

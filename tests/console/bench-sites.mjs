@@ -2,7 +2,7 @@
 // page to its first page of sites in the table, in headless Chromium. Two figures:
 // a full load of /ui/#/sites (HTML, script, sign-in check, first page) and a move to
 // the sites page inside the signed-in console (what an operator clicking "Sites" sees),
-// and, for the latter, until the health column is filled in from /metrics.
+// and, for the latter, until the health column is filled in.
 import { createRequire } from 'node:module';
 
 const require = createRequire(process.env.WPGATE_BROWSER_DIR.replace(/\/?$/, '/'));

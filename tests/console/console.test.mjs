@@ -285,10 +285,13 @@ try {
     await axe(page, 'keyring');
     await page.getByRole('link', { name: 'Overview' }).click();
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
-    // The revoked key's refusal, counted since the first overview of this tab.
+    // The revoked key's refusal, counted by the gateway over the last hour.
     const auth = page.locator('section', { has: page.getByRole('heading', { name: /Refused client authentications/ }) });
-    await auth.getByText('when this tab first read the counters').waitFor();
+    await auth.getByText('In the last hour').waitFor();
     assert(/revoked: [1-9]/.test(await auth.textContent()), 'the overview counts the revoked key: ' + await auth.textContent());
+    // Sites by health, from the store: the site is in one state.
+    const cards = await page.locator('.cards .card .n').allTextContents();
+    assert(cards.map(Number).reduce((a, b) => a + b, 0) >= 1, 'the overview counts the site: ' + cards);
   });
 
   await step('sign out forgets the token', async () => {

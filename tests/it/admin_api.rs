@@ -601,6 +601,7 @@ async fn openapi_describes_every_endpoint() {
         ("/admin/v1/sites/{id}/health", &["get"]),
         ("/admin/v1/sites/{id}/test", &["post"]),
         ("/admin/v1/openapi.json", &["get"]),
+        ("/admin/v1/overview", &["get"]),
     ] {
         let item = paths
             .get(path)
@@ -711,4 +712,83 @@ async fn health_shows_the_last_check_and_test_runs_one() {
         200,
     );
     assert_eq!(tested["state"], "disabled", "{tested}");
+}
+
+/// The overview: sites per stored health state (every state listed), refused client
+/// authentications by reason over the last hour, listener and keyring; read scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_counts_sites_by_state_and_recent_refusals() {
+    let gw = gateway();
+    let write = gw.admin_token("write", Some("ops"));
+    let read = gw.admin_token("read", Some("viewer"));
+    for id in ["ov-a", "ov-b"] {
+        let a = call(
+            &gw,
+            Method::POST,
+            "/admin/v1/sites",
+            &write,
+            Some(json!({"id": id, "upstream": "http://127.0.0.1:9"})),
+        )
+        .await;
+        status(&a, 201);
+    }
+    // Refused: no credential (twice), and a site that does not exist.
+    let url = format!("http://{}/wp-json/", gw.proxy_addr);
+    for site in ["ov-a", "ov-b"] {
+        let r = gw
+            .client
+            .get(&url)
+            .header("X-Website-ID", site)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = gw
+        .client
+        .get(&url)
+        .header("X-Website-ID", "ov-none")
+        .header(
+            "X-API-Key",
+            "wpg_aaaaaaaaaaaa_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // (Counted when each request's log line is written, just after its answer.)
+    let o = crate::harness::poll_until(
+        "the refusals counted",
+        crate::harness::CHANGE_DEADLINE,
+        || {
+            let (gw, read) = (&gw, &read);
+            async move {
+                let o = status(
+                    &call(gw, Method::GET, "/admin/v1/overview", read, None).await,
+                    200,
+                );
+                let fails = &o["auth_failures_last_hour"];
+                if fails["missing_credentials"] == 2 && fails["unknown_site"] == 1 {
+                    Ok(o)
+                } else {
+                    Err(o.to_string())
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(o["sites"], 2);
+    assert_eq!(o["sites_by_state"]["unknown"], 2);
+    assert_eq!(o["sites_by_state"]["healthy"], 0);
+    assert_eq!(
+        o["sites_by_state"].as_object().unwrap().len(),
+        wpgate::health::HealthState::ALL.len()
+    );
+    assert_eq!(o["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(o["change_listener_connected"], false);
+    assert!(
+        o["keyring_primary"].as_str().unwrap().starts_with('k'),
+        "{o}"
+    );
+    assert_eq!(o["keyring_keys"], 1);
 }

@@ -82,7 +82,14 @@ const CLI_ONLY: &[(&str, &str)] = &[
 ];
 
 /// In the admin API only, and why.
-const API_ONLY: &[(&str, &str)] = &[("GET /admin/v1/openapi.json", "describes the API itself")];
+const API_ONLY: &[(&str, &str)] = &[
+    ("GET /admin/v1/openapi.json", "describes the API itself"),
+    (
+        "GET /admin/v1/overview",
+        "counts the refusals of the serving process, which a CLI command (another \
+         process) cannot see; its health counts are `wpgate doctor`'s and `site list`'s",
+    ),
+];
 
 /// The subcommand names a `--help` text lists under `Commands:`.
 fn subcommands(help: &str) -> Vec<String> {

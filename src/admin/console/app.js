@@ -1,4 +1,4 @@
-// wpgate admin console: a client of /admin/v1 (and of /metrics for fleet counts).
+// wpgate admin console: a client of /admin/v1 only.
 // The admin token lives in sessionStorage only (never a cookie); every page is built
 // with DOM calls (no HTML strings), so nothing the API returns is ever parsed as markup.
 'use strict';
@@ -7,7 +7,6 @@ const API = '/admin/v1';
 const TOKEN_KEY = 'wpgate.console.token';
 const STATES = ['auth_failed', 'unreachable', 'unusable', 'degraded', 'disabled', 'unknown', 'healthy'];
 const PAGE = 50;
-const SAMPLES_KEY = 'wpgate.console.auth-samples';
 
 const session = { token: null, scope: null, id: null, label: null };
 
@@ -143,36 +142,11 @@ const q = (params) => {
   return s ? '?' + s : '';
 };
 
-/** /metrics, parsed: per-site health state, auth failures by reason, build and store. */
-async function fleetMetrics() {
-  const resp = await fetch('/metrics', { credentials: 'omit', cache: 'no-store' });
-  const text = await resp.text();
-  const m = { siteState: new Map(), allCounts: null, authFailures: new Map(), adminAuthFailures: new Map(), version: null, storeUp: null, listener: null };
-  const labels = (s) => {
-    const out = {};
-    for (const part of s.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) out[part[1]] = part[2];
-    return out;
-  };
-  for (const line of text.split('\n')) {
-    if (!line || line[0] === '#') continue;
-    const sp = line.lastIndexOf(' ');
-    const value = Number(line.slice(sp + 1));
-    const head = line.slice(0, sp);
-    const brace = head.indexOf('{');
-    const name = brace < 0 ? head : head.slice(0, brace);
-    const l = brace < 0 ? {} : labels(head.slice(brace));
-    if (name === 'wpgate_site_health' && l.site === '_all') {
-      // metrics.per_site_labels = false: the number of sites in each state, no names.
-      if (!m.allCounts) m.allCounts = new Map();
-      m.allCounts.set(l.state, value);
-    } else if (name === 'wpgate_site_health' && value === 1) m.siteState.set(l.site, l.state);
-    else if (name === 'wpgate_auth_failures_total') m.authFailures.set(l.reason, (m.authFailures.get(l.reason) || 0) + value);
-    else if (name === 'wpgate_admin_auth_failures_total') m.adminAuthFailures.set(l.reason, value);
-    else if (name === 'wpgate_build_info') m.version = l.version;
-    else if (name === 'wpgate_store_up') m.storeUp = value;
-    else if (name === 'wpgate_store_listener_connected') m.listener = value;
-  }
-  return m;
+/** The health state of each of `ids` (one page of sites), from the admin API. */
+async function pageHealth(ids) {
+  const states = await Promise.all(ids.map((id) => get('/sites/' + encodeURIComponent(id) + '/health')
+    .then((r) => r.state).catch(() => null)));
+  return new Map(ids.map((id, i) => [id, states[i] || 'unknown']));
 }
 
 // ---- session ----
@@ -180,7 +154,6 @@ async function fleetMetrics() {
 function signOut() {
   session.token = session.scope = session.id = session.label = null;
   sessionStorage.removeItem(TOKEN_KEY);
-  sessionStorage.removeItem(SAMPLES_KEY);
   document.getElementById('nav').hidden = true;
   document.getElementById('signout').hidden = true;
   document.getElementById('who').textContent = '';
@@ -233,73 +206,48 @@ function renderSignIn() {
 // ---- pages ----
 
 async function overview() {
-  const [m, ready] = await Promise.all([fleetMetrics(), fetch('/readyz', { cache: 'no-store' }).then((r) => r.json()).catch(() => null)]);
-  const counts = new Map(STATES.map((s) => [s, 0]));
-  for (const s of m.siteState.values()) counts.set(s, (counts.get(s) || 0) + 1);
-  for (const [s, n] of m.allCounts || []) counts.set(s, (counts.get(s) || 0) + n);
-  const known = [...counts.values()].reduce((a, b) => a + b, 0);
+  const o = await get('/overview');
+  const counts = new Map(Object.entries(o.sites_by_state));
   const cards = h('div', { class: 'cards' }, STATES.map((s) =>
     h('a', { class: 'card', href: '#/sites?state=' + s },
-      h('span', { class: 'n', text: String(counts.get(s)) }), badge(s))));
-  const attention = [...m.siteState.entries()]
-    .filter(([, s]) => s !== 'healthy' && s !== 'unknown')
-    .sort((a, b) => STATES.indexOf(a[1]) - STATES.indexOf(b[1]) || a[0].localeCompare(b[0]));
-  const shown = attention.slice(0, 20);
+      h('span', { class: 'n', text: String(counts.get(s) || 0) }), badge(s))));
+  // The sites needing attention, worst state first: the store answers by state.
+  const attnStates = STATES.filter((s) => s !== 'healthy' && s !== 'unknown');
+  const total = attnStates.reduce((n, s) => n + (counts.get(s) || 0), 0);
+  const shown = [];
+  for (const s of attnStates) {
+    if (shown.length >= 20 || !counts.get(s)) continue;
+    const list = await get('/sites' + q({ state: s, limit: 20 - shown.length }));
+    for (const site of list.sites) shown.push([site.id, s]);
+  }
   const healths = await Promise.all(shown.map(([id]) => get('/sites/' + encodeURIComponent(id) + '/health').catch(() => null)));
   const attnBody = shown.length
     ? h('div', { class: 'tablewrap' }, h('table', {},
-      h('caption', { text: `Sites needing attention (${attention.length}${attention.length > shown.length ? ', first ' + shown.length : ''})` }),
+      h('caption', { text: `Sites needing attention (${total}${total > shown.length ? ', first ' + shown.length : ''})` }),
       h('thead', {}, h('tr', {}, h('th', { scope: 'col', text: 'Site' }), h('th', { scope: 'col', text: 'State' }), h('th', { scope: 'col', text: 'Message' }))),
       h('tbody', {}, shown.map(([id, s], i) => h('tr', {},
         h('td', {}, h('a', { href: '#/site/' + encodeURIComponent(id), text: id })),
         h('td', {}, badge(s)),
         h('td', { text: healths[i] ? healths[i].message : '' }))))))
-    : m.allCounts
-      ? h('p', { text: 'Per-site health labels are off (metrics.per_site_labels = false): the counts above are all the metrics tell. GET /admin/v1/doctor (or wpgate doctor) names the failing sites.' })
-      : h('p', { text: 'No site needs attention.' });
-  const win = authWindow(m.authFailures);
-  const reasons = [...win.counts.entries()].filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+    : h('p', { text: 'No site needs attention.' });
+  const reasons = Object.entries(o.auth_failures_last_hour).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
   page('Overview',
     h('section', { 'aria-labelledby': 'ov-health' }, h('h2', { id: 'ov-health', text: 'Sites by health' }),
-      h('p', { class: 'muted', text: `Sites known to this gateway's health board: ${known}.` }), cards),
+      h('p', { class: 'muted', text: `Sites in the store: ${o.sites}, by their last health check.` }), cards),
     h('section', { 'aria-labelledby': 'ov-attn' }, h('h2', { id: 'ov-attn', text: 'Needs attention' }), attnBody),
     h('section', { 'aria-labelledby': 'ov-auth' }, h('h2', { id: 'ov-auth', text: 'Refused client authentications by reason' }),
-      h('p', { class: 'muted', text: win.since ? `Since ${when(new Date(win.since).toISOString())}, when this tab first read the counters in the last hour (wpgate_auth_failures_total).` : 'Since this gateway started (wpgate_auth_failures_total); open the overview again later for the last hour.' }),
+      h('p', { class: 'muted', text: 'In the last hour, by the gateway process that answered this page.' }),
       reasons.length
         ? h('ul', {}, reasons.map(([r, n]) => h('li', {}, h('code', { text: r }), `: ${n}`)))
         : h('p', { text: 'None.' })),
     h('section', { 'aria-labelledby': 'ov-gw' }, h('h2', { id: 'ov-gw', text: 'Gateway' }),
       h('dl', { class: 'kv' },
-        h('dt', { text: 'Version' }), h('dd', { text: m.version || '?' }),
-        h('dt', { text: 'Store' }), h('dd', { text: ready ? `${ready.status} (store ${ready.store})` : 'no answer' }),
-        h('dt', { text: 'Keyring' }), h('dd', { text: ready && ready.keyring ? `${ready.keyring.keys} keys, primary ${ready.keyring.primary}` : '—' }),
-        h('dt', { text: 'Change listener' }), h('dd', { text: m.listener === 1 ? 'connected' : 'not connected (polling)' }),
-        h('dt', { text: 'Admin token refusals' }), h('dd', { text: [...m.adminAuthFailures.entries()].map(([r, n]) => `${r} ${n}`).join(', ') || '0' }))));
+        h('dt', { text: 'Version' }), h('dd', { text: o.version }),
+        h('dt', { text: 'Store' }), h('dd', { text: 'answering' }),
+        h('dt', { text: 'Keyring' }), h('dd', { text: `${o.keyring_keys} keys, primary ${o.keyring_primary}` }),
+        h('dt', { text: 'Change listener' }), h('dd', { text: o.change_listener_connected ? 'connected' : 'not connected (polling)' }))));
 }
 
-/**
- * Refused authentications over (at most) the last hour: the counters are sampled on
- * each overview visit (in this tab's sessionStorage) and compared with the oldest
- * sample of the last hour. No sample yet, or a counter that went down (the gateway
- * restarted): the totals since the gateway started.
- */
-function authWindow(current) {
-  const now = Date.now();
-  let samples = [];
-  try { samples = JSON.parse(sessionStorage.getItem(SAMPLES_KEY) || '[]'); } catch { samples = []; }
-  samples = samples.filter((x) => x && now - x.t <= 3600e3);
-  const base = samples[0];
-  samples.push({ t: now, c: Object.fromEntries(current) });
-  sessionStorage.setItem(SAMPLES_KEY, JSON.stringify(samples.slice(-120)));
-  if (!base) return { since: null, counts: current };
-  const counts = new Map();
-  for (const [reason, n] of current) {
-    const d = n - (base.c[reason] || 0);
-    if (d < 0) return { since: null, counts: current };
-    counts.set(reason, d);
-  }
-  return { since: base.t, counts };
-}
 
 function credentialFields(prefix) {
   const kind = h('select', { name: prefix + 'kind' },
@@ -336,23 +284,21 @@ function credentialFields(prefix) {
 }
 
 async function sites(params) {
-  // The health column comes from /metrics (one series per site and state: large for a
-  // large fleet): the page of sites is rendered first, the states filled in after,
-  // unless the sort needs them. It is asked for after the page of sites:
-  // rendering it is work for the gateway too, which must not delay the page.
-  let metrics = null;
-  const loadMetrics = () => (metrics = metrics || fleetMetrics());
+  // The health column: each shown site's health from the API, asked for after the page
+  // is rendered (unless the sort needs it first).
   const state = params.get('state') || '';
   const cursor = params.get('cursor') || '';
   const search = params.get('q') || '';
   const sort = params.get('sort') || 'id';
-  const m = sort === 'state' ? await loadMetrics() : null;
   // Search and state filter run in the store (the API's q and state), so they cover
   // the whole fleet a page at a time; the sort orders the page shown.
   const list = await get('/sites' + q({ limit: PAGE, cursor, q: search, state }));
   let rows = list.sites;
   const next = list.next_cursor;
-  const stateOf = (id) => (m ? m.siteState.get(id) || 'unknown' : null);
+  let health = null;
+  const loadHealth = () => (health = health || pageHealth(list.sites.map((r) => r.id)));
+  const m = sort === 'state' ? await loadHealth() : null;
+  const stateOf = (id) => (m ? m.get(id) || 'unknown' : null);
   const cmp = {
     id: (a, b) => a.id.localeCompare(b.id),
     name: (a, b) => (a.name || '').localeCompare(b.name || ''),
@@ -391,9 +337,9 @@ async function sites(params) {
 
   page('Sites', filters, goForm, table, pager, canWrite() ? addSiteForm() : null);
   if (!m) {
-    const later = await loadMetrics().catch(() => null);
+    const later = await loadHealth().catch(() => null);
     for (const td of document.querySelectorAll('#sites-table td[data-health]')) {
-      td.replaceChildren(later ? badge(later.siteState.get(td.dataset.health) || 'unknown') : '?');
+      td.replaceChildren(later ? badge(later.get(td.dataset.health) || 'unknown') : '?');
     }
   }
 }

@@ -1,8 +1,7 @@
 //! The admin web console at `/ui/`: static assets embedded in the binary, served
 //! without a token (the page signs in itself) and with strict headers. The console is
-//! only a client of `/admin/v1` (and of the unauthenticated `/metrics` for fleet
-//! counts): a Bearer token held in `sessionStorage`, never a cookie, and the API's
-//! authorization applies unchanged.
+//! only a client of `/admin/v1`: a Bearer token held in `sessionStorage`, never a
+//! cookie, and the API's authorization applies unchanged.
 
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};

@@ -34,6 +34,8 @@ pub struct HealthQueries {
     since: String,
     /// (after site id, limit)
     after: String,
+    /// `(state, sites)` for each state some site is in
+    counts: String,
 }
 
 impl HealthQueries {
@@ -72,6 +74,7 @@ impl HealthQueries {
                 "UPDATE site_health SET {result}, seq = {seq} WHERE site_id = ? \
                  RETURNING {HEALTH_COLUMNS}"
             )),
+            counts: r("SELECT state, COUNT(*) FROM site_health GROUP BY state ORDER BY state"),
             due_now: r(
                 "UPDATE site_health SET due_at = 0, holder = NULL, lease_until = NULL \
                  WHERE site_id = ?",
@@ -241,6 +244,16 @@ where
             sqlx::query_as(&self.health.after)
                 .bind(after.unwrap_or(""))
                 .bind(i64::from(limit))
+                .fetch_all(self.backend.pool())
+                .await
+                .map_err(B::unavailable)
+        })
+        .await
+    }
+
+    async fn health_state_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.call(async move {
+            sqlx::query_as(&self.health.counts)
                 .fetch_all(self.backend.pool())
                 .await
                 .map_err(B::unavailable)
