@@ -5,8 +5,8 @@
 #   usage: tests/console/bench-sites.sh [N]      (after cargo build; tests/console/setup.sh)
 #   env:   WPGATE_BIN (default target/debug/wpgate), WPGATE_BROWSER_DIR, RUNS (default 10),
 #          HEALTH=1: the health prober checks every site first (each unreachable: port 9
-#          on loopback refuses), so /metrics carries N x 7 per-site health series, as a
-#          real fleet's does, and the page reads them all
+#          on loopback refuses), as in a real fleet; the page's health column reads
+#          each shown site's health from the admin API
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-10000}
