@@ -119,6 +119,16 @@ fn store_passwords(text: &str) -> Vec<String> {
     let _ = rest.set_password(None);
     rest.set_query(None);
     others.push(rest.to_string());
+    // The query's other parameters as written, too: their escapes may spell the
+    // password's percent-encoded form (a password with a non-ASCII character is read
+    // back encoded), which the decoded pairs below do not.
+    for raw in parsed.query().unwrap_or_default().split('&') {
+        let is_password = url::form_urlencoded::parse(raw.as_bytes())
+            .any(|(k, _)| k.to_ascii_lowercase().contains("password"));
+        if !is_password {
+            others.push(raw.to_string());
+        }
+    }
     for (k, v) in parsed.query_pairs() {
         if !k.to_ascii_lowercase().contains("password") {
             others.push(v.into_owned());
