@@ -24,6 +24,8 @@ pub fn init_logging(config: &Config) {
     use tracing_subscriber::Layer;
     let filter = std::env::var("RUST_LOG")
         .ok()
+        // (ASCII only, as `log.level`: see config/validate.rs.)
+        .filter(|v| v.is_ascii())
         .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| {
             tracing_subscriber::EnvFilter::try_new(&config.boot.log.level)

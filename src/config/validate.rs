@@ -347,7 +347,10 @@ impl Validator<'_> {
                 ))
             }
         };
-        if tracing_subscriber::EnvFilter::try_new(&f.log.level).is_err() {
+        // ASCII only: tracing-subscriber's directive parser (0.3.23) panics on some
+        // non-ASCII text (it slices inside a character) instead of refusing it.
+        if !f.log.level.is_ascii() || tracing_subscriber::EnvFilter::try_new(&f.log.level).is_err()
+        {
             return Err(self.invalid(
                 "log.level",
                 format!("{:?} is not a log filter (e.g. \"info\")", f.log.level),
