@@ -122,17 +122,25 @@ fn store_passwords(text: &str) -> Vec<String> {
     // The query's other parameters as written, too: their escapes may spell the
     // password's percent-encoded form (a password with a non-ASCII character is read
     // back encoded), which the decoded pairs below do not.
+    // A password parameter's name is shown (only its value is redacted).
     for raw in parsed.query().unwrap_or_default().split('&') {
         let is_password = url::form_urlencoded::parse(raw.as_bytes())
             .any(|(k, _)| k.to_ascii_lowercase().contains("password"));
-        if !is_password {
+        if is_password {
+            others.push(raw.split('=').next().unwrap_or_default().to_string());
+        } else {
             others.push(raw.to_string());
         }
     }
+    // And each parameter as the loader writes it back (decoded, then encoded again:
+    // a name with a non-ASCII character may then spell the password's encoded form).
+    let encoded = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     for (k, v) in parsed.query_pairs() {
         if !k.to_ascii_lowercase().contains("password") {
+            others.push(encoded(&v));
             others.push(v.into_owned());
         }
+        others.push(encoded(&k));
         others.push(k.into_owned());
     }
     passwords.retain(|p| {
