@@ -50,6 +50,12 @@ struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Run with the Pingora settings wpgate runs with (`src/serve.rs`, `src/proxy/mod.rs`):
+    /// no downstream modules (Pingora's default adds a response compression module,
+    /// off), and with one thread (this proxy's) no work stealing. Without it, Pingora's
+    /// defaults: the floor wpgate is held to.
+    #[arg(long)]
+    like_wpgate: bool,
     /// Write a self-signed ECDSA P-256 certificate for localhost and 127.0.0.1
     /// (DIR/cert.pem, DIR/key.pem) for the load script's HTTPS targets, then exit.
     #[arg(long, value_name = "DIR")]
@@ -69,6 +75,7 @@ fn write_test_cert(dir: &std::path::Path) {
 
 struct BareProxy {
     upstream: SocketAddr,
+    like_wpgate: bool,
 }
 
 #[async_trait]
@@ -76,6 +83,14 @@ impl ProxyHttp for BareProxy {
     type CTX = ();
 
     fn new_ctx(&self) -> Self::CTX {}
+
+    fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
+        if !self.like_wpgate {
+            modules.add_module(
+                pingora::modules::http::compression::ResponseCompressionBuilder::enable(0),
+            );
+        }
+    }
 
     async fn upstream_peer(
         &self,
@@ -114,13 +129,20 @@ fn main() {
         upgrade_sock: format!("/tmp/bare_pingora-{tag}.sock"),
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(0),
+        work_stealing: !args.like_wpgate,
         ..Default::default()
     };
 
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = http_proxy_service(&server.configuration, BareProxy { upstream });
+    let mut proxy = http_proxy_service(
+        &server.configuration,
+        BareProxy {
+            upstream,
+            like_wpgate: args.like_wpgate,
+        },
+    );
     match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let mut tls =

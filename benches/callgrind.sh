@@ -3,7 +3,9 @@
 # else this machine is doing (the same binary and inputs give the same count), so it
 # tells apart changes of a few percent that benches/load.sh's CPU time cannot.
 #
-#   bare   bare Pingora proxy (benches/bare_pingora.rs): the framework's floor
+#   bare   bare Pingora proxy (benches/bare_pingora.rs): the framework's floor, with
+#          Pingora's defaults
+#   same   the same with the Pingora settings wpgate runs with (--like-wpgate)
 #   key    wpgate, API key + credential injection (as load.sh's target d)
 #   jwt    wpgate, HS256 JWT with iss/aud/lifetime checks (as load.sh's target e)
 #
@@ -14,7 +16,10 @@
 # TOP=N, the N functions with the largest inclusive counts of each wpgate target
 # (callgrind_annotate) are printed too, to see where the instructions go.
 #
-# Env: TARGETS="bare key jwt"  REQUESTS=2000  WARMUP=200  TOP=0
+# Every target gets the key target's request, byte for byte (the baselines forward its
+# X-Website-ID and X-API-Key): the ratios compare the same work on the same bytes.
+#
+# Env: TARGETS="bare same key jwt"  REQUESTS=2000  WARMUP=200  TOP=0
 #      OUT=target/callgrind-results.json  PORT_BASE=27280 (PORT_BASE..+3 on 127.0.0.1)
 #      BARE_PINGORA=/path, WPGATE=/path: use these binaries instead of building them.
 #      KEEP=dir: keep the callgrind dumps there.
@@ -22,7 +27,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=${TARGETS:-"bare key jwt"}
+TARGETS=${TARGETS:-"bare same key jwt"}
 REQUESTS=${REQUESTS:-2000}
 WARMUP=${WARMUP:-200}
 TOP=${TOP:-0}
@@ -47,7 +52,7 @@ for tool in valgrind callgrind_control callgrind_annotate nginx python3; do
     command -v "$tool" >/dev/null || die "missing tool: $tool"
 done
 
-if wants bare && [[ -z ${BARE_PINGORA:-} ]]; then
+if { wants bare || wants same; } && [[ -z ${BARE_PINGORA:-} ]]; then
     cargo build --release --example bare_pingora
     BARE_PINGORA=$TARGET_DIR/release/examples/bare_pingora
 fi
@@ -154,8 +159,15 @@ measure() {
 }
 
 if wants bare; then
-    hdrs=()
+    # The key target's request, byte for byte: the proxy parses, forwards and drops the
+    # same client headers (a key of the same shape when no wpgate is set up).
+    hdrs=("X-Website-ID: bench" "X-API-Key: ${KEY:-wpg_AAAAAAAAAAAA_$(printf 'a%.0s' {1..43})}")
     measure bare "$BARE_PINGORA" --listen "127.0.0.1:$P_PROXY" --upstream "127.0.0.1:$P_STATIC"
+fi
+if wants same; then
+    hdrs=("X-Website-ID: bench" "X-API-Key: ${KEY:-wpg_AAAAAAAAAAAA_$(printf 'a%.0s' {1..43})}")
+    measure same "$BARE_PINGORA" --listen "127.0.0.1:$P_PROXY" --upstream "127.0.0.1:$P_STATIC" \
+        --like-wpgate
 fi
 if wants key; then
     hdrs=("X-Website-ID: bench" "X-API-Key: $KEY")
@@ -177,17 +189,19 @@ echo "callgrind: instructions per request ($REQUESTS requests after $WARMUP warm
 echo
 echo "| target | Ir/request |"
 echo "|---|---|"
-for name in bare key jwt; do
+for name in bare same key jwt; do
     [[ -n ${ir_of[$name]:-} ]] && echo "| $name | $(per_req "$name") |"
 done
 echo
 echo "key/bare $(ratio key bare)   jwt/bare $(ratio jwt bare)   jwt/key $(ratio jwt key)"
+echo "with the same Pingora settings: same/bare $(ratio same bare)   key/same $(ratio key same)   jwt/same $(ratio jwt same)"
 
 json_ir() { if [[ -n ${ir_of[$1]:-} ]]; then per_req "$1"; else echo null; fi; }
 mkdir -p "$(dirname "$OUT")"
 cat >"$OUT" <<EOF
 {"cpu": "$cpu", "requests": $REQUESTS, "warmup": $WARMUP,
- "ir_per_request": {"bare": $(json_ir bare), "key": $(json_ir key), "jwt": $(json_ir jwt)},
- "ratios": {"key_bare": $(ratio key bare), "jwt_bare": $(ratio jwt bare), "jwt_key": $(ratio jwt key)}}
+ "ir_per_request": {"bare": $(json_ir bare), "same": $(json_ir same), "key": $(json_ir key), "jwt": $(json_ir jwt)},
+ "ratios": {"key_bare": $(ratio key bare), "jwt_bare": $(ratio jwt bare), "jwt_key": $(ratio jwt key),
+            "same_bare": $(ratio same bare), "key_same": $(ratio key same), "jwt_same": $(ratio jwt same)}}
 EOF
 echo "results: $OUT"

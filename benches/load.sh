@@ -2,7 +2,11 @@
 # Load benchmark of wpgate against its baselines, all in one run on this machine:
 #   a  direct to a static nginx upstream (small JSON body)
 #   b  nginx as a plain reverse proxy (1 worker, keepalive upstream)
-#   c  bare Pingora proxy (benches/bare_pingora.rs): the framework's floor
+#   c  bare Pingora proxy (benches/bare_pingora.rs): the framework's floor, with
+#      Pingora's defaults
+#   s  the same bare proxy with the Pingora settings wpgate runs with (--like-wpgate:
+#      no downstream modules, and no work stealing, as both run one thread): what
+#      those settings are worth
 #   d  wpgate with API-key auth + credential injection, set up through its CLI
 #   e  the same wpgate, a site that takes HS256 JWTs (iss/aud/lifetime checked)
 #   f  reference: HAProxy 2.6 (Debian) checking the same JWT with jwt_verify, iss, aud
@@ -11,6 +15,9 @@
 #   h  wpgate over HTTPS (listen.proxy_tls, the same certificate), API key as in (d)
 #      wrk keeps its 64 connections open: (g) and (h) measure TLS record cost, not
 #      handshakes.
+#   Every target gets the same request: the path below and the headers of (d), an
+#   X-Website-ID and an X-API-Key (a key of the same shape for the baselines, which
+#   forward them), so that the ratios compare the same work on the same bytes.
 #   k  another wpgate binary (WPGATE_BASE, e.g. a build of an older commit), API key as
 #      in (d): a before/after comparison in one run (ratio d/k)
 # Proxy and upstream share core 0, wrk runs on core 1. Reports requests/s, p50/p99
@@ -18,9 +25,9 @@
 # which varies far less between runs than requests/s on shared machines; targets are
 # measured in interleaved rounds, so that the ratios compare like with like.
 #
-# Env: TARGETS="a b c d e f g h"  DURATION=5 (s per run)  ROUNDS=4 (runs per target,
+# Env: TARGETS="a b c s d e f g h"  DURATION=5 (s per run)  ROUNDS=4 (runs per target,
 #      interleaved)  WARMUP=2 (s)  OUT=target/load-results.json
-#      PORT_BASE=27180 (uses PORT_BASE..PORT_BASE+9 and, for callgrind, +20..+22 on 127.0.0.1)
+#      PORT_BASE=27180 (uses PORT_BASE..PORT_BASE+10 and, for callgrind, +20..+22 on 127.0.0.1)
 #      BARE_PINGORA=/path, WPGATE=/path: use these binaries instead of building them.
 #      WPGATE_BASE=/path: the binary of target k (required for k).
 #      CALLGRIND=1: afterwards, benches/callgrind.sh counts the instructions per request
@@ -31,7 +38,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-TARGETS=${TARGETS:-"a b c d e f g h"}
+TARGETS=${TARGETS:-"a b c s d e f g h"}
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-4}
 WARMUP=${WARMUP:-2}
@@ -52,6 +59,7 @@ P_BARE_TLS=$((PORT_BASE + 6))
 P_WPGATE_TLS=$((PORT_BASE + 7))
 P_BASE=$((PORT_BASE + 8))
 P_BASE_ADMIN=$((PORT_BASE + 9))
+P_BARE_SAME=$((PORT_BASE + 10))
 
 wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 die() { echo "load.sh: $*" >&2; exit 1; }
@@ -84,7 +92,7 @@ LOADAVG_START=$(cut -d' ' -f1 /proc/loadavg)
 
 # --- build (before starting anything, so the build does not compete for CPU) --
 # (g) and (h) need bare_pingora too: it writes their test certificate.
-if { wants c || wants g || wants h; } && [[ -z ${BARE_PINGORA:-} ]]; then
+if { wants c || wants s || wants g || wants h; } && [[ -z ${BARE_PINGORA:-} ]]; then
     cargo build --release --example bare_pingora
     BARE_PINGORA=$TARGET_DIR/release/examples/bare_pingora
 fi
@@ -103,7 +111,7 @@ tmp=$(mktemp -d /tmp/wpgate-load.XXXXXX)
 trap cleanup EXIT
 
 for port in "$P_STATIC" "$P_NGINX" "$P_BARE" "$P_WPGATE" "$P_ADMIN" "$P_HAPROXY" \
-    "$P_BARE_TLS" "$P_WPGATE_TLS" "$P_BASE" "$P_BASE_ADMIN"; do
+    "$P_BARE_TLS" "$P_WPGATE_TLS" "$P_BASE" "$P_BASE_ADMIN" "$P_BARE_SAME"; do
     ! port_open "$port" || die "port $port already in use (set PORT_BASE)"
 done
 
@@ -159,6 +167,9 @@ EOF
 # Every target is asked for the same REST API path (wpgate forwards only the REST API).
 REQ_PATH=/wp-json/wp/v2/posts
 BODY='{"id":1,"name":"bench","status":"publish","link":"http://127.0.0.1/bench","tags":[1,2,3]}'
+
+# The baselines' client headers: (d)'s, with a key of the same shape.
+SAME=(-H "X-Website-ID: bench" -H "X-API-Key: wpg_aaaaaaaaaaaa_$(printf 'A%.0s' {1..43})")
 
 # Static upstream: always needed.
 start_nginx static "$P_STATIC" "
@@ -260,8 +271,8 @@ check_200() { # $1 name, $2 url, $3 log file, rest: curl args
 }
 
 if wants a; then
-    check_200 a "http://127.0.0.1:$P_STATIC$REQ_PATH" "$tmp/static/error.log"
-    measure a "http://127.0.0.1:$P_STATIC$REQ_PATH" ""
+    check_200 a "http://127.0.0.1:$P_STATIC$REQ_PATH" "$tmp/static/error.log" "${SAME[@]}"
+    measure a "http://127.0.0.1:$P_STATIC$REQ_PATH" "" "${SAME[@]}"
 fi
 
 if wants b; then
@@ -277,8 +288,8 @@ if wants b; then
         }
     }"
     nginx_pid=$started_pid
-    check_200 b "http://127.0.0.1:$P_NGINX$REQ_PATH" "$tmp/proxy/error.log"
-    measure b "http://127.0.0.1:$P_NGINX$REQ_PATH" "$nginx_pid"
+    check_200 b "http://127.0.0.1:$P_NGINX$REQ_PATH" "$tmp/proxy/error.log" "${SAME[@]}"
+    measure b "http://127.0.0.1:$P_NGINX$REQ_PATH" "$nginx_pid" "${SAME[@]}"
 fi
 
 if wants c; then
@@ -287,8 +298,18 @@ if wants c; then
     bare_pid=$!
     pids+=("$bare_pid")
     wait_port "$P_BARE" "$bare_pid" "$tmp/bare.log"
-    check_200 c "http://127.0.0.1:$P_BARE$REQ_PATH" "$tmp/bare.log"
-    measure c "http://127.0.0.1:$P_BARE$REQ_PATH" "$bare_pid"
+    check_200 c "http://127.0.0.1:$P_BARE$REQ_PATH" "$tmp/bare.log" "${SAME[@]}"
+    measure c "http://127.0.0.1:$P_BARE$REQ_PATH" "$bare_pid" "${SAME[@]}"
+fi
+
+if wants s; then
+    taskset -c 0 "$BARE_PINGORA" --listen "127.0.0.1:$P_BARE_SAME" --upstream "127.0.0.1:$P_STATIC" \
+        --like-wpgate >"$tmp/bare-same.log" 2>&1 &
+    bare_same_pid=$!
+    pids+=("$bare_same_pid")
+    wait_port "$P_BARE_SAME" "$bare_same_pid" "$tmp/bare-same.log"
+    check_200 s "http://127.0.0.1:$P_BARE_SAME$REQ_PATH" "$tmp/bare-same.log" "${SAME[@]}"
+    measure s "http://127.0.0.1:$P_BARE_SAME$REQ_PATH" "$bare_same_pid" "${SAME[@]}"
 fi
 
 # One self-signed certificate (ECDSA P-256, for 127.0.0.1) for both HTTPS targets.
@@ -303,8 +324,9 @@ if wants g; then
     bare_tls_pid=$!
     pids+=("$bare_tls_pid")
     wait_port "$P_BARE_TLS" "$bare_tls_pid" "$tmp/bare-tls.log"
-    check_200 g "https://127.0.0.1:$P_BARE_TLS$REQ_PATH" "$tmp/bare-tls.log" --cacert "$TLS_DIR/cert.pem"
-    measure g "https://127.0.0.1:$P_BARE_TLS$REQ_PATH" "$bare_tls_pid"
+    check_200 g "https://127.0.0.1:$P_BARE_TLS$REQ_PATH" "$tmp/bare-tls.log" --cacert "$TLS_DIR/cert.pem" \
+        "${SAME[@]}"
+    measure g "https://127.0.0.1:$P_BARE_TLS$REQ_PATH" "$bare_tls_pid" "${SAME[@]}"
 fi
 
 # The HS256 token of (e) and (f): iss, aud, iat, exp.
@@ -407,7 +429,8 @@ fi
 run_rounds
 
 # --- report -----------------------------------------------------------------
-declare -A label=([a]="direct (static nginx)" [b]="nginx proxy" [c]="bare Pingora" [d]="wpgate (api key)"
+declare -A label=([a]="direct (static nginx)" [b]="nginx proxy" [c]="bare Pingora" [s]="bare, wpgate settings"
+    [d]="wpgate (api key)"
     [e]="wpgate (jwt hs256)" [f]="haproxy jwt_verify" [g]="bare Pingora TLS" [h]="wpgate TLS (api key)"
     [k]="WPGATE_BASE (api key)")
 declare -A cpu_of=()
@@ -435,6 +458,8 @@ echo
 ratio c b
 ratio d b
 ratio d c
+ratio s c
+ratio d s
 ratio e c
 ratio e d
 ratio e f
@@ -450,6 +475,7 @@ ratio d k
 callgrind_json=null
 cg_targets=""
 wants c && cg_targets+=" bare"
+wants s && cg_targets+=" same"
 wants d && cg_targets+=" key"
 wants e && cg_targets+=" jwt"
 if [[ $CALLGRIND != 0 && -n $cg_targets ]]; then
