@@ -252,6 +252,7 @@ async fn load_keys(store: &dyn Store, keys: usize, sites: usize) -> Duration {
                 grace_until: None,
                 last_used_at: None,
                 verified: Default::default(),
+                marked: Default::default(),
             })
             .collect(),
         ..ImportBatch::default()

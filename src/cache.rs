@@ -505,7 +505,7 @@ impl<V: Send + Sync + 'static> LookupCache<V> {
 }
 
 /// One read of `SAMPLE_EVERY` front hits (per thread) is also shown to moka.
-const SAMPLE_EVERY: u32 = 16;
+const SAMPLE_EVERY: u32 = 64;
 
 fn sample_for_eviction_policy() -> bool {
     thread_local! {

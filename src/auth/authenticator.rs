@@ -29,9 +29,9 @@ pub trait KeyLookup: Send + Sync {
         at: Instant,
     ) -> impl Future<Output = Result<Option<Arc<ApiKeyRecord>>, Arc<StoreError>>> + Send;
 
-    /// The key `key_id` was just accepted (for its `last_used_at`). Runs on every
+    /// The key of `record` was just accepted (for its `last_used_at`). Runs on every
     /// request with a key: it must not wait, write or allocate.
-    fn key_used(&self, key_id: &str);
+    fn key_used(&self, record: &ApiKeyRecord);
 }
 
 /// What the authenticator needs to know of the site a request names.
@@ -274,7 +274,7 @@ impl<K: KeyLookup> Authenticator<K> {
             site.id,
             crate::time::now_unix,
         )?;
-        self.keys.key_used(parsed.key_id);
+        self.keys.key_used(&key);
         Ok(Admitted {
             principal: Principal::ApiKey(key),
             identity_headers: Vec::new(),

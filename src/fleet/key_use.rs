@@ -9,6 +9,7 @@ use crate::auth::api_key::KEY_ID_LEN;
 use crate::store::{Store, StoreError};
 use std::collections::HashSet;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 const SHARDS: usize = 16;
@@ -20,7 +21,31 @@ type KeyId = [u8; KEY_ID_LEN];
 pub struct KeyUse {
     shards: Box<[Mutex<HashSet<KeyId, foldhash::fast::RandomState>>]>,
     shard_of: foldhash::fast::RandomState,
+    /// Counts the rounds: each `take` begins a new one (from 1; a record's
+    /// [`MarkedIn`] starts at 0, no round).
+    round: AtomicU64,
 }
+
+/// The round of [`KeyUse`] in which a cached key record was last marked used. A key is
+/// marked once a round: its other requests of the round cost an atomic swap instead of
+/// a lock and two hashes. Kept with the cached record only; a copy starts unmarked.
+#[derive(Debug, Default)]
+pub struct MarkedIn(AtomicU64);
+
+impl Clone for MarkedIn {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// Bookkeeping, not part of what a record is.
+impl PartialEq for MarkedIn {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for MarkedIn {}
 
 impl Default for KeyUse {
     fn default() -> Self {
@@ -33,6 +58,7 @@ impl KeyUse {
         KeyUse {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             shard_of: foldhash::fast::RandomState::default(),
+            round: AtomicU64::new(1),
         }
     }
 
@@ -54,8 +80,20 @@ impl KeyUse {
             .insert(id);
     }
 
-    /// Takes every marked id (each shard keeps its capacity for the next round).
+    /// Marks the key of a cached `record` as used, unless it was already this round.
+    /// A request racing a `take` marks its key in this round or the next: its use is
+    /// written by this flush or the next one.
+    pub fn mark_once(&self, key_id: &str, marked: &MarkedIn) {
+        let round = self.round.load(Ordering::Acquire);
+        if marked.0.swap(round, Ordering::AcqRel) != round {
+            self.mark(key_id);
+        }
+    }
+
+    /// Takes every marked id (each shard keeps its capacity for the next round), and
+    /// begins a new round: keys used from now on are marked again.
     pub fn take(&self) -> Vec<String> {
+        self.round.fetch_add(1, Ordering::AcqRel);
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut set = shard.lock().unwrap_or_else(PoisonError::into_inner);
@@ -110,6 +148,22 @@ mod tests {
         assert!(u.take().is_empty());
         u.restore(&got);
         assert_eq!(u.take().len(), 2);
+    }
+
+    #[test]
+    fn a_cached_record_is_marked_once_a_round() {
+        let u = KeyUse::new();
+        let marked = MarkedIn::default();
+        u.mark_once("abcdefghijkl", &marked);
+        assert_eq!(u.take(), ["abcdefghijkl"]);
+        // A new round: the same record is marked again, once.
+        u.mark_once("abcdefghijkl", &marked);
+        u.mark_once("abcdefghijkl", &marked);
+        assert_eq!(u.take(), ["abcdefghijkl"]);
+        assert!(u.take().is_empty());
+        // A copy of the record (another cache load) starts unmarked.
+        u.mark_once("abcdefghijkl", &marked.clone());
+        assert_eq!(u.take(), ["abcdefghijkl"]);
     }
 
     #[tokio::test]

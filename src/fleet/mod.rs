@@ -275,7 +275,7 @@ impl crate::auth::KeyLookup for Fleet {
         self.find_key_at(key_id, at)
     }
 
-    fn key_used(&self, key_id: &str) {
-        self.key_use.mark(key_id);
+    fn key_used(&self, record: &ApiKeyRecord) {
+        self.key_use.mark_once(&record.key_id, &record.marked);
     }
 }

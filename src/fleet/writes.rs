@@ -599,6 +599,7 @@ impl Fleet {
             grace_until: None,
             last_used_at: None,
             verified: Default::default(),
+            marked: Default::default(),
         };
         Ok((record, key))
     }

@@ -141,6 +141,7 @@ fn check_follows_the_rules(input: &mut Input<'_>) {
         grace_until: revoked_at.and_then(|_| optional_time(input, now)),
         last_used_at: None,
         verified: Default::default(),
+        marked: Default::default(),
     };
     let site = input.pick(SITES);
     let clock_read = Cell::new(false);

@@ -19,7 +19,7 @@ fn record_metrics(m: &Metrics, status: u16, ctx: &RequestCtx, end: Instant) {
         m.upstream_duration
             .observe(end.saturating_duration_since(t).as_secs_f64());
     }
-    if let Some(r) = ctx.rejection {
+    if let Some(r) = ctx.rejection() {
         let auth = matches!(r.code.status(), 401 | 403 | 429)
             || matches!(
                 r.code,
@@ -57,8 +57,9 @@ pub fn access_log(
     let end = Instant::now();
     record_metrics(metrics, status, ctx, end);
     let duration_ms = millis(end.saturating_duration_since(ctx.started));
-    let reason = ctx.rejection.map_or("-", |r| r.reason);
-    let code = ctx.rejection.map_or("-", |r| r.code.as_str());
+    let rejection = ctx.rejection();
+    let reason = rejection.map_or("-", |r| r.reason);
+    let code = rejection.map_or("-", |r| r.code.as_str());
     let principal = ctx.admitted.as_ref().map_or("-", |a| a.principal.log_id());
     let site = ctx.site_id().unwrap_or("-");
     let error = e.map(|e| e.etype().as_str());

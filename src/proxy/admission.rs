@@ -60,7 +60,7 @@ impl Gateway {
         ctx.site_id = Some(value.clone());
         // Over the failure limit: refused before any lookup or crypto.
         if let Some(retry) = client.ip.and_then(|ip| self.auth.retry_after(ip)) {
-            ctx.retry_after = Some(retry);
+            ctx.set_retry_after(retry);
             return Err(AuthFailure::RateLimited.into());
         }
         let result = self.authenticate(req, site_id, ctx).await;
@@ -76,7 +76,7 @@ impl Gateway {
         // Only for a client the site accepts: nothing about its origins or routes leaks
         // to others.
         if let Some(origin) = cors::check_site(&req.headers, &site.cors)? {
-            ctx.cors_origin = Some(origin);
+            ctx.set_cors_origin(Some(origin));
         }
         route::check_target(req.raw_path(), &site.routes)?;
         if !site.enabled {
@@ -118,7 +118,9 @@ impl Gateway {
             upstream_url: &site.upstream_url,
             auth: &site.auth,
         };
-        ctx.admitted = Some(self.auth.admit(presented, site_ref, ctx.started).await?);
+        ctx.admitted = Some(Box::new(
+            self.auth.admit(presented, site_ref, ctx.started).await?,
+        ));
         Ok(site)
     }
 }

@@ -105,14 +105,14 @@ pub fn check_site(headers: &HeaderMap, site: &CorsAllow) -> Result<Option<Header
 }
 
 /// Answers a preflight: 204 with the allow headers for an origin some site allows
-/// (`ctx.cors_origin`), else 403 `cors.origin_not_allowed`.
+/// (`ctx.cors_origin()`), else 403 `cors.origin_not_allowed`.
 pub async fn answer_preflight(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<()> {
-    let Some(origin) = ctx.cors_origin.clone() else {
+    let Some(origin) = ctx.cors_origin().cloned() else {
         let rejection = Rejection::new(
             ErrorCode::CorsOriginNotAllowed,
             "preflight_origin_not_allowed",
         );
-        ctx.rejection = Some(rejection);
+        ctx.set_rejection(rejection);
         return reject::reject(session, rejection.code, &ctx.request_id, None, None, None).await;
     };
     let resp = preflight_response(origin, ctx.request_id.clone())?;

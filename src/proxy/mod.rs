@@ -3,6 +3,7 @@
 
 mod access_log;
 mod admission;
+mod answer;
 mod client;
 pub mod cors;
 pub mod ctx;
@@ -57,6 +58,10 @@ impl Gateway {
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
+    /// None of Pingora's default modules: it adds a response compression module, off,
+    /// that still runs its filters on every request; wpgate never compresses answers.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new(self.config.load_full())
     }
@@ -67,7 +72,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         ctx.request_id = request_id::take_or_mint_value(&session.req_header().headers);
-        ctx.cors_origin = cors::fleet_allowed(session.req_header(), self.fleet.origins());
+        ctx.set_cors_origin(cors::fleet_allowed(
+            session.req_header(),
+            self.fleet.origins(),
+        ));
         if cors::is_preflight(session.req_header()) {
             cors::answer_preflight(session, ctx).await?;
             return Ok(true);
@@ -79,13 +87,13 @@ impl ProxyHttp for Gateway {
         match self.admit(session.req_header(), peer, ctx).await {
             Ok(()) => Ok(false),
             Err(rejection) => {
-                ctx.rejection = Some(rejection);
-                let cors = ctx.cors_origin.as_ref();
+                ctx.set_rejection(rejection);
+                let cors = ctx.cors_origin();
                 reject::reject(
                     session,
                     rejection.code,
                     &ctx.request_id,
-                    ctx.retry_after,
+                    ctx.retry_after(),
                     cors,
                     ctx.legacy_site(),
                 )
@@ -138,9 +146,9 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        upstream_response.insert_header(request_id::HEADER, ctx.request_id.clone())?;
+        answer::prepare(upstream_response, &ctx.request_id)?;
         if let Some(site) = &ctx.site {
-            cors::forwarded(upstream_response, ctx.cors_origin.as_ref(), &site.cors)?;
+            cors::forwarded(upstream_response, ctx.cors_origin(), &site.cors)?;
         }
         if let Some(legacy) = ctx.legacy_site() {
             legacy::mark_deprecated(upstream_response, legacy)?;

@@ -115,10 +115,10 @@ pub async fn failure(
     if ctx.request_id.is_empty() {
         ctx.request_id = request_id::take_or_mint_value(&session.req_header().headers);
     }
-    ctx.rejection = Some(rejection);
+    ctx.set_rejection(rejection);
     // Once the upstream's header is on its way there is no error to send, only a cut.
     if session.response_written().is_none() {
-        let cors = ctx.cors_origin.as_ref();
+        let cors = ctx.cors_origin();
         let legacy = ctx.legacy_site();
         if let Err(err) = reject(session, rejection.code, &ctx.request_id, None, cors, legacy).await
         {

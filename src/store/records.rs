@@ -72,6 +72,10 @@ pub struct ApiKeyRecord {
     /// past the HMAC (`auth::api_key::check`). Never stored, never printed.
     #[sqlx(skip)]
     pub verified: crate::secret::VerifiedMemo,
+    /// The round of `fleet::key_use` this record (as cached) was last marked used in:
+    /// later requests of the round skip the mark. Never stored.
+    #[sqlx(skip)]
+    pub marked: crate::fleet::key_use::MarkedIn,
 }
 
 /// Who did what, written with the change it describes. Never holds a secret.

@@ -125,6 +125,7 @@ fn key(key_id: &str, site_id: &str, created_at: i64) -> ApiKeyRecord {
         grace_until: None,
         last_used_at: None,
         verified: Default::default(),
+        marked: Default::default(),
     }
 }
 
